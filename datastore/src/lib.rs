@@ -10,6 +10,40 @@ use driver_api::{Datastore, ServiceStatus};
 /// The `datastore_manager` name Trove uses for K2HDKC.
 pub const MANAGER: &str = "k2hdkc";
 
+/// The `[k2hdkc]` option group: what Trove and the agent know (the
+/// Trove-side plugin registers the same names). A key outside it is a typo.
+pub const OPTIONS: &[&str] = &[
+    "database_service_uname",
+    "database_service_uid",
+    "database_service_gid",
+    "icmp",
+    "tcp_ports",
+    "udp_ports",
+    "backup_strategy",
+    "replication_strategy",
+    "replication_namespace",
+    "mount_point",
+    "root_on_create",
+    "usage_timeout",
+    "volume_support",
+    "device_path",
+    "root_controller",
+    "ignore_users",
+    "cluster_support",
+    "min_cluster_member_count",
+    "api_strategy",
+    "taskmanager_strategy",
+    "guestagent_strategy",
+    "default_password_length",
+    "ctrl_port",
+    "docker_image",
+    "backup_docker_image",
+    "guest_datastore_manager",
+];
+
+/// Where the data volume is mounted unless `[k2hdkc] mount_point` says.
+pub const DEFAULT_MOUNT_POINT: &str = "/var/lib/antpickax/k2hdkc";
+
 /// The K2HDKC driver.
 #[derive(Debug, Default)]
 pub struct K2hdkc {}

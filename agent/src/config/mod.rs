@@ -1,0 +1,759 @@
+//! The agent's configuration, read the way oslo.config reads Trove's files.
+//!
+//! Trove injects `guest_info.conf` and `trove-guestagent.conf` into
+//! `/etc/trove/conf.d`; upstream runs `trove-guestagent --config-dir
+//! /etc/trove/conf.d`. Files are read in command-line order (a directory's
+//! `*.conf` files sorted by name), and a later value wins. Keys may use `-`
+//! or `_`; values may be quoted; empty values and the literal `None` mean
+//! "not set" for optional settings.
+//!
+//! We are strict about the groups this agent owns (`[DEFAULT]`,
+//! `[oslo_messaging_rabbit]`, the datastore's group): a key neither we nor
+//! upstream Trove/oslo know is a typo, and is reported with its file.
+//! Options upstream knows but this agent has no use for are accepted and
+//! listed at debug level. Groups of other datastores are ignored.
+
+mod transport;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use transport::{BrokerHost, TransportUrl};
+
+/// A value that must never be printed: `Debug` and `Display` mask it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// One bad setting: which file, which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The file the value came from (or `<defaults>`).
+    pub file: String,
+    /// `[group] key`, or a line number for a parse error.
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.file, self.key, self.reason)
+    }
+}
+
+/// Every problem found, one line each.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError(pub Vec<ConfigProblem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "config error: {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where configuration comes from, in the order given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `--config-file FILE`.
+    File(PathBuf),
+    /// `--config-dir DIR`: every `*.conf` in it, sorted.
+    Dir(PathBuf),
+}
+
+/// The `[oslo_messaging_rabbit]` settings that shape what we declare and
+/// how we connect; defaults are oslo.messaging 18.x's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RabbitOptions {
+    /// `amqp_durable_queues`.
+    pub amqp_durable_queues: bool,
+    /// `amqp_auto_delete`.
+    pub amqp_auto_delete: bool,
+    /// `rabbit_ha_queues`: adds `x-ha-policy: all`.
+    pub rabbit_ha_queues: bool,
+    /// `rabbit_quorum_queue`: topic queues are quorum queues.
+    pub rabbit_quorum_queue: bool,
+    /// `rabbit_transient_quorum_queue`: fanout and reply queues are quorum.
+    pub rabbit_transient_quorum_queue: bool,
+    /// `rabbit_quorum_delivery_limit` (0 = unset).
+    pub rabbit_quorum_delivery_limit: u64,
+    /// `rabbit_quorum_max_memory_length` (0 = unset).
+    pub rabbit_quorum_max_memory_length: u64,
+    /// `rabbit_quorum_max_memory_bytes` (0 = unset).
+    pub rabbit_quorum_max_memory_bytes: u64,
+    /// `rabbit_transient_queues_ttl` seconds (`x-expires`; 0 = none).
+    pub rabbit_transient_queues_ttl: u64,
+    /// `rabbit_stream_fanout`: fanout queues are one shared stream.
+    pub rabbit_stream_fanout: bool,
+    /// `rabbit_qos_prefetch_count` (0 = ours: see `rpc::PREFETCH`).
+    pub rabbit_qos_prefetch_count: u16,
+    /// `enable_cancel_on_failover`.
+    pub enable_cancel_on_failover: bool,
+    /// `heartbeat_timeout_threshold` seconds (0 = no AMQP heartbeat).
+    pub heartbeat_timeout_threshold: u16,
+    /// `rabbit_retry_interval` seconds: first reconnect delay.
+    pub rabbit_retry_interval: u64,
+    /// `rabbit_retry_backoff` seconds added per attempt.
+    pub rabbit_retry_backoff: u64,
+    /// `rabbit_interval_max` seconds: the reconnect delay's cap.
+    pub rabbit_interval_max: u64,
+    /// `ssl`: connect with TLS.
+    pub ssl: bool,
+    /// `ssl_ca_file`: CA bundle to verify the broker with.
+    pub ssl_ca_file: Option<PathBuf>,
+    /// `ssl_cert_file`: client certificate (PEM).
+    pub ssl_cert_file: Option<PathBuf>,
+    /// `ssl_key_file`: client key (PEM).
+    pub ssl_key_file: Option<PathBuf>,
+}
+
+impl Default for RabbitOptions {
+    fn default() -> Self {
+        Self {
+            amqp_durable_queues: false,
+            amqp_auto_delete: false,
+            rabbit_ha_queues: false,
+            rabbit_quorum_queue: false,
+            rabbit_transient_quorum_queue: false,
+            rabbit_quorum_delivery_limit: 0,
+            rabbit_quorum_max_memory_length: 0,
+            rabbit_quorum_max_memory_bytes: 0,
+            rabbit_transient_queues_ttl: 1800,
+            rabbit_stream_fanout: false,
+            rabbit_qos_prefetch_count: 0,
+            enable_cancel_on_failover: false,
+            heartbeat_timeout_threshold: 60,
+            rabbit_retry_interval: 1,
+            rabbit_retry_backoff: 2,
+            rabbit_interval_max: 30,
+            ssl: false,
+            ssl_ca_file: None,
+            ssl_cert_file: None,
+            ssl_key_file: None,
+        }
+    }
+}
+
+/// The datastore's option group (`[k2hdkc]`): what the agent itself needs
+/// from it, plus the whole group for the driver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatastoreGroup {
+    /// The group's name (= `datastore_manager`).
+    pub name: String,
+    /// `mount_point`: where the data volume is mounted.
+    pub mount_point: PathBuf,
+    /// `device_path`: the data volume's device.
+    pub device_path: PathBuf,
+    /// `database_service_uid`: the user the database runs as.
+    pub database_service_uid: u32,
+    /// `database_service_gid`.
+    pub database_service_gid: u32,
+    /// Every key of the group as given (driver-specific settings).
+    pub values: BTreeMap<String, String>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `guest_id`: the Trove instance id.
+    pub guest_id: String,
+    /// `datastore_manager` (e.g. `k2hdkc`).
+    pub datastore_manager: String,
+    /// `datastore_version`.
+    pub datastore_version: Option<String>,
+    /// `tenant_id`.
+    pub tenant_id: Option<String>,
+    /// `instance_rpc_encr_key`: the per-instance secure-RPC key.
+    pub instance_rpc_encr_key: Option<Secret>,
+    /// `transport_url`.
+    pub transport_url: TransportUrl,
+    /// `control_exchange` (Trove sets `trove`).
+    pub control_exchange: String,
+    /// `conductor_queue`.
+    pub conductor_queue: String,
+    /// `report_interval`: seconds between heartbeats.
+    pub report_interval: Duration,
+    /// `state_change_wait_time`: the bound on waiting for the datastore.
+    pub state_change_wait_time: Duration,
+    /// `graceful_shutdown_timeout`: how long in-flight work may take after SIGTERM.
+    pub graceful_shutdown_timeout: Duration,
+    /// `debug`.
+    pub debug: bool,
+    /// `[oslo_messaging_rabbit]`.
+    pub rabbit: RabbitOptions,
+    /// The datastore's group.
+    pub datastore: DatastoreGroup,
+    /// Where prepare markers and other agent state live.
+    pub state_dir: PathBuf,
+    /// Options upstream knows that this agent does not use, with their file.
+    pub ignored: Vec<String>,
+}
+
+/// A value and the file it came from.
+#[derive(Debug, Clone)]
+struct Setting {
+    value: String,
+    file: String,
+}
+
+/// The merged key/value view of all files, before typing.
+#[derive(Debug, Default)]
+struct Merged {
+    groups: BTreeMap<String, BTreeMap<String, Setting>>,
+}
+
+impl Merged {
+    fn add_text(&mut self, file: &str, text: &str, problems: &mut Vec<ConfigProblem>) {
+        let options = ini::ParseOption {
+            // oslo.config takes backslashes literally, and strips one pair
+            // of surrounding quotes itself (done below).
+            enabled_quote: false,
+            enabled_escape: false,
+            enabled_indented_mutiline_value: true,
+            enabled_preserve_key_leading_whitespace: false,
+        };
+        let parsed = match ini::Ini::load_from_str_opt(text, options) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                problems.push(ConfigProblem {
+                    file: file.to_owned(),
+                    key: format!("line {}", e.line + 1),
+                    reason: format!("not an INI line ({})", e.msg),
+                });
+                return;
+            }
+        };
+        for (section, props) in parsed.iter() {
+            // Keys before any section header: oslo.config refuses them too.
+            let Some(section) = section else {
+                for (key, _) in props.iter() {
+                    problems.push(ConfigProblem {
+                        file: file.to_owned(),
+                        key: key.to_owned(),
+                        reason: "option outside any [section]".into(),
+                    });
+                }
+                continue;
+            };
+            let group = if section.eq_ignore_ascii_case("default") { "DEFAULT" } else { section };
+            let entries = self.groups.entry(group.to_owned()).or_default();
+            for (key, value) in props.iter() {
+                entries.insert(normalize_key(key), Setting { value: unquote(value.trim()).to_owned(), file: file.to_owned() });
+            }
+        }
+    }
+}
+
+fn normalize_key(key: &str) -> String {
+    key.trim().replace('-', "_")
+}
+
+fn unquote(value: &str) -> &str {
+    let bytes = value.as_bytes();
+    if bytes.len() >= 2 && (bytes[0] == b'"' || bytes[0] == b'\'') && bytes[0] == bytes[bytes.len() - 1] {
+        &value[1..value.len() - 1]
+    } else {
+        value
+    }
+}
+
+/// Expands sources into the ordered list of files.
+pub fn files_of(sources: &[Source]) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for source in sources {
+        match source {
+            Source::File(path) => files.push(path.clone()),
+            Source::Dir(dir) => match std::fs::read_dir(dir) {
+                Ok(entries) => {
+                    let mut confs: Vec<PathBuf> = entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|x| x == "conf") && p.is_file())
+                        .collect();
+                    confs.sort();
+                    files.extend(confs);
+                }
+                Err(e) => problems.push(ConfigProblem {
+                    file: dir.display().to_string(),
+                    key: "--config-dir".into(),
+                    reason: format!("cannot read directory: {e}"),
+                }),
+            },
+        }
+    }
+    if problems.is_empty() {
+        Ok(files)
+    } else {
+        Err(ConfigError(problems))
+    }
+}
+
+impl Config {
+    /// Loads from command-line sources (files and directories, in order).
+    pub fn load(sources: &[Source]) -> Result<Config, ConfigError> {
+        let files = files_of(sources)?;
+        let mut texts = Vec::new();
+        let mut problems = Vec::new();
+        for path in &files {
+            match std::fs::read_to_string(path) {
+                Ok(text) => texts.push((path.display().to_string(), text)),
+                Err(e) => problems.push(ConfigProblem {
+                    file: path.display().to_string(),
+                    key: "--config-file".into(),
+                    reason: format!("cannot read file: {e}"),
+                }),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
+        Config::from_texts(texts.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+    }
+
+    /// Parses configuration texts, each named by its file, later ones
+    /// winning. This is what tests use.
+    pub fn from_texts<'a>(texts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Config, ConfigError> {
+        let mut merged = Merged::default();
+        let mut problems = Vec::new();
+        for (name, text) in texts {
+            merged.add_text(name, text, &mut problems);
+        }
+        let config = Typed::new(&merged, &mut problems).build();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
+    /// The effective settings as `[group] key = value` lines, secrets masked.
+    pub fn render(&self) -> String {
+        let r = &self.rabbit;
+        let d = &self.datastore;
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "<unset>".into());
+        let path = |v: &Option<PathBuf>| v.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<unset>".into());
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| {
+            out.push_str(k);
+            out.push_str(" = ");
+            out.push_str(&v);
+            out.push('\n');
+        };
+        line("[DEFAULT]\nguest_id", self.guest_id.clone());
+        line("datastore_manager", self.datastore_manager.clone());
+        line("datastore_version", opt(&self.datastore_version));
+        line("tenant_id", opt(&self.tenant_id));
+        line(
+            "instance_rpc_encr_key",
+            if self.instance_rpc_encr_key.is_some() { "*** (secure RPC on)".into() } else { "<unset> (plain RPC)".into() },
+        );
+        line("transport_url", self.transport_url.masked());
+        line("control_exchange", self.control_exchange.clone());
+        line("conductor_queue", self.conductor_queue.clone());
+        line("report_interval", self.report_interval.as_secs().to_string());
+        line("state_change_wait_time", self.state_change_wait_time.as_secs().to_string());
+        line("graceful_shutdown_timeout", self.graceful_shutdown_timeout.as_secs().to_string());
+        line("debug", self.debug.to_string());
+        line("state_dir", self.state_dir.display().to_string());
+        line("\n[oslo_messaging_rabbit]\namqp_durable_queues", r.amqp_durable_queues.to_string());
+        line("amqp_auto_delete", r.amqp_auto_delete.to_string());
+        line("rabbit_ha_queues", r.rabbit_ha_queues.to_string());
+        line("rabbit_quorum_queue", r.rabbit_quorum_queue.to_string());
+        line("rabbit_transient_quorum_queue", r.rabbit_transient_quorum_queue.to_string());
+        line("rabbit_transient_queues_ttl", r.rabbit_transient_queues_ttl.to_string());
+        line("rabbit_stream_fanout", r.rabbit_stream_fanout.to_string());
+        line("rabbit_qos_prefetch_count", r.rabbit_qos_prefetch_count.to_string());
+        line("heartbeat_timeout_threshold", r.heartbeat_timeout_threshold.to_string());
+        line("ssl", r.ssl.to_string());
+        line("ssl_ca_file", path(&r.ssl_ca_file));
+        line("ssl_cert_file", path(&r.ssl_cert_file));
+        line("ssl_key_file", path(&r.ssl_key_file));
+        line(&format!("\n[{}]\nmount_point", d.name), d.mount_point.display().to_string());
+        line("device_path", d.device_path.display().to_string());
+        line("database_service_uid", d.database_service_uid.to_string());
+        line("database_service_gid", d.database_service_gid.to_string());
+        for (k, v) in &d.values {
+            if !matches!(k.as_str(), "mount_point" | "device_path" | "database_service_uid" | "database_service_gid") {
+                let shown = if is_secret_key(k) { "***".to_owned() } else { v.clone() };
+                line(k, shown);
+            }
+        }
+        out
+    }
+}
+
+/// Keys whose values are secrets wherever they appear.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "token", "secret", "encr_key", "credential"].iter().any(|s| k.contains(s))
+}
+
+const UPSTREAM_DEFAULT_OPTIONS: &str = include_str!("upstream_default_options.txt");
+const UPSTREAM_RABBIT_OPTIONS: &str = include_str!("upstream_rabbit_options.txt");
+
+
+/// Typed reads over the merged view, collecting every problem.
+struct Typed<'a> {
+    merged: &'a Merged,
+    problems: &'a mut Vec<ConfigProblem>,
+}
+
+impl<'a> Typed<'a> {
+    fn new(merged: &'a Merged, problems: &'a mut Vec<ConfigProblem>) -> Self {
+        Self { merged, problems }
+    }
+
+    fn raw(&self, group: &str, key: &str) -> Option<&'a Setting> {
+        self.merged.groups.get(group).and_then(|g| g.get(key))
+    }
+
+    fn problem(&mut self, file: &str, group: &str, key: &str, reason: impl Into<String>) {
+        self.problems.push(ConfigProblem { file: file.to_owned(), key: format!("[{group}] {key}"), reason: reason.into() });
+    }
+
+    /// A string; empty or `None` count as unset.
+    fn opt_str(&self, group: &str, key: &str) -> Option<String> {
+        self.raw(group, key).map(|s| s.value.clone()).filter(|v| !v.is_empty() && v != "None")
+    }
+
+    fn required_str(&mut self, group: &str, key: &str, why: &str) -> String {
+        match self.opt_str(group, key) {
+            Some(v) => v,
+            None => {
+                let file = self.raw(group, key).map(|s| s.file.clone()).unwrap_or_else(|| "<all files>".into());
+                self.problem(&file, group, key, format!("missing: {why}"));
+                String::new()
+            }
+        }
+    }
+
+    fn str_or(&self, group: &str, key: &str, default: &str) -> String {
+        self.opt_str(group, key).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn bool_or(&mut self, group: &str, key: &str, default: bool) -> bool {
+        let Some(setting) = self.raw(group, key) else { return default };
+        match setting.value.to_ascii_lowercase().as_str() {
+            "" | "none" => default,
+            "true" | "yes" | "on" | "1" => true,
+            "false" | "no" | "off" | "0" => false,
+            _ => {
+                let file = setting.file.clone();
+                self.problem(&file, group, key, "not a boolean (true/false, yes/no, on/off, 1/0)");
+                default
+            }
+        }
+    }
+
+    fn uint_or<T: std::str::FromStr + Copy>(&mut self, group: &str, key: &str, default: T) -> T {
+        let Some(setting) = self.raw(group, key) else { return default };
+        let v = setting.value.trim();
+        if v.is_empty() || v == "None" {
+            return default;
+        }
+        match v.parse::<T>() {
+            Ok(n) => n,
+            Err(_) => {
+                let file = setting.file.clone();
+                self.problem(&file, group, key, format!("not a whole number in range: {v:?}"));
+                default
+            }
+        }
+    }
+
+    fn check_known(&mut self, group: &str, known: &[&str], ignored: &mut Vec<String>, used: &[&str]) {
+        let Some(entries) = self.merged.groups.get(group) else { return };
+        for (key, setting) in entries {
+            if used.contains(&key.as_str()) {
+                continue;
+            }
+            if known.contains(&key.as_str()) {
+                ignored.push(format!("[{group}] {key} (from {})", setting.file));
+            } else {
+                let file = setting.file.clone();
+                self.problem(&file, group, key, "unknown option (not a Trove, oslo or agent option; typo?)");
+            }
+        }
+    }
+
+    fn build(mut self) -> Config {
+        const D: &str = "DEFAULT";
+        const R: &str = "oslo_messaging_rabbit";
+        let guest_id = self.required_str(D, "guest_id", "Trove injects it in guest_info.conf");
+        let datastore_manager = self.required_str(D, "datastore_manager", "Trove injects it in guest_info.conf");
+        let url_text = self.required_str(D, "transport_url", "the RabbitMQ URL, e.g. rabbit://user:pass@host:5672/");
+        let transport_url = if url_text.is_empty() {
+            TransportUrl::default()
+        } else {
+            match TransportUrl::parse(&url_text) {
+                Ok(url) => url,
+                Err(reason) => {
+                    let file = self.raw(D, "transport_url").map(|s| s.file.clone()).unwrap_or_default();
+                    self.problem(&file, D, "transport_url", reason);
+                    TransportUrl::default()
+                }
+            }
+        };
+        let report_interval = self.uint_or::<u64>(D, "report_interval", 30).max(1);
+        let state_change_wait_time = self.uint_or::<u64>(D, "state_change_wait_time", 600);
+        let graceful_shutdown_timeout = self.uint_or::<u64>(D, "graceful_shutdown_timeout", 60);
+        let rabbit = RabbitOptions {
+            amqp_durable_queues: self.bool_or(R, "amqp_durable_queues", false),
+            amqp_auto_delete: self.bool_or(R, "amqp_auto_delete", false),
+            rabbit_ha_queues: self.bool_or(R, "rabbit_ha_queues", false),
+            rabbit_quorum_queue: self.bool_or(R, "rabbit_quorum_queue", false),
+            rabbit_transient_quorum_queue: self.bool_or(R, "rabbit_transient_quorum_queue", false),
+            rabbit_quorum_delivery_limit: self.uint_or(R, "rabbit_quorum_delivery_limit", 0),
+            rabbit_quorum_max_memory_length: self.uint_or(R, "rabbit_quorum_max_memory_length", 0),
+            rabbit_quorum_max_memory_bytes: self.uint_or(R, "rabbit_quorum_max_memory_bytes", 0),
+            rabbit_transient_queues_ttl: self.uint_or(R, "rabbit_transient_queues_ttl", 1800),
+            rabbit_stream_fanout: self.bool_or(R, "rabbit_stream_fanout", false),
+            rabbit_qos_prefetch_count: self.uint_or(R, "rabbit_qos_prefetch_count", 0),
+            enable_cancel_on_failover: self.bool_or(R, "enable_cancel_on_failover", false),
+            heartbeat_timeout_threshold: self.uint_or(R, "heartbeat_timeout_threshold", 60),
+            rabbit_retry_interval: self.uint_or::<u64>(R, "rabbit_retry_interval", 1).max(1),
+            rabbit_retry_backoff: self.uint_or(R, "rabbit_retry_backoff", 2),
+            rabbit_interval_max: self.uint_or::<u64>(R, "rabbit_interval_max", 30).max(1),
+            ssl: self.bool_or(R, "ssl", false) || transport_url.tls,
+            ssl_ca_file: self.opt_str(R, "ssl_ca_file").map(PathBuf::from),
+            ssl_cert_file: self.opt_str(R, "ssl_cert_file").map(PathBuf::from),
+            ssl_key_file: self.opt_str(R, "ssl_key_file").map(PathBuf::from),
+        };
+        if rabbit.rabbit_quorum_queue && rabbit.rabbit_ha_queues {
+            let file = self.raw(R, "rabbit_quorum_queue").map(|s| s.file.clone()).unwrap_or_default();
+            self.problem(&file, R, "rabbit_quorum_queue", "cannot be combined with rabbit_ha_queues (oslo.messaging refuses it too)");
+        }
+        if rabbit.ssl_cert_file.is_some() != rabbit.ssl_key_file.is_some() {
+            self.problem("<all files>", R, "ssl_cert_file", "ssl_cert_file and ssl_key_file go together");
+        }
+
+        let group_name = if datastore_manager.is_empty() { "k2hdkc".to_owned() } else { datastore_manager.clone() };
+        let uid = self.uint_or::<u32>(&group_name, "database_service_uid", 1001);
+        let gid = self.uint_or::<u32>(&group_name, "database_service_gid", uid);
+        let datastore = DatastoreGroup {
+            mount_point: PathBuf::from(self.str_or(&group_name, "mount_point", datastore::DEFAULT_MOUNT_POINT)),
+            device_path: PathBuf::from(self.str_or(&group_name, "device_path", "/dev/vdb")),
+            database_service_uid: uid,
+            database_service_gid: gid,
+            values: self
+                .merged
+                .groups
+                .get(&group_name)
+                .map(|g| g.iter().map(|(k, s)| (k.clone(), s.value.clone())).collect())
+                .unwrap_or_default(),
+            name: group_name.clone(),
+        };
+
+        let mut ignored = Vec::new();
+        const USED_DEFAULT: &[&str] = &[
+            "guest_id",
+            "datastore_manager",
+            "datastore_version",
+            "tenant_id",
+            "instance_rpc_encr_key",
+            "transport_url",
+            "control_exchange",
+            "conductor_queue",
+            "report_interval",
+            "state_change_wait_time",
+            "graceful_shutdown_timeout",
+            "debug",
+            "agent_state_dir",
+        ];
+        let known_default: Vec<&str> = UPSTREAM_DEFAULT_OPTIONS.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        self.check_known(D, &known_default, &mut ignored, USED_DEFAULT);
+        const USED_RABBIT: &[&str] = &[
+            "amqp_durable_queues",
+            "amqp_auto_delete",
+            "rabbit_ha_queues",
+            "rabbit_quorum_queue",
+            "rabbit_transient_quorum_queue",
+            "rabbit_quorum_delivery_limit",
+            "rabbit_quorum_max_memory_length",
+            "rabbit_quorum_max_memory_bytes",
+            "rabbit_transient_queues_ttl",
+            "rabbit_stream_fanout",
+            "rabbit_qos_prefetch_count",
+            "enable_cancel_on_failover",
+            "heartbeat_timeout_threshold",
+            "rabbit_retry_interval",
+            "rabbit_retry_backoff",
+            "rabbit_interval_max",
+            "ssl",
+            "ssl_ca_file",
+            "ssl_cert_file",
+            "ssl_key_file",
+        ];
+        let known_rabbit: Vec<&str> = UPSTREAM_RABBIT_OPTIONS.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        self.check_known(R, &known_rabbit, &mut ignored, USED_RABBIT);
+        if group_name == datastore::MANAGER {
+            // Every [k2hdkc] key is handed to the driver, so none is "ignored".
+            self.check_known(&group_name, &[], &mut ignored, datastore::OPTIONS);
+        }
+
+        Config {
+            guest_id,
+            datastore_version: self.opt_str(D, "datastore_version"),
+            tenant_id: self.opt_str(D, "tenant_id"),
+            instance_rpc_encr_key: self.opt_str(D, "instance_rpc_encr_key").map(Secret::new),
+            transport_url,
+            control_exchange: self.str_or(D, "control_exchange", "trove"),
+            conductor_queue: self.str_or(D, "conductor_queue", "trove-conductor"),
+            report_interval: Duration::from_secs(report_interval),
+            state_change_wait_time: Duration::from_secs(state_change_wait_time),
+            graceful_shutdown_timeout: Duration::from_secs(graceful_shutdown_timeout),
+            debug: self.bool_or(D, "debug", false),
+            rabbit,
+            datastore,
+            state_dir: PathBuf::from(self.str_or(D, "agent_state_dir", "/var/lib/trove-guestagent")),
+            ignored,
+            datastore_manager,
+        }
+    }
+}
+
+/// The default source when no flag is given, as the upstream unit uses.
+pub fn default_sources() -> Vec<Source> {
+    vec![Source::Dir(Path::new("/etc/trove/conf.d").to_path_buf())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUEST_INFO: &str = "[DEFAULT]\nguest_id=0f6a3c38-1111\ndatastore_manager=k2hdkc\ndatastore_version=1.0.17\n\
+        tenant_id=abc\ndatastore_registry_ext=None\nreplication_strategy=None\nssl_mode=None\nnetwork_isolation=False\n\
+        instance_rpc_encr_key=TOPSECRETKEY\n";
+    const AGENT_CONF: &str = "[DEFAULT]\ntransport_url = rabbit://trove:pa%40ss@10.0.0.1:5672,trove:pa%40ss@10.0.0.2:5672/trove\n\
+        control_exchange = trove\nreport_interval = 10\ndebug = True\nlog_dir = /var/log/trove\n\
+        [oslo_messaging_rabbit]\nrabbit_quorum_queue = true\nkombu_reconnect_delay = 1.0\n\
+        [k2hdkc]\nmount_point = /mnt/data\ndocker_image = antpickax/k2hdkc\n\
+        [mysql]\nwhatever_mysql_says = 1\n";
+
+    fn load(texts: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_texts(texts.iter().copied())
+    }
+
+    #[test]
+    fn reads_trove_injected_files() {
+        let c = load(&[("guest_info.conf", GUEST_INFO), ("trove-guestagent.conf", AGENT_CONF)]).unwrap();
+        assert_eq!(c.guest_id, "0f6a3c38-1111");
+        assert_eq!(c.datastore_manager, "k2hdkc");
+        assert_eq!(c.instance_rpc_encr_key.as_ref().unwrap().expose(), "TOPSECRETKEY");
+        assert_eq!(c.transport_url.hosts.len(), 2);
+        assert_eq!(c.transport_url.hosts[1].host, "10.0.0.2");
+        assert_eq!(c.transport_url.hosts[0].password.expose(), "pa@ss");
+        assert_eq!(c.transport_url.vhost, "trove");
+        assert_eq!(c.report_interval, Duration::from_secs(10));
+        assert!(c.rabbit.rabbit_quorum_queue);
+        assert_eq!(c.datastore.mount_point, PathBuf::from("/mnt/data"));
+        assert_eq!(c.datastore.database_service_uid, 1001);
+        assert!(c.debug);
+        assert!(c.ignored.iter().any(|i| i.contains("log_dir")));
+        assert!(c.ignored.iter().any(|i| i.contains("kombu_reconnect_delay")));
+    }
+
+    #[test]
+    fn later_files_win_and_none_means_unset() {
+        let c = load(&[
+            ("a.conf", GUEST_INFO),
+            ("b.conf", AGENT_CONF),
+            ("c.conf", "[DEFAULT]\nreport_interval = 5\ninstance_rpc_encr_key = None\n"),
+        ])
+        .unwrap();
+        assert_eq!(c.report_interval, Duration::from_secs(5));
+        assert!(c.instance_rpc_encr_key.is_none());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_file_and_key() {
+        let err = load(&[
+            ("guest_info.conf", GUEST_INFO),
+            ("trove-guestagent.conf", AGENT_CONF),
+            ("bad.conf", "[DEFAULT]\nreport_intervall = 5\nstate_change_wait_time = soon\n[oslo_messaging_rabbit]\nssl = maybe\n[k2hdkc]\nmount_pont = /x\n"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 4, "{text}");
+        assert!(text.contains("bad.conf: [DEFAULT] report_intervall: unknown option"), "{text}");
+        assert!(text.contains("bad.conf: [DEFAULT] state_change_wait_time: not a whole number"), "{text}");
+        assert!(text.contains("bad.conf: [oslo_messaging_rabbit] ssl: not a boolean"), "{text}");
+        assert!(text.contains("bad.conf: [k2hdkc] mount_pont: unknown option"), "{text}");
+        assert!(text.lines().all(|l| l.starts_with("config error: ")));
+    }
+
+    #[test]
+    fn missing_essentials_are_named() {
+        let err = load(&[("x.conf", "[DEFAULT]\ndebug = false\n")]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("guest_id: missing"), "{text}");
+        assert!(text.contains("transport_url: missing"), "{text}");
+    }
+
+    #[test]
+    fn malformed_lines_name_the_line() {
+        let err = load(&[("broken.conf", "[DEFAULT\nguest_id = x\n")]).unwrap_err();
+        assert!(err.to_string().starts_with("config error: broken.conf: line "), "{err}");
+    }
+
+    #[test]
+    fn dashes_quotes_and_hashes_are_taken_as_oslo_does() {
+        let c = load(&[
+            ("g.conf", GUEST_INFO),
+            ("t.conf", "[DEFAULT]\ntransport-url = \"rabbit://u:p#w;x@h:5672/\"\n"),
+        ])
+        .unwrap();
+        assert_eq!(c.transport_url.hosts[0].password.expose(), "p#w;x");
+    }
+
+    #[test]
+    fn render_masks_secrets() {
+        let c = load(&[("g.conf", GUEST_INFO), ("t.conf", AGENT_CONF)]).unwrap();
+        let shown = c.render();
+        assert!(!shown.contains("TOPSECRETKEY"), "{shown}");
+        assert!(!shown.contains("pa@ss") && !shown.contains("pa%40ss"), "{shown}");
+        assert!(shown.contains("guest_id = 0f6a3c38-1111"), "{shown}");
+        assert!(!format!("{c:?}").contains("TOPSECRETKEY"));
+    }
+
+    #[test]
+    fn config_dir_reads_conf_files_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.conf"), "[DEFAULT]\nreport_interval = 7\n").unwrap();
+        std::fs::write(dir.path().join("a.conf"), format!("{GUEST_INFO}report_interval = 3\n")).unwrap();
+        std::fs::write(dir.path().join("c.conf"), AGENT_CONF.replace("report_interval = 10\n", "")).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "[DEFAULT]\nbogus=1\n").unwrap();
+        let c = Config::load(&[Source::Dir(dir.path().to_path_buf())]).unwrap();
+        assert_eq!(c.report_interval, Duration::from_secs(7));
+    }
+}

@@ -1,0 +1,152 @@
+//! `trove-guestagent` in Rust: serves Trove's guest API over RabbitMQ for
+//! one datastore driver.
+//!
+//! [`run`] is the whole agent; `main` only parses flags, loads the
+//! configuration and calls it with a shutdown future (SIGTERM/SIGINT), so
+//! tests run the real agent in-process with a oneshot instead.
+
+pub mod conductor;
+pub mod config;
+pub mod host;
+pub mod manager;
+pub mod rpc;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use driver_api::secure::SecureCodec;
+use driver_api::Datastore;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use conductor::{Conductor, ConductorTarget};
+use config::Config;
+use manager::{Manager, Markers};
+use rpc::publisher::Publisher;
+use rpc::server::{Dispatcher, LinkControl, Target};
+
+/// How long casts (the last heartbeat, notifications) may take to flush at
+/// shutdown.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No driver for `datastore_manager`.
+    #[error("no driver for datastore_manager {0:?} (this agent serves: {1})")]
+    UnknownDatastore(String, &'static str),
+}
+
+/// The driver for `datastore_manager`.
+pub fn datastore_for(config: &Config) -> Result<Arc<dyn Datastore>, StartError> {
+    match config.datastore_manager.as_str() {
+        datastore::MANAGER => Ok(Arc::new(datastore::K2hdkc::new())),
+        other => Err(StartError::UnknownDatastore(other.to_owned(), datastore::MANAGER)),
+    }
+}
+
+/// Things a caller of [`run`] can watch.
+#[derive(Clone)]
+pub struct Handles {
+    /// `true` while the RPC consumers are up (READY for systemd).
+    pub ready: watch::Receiver<bool>,
+}
+
+/// Runs the agent until `shutdown` completes, then drains: stop taking
+/// requests, let in-flight ones finish (bounded by
+/// `graceful_shutdown_timeout`), flush casts, close the connection.
+pub async fn run(config: Config, datastore: Arc<dyn Datastore>, shutdown: impl Future<Output = ()>, on_start: impl FnOnce(Handles)) {
+    let config = Arc::new(config);
+    let codec = SecureCodec::new(config.instance_rpc_encr_key.as_ref().map(|k| k.expose()));
+    if !codec.is_secure() {
+        tracing::warn!("instance_rpc_encr_key is not set: RPC messages are not encrypted");
+    }
+    for ignored in &config.ignored {
+        tracing::debug!(option = %ignored, "upstream option not used by this agent");
+    }
+    let target = Target {
+        exchange: config.control_exchange.clone(),
+        topic: format!("guestagent.{}", config.guest_id),
+        server: config.guest_id.clone(),
+    };
+
+    let (channel_tx, channel_rx) = watch::channel(None);
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let (delivery_tx, delivery_rx) = mpsc::channel(rpc::server::HANDOFF_DEPTH);
+    let control = LinkControl { stop_consuming: CancellationToken::new(), close: CancellationToken::new() };
+    let (stop_consuming, close) = (control.stop_consuming.clone(), control.close.clone());
+    let link = tokio::spawn(rpc::server::link_task(config.clone(), target, channel_tx, ready_tx, delivery_tx, control));
+
+    let publisher = Publisher::new(channel_rx);
+    let (conductor, conductor_task) = Conductor::start(
+        ConductorTarget {
+            exchange: config.control_exchange.clone(),
+            topic: config.conductor_queue.clone(),
+            guest_id: config.guest_id.clone(),
+            tenant_id: config.tenant_id.clone(),
+        },
+        codec.clone(),
+        publisher.clone(),
+    );
+    let manager = Arc::new(Manager::new(
+        datastore,
+        conductor,
+        config.datastore.mount_point.clone(),
+        Markers::new(config.state_dir.join(&config.guest_id)),
+        config.state_change_wait_time,
+    ));
+    if manager.prepare_completed() {
+        tracing::info!("prepare completed earlier; resuming status reports");
+    }
+
+    // The periodic status report (upstream's update_status), first one
+    // after one interval as upstream does.
+    let reporter = {
+        let manager = manager.clone();
+        let every = config.report_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                manager.report_status().await;
+            }
+        })
+    };
+
+    on_start(Handles { ready: ready_rx });
+    tracing::info!(
+        guest_id = %config.guest_id,
+        datastore = manager.datastore_name(),
+        broker = %config.transport_url.masked(),
+        secure_rpc = codec.is_secure(),
+        "trove-guestagent started"
+    );
+
+    let dispatcher_stop = CancellationToken::new();
+    let dispatcher = tokio::spawn(Dispatcher::new(manager.clone(), codec, publisher).run(
+        delivery_rx,
+        dispatcher_stop.clone(),
+        config.graceful_shutdown_timeout,
+    ));
+
+    shutdown.await;
+    tracing::info!("shutting down: no new requests");
+    stop_consuming.cancel();
+    dispatcher_stop.cancel();
+    let _ = dispatcher.await;
+    reporter.abort();
+    let _ = reporter.await;
+    // The manager holds the last conductor handle: dropping it lets the
+    // sender drain what is queued and end.
+    drop(manager);
+    if tokio::time::timeout(FLUSH_TIMEOUT, conductor_task).await.is_err() {
+        tracing::warn!("casts to the conductor not flushed within {FLUSH_TIMEOUT:?}");
+    }
+    close.cancel();
+    if tokio::time::timeout(FLUSH_TIMEOUT, link).await.is_err() {
+        tracing::warn!("broker connection not closed within {FLUSH_TIMEOUT:?}");
+    }
+    tracing::info!("stopped");
+}
