@@ -1,1 +1,356 @@
-pub fn placeholder() {}
+//! Harness for the end-to-end tests: the real agent (`agent::run`,
+//! in-process), a real RabbitMQ, and upstream Trove code as the peer
+//! (`tests/peer/peer.py` under the venv `tests/run` creates).
+//!
+//! Environment: `TEST_RABBIT_HOST` (default 127.0.0.1:5672, user guest),
+//! `PEER_PYTHON` (default `<repo>/.venv/bin/python`).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::config::Config;
+use async_trait::async_trait;
+use driver_api::request::{PrepareRequest, StopDbRequest};
+use driver_api::{Datastore, ServiceStatus};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::oneshot;
+
+/// The broker `host:port`.
+pub fn rabbit_host() -> String {
+    std::env::var("TEST_RABBIT_HOST").unwrap_or_else(|_| "127.0.0.1:5672".into())
+}
+
+/// `transport_url` for the test broker.
+pub fn transport_url() -> String {
+    format!("rabbit://guest:guest@{}/", rabbit_host())
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+fn peer_python() -> PathBuf {
+    std::env::var_os("PEER_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv/bin/python"))
+}
+
+/// A fresh guest id per test, so tests share the broker without meeting.
+pub fn guest_id() -> String {
+    format!("test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Agent configuration text for `guest_id`, as Trove would inject it.
+pub fn config_text(guest_id: &str, key: Option<&str>, state_dir: &std::path::Path, mount_point: &std::path::Path) -> String {
+    format!(
+        "[DEFAULT]\nguest_id = {guest_id}\ndatastore_manager = k2hdkc\ndatastore_version = 1.0.17\ntenant_id = tenant1\n\
+         instance_rpc_encr_key = {key}\ntransport_url = {url}\ncontrol_exchange = trove\nreport_interval = 1\n\
+         state_change_wait_time = 30\ngraceful_shutdown_timeout = 10\nagent_state_dir = {state}\n\
+         [oslo_messaging_rabbit]\nrabbit_retry_interval = 1\nrabbit_retry_backoff = 0\n\
+         [k2hdkc]\nmount_point = {mount}\n",
+        key = key.unwrap_or(""),
+        url = transport_url(),
+        state = state_dir.display(),
+        mount = mount_point.display(),
+    )
+}
+
+/// A test double of a datastore driver (not K2HDKC): it lets the agent's
+/// own behaviour be tested without a datastore. Counts calls; `prepare`
+/// and `restart` take `delay`; status is what `status` holds.
+pub struct FakeDatastore {
+    /// How long prepare and restart take.
+    pub delay: Duration,
+    /// Calls of prepare.
+    pub prepares: AtomicUsize,
+    /// Calls of restart.
+    pub restarts: AtomicUsize,
+    /// Status reported.
+    pub status: std::sync::Mutex<ServiceStatus>,
+}
+
+impl FakeDatastore {
+    /// A driver whose operations take `delay`.
+    pub fn new(delay: Duration) -> Arc<Self> {
+        Arc::new(Self { delay, prepares: AtomicUsize::new(0), restarts: AtomicUsize::new(0), status: std::sync::Mutex::new(ServiceStatus::Healthy) })
+    }
+}
+
+#[async_trait]
+impl Datastore for FakeDatastore {
+    fn manager(&self) -> &'static str {
+        "k2hdkc"
+    }
+    async fn status(&self) -> ServiceStatus {
+        *self.status.lock().unwrap()
+    }
+    async fn prepare(&self, _req: &PrepareRequest) -> driver_api::Result<ServiceStatus> {
+        self.prepares.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        Ok(ServiceStatus::Healthy)
+    }
+    async fn restart(&self) -> driver_api::Result<()> {
+        self.restarts.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        Ok(())
+    }
+    async fn stop_db(&self, _req: &StopDbRequest) -> driver_api::Result<()> {
+        *self.status.lock().unwrap() = ServiceStatus::Shutdown;
+        Ok(())
+    }
+}
+
+/// The agent running in-process.
+pub struct RunningAgent {
+    /// Its guest id.
+    pub guest_id: String,
+    /// Its key.
+    pub key: Option<String>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    ready: tokio::sync::watch::Receiver<bool>,
+    _dirs: Vec<tempfile::TempDir>,
+    /// The mount point it reports stats for.
+    pub mount_point: PathBuf,
+    /// Where it keeps its markers.
+    pub state_dir: PathBuf,
+}
+
+/// Options for [`start_agent`].
+pub struct AgentSetup {
+    /// Guest id.
+    pub guest_id: String,
+    /// Instance key (secure RPC) or none.
+    pub key: Option<String>,
+    /// Extra config lines appended (later wins).
+    pub extra: String,
+    /// The driver.
+    pub datastore: Arc<dyn Datastore>,
+    /// Reuse this state dir (agent restart tests).
+    pub state_dir: Option<PathBuf>,
+}
+
+impl AgentSetup {
+    /// A setup with a fresh guest id, a key, and the real K2HDKC driver.
+    pub fn new() -> Self {
+        Self {
+            guest_id: guest_id(),
+            key: Some(format!("key-{}", uuid::Uuid::new_v4().simple())),
+            extra: String::new(),
+            datastore: Arc::new(datastore::K2hdkc::new()),
+            state_dir: None,
+        }
+    }
+}
+
+impl Default for AgentSetup {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Starts the agent and waits (bounded) until it consumes.
+pub async fn start_agent(setup: AgentSetup) -> RunningAgent {
+    let mount = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = setup.state_dir.clone().unwrap_or_else(|| state.path().to_path_buf());
+    let text = config_text(&setup.guest_id, setup.key.as_deref(), &state_dir, mount.path()) + &setup.extra;
+    let config = Config::from_texts([("test.conf", text.as_str())]).expect("valid test config");
+    let (tx, rx) = oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let task = tokio::spawn(agent::run(config, setup.datastore, async move { let _ = rx.await; }, move |h| {
+        let _ = ready_tx.send(h.ready);
+    }));
+    let mut ready = ready_rx.await.expect("agent started");
+    tokio::time::timeout(Duration::from_secs(20), ready.wait_for(|r| *r)).await.expect("agent consuming within 20 s").unwrap();
+    RunningAgent {
+        guest_id: setup.guest_id,
+        key: setup.key,
+        shutdown: Some(tx),
+        task,
+        ready,
+        mount_point: mount.path().to_path_buf(),
+        state_dir,
+        _dirs: vec![mount, state],
+    }
+}
+
+impl RunningAgent {
+    /// Asks the agent to stop and waits (bounded) until `run` returns.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), &mut self.task).await.expect("agent stops within 30 s").unwrap();
+    }
+
+    /// Sends the shutdown signal without waiting.
+    pub fn signal_stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits for `run` to return.
+    pub async fn join(mut self, within: Duration) {
+        tokio::time::timeout(within, &mut self.task).await.expect("agent stopped in time").unwrap();
+    }
+
+    /// Whether the consumers are up now.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Waits until consumers are up again (after a broker restart).
+    pub async fn wait_ready(&mut self, within: Duration) -> bool {
+        tokio::time::timeout(within, self.ready.wait_for(|r| *r)).await.is_ok()
+    }
+}
+
+/// A `peer.py` process.
+pub struct Peer {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Peer {
+    async fn spawn(args: &[&str]) -> Peer {
+        let mut child = Command::new(peer_python())
+            .arg(repo_root().join("tests/peer/peer.py"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("peer.py starts (is the venv made? run tests/run)");
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Peer { child, stdin, lines }
+    }
+
+    /// The control plane's client for `guest_id` (trove.guestagent.api.API).
+    pub async fn client(guest_id: &str, key: Option<&str>, extra: &[&str]) -> Peer {
+        let url = transport_url();
+        let mut args = vec!["client", "--url", &url, "--guest-id", guest_id];
+        if let Some(k) = key {
+            args.extend(["--key", k]);
+        }
+        args.extend_from_slice(extra);
+        Peer::spawn(&args).await
+    }
+
+    /// trove-conductor's RPC server with its host-side serializer.
+    pub async fn conductor(guest_id: &str, key: &str, queue: &str) -> Peer {
+        let url = transport_url();
+        let mut p = Peer::spawn(&["conductor", "--url", &url, "--guest-id", guest_id, "--key", key, "--queue", queue]).await;
+        let ready = p.next(Duration::from_secs(30)).await.expect("conductor peer ready");
+        assert_eq!(ready["ready"], true, "{ready}");
+        p
+    }
+
+    /// Sends one command and reads its reply.
+    pub async fn send(&mut self, command: Value) -> Value {
+        let mut line = command.to_string();
+        line.push('\n');
+        self.stdin.write_all(line.as_bytes()).await.expect("peer stdin");
+        self.next(Duration::from_secs(120)).await.expect("peer replied")
+    }
+
+    /// A `call` through trove's guest API; `direct` shows the remote class.
+    pub async fn call(&mut self, method: &str, kwargs: Value, timeout_s: u64, direct: bool) -> Value {
+        self.send(serde_json::json!({"op": "call", "method": method, "kwargs": kwargs, "timeout": timeout_s, "direct": direct})).await
+    }
+
+    /// The next JSON line, if one comes within `within`.
+    pub async fn next(&mut self, within: Duration) -> Option<Value> {
+        match tokio::time::timeout(within, self.lines.next_line()).await {
+            Ok(Ok(Some(line))) => Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("peer printed non-JSON {line:?}: {e}"))),
+            _ => None,
+        }
+    }
+
+    /// Reads lines until one matches, within `within` overall.
+    pub async fn next_matching(&mut self, within: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let v = self.next(left).await?;
+            if pred(&v) {
+                return Some(v);
+            }
+        }
+    }
+
+    /// Ends the peer.
+    pub async fn quit(mut self) {
+        let _ = self.stdin.write_all(b"{\"op\":\"quit\"}\n").await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Publishes a raw body to the default exchange, routed to `queue`, for
+/// malformed-input tests; returns a reply queue the caller can read.
+pub mod raw {
+    use super::*;
+    use futures_util::StreamExt;
+    use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+
+    /// A raw AMQP connection to the test broker.
+    pub struct Raw {
+        _conn: Connection,
+        channel: Channel,
+    }
+
+    impl Raw {
+        /// Connects.
+        pub async fn connect() -> Raw {
+            let conn = Connection::connect(&format!("amqp://guest:guest@{}/%2f", rabbit_host()), ConnectionProperties::default())
+                .await
+                .expect("raw AMQP connection");
+            let channel = conn.create_channel().await.unwrap();
+            Raw { _conn: conn, channel }
+        }
+
+        /// Publishes `body` to queue `queue` through the default exchange.
+        pub async fn publish(&self, queue: &str, body: &[u8]) {
+            self.channel
+                .basic_publish("".into(), queue.to_owned().into(), BasicPublishOptions::default(), body, BasicProperties::default())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+
+        /// Declares an exclusive reply queue and consumes it.
+        pub async fn reply_queue(&self) -> (String, Consumer) {
+            let name = format!("reply_{}", uuid::Uuid::new_v4().simple());
+            self.channel
+                .queue_declare(name.clone().into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+                .await
+                .unwrap();
+            let consumer = self
+                .channel
+                .basic_consume(name.clone().into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+                .await
+                .unwrap();
+            (name, consumer)
+        }
+    }
+
+    /// The next message body on `consumer` within `within`.
+    pub async fn next_body(consumer: &mut Consumer, within: Duration) -> Option<Vec<u8>> {
+        match tokio::time::timeout(within, consumer.next()).await {
+            Ok(Some(Ok(d))) => Some(d.data),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real agent against a real RabbitMQ, with upstream
+//! Trove code (trove==26.0.0, oslo.messaging) as the control plane.
+//! Needs the broker and venv that `tests/run` sets up.
+
+mod conductor;
+mod lifecycle;
+mod robustness;
+mod rpc;
