@@ -13,6 +13,11 @@ use lapin::{Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use super::topology::{ArgValue, ConsumerSpec, ExchangeType, PublishExchange};
 use crate::config::{BrokerHost, Config};
 
+/// The AMQP frame size we offer. lapin keeps send and receive buffers of
+/// 32 frames each; at RabbitMQ's default (128 KiB) that is 8 MiB resident
+/// for messages that are rarely over 20 KiB. Larger bodies span frames.
+pub const FRAME_MAX: u32 = 16 * 1024;
+
 /// How long one TCP + AMQP handshake may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -70,6 +75,7 @@ fn uri_for(config: &Config, host: &BrokerHost) -> AMQPUri {
         vhost: if config.transport_url.vhost.is_empty() { "/".into() } else { config.transport_url.vhost.clone() },
         query: AMQPQueryString {
             heartbeat: Some(config.rabbit.heartbeat_timeout_threshold),
+            frame_max: Some(FRAME_MAX),
             connection_timeout: Some(CONNECT_TIMEOUT.as_millis() as u64),
             ..Default::default()
         },

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use driver_api::envelope::{self, RpcMessage};
 use driver_api::secure::SecureCodec;
-use driver_api::TroveException;
+use driver_api::{GuestMethod, TroveException};
 use futures_util::stream::{select_all, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, QueueDeleteOptions};
@@ -205,15 +205,20 @@ impl Dispatcher {
                 d = deliveries.recv() => match d { Some(d) => d, None => break },
             };
             while tasks.try_join_next().is_some() {}
-            if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
-                // oslo drops a request it could not acknowledge; the broker
-                // redelivers it.
-                tracing::warn!(error = %e, "could not acknowledge a request; leaving it to redelivery");
+            let Some(msg) = self.decode(&delivery.data).await else {
+                let _ = delivery.acker.ack(BasicAckOptions::default()).await;
                 continue;
-            }
-            let Some(msg) = self.decode(&delivery.data).await else { continue };
+            };
             let (manager, codec, publisher) = (self.manager.clone(), self.codec.clone(), self.publisher.clone());
             tasks.spawn(async move {
+                // Acknowledge before running, as oslo does; in the task, so
+                // the dispatcher does not wait on the socket per message.
+                if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+                    // oslo drops a request it could not acknowledge; the
+                    // broker redelivers it.
+                    tracing::warn!(error = %e, "could not acknowledge a request; leaving it to redelivery");
+                    return;
+                }
                 handle(manager, codec, publisher, msg).await;
                 drop(permit);
             });
@@ -303,6 +308,10 @@ async fn handle(manager: Arc<Manager>, codec: SecureCodec, publisher: Publisher,
     }
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     match &outcome {
+        // Pings and stats arrive often and change nothing: debug level.
+        Ok(_) if !GuestMethod::from_name(&method).is_some_and(GuestMethod::mutates) => {
+            tracing::debug!(method = %method, call, elapsed_ms, "handled")
+        }
         Ok(_) => tracing::info!(method = %method, call, elapsed_ms, "handled"),
         Err(f) => tracing::warn!(method = %method, call, elapsed_ms, failure = %failure_summary(f), "failed"),
     }
