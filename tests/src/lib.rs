@@ -155,6 +155,18 @@ impl Default for AgentSetup {
 
 /// Starts the agent and waits (bounded) until it consumes.
 pub async fn start_agent(setup: AgentSetup) -> RunningAgent {
+    let mut agent = spawn_agent(setup).await;
+    assert!(agent.wait_ready(Duration::from_secs(20)).await, "agent consuming within 20 s");
+    agent
+}
+
+/// The TLS material `tests/setup.sh` made (CA, wrong CA, broker cert).
+pub fn tls_dir() -> PathBuf {
+    std::env::var_os("TEST_TLS_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/test-tls"))
+}
+
+/// Starts the agent without waiting for it to consume.
+pub async fn spawn_agent(setup: AgentSetup) -> RunningAgent {
     let mount = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let state_dir = setup.state_dir.clone().unwrap_or_else(|| state.path().to_path_buf());
@@ -165,8 +177,7 @@ pub async fn start_agent(setup: AgentSetup) -> RunningAgent {
     let task = tokio::spawn(agent::run(config, setup.datastore, async move { let _ = rx.await; }, move |h| {
         let _ = ready_tx.send(h.ready);
     }));
-    let mut ready = ready_rx.await.expect("agent started");
-    tokio::time::timeout(Duration::from_secs(20), ready.wait_for(|r| *r)).await.expect("agent consuming within 20 s").unwrap();
+    let ready = ready_rx.await.expect("agent started");
     RunningAgent {
         guest_id: setup.guest_id,
         key: setup.key,

@@ -98,3 +98,26 @@ async fn queue_predeclared_by_taskmanager_is_consumed() {
     taskmanager.quit().await;
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_broker_is_verified() {
+    let tls = e2e_tests::tls_dir();
+    let over_tls = |ca: &str| {
+        format!(
+            "[DEFAULT]\ntransport_url = rabbit://guest:guest@localhost:5671/\n\
+             [oslo_messaging_rabbit]\nssl = true\nssl_ca_file = {}\n",
+            tls.join(ca).display()
+        )
+    };
+    // Signed by the CA we trust: connects and serves.
+    let agent = start_agent(AgentSetup { extra: over_tls("ca.pem"), ..AgentSetup::new() }).await;
+    let mut trove = Peer::client(&agent.guest_id, agent.key.as_deref(), &[]).await;
+    assert_eq!(trove.call("rpc_ping", json!({}), 10, false).await, json!({"ok": true, "result": true}));
+    trove.quit().await;
+    agent.stop().await;
+
+    // A CA that did not sign the broker's certificate: never connects.
+    let mut refused = e2e_tests::spawn_agent(AgentSetup { extra: over_tls("wrong-ca.pem"), ..AgentSetup::new() }).await;
+    assert!(!refused.wait_ready(std::time::Duration::from_secs(5)).await, "must not trust an unverified broker");
+    refused.stop().await;
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Shared set-up for tests/run, tests/quickstart and tests/bench: installs
+# and starts what they need on a fresh Debian machine (RabbitMQ, a Python
+# venv with upstream trove and oslo.messaging). Sourced, not run. Each step
+# checks before it installs or starts anything, so re-running is cheap.
+# After it: $root is the repository, $PEER_PYTHON the venv's python.
+root=$PWD
+
+say() { printf '==> %s\n' "$*"; }
+
+# --- system packages -------------------------------------------------------
+missing=()
+command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- TLS material for the broker (a test CA, and a second CA that did not sign it)
+tls=$root/target/test-tls
+if [ ! -s "$tls/server.pem" ]; then
+    say "making a test CA and broker certificate in $tls"
+    mkdir -p "$tls"
+    for ca in ca wrong-ca; do
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=test $ca" \
+            -keyout "$tls/$ca.key" -out "$tls/$ca.pem" 2>/dev/null
+    done
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+        -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$tls/san.ext"
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+        -days 3650 -extfile "$tls/san.ext" -out "$tls/server.pem" 2>/dev/null
+    chmod 0644 "$tls"/*.pem "$tls/server.key"   # the broker runs as user rabbitmq
+fi
+cat >"$tls/rabbitmq.conf" <<CONF
+listeners.tcp.default = 5672
+listeners.ssl.default = 5671
+ssl_options.cacertfile = $tls/ca.pem
+ssl_options.certfile = $tls/server.pem
+ssl_options.keyfile = $tls/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+CONF
+
+# --- RabbitMQ, with the TLS listener on 5671 ---------------------------------
+if timeout 20 rabbitmqctl -q status >/dev/null 2>&1 && ! timeout 10 bash -c '</dev/tcp/127.0.0.1/5671' 2>/dev/null; then
+    say "restarting rabbitmq-server with the test TLS listener"
+    rabbitmqctl -q stop >/dev/null 2>&1 || true
+    for _ in $(seq 1 30); do timeout 5 rabbitmqctl -q status >/dev/null 2>&1 || break; sleep 1; done
+fi
+if ! timeout 20 rabbitmqctl -q status >/dev/null 2>&1; then
+    say "starting rabbitmq-server"
+    RABBITMQ_CONFIG_FILE=$tls/rabbitmq.conf rabbitmq-server -detached
+fi
+for _ in $(seq 1 60); do timeout 30 rabbitmqctl -q await_startup >/dev/null 2>&1 && break; sleep 1; done
+timeout 30 rabbitmqctl -q await_startup
+export TEST_TLS_DIR=$tls
+
+# --- upstream Trove in a venv (the peer the tests talk to) ------------------
+if ! .venv/bin/python -c 'import trove, oslo_messaging' >/dev/null 2>&1; then
+    say "creating .venv with $(tr '\n' ' ' < tests/peer/requirements.txt)"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check -r tests/peer/requirements.txt
+fi
+export PEER_PYTHON="$root/.venv/bin/python"
