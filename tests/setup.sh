@@ -19,7 +19,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # --- TLS material for the broker (a test CA, and a second CA that did not sign it)
-tls=$root/target/test-tls
+# One place per machine, so every checkout agrees with the running broker.
+tls=${TEST_TLS_DIR:-/var/tmp/k2hdkc-trove-test-tls}
 if [ ! -s "$tls/server.pem" ]; then
     say "making a test CA and broker certificate in $tls"
     mkdir -p "$tls"

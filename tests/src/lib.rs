@@ -162,7 +162,7 @@ pub async fn start_agent(setup: AgentSetup) -> RunningAgent {
 
 /// The TLS material `tests/setup.sh` made (CA, wrong CA, broker cert).
 pub fn tls_dir() -> PathBuf {
-    std::env::var_os("TEST_TLS_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/test-tls"))
+    std::env::var_os("TEST_TLS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp/k2hdkc-trove-test-tls"))
 }
 
 /// Starts the agent without waiting for it to consume.
