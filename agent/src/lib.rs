@@ -6,6 +6,7 @@
 //! tests run the real agent in-process with a oneshot instead.
 
 pub mod conductor;
+pub mod docker;
 pub mod config;
 pub mod host;
 pub mod manager;

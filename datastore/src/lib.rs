@@ -7,6 +7,10 @@
 use async_trait::async_trait;
 use driver_api::{Datastore, ServiceStatus};
 
+pub mod chmpx;
+pub mod ini;
+pub mod overrides;
+
 /// The `datastore_manager` name Trove uses for K2HDKC.
 pub const MANAGER: &str = "k2hdkc";
 

@@ -8,7 +8,8 @@
 //! - [`secure`]: Trove's secure-RPC codec (AES-256-CBC under the instance key);
 //! - [`exception`]: failures as Trove exception classes;
 //! - [`request`]: the guest API's methods and typed arguments;
-//! - [`status`]: Trove's service statuses.
+//! - [`status`]: Trove's service statuses;
+//! - [`host`]: what a driver asks of the host (containers).
 //!
 //! The trait mirrors Trove's `trove/guestagent/datastore/manager.py`: one
 //! method per guest API operation a datastore owns, each defaulting to
@@ -19,6 +20,7 @@
 
 pub mod envelope;
 pub mod exception;
+pub mod host;
 pub mod request;
 pub mod secure;
 pub mod status;

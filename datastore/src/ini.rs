@@ -1,0 +1,147 @@
+//! The node's `k2hdkc.ini`: what K2HR3 renders, made this node's, written
+//! so chmpx never reads half a file, and read back for the facts the agent
+//! needs (this node's ports, the first server node).
+
+use std::io::Write;
+use std::path::Path;
+
+/// The placeholder K2HR3 leaves for the fetching node's CUK
+/// (yahoojapan/k2hr3_get_resource replaces it the same way).
+pub const SELF_PLACEHOLDER: &str = "__SELF_INSTANCE_ID__";
+
+/// Makes the rendered resource this node's.
+pub fn personalize(rendered: &str, cuk: &str) -> String {
+    rendered.replace(SELF_PLACEHOLDER, cuk)
+}
+
+/// Writes `text` to `path` atomically: a temporary file in the same
+/// directory, flushed to disk, then renamed over the old one. chmpx
+/// watches the file with inotify and reads it at once; a truncating
+/// rewrite made it read half a file and exit. Returns whether the content
+/// changed (nothing is written when it did not).
+pub fn write_atomic(path: &Path, text: &str, mode: u32) -> std::io::Result<bool> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(false);
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".k2hdkc.ini.").tempfile_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(true)
+}
+
+/// One `[SVRNODE]` or `[SLVNODE]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeEntry {
+    /// `NAME` (host name or address).
+    pub name: String,
+    /// `PORT` (server nodes).
+    pub port: Option<u16>,
+    /// `CTLPORT`.
+    pub ctlport: Option<u16>,
+    /// `CUK`, when the template sets one.
+    pub cuk: Option<String>,
+}
+
+/// What the agent reads back from an ini.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IniFacts {
+    /// `[GLOBAL] GROUP`.
+    pub group: Option<String>,
+    /// `[GLOBAL] PORT` (default for server nodes).
+    pub port: Option<u16>,
+    /// `[GLOBAL] CTLPORT` (default control port).
+    pub ctlport: Option<u16>,
+    /// `[SVRNODE]` entries in order.
+    pub servers: Vec<NodeEntry>,
+    /// `[SLVNODE]` entries in order.
+    pub slaves: Vec<NodeEntry>,
+}
+
+/// Reads the facts the agent needs. chmpx's ini allows repeated sections
+/// and `KEY = value` lines; comments start with `#`.
+pub fn facts(text: &str) -> IniFacts {
+    let mut out = IniFacts::default();
+    let mut section = String::new();
+    let mut current: Option<NodeEntry> = None;
+    let mut flush = |section: &str, entry: Option<NodeEntry>, out: &mut IniFacts| {
+        if let Some(e) = entry {
+            match section {
+                "SVRNODE" => out.servers.push(e),
+                "SLVNODE" => out.slaves.push(e),
+                _ => {}
+            }
+        }
+    };
+    for raw in text.lines() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            flush(&section, current.take(), &mut out);
+            section = name.trim().to_ascii_uppercase();
+            if section == "SVRNODE" || section == "SLVNODE" {
+                current = Some(NodeEntry { name: String::new(), port: None, ctlport: None, cuk: None });
+            }
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else { continue };
+        let (key, value) = (key.trim().to_ascii_uppercase(), value.trim().to_owned());
+        match (section.as_str(), key.as_str(), current.as_mut()) {
+            ("GLOBAL", "GROUP", _) => out.group = Some(value),
+            ("GLOBAL", "PORT", _) => out.port = value.parse().ok(),
+            ("GLOBAL", "CTLPORT", _) => out.ctlport = value.parse().ok(),
+            (_, "NAME", Some(e)) => e.name = value,
+            (_, "PORT", Some(e)) => e.port = value.parse().ok(),
+            (_, "CTLPORT", Some(e)) => e.ctlport = value.parse().ok(),
+            (_, "CUK", Some(e)) => e.cuk = Some(value),
+            _ => {}
+        }
+    }
+    flush(&section, current.take(), &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INI: &str = "# rendered by K2HR3\n[GLOBAL]\nFILEVERSION = 1\nGROUP = c1\nPORT = 8020\nCTLPORT = 8021\nSELFCUK = __SELF_INSTANCE_ID__\n\
+        [SVRNODE]\nNAME = 10.0.0.1\nCUK = a\n\n[SVRNODE]\nNAME = 10.0.0.2\nPORT = 8022\nCTLPORT = 8023\nCUK = b\n\
+        [SLVNODE]\nNAME = [.]*\nCTLPORT = 8031\n[K2HDKC]\nMQACK = no\n";
+
+    #[test]
+    fn reads_nodes_in_order() {
+        let f = facts(INI);
+        assert_eq!(f.group.as_deref(), Some("c1"));
+        assert_eq!((f.port, f.ctlport), (Some(8020), Some(8021)));
+        assert_eq!(f.servers.len(), 2);
+        assert_eq!(f.servers[0], NodeEntry { name: "10.0.0.1".into(), port: None, ctlport: None, cuk: Some("a".into()) });
+        assert_eq!(f.servers[1].ctlport, Some(8023));
+        assert_eq!(f.slaves[0].ctlport, Some(8031));
+    }
+
+    #[test]
+    fn personalize_replaces_the_placeholder() {
+        assert!(personalize(INI, "cuk-1").contains("SELFCUK = cuk-1"));
+        assert!(!personalize(INI, "cuk-1").contains(SELF_PLACEHOLDER));
+    }
+
+    #[test]
+    fn atomic_write_reports_changes_and_sets_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("conf/k2hdkc.ini");
+        assert!(write_atomic(&p, "a", 0o644).unwrap());
+        assert!(!write_atomic(&p, "a", 0o644).unwrap(), "same content: untouched");
+        assert!(write_atomic(&p, "b", 0o600).unwrap());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "b");
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&p).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600);
+        let leftovers: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary files left");
+    }
+}
