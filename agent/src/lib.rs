@@ -9,6 +9,7 @@ pub mod conductor;
 pub mod docker;
 pub mod config;
 pub mod host;
+pub mod volume;
 pub mod manager;
 pub mod rpc;
 

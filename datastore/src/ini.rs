@@ -67,7 +67,7 @@ pub fn facts(text: &str) -> IniFacts {
     let mut out = IniFacts::default();
     let mut section = String::new();
     let mut current: Option<NodeEntry> = None;
-    let mut flush = |section: &str, entry: Option<NodeEntry>, out: &mut IniFacts| {
+    let flush = |section: &str, entry: Option<NodeEntry>, out: &mut IniFacts| {
         if let Some(e) = entry {
             match section {
                 "SVRNODE" => out.servers.push(e),

@@ -6,3 +6,4 @@ mod conductor;
 mod lifecycle;
 mod robustness;
 mod rpc;
+mod volume;
