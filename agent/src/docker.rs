@@ -36,9 +36,11 @@ pub struct RegistryAuth {
     pub password: Secret,
 }
 
-/// The Docker engine on this host.
+/// The Docker engine on this host. Connects on first use, so the agent
+/// serves RPC (and reports a clear error) even while dockerd is down.
 pub struct DockerHost {
-    docker: Docker,
+    unversioned: Docker,
+    docker: tokio::sync::OnceCell<Docker>,
     auth: Option<RegistryAuth>,
 }
 
@@ -62,12 +64,17 @@ pub fn spec_digest(spec: &ContainerSpec) -> String {
 }
 
 impl DockerHost {
-    /// Connects to the local engine (`DOCKER_HOST` or the Unix socket) and
-    /// agrees on an API version with it.
-    pub async fn connect(auth: Option<RegistryAuth>) -> Result<Self, HostError> {
-        let docker = Docker::connect_with_local_defaults().map_err(|e| HostError::new("connect to the Docker engine", e))?;
-        let docker = bounded(|| "agree on a Docker API version".into(), CALL_TIMEOUT, docker.negotiate_version()).await?;
-        Ok(Self { docker, auth })
+    /// The local engine (`DOCKER_HOST` or the Unix socket).
+    pub fn new(auth: Option<RegistryAuth>) -> Result<Self, HostError> {
+        let unversioned = Docker::connect_with_local_defaults().map_err(|e| HostError::new("connect to the Docker engine", e))?;
+        Ok(Self { unversioned, docker: tokio::sync::OnceCell::new(), auth })
+    }
+
+    /// The client, after agreeing on an API version with the engine once.
+    async fn docker(&self) -> Result<&Docker, HostError> {
+        self.docker
+            .get_or_try_init(|| bounded(|| "reach the Docker engine".into(), CALL_TIMEOUT, self.unversioned.clone().negotiate_version()))
+            .await
     }
 
     fn body(spec: &ContainerSpec) -> ContainerCreateBody {
@@ -106,7 +113,7 @@ impl DockerHost {
     }
 
     async fn inspect_label(&self, name: &str) -> Result<Option<(ContainerState, Option<String>)>, HostError> {
-        match tokio::time::timeout(CALL_TIMEOUT, self.docker.inspect_container(name, None::<InspectContainerOptions>)).await {
+        match tokio::time::timeout(CALL_TIMEOUT, self.docker().await?.inspect_container(name, None::<InspectContainerOptions>)).await {
             Err(_) => Err(HostError::new(format!("inspect container {name}"), "Docker did not answer in time")),
             Ok(Err(e)) if is_not_found(&e) => Ok(None),
             Ok(Err(e)) => Err(HostError::new(format!("inspect container {name}"), e)),
@@ -130,7 +137,7 @@ impl DockerHost {
 #[async_trait]
 impl Containers for DockerHost {
     async fn ensure_image(&self, image: &str) -> Result<(), HostError> {
-        if tokio::time::timeout(CALL_TIMEOUT, self.docker.inspect_image(image)).await.is_ok_and(|r| r.is_ok()) {
+        if tokio::time::timeout(CALL_TIMEOUT, self.docker().await?.inspect_image(image)).await.is_ok_and(|r| r.is_ok()) {
             return Ok(());
         }
         tracing::info!(image, "pulling image");
@@ -140,7 +147,7 @@ impl Containers for DockerHost {
             ..Default::default()
         });
         let options = CreateImageOptionsBuilder::default().from_image(image).build();
-        let mut stream = self.docker.create_image(Some(options), None, credentials);
+        let mut stream = self.docker().await?.create_image(Some(options), None, credentials);
         let pull = async {
             while let Some(item) = stream.next().await {
                 item?;
@@ -165,7 +172,7 @@ impl Containers for DockerHost {
         bounded(
             || format!("create container {}", spec.name),
             CALL_TIMEOUT,
-            self.docker.create_container(Some(options), Self::body(spec)),
+            self.docker().await?.create_container(Some(options), Self::body(spec)),
         )
         .await?;
         self.start(&spec.name).await
@@ -176,7 +183,7 @@ impl Containers for DockerHost {
     }
 
     async fn start(&self, name: &str) -> Result<(), HostError> {
-        match tokio::time::timeout(CALL_TIMEOUT, self.docker.start_container(name, None::<StartContainerOptions>)).await {
+        match tokio::time::timeout(CALL_TIMEOUT, self.docker().await?.start_container(name, None::<StartContainerOptions>)).await {
             Ok(Ok(())) => Ok(()),
             // 304: already running.
             Ok(Err(DockerError::DockerResponseServerError { status_code: 304, .. })) => Ok(()),
@@ -187,7 +194,7 @@ impl Containers for DockerHost {
 
     async fn stop(&self, name: &str, grace: Duration) -> Result<(), HostError> {
         let options = StopContainerOptionsBuilder::default().t(grace.as_secs() as i32).build();
-        match tokio::time::timeout(grace + CALL_TIMEOUT, self.docker.stop_container(name, Some(options))).await {
+        match tokio::time::timeout(grace + CALL_TIMEOUT, self.docker().await?.stop_container(name, Some(options))).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) if is_not_found(&e) => Ok(()),
             Ok(Err(DockerError::DockerResponseServerError { status_code: 304, .. })) => Ok(()),
@@ -198,7 +205,7 @@ impl Containers for DockerHost {
 
     async fn remove(&self, name: &str) -> Result<(), HostError> {
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
-        match tokio::time::timeout(CALL_TIMEOUT, self.docker.remove_container(name, Some(options))).await {
+        match tokio::time::timeout(CALL_TIMEOUT, self.docker().await?.remove_container(name, Some(options))).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) if is_not_found(&e) => Ok(()),
             Ok(Err(e)) => Err(HostError::new(format!("remove container {name}"), e)),
@@ -209,10 +216,11 @@ impl Containers for DockerHost {
     async fn exec(&self, name: &str, argv: &[String], timeout: Duration) -> Result<ExecOutput, HostError> {
         let what = || format!("run {:?} in container {name}", argv.first().map(String::as_str).unwrap_or(""));
         let config = ExecConfig { attach_stdout: Some(true), attach_stderr: Some(true), cmd: Some(argv.to_vec()), ..Default::default() };
+        let docker = self.docker().await?;
         let run = async {
-            let id = self.docker.create_exec(name, config).await?.id;
+            let id = docker.create_exec(name, config).await?.id;
             let (mut stdout, mut stderr) = (String::new(), String::new());
-            if let bollard::exec::StartExecResults::Attached { mut output, .. } = self.docker.start_exec(&id, None).await? {
+            if let bollard::exec::StartExecResults::Attached { mut output, .. } = docker.start_exec(&id, None).await? {
                 while let Some(chunk) = output.next().await {
                     match chunk? {
                         bollard::container::LogOutput::StdErr { message } => stderr.push_str(&String::from_utf8_lossy(&message)),
@@ -220,7 +228,7 @@ impl Containers for DockerHost {
                     }
                 }
             }
-            let code = self.docker.inspect_exec(&id).await?.exit_code.unwrap_or(-1);
+            let code = docker.inspect_exec(&id).await?.exit_code.unwrap_or(-1);
             Ok::<_, DockerError>(ExecOutput { code, stdout, stderr })
         };
         bounded(what, timeout, run).await

@@ -38,12 +38,35 @@ pub enum StartError {
     /// No driver for `datastore_manager`.
     #[error("no driver for datastore_manager {0:?} (this agent serves: {1})")]
     UnknownDatastore(String, &'static str),
+    /// The driver refused its settings.
+    #[error("{}", .0.iter().map(|p| format!("config error: {p}")).collect::<Vec<_>>().join("\n"))]
+    Driver(Vec<String>),
+    /// The host cannot run containers.
+    #[error("{0}")]
+    Host(driver_api::host::HostError),
 }
 
-/// The driver for `datastore_manager`.
+/// The driver for `datastore_manager`, on this host's Docker engine.
 pub fn datastore_for(config: &Config) -> Result<Arc<dyn Datastore>, StartError> {
     match config.datastore_manager.as_str() {
-        datastore::MANAGER => Ok(Arc::new(datastore::K2hdkc::new())),
+        datastore::MANAGER => {
+            let g = &config.datastore.values;
+            let auth = match (g.get("docker_registry_username"), g.get("docker_registry_password")) {
+                (Some(u), Some(p)) if !u.is_empty() => Some(docker::RegistryAuth { username: u.clone(), password: config::Secret::new(p.clone()) }),
+                _ => None,
+            };
+            let containers = Arc::new(docker::DockerHost::new(auth).map_err(StartError::Host)?);
+            let ctx = datastore::settings::DriverContext {
+                guest_id: config.guest_id.clone(),
+                datastore_version: config.datastore_version.clone(),
+                group: config.datastore.values.clone(),
+                mount_point: config.datastore.mount_point.clone(),
+                uid: config.datastore.database_service_uid,
+                gid: config.datastore.database_service_gid,
+                state_dir: config.state_dir.join(&config.guest_id),
+            };
+            Ok(Arc::new(datastore::K2hdkc::new(&ctx, containers).map_err(StartError::Driver)?))
+        }
         other => Err(StartError::UnknownDatastore(other.to_owned(), datastore::MANAGER)),
     }
 }
@@ -94,12 +117,19 @@ pub async fn run(config: Config, datastore: Arc<dyn Datastore>, shutdown: impl F
     let manager = Arc::new(Manager::new(
         datastore,
         conductor,
-        config.datastore.mount_point.clone(),
+        manager::DataVolume {
+            device: config.datastore.device_path.clone(),
+            mount_point: config.datastore.mount_point.clone(),
+            uid: config.datastore.database_service_uid,
+            gid: config.datastore.database_service_gid,
+            options: config.volume.clone(),
+        },
         Markers::new(config.state_dir.join(&config.guest_id)),
         config.state_change_wait_time,
     ));
-    if manager.prepare_completed() {
-        tracing::info!("prepare completed earlier; resuming status reports");
+    {
+        let manager = manager.clone();
+        tokio::spawn(async move { manager.start().await });
     }
 
     // The periodic status report (upstream's update_status), first one

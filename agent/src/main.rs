@@ -77,8 +77,12 @@ fn main() -> ExitCode {
 
     let datastore = match agent::datastore_for(&config) {
         Ok(d) => d,
-        Err(e) => {
+        Err(e @ agent::StartError::UnknownDatastore(..)) => {
             eprintln!("config error: {e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("{e}");
             return ExitCode::from(2);
         }
     };

@@ -65,11 +65,26 @@ impl Markers {
     }
 }
 
+/// The data volume as configured.
+#[derive(Debug, Clone)]
+pub struct DataVolume {
+    /// `device_path`.
+    pub device: PathBuf,
+    /// `mount_point`.
+    pub mount_point: PathBuf,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// How to format and mount.
+    pub options: crate::volume::VolumeOptions,
+}
+
 /// The guest manager.
 pub struct Manager {
     datastore: Arc<dyn Datastore>,
     conductor: Conductor,
-    mount_point: PathBuf,
+    volume: DataVolume,
     markers: Markers,
     prepare_timeout: Duration,
     /// Held by every operation that changes the datastore.
@@ -83,11 +98,52 @@ impl Manager {
     pub fn new(
         datastore: Arc<dyn Datastore>,
         conductor: Conductor,
-        mount_point: PathBuf,
+        volume: DataVolume,
         markers: Markers,
         prepare_timeout: Duration,
     ) -> Self {
-        Self { datastore, conductor, mount_point, markers, prepare_timeout, ops: Mutex::new(()), reported: Default::default() }
+        Self { datastore, conductor, volume, markers, prepare_timeout, ops: Mutex::new(()), reported: Default::default() }
+    }
+
+    /// The configured data volume, mounted (upstream does this at every
+    /// agent start, before serving). Without a device (no Cinder volume),
+    /// the mount point is a plain directory owned by the database user.
+    pub async fn ensure_volume(&self) -> Result<(), String> {
+        let v = &self.volume;
+        if v.device.exists() {
+            let done = crate::volume::ensure_mounted(&v.device, &v.mount_point, v.uid, v.gid, &v.options).await?;
+            tracing::info!(device = %v.device.display(), mount_point = %v.mount_point.display(), done, "data volume");
+        } else {
+            std::fs::create_dir_all(&v.mount_point).map_err(|e| format!("create {}: {e}", v.mount_point.display()))?;
+            nix::unistd::chown(&v.mount_point, Some(nix::unistd::Uid::from_raw(v.uid)), Some(nix::unistd::Gid::from_raw(v.gid)))
+                .map_err(|e| format!("chown {}: {e}", v.mount_point.display()))?;
+            tracing::info!(device = %v.device.display(), mount_point = %v.mount_point.display(), "no data volume device: using the directory");
+        }
+        Ok(())
+    }
+
+    /// At agent start: the data volume; on a prepared guest, the driver
+    /// resumes too.
+    pub async fn start(&self) {
+        let _guard = self.ops.lock().await;
+        if let Err(e) = self.ensure_volume().await {
+            tracing::error!(error = %e, "data volume not ready");
+        }
+        if self.prepare_completed() {
+            tracing::info!("prepare completed earlier; resuming");
+            self.datastore.resume().await;
+        }
+    }
+
+    fn volume_for(&self, device: Option<&str>, mount_point: Option<&str>) -> DataVolume {
+        let mut v = self.volume.clone();
+        if let Some(d) = device.filter(|d| !d.is_empty()) {
+            v.device = PathBuf::from(d);
+        }
+        if let Some(m) = mount_point.filter(|m| !m.is_empty()) {
+            v.mount_point = PathBuf::from(m);
+        }
+        v
     }
 
     /// Whether prepare has completed (heartbeats run only then).
@@ -159,7 +215,7 @@ impl Manager {
             GuestMethod::RpcPing => Ok(Value::Bool(true)),
             GuestMethod::GetFilesystemStats => {
                 let _req: request::FilesystemStatsRequest = request::parse_args(method, args).map_err(bad)?;
-                host::filesystem_stats(&self.mount_point).map_err(host_error)
+                host::filesystem_stats(&self.volume.mount_point).map_err(host_error)
             }
             GuestMethod::GetDiagnostics => host::diagnostics().map_err(host_error),
             GuestMethod::GetHwinfo => host::hwinfo().map_err(host_error),
@@ -221,10 +277,22 @@ impl Manager {
                 let req = request::parse_args(method, args).map_err(bad)?;
                 self.datastore.guest_log_action(&req).await.map_err(trove)
             }
-            // Volumes are the host's job; they arrive with the node lifecycle.
-            GuestMethod::MountVolume | GuestMethod::UnmountVolume | GuestMethod::ResizeFs | GuestMethod::UpdateGuest => {
-                Err(trove(DatastoreError::NotSupported(method)))
+            GuestMethod::MountVolume => {
+                let req: request::VolumeRequest = request::parse_args(method, args).map_err(bad)?;
+                let v = self.volume_for(req.device_path.as_deref(), req.mount_point.as_deref());
+                crate::volume::ensure_mounted(&v.device, &v.mount_point, v.uid, v.gid, &v.options).await.map(|_| Value::Null).map_err(host_error)
             }
+            GuestMethod::UnmountVolume => {
+                let req: request::VolumeRequest = request::parse_args(method, args).map_err(bad)?;
+                let v = self.volume_for(req.device_path.as_deref(), req.mount_point.as_deref());
+                crate::volume::unmount(&v.mount_point).await.map(|_| Value::Null).map_err(host_error)
+            }
+            GuestMethod::ResizeFs => {
+                let req: request::ResizeFsRequest = request::parse_args(method, args).map_err(bad)?;
+                let v = self.volume_for(req.device_path.as_deref(), req.mount_point.as_deref());
+                crate::volume::resize(&v.device, &v.mount_point, req.online, &v.options).await.map(|_| Value::Null).map_err(host_error)
+            }
+            GuestMethod::UpdateGuest => Err(trove(DatastoreError::NotSupported(method))),
             other => self.datastore.other_method(other, &args).await.map_err(trove),
         }
     }
@@ -243,7 +311,11 @@ impl Manager {
         }
         self.report(ServiceStatus::Building);
         tracing::info!(datastore = ds, version = req.ds_version.as_deref().unwrap_or("-"), "prepare started");
-        let outcome = match tokio::time::timeout(self.prepare_timeout, self.datastore.prepare(&req)).await {
+        let work = async {
+            self.ensure_volume().await.map_err(|e| DatastoreError::failed("prepare the data volume", e))?;
+            self.datastore.prepare(&req).await
+        };
+        let outcome = match tokio::time::timeout(self.prepare_timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(DatastoreError::failed("prepare", format!("not finished within state_change_wait_time ({:?})", self.prepare_timeout))),
         };

@@ -4,12 +4,21 @@
 //! later steps; until a method is implemented the trait's default answers
 //! the caller with `DatastoreOperationNotSupported`.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use driver_api::{Datastore, ServiceStatus};
+use driver_api::host::Containers;
+use driver_api::request::{
+    ApplyOverridesRequest, PrepareRequest, ResetConfigurationRequest, StartWithConfRequest, StopDbRequest, UpdateOverridesRequest,
+};
+use driver_api::{Datastore, DatastoreError, ServiceStatus};
 
 pub mod chmpx;
 pub mod ini;
+pub mod k2hr3;
+pub mod node;
 pub mod overrides;
+pub mod settings;
 
 /// The `datastore_manager` name Trove uses for K2HDKC.
 pub const MANAGER: &str = "k2hdkc";
@@ -43,19 +52,32 @@ pub const OPTIONS: &[&str] = &[
     "docker_image",
     "backup_docker_image",
     "guest_datastore_manager",
+    // Agent options (not in the old Trove patch):
+    "config_dir",
+    "k2hr3_api_url",
+    "k2hr3_role",
+    "k2hr3_role_token",
+    "k2hr3_poll_interval_ms",
+    "mq_msg_max",
+    "startup_wait",
+    "docker_registry_username",
+    "docker_registry_password",
 ];
 
 /// Where the data volume is mounted unless `[k2hdkc] mount_point` says.
 pub const DEFAULT_MOUNT_POINT: &str = "/var/lib/antpickax/k2hdkc";
 
 /// The K2HDKC driver.
-#[derive(Debug, Default)]
-pub struct K2hdkc {}
+pub struct K2hdkc {
+    node: node::Node,
+}
 
 impl K2hdkc {
-    /// A driver with nothing prepared yet.
-    pub fn new() -> Self {
-        Self {}
+    /// The driver for this guest; `containers` is the host's engine.
+    pub fn new(ctx: &settings::DriverContext, containers: Arc<dyn Containers>) -> Result<Self, Vec<String>> {
+        let settings = settings::Settings::new(ctx, std::path::Path::new(settings::CLOUD_INIT_INSTANCE_ID))?;
+        tracing::info!(cuk = %settings.cuk, image = %settings.image, "K2HDKC driver ready");
+        Ok(Self { node: node::Node::new(settings, containers) })
     }
 }
 
@@ -66,7 +88,50 @@ impl Datastore for K2hdkc {
     }
 
     async fn status(&self) -> ServiceStatus {
-        // No server is managed yet, so nothing can be said about it.
-        ServiceStatus::Unknown
+        self.node.status(true).await
+    }
+
+    async fn resume(&self) {
+        self.node.resume().await
+    }
+
+    async fn prepare(&self, request: &PrepareRequest) -> driver_api::Result<ServiceStatus> {
+        self.node.prepare(request.config_contents.as_deref(), request.overrides.as_ref()).await?;
+        // A cluster member waits for cluster_complete before it reports healthy.
+        Ok(if request.cluster_config.as_ref().is_some_and(|c| !c.is_null()) { ServiceStatus::InstanceReady } else { ServiceStatus::Healthy })
+    }
+
+    async fn restart(&self) -> driver_api::Result<()> {
+        self.node.restart().await
+    }
+
+    async fn stop_db(&self, request: &StopDbRequest) -> driver_api::Result<()> {
+        self.node.stop(request.do_not_start_on_reboot).await
+    }
+
+    async fn start_db_with_conf_changes(&self, request: &StartWithConfRequest) -> driver_api::Result<()> {
+        if let Some(text) = &request.config_contents {
+            let wanted = overrides::Parameters::from_config_contents(text).map_err(|p| DatastoreError::BadRequest(p.join("; ")))?;
+            self.node.update_parameters(&wanted.to_map(), false).await?;
+        }
+        self.node.restart().await
+    }
+
+    async fn update_overrides(&self, request: &UpdateOverridesRequest) -> driver_api::Result<()> {
+        self.node.update_parameters(&request.overrides, request.remove).await
+    }
+
+    async fn apply_overrides(&self, request: &ApplyOverridesRequest) -> driver_api::Result<()> {
+        self.node.update_parameters(&request.overrides, false).await
+    }
+
+    async fn reset_configuration(&self, request: &ResetConfigurationRequest) -> driver_api::Result<()> {
+        let text = request.configuration.as_ref().and_then(|c| c.get("config_contents")).and_then(|v| v.as_str()).unwrap_or("");
+        let wanted = overrides::Parameters::from_config_contents(text).map_err(|p| DatastoreError::BadRequest(p.join("; ")))?;
+        self.node.update_parameters(&wanted.to_map(), false).await
+    }
+
+    async fn cluster_complete(&self) -> driver_api::Result<ServiceStatus> {
+        Ok(self.node.status(true).await)
     }
 }

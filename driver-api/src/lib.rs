@@ -121,6 +121,10 @@ pub trait Datastore: Send + Sync + 'static {
         Err(DatastoreError::NotSupported(GuestMethod::Prepare))
     }
 
+    /// The agent restarted on a guest where prepare completed earlier:
+    /// pick up where it was (background tasks, containers that should run).
+    async fn resume(&self) {}
+
     /// Restarts the datastore.
     async fn restart(&self) -> Result<()> {
         Err(DatastoreError::NotSupported(GuestMethod::Restart))

@@ -51,7 +51,7 @@ pub fn config_text(guest_id: &str, key: Option<&str>, state_dir: &std::path::Pat
          instance_rpc_encr_key = {key}\ntransport_url = {url}\ncontrol_exchange = trove\nreport_interval = 1\n\
          state_change_wait_time = 30\ngraceful_shutdown_timeout = 10\nagent_state_dir = {state}\n\
          [oslo_messaging_rabbit]\nrabbit_retry_interval = 1\nrabbit_retry_backoff = 0\n\
-         [k2hdkc]\nmount_point = {mount}\n",
+         [k2hdkc]\nmount_point = {mount}\ndevice_path = /nonexistent/test-volume\nconfig_dir = {mount}/etc\n",
         key = key.unwrap_or(""),
         url = transport_url(),
         state = state_dir.display(),
@@ -128,8 +128,9 @@ pub struct AgentSetup {
     pub key: Option<String>,
     /// Extra config lines appended (later wins).
     pub extra: String,
-    /// The driver.
-    pub datastore: Arc<dyn Datastore>,
+    /// The driver; `None` builds the production one from the config (K2HDKC
+    /// on this host's Docker engine).
+    pub datastore: Option<Arc<dyn Datastore>>,
     /// Reuse this state dir (agent restart tests).
     pub state_dir: Option<PathBuf>,
 }
@@ -141,7 +142,7 @@ impl AgentSetup {
             guest_id: guest_id(),
             key: Some(format!("key-{}", uuid::Uuid::new_v4().simple())),
             extra: String::new(),
-            datastore: Arc::new(datastore::K2hdkc::new()),
+            datastore: None,
             state_dir: None,
         }
     }
@@ -174,7 +175,8 @@ pub async fn spawn_agent(setup: AgentSetup) -> RunningAgent {
     let config = Config::from_texts([("test.conf", text.as_str())]).expect("valid test config");
     let (tx, rx) = oneshot::channel::<()>();
     let (ready_tx, ready_rx) = oneshot::channel();
-    let task = tokio::spawn(agent::run(config, setup.datastore, async move { let _ = rx.await; }, move |h| {
+    let datastore = setup.datastore.unwrap_or_else(|| agent::datastore_for(&config).expect("driver for the test config"));
+    let task = tokio::spawn(agent::run(config, datastore, async move { let _ = rx.await; }, move |h| {
         let _ = ready_tx.send(h.ready);
     }));
     let ready = ready_rx.await.expect("agent started");

@@ -18,7 +18,7 @@ fn status_of(v: &Value) -> &str {
 async fn prepare_reports_building_then_healthy_then_periodic_heartbeats() {
     let queue = format!("conductor-{}", uuid_like());
     let fake = FakeDatastore::new(Duration::from_millis(300));
-    let setup = AgentSetup { datastore: fake.clone(), extra: format!("[DEFAULT]\nconductor_queue = {queue}\n"), ..AgentSetup::new() };
+    let setup = AgentSetup { datastore: Some(fake.clone()), extra: format!("[DEFAULT]\nconductor_queue = {queue}\n"), ..AgentSetup::new() };
     let (guest, key) = (setup.guest_id.clone(), setup.key.clone().unwrap());
     let mut conductor = Peer::conductor(&guest, &key, &queue).await;
     let agent = start_agent(setup).await;
@@ -82,7 +82,7 @@ async fn restarted_agent_resumes_heartbeats_without_second_prepare() {
     let state = tempfile::tempdir().unwrap();
     let fake = FakeDatastore::new(Duration::from_millis(10));
     let setup = AgentSetup {
-        datastore: fake.clone(),
+        datastore: Some(fake.clone()),
         extra: format!("[DEFAULT]\nconductor_queue = {queue}\n"),
         state_dir: Some(state.path().to_path_buf()),
         ..AgentSetup::new()
@@ -100,7 +100,7 @@ async fn restarted_agent_resumes_heartbeats_without_second_prepare() {
     let again = start_agent(AgentSetup {
         guest_id: guest.clone(),
         key: Some(key.clone()),
-        datastore: fake2.clone(),
+        datastore: Some(fake2.clone()),
         extra: format!("[DEFAULT]\nconductor_queue = {queue}\n"),
         state_dir: Some(state.path().to_path_buf()),
     })

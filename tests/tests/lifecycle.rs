@@ -10,7 +10,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_prepare_does_not_block_ping_and_changes_are_serialized() {
     let fake = FakeDatastore::new(Duration::from_secs(3));
-    let agent = start_agent(AgentSetup { datastore: fake.clone(), ..AgentSetup::new() }).await;
+    let agent = start_agent(AgentSetup { datastore: Some(fake.clone()), ..AgentSetup::new() }).await;
     let mut trove = Peer::client(&agent.guest_id, agent.key.as_deref(), &[]).await;
     trove.send(json!({"op": "cast", "method": "prepare", "kwargs": {"memory_mb": 512, "packages": [], "databases": [], "users": []}})).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -31,7 +31,7 @@ async fn long_prepare_does_not_block_ping_and_changes_are_serialized() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_in_flight_calls_finish() {
     let fake = FakeDatastore::new(Duration::from_secs(2));
-    let mut agent = start_agent(AgentSetup { datastore: fake.clone(), ..AgentSetup::new() }).await;
+    let mut agent = start_agent(AgentSetup { datastore: Some(fake.clone()), ..AgentSetup::new() }).await;
     let (guest, key) = (agent.guest_id.clone(), agent.key.clone());
     let call = tokio::spawn(async move {
         let mut trove = Peer::client(&guest, key.as_deref(), &[]).await;

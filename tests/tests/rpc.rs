@@ -49,7 +49,7 @@ async fn unsupported_methods_fail_fast_with_trove_exception() {
     assert!(r["message"].as_str().unwrap().contains("'list_users' operation is not supported for the 'k2hdkc' datastore"), "{r}");
 
     // Through trove's API wrapper, as the taskmanager sees it.
-    let r = trove.call("restart", json!({}), 10, false).await;
+    let r = trove.call("list_databases", json!({}), 10, false).await;
     assert_eq!(r["class"], "GuestError", "{r}");
     assert_eq!(r["original_class"], "DatastoreOperationNotSupported", "{r}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "answered promptly, not by timeout");

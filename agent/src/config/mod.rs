@@ -215,6 +215,8 @@ pub struct Config {
     pub datastore: DatastoreGroup,
     /// Where prepare markers and other agent state live.
     pub state_dir: PathBuf,
+    /// How the data volume is formatted and mounted.
+    pub volume: crate::volume::VolumeOptions,
     /// Options upstream knows that this agent does not use, with their file.
     pub ignored: Vec<String>,
 }
@@ -589,6 +591,10 @@ impl<'a> Typed<'a> {
             "graceful_shutdown_timeout",
             "debug",
             "agent_state_dir",
+            "volume_fstype",
+            "format_options",
+            "mount_options",
+            "volume_format_timeout",
         ];
         let known_default: Vec<&str> = UPSTREAM_DEFAULT_OPTIONS.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
         self.check_known(D, &known_default, &mut ignored, USED_DEFAULT);
@@ -636,6 +642,12 @@ impl<'a> Typed<'a> {
             rabbit,
             datastore,
             state_dir: PathBuf::from(self.str_or(D, "agent_state_dir", "/var/lib/trove-guestagent")),
+            volume: crate::volume::VolumeOptions {
+                fstype: self.str_or(D, "volume_fstype", "ext4"),
+                format_options: self.str_or(D, "format_options", "-m 5"),
+                mount_options: self.str_or(D, "mount_options", "defaults,noatime"),
+                format_timeout: Duration::from_secs(self.uint_or::<u64>(D, "volume_format_timeout", 120)),
+            },
             ignored,
             datastore_manager,
         }

@@ -1,0 +1,470 @@
+//! A K2HDKC server node's lifecycle: register with K2HR3, write the ini
+//! K2HR3 renders, run chmpx and k2hdkc, report health, leave cleanly, and
+//! keep the ini converged with the role's membership.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use driver_api::host::{Bind, ContainerSpec, ContainerState, Containers, Ipc};
+use driver_api::{DatastoreError, ServiceStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
+
+use crate::chmpx;
+use crate::ini;
+use crate::k2hr3::{self, ExtdataNames, K2hr3, RoleAccess};
+use crate::overrides::Parameters;
+use crate::settings::Settings;
+
+/// Where the config directory is mounted in the containers.
+pub const CONTAINER_CONFIG_DIR: &str = "/etc/antpickax";
+/// Where the data volume is mounted in the containers.
+pub const CONTAINER_DATA_DIR: &str = "/var/lib/antpickax/k2hdkc";
+/// The ini's name in the config directory.
+pub const INI_NAME: &str = "k2hdkc.ini";
+/// `extra` K2HR3 keeps for a node registered by this agent.
+pub const K2HR3_EXTRA: &str = "openstack-auto-v1";
+/// The EXTDATA variable names of the K2HR3 template for Trove.
+pub const EXTDATA_NAMES: ExtdataNames = ExtdataNames { api_url: "K2HR3_API_URL", role: "K2HR3_ROLE", role_token: "K2HR3_ROLE_TOKEN" };
+/// Grace for chmpx to leave on SIGINT.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// What the node keeps across agent restarts (0600: it holds the role token).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+struct Saved {
+    parameters: Map<String, Value>,
+    api_url: Option<String>,
+    role_yrn: Option<String>,
+    role_token: Option<String>,
+    /// stop_db(do_not_start_on_reboot=True) was asked.
+    stopped: bool,
+}
+
+/// The live node.
+struct Live {
+    params: Parameters,
+    k2hr3: Option<K2hr3>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The K2HDKC node.
+pub struct Node {
+    settings: Settings,
+    containers: Arc<dyn Containers>,
+    http: reqwest::Client,
+    live: Mutex<Live>,
+}
+
+fn failed(context: &str, e: impl std::fmt::Display) -> DatastoreError {
+    DatastoreError::failed(context, e)
+}
+
+impl Node {
+    /// A node with nothing prepared yet (or, after a restart, what was
+    /// saved).
+    pub fn new(settings: Settings, containers: Arc<dyn Containers>) -> Node {
+        let saved = load_saved(&settings.state_dir).unwrap_or_default();
+        let params = Parameters::default().with(&saved.parameters, false).unwrap_or_default();
+        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().unwrap_or_default();
+        let k2hr3 = match (saved.api_url, saved.role_yrn, saved.role_token) {
+            (Some(api_url), Some(role_yrn), Some(role_token)) => Some(K2hr3::new(http.clone(), RoleAccess { api_url, role_yrn, role_token })),
+            _ => None,
+        };
+        Node { settings, containers, http, live: Mutex::new(Live { params, k2hr3, watcher: None }) }
+    }
+
+    fn ini_path(&self) -> PathBuf {
+        self.settings.config_dir.join(INI_NAME)
+    }
+
+    fn ctl_addr(&self, params: &Parameters) -> String {
+        format!("127.0.0.1:{}", params.server_ctlport)
+    }
+
+    fn http_for(&self, params: &Parameters) -> reqwest::Client {
+        let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        let no_proxy = params.no_proxy.as_deref().and_then(reqwest::NoProxy::from_string);
+        if let Some(p) = params.http_proxy.as_deref().and_then(|u| reqwest::Proxy::http(u).ok()) {
+            b = b.proxy(p.no_proxy(no_proxy.clone()));
+        }
+        if let Some(p) = params.https_proxy.as_deref().and_then(|u| reqwest::Proxy::https(u).ok()) {
+            b = b.proxy(p.no_proxy(no_proxy));
+        }
+        b.build().unwrap_or_else(|_| self.http.clone())
+    }
+
+    /// `prepare`: parameters, K2HR3 registration, ini, containers, wait
+    /// for service. Safe to re-run.
+    pub async fn prepare(&self, config_contents: Option<&str>, overrides: Option<&Map<String, Value>>) -> Result<(), DatastoreError> {
+        let base = match config_contents {
+            Some(text) => Parameters::from_config_contents(text).map_err(|p| DatastoreError::BadRequest(p.join("; ")))?,
+            None => Parameters::default(),
+        };
+        let params = match overrides {
+            Some(o) => base.with(o, false).map_err(|p| DatastoreError::BadRequest(p.join("; ")))?,
+            None => base,
+        };
+        let access = match (&self.settings.direct, &params.extdata_url) {
+            (Some(direct), _) => direct.clone(),
+            (None, Some(url)) => k2hr3::fetch_extdata(&self.http_for(&params), url, &EXTDATA_NAMES).await.map_err(|e| failed("read K2HR3 EXTDATA", e))?,
+            (None, None) => {
+                return Err(DatastoreError::BadRequest(
+                    "no K2HR3 access: set the extdata-url configuration parameter or [k2hdkc] k2hr3_api_url/k2hr3_role/k2hr3_role_token".into(),
+                ))
+            }
+        };
+        let client = K2hr3::new(self.http_for(&params), access);
+        self.save(&params, Some(client.access()), false)?;
+        {
+            let mut live = self.live.lock().await;
+            live.params = params.clone();
+            live.k2hr3 = Some(client.clone());
+        }
+        self.join(&client, &params).await?;
+        self.start_watcher().await;
+        Ok(())
+    }
+
+    /// Registers, writes the ini, runs the containers, waits for service.
+    async fn join(&self, client: &K2hr3, params: &Parameters) -> Result<(), DatastoreError> {
+        let s = &self.settings;
+        client.register(params.server_port, &s.cuk, K2HR3_EXTRA, &s.guest_id).await.map_err(|e| failed("register the node with K2HR3", e))?;
+        tracing::info!(cuk = %s.cuk, port = params.server_port, "registered with K2HR3");
+        let facts = self.refresh_ini(client).await?;
+
+        self.containers.ensure_image(&s.image).await.map_err(|e| failed("get the k2hdkc image", e))?;
+        self.containers.run(&self.chmpx_spec(params)).await.map_err(|e| failed("start chmpx", e))?;
+
+        // A node that is not the first server waits for the first one, as
+        // the old image does, so the ring forms from one node.
+        let first = facts.servers.first().cloned();
+        if let Some(first) = first.filter(|f| f.cuk.as_deref() != Some(s.cuk.as_str())) {
+            let port = first.ctlport.or(facts.ctlport).unwrap_or(params.server_ctlport);
+            let addr = format!("{}:{port}", first.name);
+            tracing::info!(first = %addr, "waiting for the first server node to serve");
+            self.wait_serving(&addr, "the first server node").await?;
+        }
+        self.containers.run(&self.server_spec(params)).await.map_err(|e| failed("start k2hdkc", e))?;
+        self.wait_self_serving(params).await
+    }
+
+    /// Waits until chmpx at `addr` serves, bounded by `startup_wait`.
+    async fn wait_serving(&self, addr: &str, who: &str) -> Result<(), DatastoreError> {
+        let deadline = Instant::now() + self.settings.startup_wait;
+        let mut last = String::from("no answer yet");
+        while Instant::now() < deadline {
+            match chmpx::self_status(addr).await {
+                Ok(st) if st.is_serving() => return Ok(()),
+                Ok(st) => last = format!("[{}][{}][{}][{}][{}]", st.ring, st.live, st.action, st.merge, st.suspend),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(failed(&format!("wait for {who} ({addr}) to serve"), format!("not serving after {:?}; last: {last}", self.settings.startup_wait)))
+    }
+
+    /// Waits until this node serves; services it in once k2hdkc attached
+    /// if the ring does not do it by itself (AUTOMERGE off).
+    async fn wait_self_serving(&self, params: &Parameters) -> Result<(), DatastoreError> {
+        let addr = self.ctl_addr(params);
+        let deadline = Instant::now() + self.settings.startup_wait;
+        let mut asked = false;
+        let mut last = String::from("no answer yet");
+        while Instant::now() < deadline {
+            match chmpx::self_status(&addr).await {
+                Ok(st) if st.is_serving() => {
+                    tracing::info!("this node serves: [SERVICE IN][UP][NoSuspend]");
+                    return Ok(());
+                }
+                Ok(st) => {
+                    if st.ring == "SERVICE OUT" && st.live == "UP" && st.suspend == "NoSuspend" && !asked {
+                        if let Err(e) = chmpx::command_ok(&addr, "SERVICEIN").await {
+                            tracing::warn!(error = %e, "SERVICEIN refused; waiting");
+                        }
+                        asked = true;
+                    }
+                    last = format!("[{}][{}][{}][{}][{}]", st.ring, st.live, st.action, st.merge, st.suspend);
+                }
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(failed("wait for this node to serve", format!("not serving after {:?}; last: {last}", self.settings.startup_wait)))
+    }
+
+    /// Fetches the resource, writes the ini if it changed (atomically, and
+    /// only when it still names this node), returns what it says.
+    async fn refresh_ini(&self, client: &K2hr3) -> Result<ini::IniFacts, DatastoreError> {
+        let text = ini::personalize(&client.resource().await.map_err(|e| failed("get k2hdkc.ini from K2HR3", e))?, &self.settings.cuk);
+        let facts = ini::facts(&text);
+        let is_self = |n: &ini::NodeEntry| n.cuk.as_deref() == Some(self.settings.cuk.as_str());
+        if !facts.servers.iter().any(is_self) {
+            return Err(failed("check k2hdkc.ini from K2HR3", format!("it has no [SVRNODE] with CUK {} (registration not visible yet?)", self.settings.cuk)));
+        }
+        let changed = ini::write_atomic(&self.ini_path(), &text, 0o644).map_err(|e| failed(&format!("write {}", self.ini_path().display()), e))?;
+        if changed {
+            tracing::info!(servers = facts.servers.len(), slaves = facts.slaves.len(), path = %self.ini_path().display(), "k2hdkc.ini written");
+        }
+        Ok(facts)
+    }
+
+    async fn start_watcher(&self) {
+        let mut live = self.live.lock().await;
+        if live.watcher.as_ref().is_some_and(|w| !w.is_finished()) {
+            return;
+        }
+        let Some(client) = live.k2hr3.clone() else { return };
+        let (settings, params) = (self.settings.clone(), live.params.clone());
+        let node = Watcher { settings, client, params };
+        live.watcher = Some(tokio::spawn(node.run()));
+    }
+
+    /// Resumes after an agent restart: the watcher, and the containers
+    /// unless the node was stopped for good.
+    pub async fn resume(&self) {
+        let saved = load_saved(&self.settings.state_dir).unwrap_or_default();
+        if saved.stopped {
+            return;
+        }
+        let params = self.live.lock().await.params.clone();
+        for spec in [self.chmpx_spec(&params), self.server_spec(&params)] {
+            if let Err(e) = self.containers.run(&spec).await {
+                tracing::warn!(error = %e, "could not start a container on resume");
+            }
+        }
+        self.start_watcher().await;
+    }
+
+    fn volumes(&self) -> Vec<Bind> {
+        vec![
+            Bind { host: self.settings.config_dir.display().to_string(), container: CONTAINER_CONFIG_DIR.into(), read_only: true },
+            Bind { host: self.settings.data_dir.display().to_string(), container: CONTAINER_DATA_DIR.into(), read_only: false },
+        ]
+    }
+
+    fn labels(&self) -> std::collections::BTreeMap<String, String> {
+        [("org.openstack.trove.instance".to_owned(), self.settings.guest_id.clone()), ("org.openstack.trove.datastore".to_owned(), "k2hdkc".to_owned())]
+            .into_iter()
+            .collect()
+    }
+
+    fn argv(&self, program: &str, params: &Parameters) -> Vec<String> {
+        let ini = format!("{CONTAINER_CONFIG_DIR}/{INI_NAME}");
+        vec![program.into(), "-conf".into(), ini, "-ctlport".into(), params.server_ctlport.to_string(), "-d".into(), "err".into()]
+    }
+
+    /// chmpx: its own shareable IPC namespace with room for its message
+    /// queues, host network, SIGINT to stop (it blocks SIGTERM).
+    fn chmpx_spec(&self, params: &Parameters) -> ContainerSpec {
+        let s = &self.settings;
+        ContainerSpec {
+            name: s.chmpx_container(),
+            image: s.image.clone(),
+            cmd: self.argv("chmpx", params),
+            user: format!("{}:{}", s.uid, s.gid),
+            host_network: true,
+            ipc: Ipc::Shareable,
+            pid_of: None,
+            binds: self.volumes(),
+            sysctls: [("fs.mqueue.msg_max".to_owned(), s.mq_msg_max.to_string())].into_iter().collect(),
+            labels: self.labels(),
+            env: vec![],
+            stop_signal: Some("SIGINT".into()),
+            restart_unless_stopped: true,
+        }
+    }
+
+    /// k2hdkc: chmpx's IPC and PID namespaces (they check each other in /proc).
+    fn server_spec(&self, params: &Parameters) -> ContainerSpec {
+        let s = &self.settings;
+        ContainerSpec {
+            name: s.server_container(),
+            cmd: self.argv("k2hdkc", params),
+            ipc: Ipc::Container(s.chmpx_container()),
+            pid_of: Some(s.chmpx_container()),
+            sysctls: Default::default(),
+            ..self.chmpx_spec(params)
+        }
+    }
+
+    /// The node's status: containers first, then chmpx's own view.
+    pub async fn status(&self, prepared: bool) -> ServiceStatus {
+        let s = &self.settings;
+        let chmpx_state = match self.containers.state(&s.chmpx_container()).await {
+            Ok(st) => st,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the chmpx container's state");
+                return ServiceStatus::Unknown;
+            }
+        };
+        let server_state = self.containers.state(&s.server_container()).await.unwrap_or(ContainerState::Missing);
+        let from_container = |st: &ContainerState| match st {
+            ContainerState::Missing | ContainerState::Created | ContainerState::Exited(0) => Some(ServiceStatus::Shutdown),
+            ContainerState::Exited(_) | ContainerState::Dead | ContainerState::Restarting => Some(ServiceStatus::Crashed),
+            ContainerState::Paused => Some(ServiceStatus::Paused),
+            ContainerState::Running => None,
+        };
+        if let Some(st) = from_container(&chmpx_state).or_else(|| from_container(&server_state)) {
+            return if prepared { st } else { ServiceStatus::Unknown };
+        }
+        let params = self.live.lock().await.params.clone();
+        match chmpx::self_status(&self.ctl_addr(&params)).await {
+            Ok(st) if st.is_serving() => ServiceStatus::Healthy,
+            Ok(_) => ServiceStatus::Running,
+            Err(e) => {
+                tracing::warn!(error = %e, "chmpx does not answer on its control port");
+                ServiceStatus::Running
+            }
+        }
+    }
+
+    /// `stop_db`: leave the ring (SERVICEOUT), leave K2HR3, stop.
+    pub async fn stop(&self, do_not_start_on_reboot: bool) -> Result<(), DatastoreError> {
+        let (params, client) = {
+            let mut live = self.live.lock().await;
+            if let Some(w) = live.watcher.take() {
+                w.abort();
+            }
+            (live.params.clone(), live.k2hr3.clone())
+        };
+        self.leave_ring(&params).await;
+        if let Some(client) = &client {
+            client.deregister(params.server_port, &self.settings.cuk).await.map_err(|e| failed("remove the node from K2HR3", e))?;
+            tracing::info!("removed from the K2HR3 role");
+        }
+        for name in [self.settings.server_container(), self.settings.chmpx_container()] {
+            self.containers.stop(&name, STOP_GRACE).await.map_err(|e| failed("stop the k2hdkc containers", e))?;
+        }
+        let mut saved = load_saved(&self.settings.state_dir).unwrap_or_default();
+        saved.stopped = do_not_start_on_reboot;
+        store_saved(&self.settings.state_dir, &saved).map_err(|e| failed("save node state", e))?;
+        Ok(())
+    }
+
+    /// SERVICEOUT this node by the name chmpx knows it under (from ALLSTATUS
+    /// is not needed: the ini's own entry gives name and control port).
+    async fn leave_ring(&self, params: &Parameters) {
+        let text = std::fs::read_to_string(self.ini_path()).unwrap_or_default();
+        let facts = ini::facts(&text);
+        let Some(me) = facts.servers.iter().find(|n| n.cuk.as_deref() == Some(self.settings.cuk.as_str())) else { return };
+        let port = me.ctlport.or(facts.ctlport).unwrap_or(params.server_ctlport);
+        let cmd = format!("SERVICEOUT {}:{port}", me.name);
+        match chmpx::command_ok(&self.ctl_addr(params), &cmd).await {
+            Ok(()) => tracing::info!(command = %cmd, "left the ring"),
+            Err(e) => tracing::warn!(error = %e, "SERVICEOUT failed; stopping anyway"),
+        }
+    }
+
+    /// `restart`: stop both containers and start them again, rejoining.
+    pub async fn restart(&self) -> Result<(), DatastoreError> {
+        let params = self.live.lock().await.params.clone();
+        self.leave_ring(&params).await;
+        for name in [self.settings.server_container(), self.settings.chmpx_container()] {
+            self.containers.stop(&name, STOP_GRACE).await.map_err(|e| failed("stop for restart", e))?;
+        }
+        let client = self.live.lock().await.k2hr3.clone().ok_or_else(|| DatastoreError::Conflict("the node was never prepared".into()))?;
+        self.join(&client, &params).await?;
+        self.start_watcher().await;
+        Ok(())
+    }
+
+    /// Applies new parameters: validated first, nothing changed on error.
+    /// Port or cluster changes re-register and restart; proxies only
+    /// change how K2HR3 is reached.
+    pub async fn update_parameters(&self, changes: &Map<String, Value>, remove: bool) -> Result<(), DatastoreError> {
+        let old = self.live.lock().await.params.clone();
+        let new = old.with(changes, remove).map_err(|p| DatastoreError::BadRequest(p.join("; ")))?;
+        if new == old {
+            return Ok(());
+        }
+        let client = self.live.lock().await.k2hr3.clone();
+        self.save(&new, client.as_ref().map(|c| c.access()), false)?;
+        self.live.lock().await.params = new.clone();
+        let needs_restart = (new.server_port, new.server_ctlport, new.slave_ctlport, &new.cluster_name)
+            != (old.server_port, old.server_ctlport, old.slave_ctlport, &old.cluster_name);
+        if needs_restart {
+            if let Some(client) = client {
+                // Leave under the old registration, join under the new one.
+                self.leave_ring(&old).await;
+                let _ = client.deregister(old.server_port, &self.settings.cuk).await;
+                for name in [self.settings.server_container(), self.settings.chmpx_container()] {
+                    self.containers.stop(&name, STOP_GRACE).await.map_err(|e| failed("stop for new parameters", e))?;
+                    self.containers.remove(&name).await.map_err(|e| failed("remove for new parameters", e))?;
+                }
+                self.join(&client, &new).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn save(&self, params: &Parameters, access: Option<&RoleAccess>, stopped: bool) -> Result<(), DatastoreError> {
+        let saved = Saved {
+            parameters: params.to_map(),
+            api_url: access.map(|a| a.api_url.clone()),
+            role_yrn: access.map(|a| a.role_yrn.clone()),
+            role_token: access.map(|a| a.role_token.clone()),
+            stopped,
+        };
+        store_saved(&self.settings.state_dir, &saved).map_err(|e| failed("save node state", e))
+    }
+}
+
+fn saved_path(dir: &std::path::Path) -> PathBuf {
+    dir.join("k2hdkc-node.json")
+}
+
+fn load_saved(dir: &std::path::Path) -> Option<Saved> {
+    serde_json::from_str(&std::fs::read_to_string(saved_path(dir)).ok()?).ok()
+}
+
+fn store_saved(dir: &std::path::Path, saved: &Saved) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(saved).map_err(std::io::Error::other)?;
+    ini::write_atomic(&saved_path(dir), &text, 0o600).map(|_| ())
+}
+
+/// Keeps the ini converged with the role: re-reads the resource every
+/// `poll_interval`, rewrites the file atomically when it changed (chmpx
+/// picks the new file up through inotify; k2hdkc learns membership from
+/// chmpx), and re-registers if K2HR3 lost this node.
+struct Watcher {
+    settings: Settings,
+    client: K2hr3,
+    params: Parameters,
+}
+
+impl Watcher {
+    async fn run(self) {
+        let path = self.settings.config_dir.join(INI_NAME);
+        let mut failures = 0u32;
+        loop {
+            tokio::time::sleep(self.settings.poll_interval).await;
+            let text = match self.client.resource().await {
+                Ok(t) => ini::personalize(&t, &self.settings.cuk),
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures % 30 == 0 {
+                        tracing::warn!(error = %e, failures, "cannot re-read k2hdkc.ini from K2HR3; keeping the current file");
+                    }
+                    continue;
+                }
+            };
+            failures = 0;
+            let facts = ini::facts(&text);
+            if !facts.servers.iter().any(|n| n.cuk.as_deref() == Some(self.settings.cuk.as_str())) {
+                // An ini without this node would make chmpx exit.
+                tracing::warn!("K2HR3 no longer lists this node; registering again");
+                if let Err(e) = self.client.register(self.params.server_port, &self.settings.cuk, K2HR3_EXTRA, &self.settings.guest_id).await {
+                    tracing::warn!(error = %e, "re-registration failed");
+                }
+                continue;
+            }
+            match ini::write_atomic(&path, &text, 0o644) {
+                Ok(true) => tracing::info!(servers = facts.servers.len(), slaves = facts.slaves.len(), "membership changed: k2hdkc.ini updated"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, path = %path.display(), "cannot write k2hdkc.ini"),
+            }
+        }
+    }
+}
