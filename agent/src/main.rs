@@ -93,8 +93,40 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(agent::run(config, datastore, shutdown_signal(), |_| {}));
+    runtime.block_on(agent::run(config, datastore, shutdown_signal(), |handles| {
+        tokio::spawn(systemd(handles));
+    }));
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     ExitCode::SUCCESS
+}
+
+/// systemd `Type=notify`: READY once the RPC consumers are up, and the
+/// watchdog kept while this runtime runs. No-ops outside systemd.
+async fn systemd(mut handles: agent::Handles) {
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period / 2);
+            loop {
+                tick.tick().await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
+    let mut notified = false;
+    loop {
+        let ready = *handles.ready.borrow_and_update();
+        if ready && !notified {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving Trove RPC")]);
+            notified = true;
+        } else if !ready && notified {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Status("reconnecting to RabbitMQ")]);
+        } else if ready {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Status("serving Trove RPC")]);
+        }
+        if handles.ready.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Completes on SIGTERM (systemd stop) or SIGINT.
