@@ -11,6 +11,10 @@ say() { printf '==> %s\n' "$*"; }
 # --- system packages -------------------------------------------------------
 missing=()
 command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v losetup >/dev/null 2>&1 || missing+=(mount)
+command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -58,6 +62,14 @@ fi
 for _ in $(seq 1 60); do timeout 30 rabbitmqctl -q await_startup >/dev/null 2>&1 && break; sleep 1; done
 timeout 30 rabbitmqctl -q await_startup
 export TEST_TLS_DIR=$tls
+
+# --- Docker engine (the k2hdkc containers; the test image is built locally) --
+if ! timeout 10 docker version >/dev/null 2>&1; then
+    say "starting dockerd"
+    (dockerd >/var/log/k2hdkc-trove-tests-dockerd.log 2>&1 &)
+    for _ in $(seq 1 60); do timeout 5 docker version >/dev/null 2>&1 && break; sleep 1; done
+    timeout 10 docker version >/dev/null || { echo "dockerd did not start; see /var/log/k2hdkc-trove-tests-dockerd.log" >&2; exit 1; }
+fi
 
 # --- upstream Trove in a venv (the peer the tests talk to) ------------------
 if ! .venv/bin/python -c 'import trove, oslo_messaging' >/dev/null 2>&1; then

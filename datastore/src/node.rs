@@ -47,6 +47,8 @@ struct Live {
     params: Parameters,
     k2hr3: Option<K2hr3>,
     watcher: Option<tokio::task::JoinHandle<()>>,
+    /// Stopped on purpose (stop_db): nothing is restarted.
+    stopped: bool,
 }
 
 /// The K2HDKC node.
@@ -72,7 +74,7 @@ impl Node {
             (Some(api_url), Some(role_yrn), Some(role_token)) => Some(K2hr3::new(http.clone(), RoleAccess { api_url, role_yrn, role_token })),
             _ => None,
         };
-        Node { settings, containers, http, live: Mutex::new(Live { params, k2hr3, watcher: None }) }
+        Node { settings, containers, http, live: Mutex::new(Live { params, k2hr3, watcher: None, stopped: saved.stopped }) }
     }
 
     fn ini_path(&self) -> PathBuf {
@@ -130,6 +132,7 @@ impl Node {
     /// Registers, writes the ini, runs the containers, waits for service.
     async fn join(&self, client: &K2hr3, params: &Parameters) -> Result<(), DatastoreError> {
         let s = &self.settings;
+        self.live.lock().await.stopped = false;
         client.register(params.server_port, &s.cuk, K2HR3_EXTRA, &s.guest_id).await.map_err(|e| failed("register the node with K2HR3", e))?;
         tracing::info!(cuk = %s.cuk, port = params.server_port, "registered with K2HR3");
         let facts = self.refresh_ini(client).await?;
@@ -306,7 +309,21 @@ impl Node {
             ContainerState::Paused => Some(ServiceStatus::Paused),
             ContainerState::Running => None,
         };
-        if let Some(st) = from_container(&chmpx_state).or_else(|| from_container(&server_state)) {
+        if let Some(st) = from_container(&chmpx_state) {
+            return if prepared { st } else { ServiceStatus::Unknown };
+        }
+        if let Some(st) = from_container(&server_state) {
+            // k2hdkc lives in chmpx's PID namespace: when chmpx died and
+            // Docker restarted it, k2hdkc went with it and cannot be
+            // restarted by Docker alone. Bring it back unless stopped on
+            // purpose.
+            if prepared && !self.live.lock().await.stopped {
+                tracing::warn!(state = ?server_state, "k2hdkc is not running beside chmpx; starting it");
+                if let Err(e) = self.containers.start(&s.server_container()).await {
+                    tracing::error!(error = %e, "could not start k2hdkc");
+                }
+                return ServiceStatus::Crashed;
+            }
             return if prepared { st } else { ServiceStatus::Unknown };
         }
         let params = self.live.lock().await.params.clone();
@@ -327,6 +344,7 @@ impl Node {
             if let Some(w) = live.watcher.take() {
                 w.abort();
             }
+            live.stopped = true;
             (live.params.clone(), live.k2hr3.clone())
         };
         self.leave_ring(&params).await;

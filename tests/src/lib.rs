@@ -166,8 +166,12 @@ pub fn tls_dir() -> PathBuf {
     std::env::var_os("TEST_TLS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp/k2hdkc-trove-test-tls"))
 }
 
-/// Starts the agent without waiting for it to consume.
+/// Starts the agent without waiting for it to consume. `TEST_LOG=debug`
+/// shows the agents' logs.
 pub async fn spawn_agent(setup: AgentSetup) -> RunningAgent {
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
     let mount = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let state_dir = setup.state_dir.clone().unwrap_or_else(|| state.path().to_path_buf());
@@ -366,4 +370,101 @@ pub mod raw {
             _ => None,
         }
     }
+}
+
+/// Ports for one test's K2HDKC node: server, control, slave control.
+/// Tests run in parallel on the host network, so each takes its own.
+pub fn node_ports() -> (u16, u16, u16) {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let slot = NEXT.fetch_add(1, Ordering::SeqCst) as u16;
+    let base = 20000 + (std::process::id() as u16 % 200) * 100 + slot * 4;
+    (base, base + 1, base + 2)
+}
+
+/// The k2hdkc server test image (a stand-in built from tests/standins).
+pub const STANDIN_IMAGE: &str = "k2hdkc-standin:test";
+
+/// Builds the stand-in image once per test process.
+pub fn ensure_standin_image() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let script = repo_root().join("tests/standins/k2hdkc-image/build.sh");
+        let status = std::process::Command::new("bash").arg(script).arg(STANDIN_IMAGE).status().expect("build.sh runs");
+        assert!(status.success(), "building the stand-in image failed");
+    });
+}
+
+/// The K2HR3 stand-in (tests/standins/k2hr3/k2hr3_standin.py), one per test.
+pub struct K2hr3StandIn {
+    child: Child,
+    /// What it printed at start: url, role_yrn, resource_yrn, role_token, extdata_url.
+    pub info: Value,
+}
+
+impl K2hr3StandIn {
+    /// Starts one for a cluster on these ports.
+    pub async fn start(cluster: &str, ports: (u16, u16, u16)) -> K2hr3StandIn {
+        let mut child = Command::new(peer_python())
+            .arg(repo_root().join("tests/standins/k2hr3/k2hr3_standin.py"))
+            .args(["--listen", "127.0.0.1:0", "--tenant", "trove", "--role", cluster])
+            .args(["--server-port", &ports.0.to_string(), "--server-ctlport", &ports.1.to_string(), "--slave-ctlport", &ports.2.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("K2HR3 stand-in starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.expect("stand-in ready").unwrap().unwrap();
+        K2hr3StandIn { child, info: serde_json::from_str(&line).unwrap() }
+    }
+
+    /// GET on the stand-in (its K2HR3 API or its test controls).
+    pub async fn get(&self, path: &str) -> Value {
+        http_json("GET", &format!("{}{}", self.info["url"].as_str().unwrap(), path), None).await
+    }
+
+    /// The k2hdkc.ini K2HR3 renders now for the role (members included).
+    pub async fn rendered_ini(&self) -> String {
+        let url = format!("{}/v1/resource/{}", self.info["url"].as_str().unwrap(), self.info["resource_yrn"].as_str().unwrap());
+        let token = format!("R={}", self.info["role_token"].as_str().unwrap());
+        let v = http_json_auth("GET", &url, None, Some(&token)).await;
+        v["resource"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Sets a fault mode (`ok`, `down`, `error500`, `slow`).
+    pub async fn fault(&self, mode: &str) {
+        http_json("POST", &format!("{}/_standin/fault", self.info["url"].as_str().unwrap()), Some(serde_json::json!({"mode": mode}))).await;
+    }
+
+    /// Stops it.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A tiny HTTP/1.1 JSON client for the stand-in (test code only).
+pub async fn http_json(method: &str, url: &str, body: Option<Value>) -> Value {
+    http_json_auth(method, url, body, None).await
+}
+
+/// Same, with an `x-auth-token` header.
+pub async fn http_json_auth(method: &str, url: &str, body: Option<Value>, token: Option<&str>) -> Value {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("stand-in reachable");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token.map(|t| format!("x-auth-token: {t}\r\n")).unwrap_or_default();
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    tokio::io::AsyncWriteExt::write_all(&mut stream, req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body.trim()).unwrap_or(Value::String(body.to_owned()))
+}
+
+/// Docker CLI (test code only, argv).
+pub fn docker(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker").args(args).output().expect("docker CLI");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""K2HR3 STAND-IN for tests: not K2HR3, a test double of the subset of its
+REST API a K2HDKC node uses with a role token (yahoojapan/k2hr3 api_role,
+api_resource, api_extdata), with state in memory.
+
+  k2hr3_standin.py --listen 127.0.0.1:0 --tenant T --role NAME
+                   [--role-token TOKEN] [--server-port 8020]
+                   [--server-ctlport 8021] [--slave-ctlport 8031]
+
+Prints one JSON line when ready: url, role_yrn, resource_yrn, role_token,
+extdata_url.
+
+K2HR3 side:
+  GET    /v1/extdata/<tenant>/<role>   (User-Agent extdata_k2hr3_trove)
+         -> shell text with K2HR3_API_URL, K2HR3_ROLE, K2HR3_ROLE_TOKEN
+  PUT    /v1/role/<role yrn>?port=&cuk=&extra=&tag=   x-auth-token: R=<token>
+         adds the caller's source address as a host of the role
+  DELETE /v1/role/<role yrn>?port=&cuk=               removes it
+  GET    /v1/role/<role yrn>                          hosts of the role
+  GET    /v1/resource/<resource yrn>                  the k2hdkc.ini rendered
+         from the role's current hosts, {"result": true, "resource": "..."}
+Test controls (not K2HR3):
+  POST /_standin/fault {"mode": "ok"|"down"|"error500"|"slow", "delay_s": N}
+  GET  /_standin/calls   recorded calls (method, path, query, source ip)
+"""
+
+import argparse
+import json
+import secrets
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+STATE = {"hosts": [], "calls": [], "mode": "ok", "delay": 5.0}
+LOCK = threading.Lock()
+
+
+def render_ini(cfg, hosts):
+    """The k2hdkc.ini in the shape of the K2HR3 template the K2HDKC DBaaS
+    system stores: GLOBAL, one SVRNODE per registered server host, a
+    SLVNODE entry for any slave, K2HDKC. SELFCUK stays a placeholder that
+    the fetching node replaces with its own CUK."""
+    out = [
+        "#", "# k2hdkc.ini rendered by the K2HR3 stand-in", "#",
+        "[GLOBAL]",
+        "FILEVERSION            = 1",
+        "DATE                   = %s" % cfg.started,
+        "GROUP                  = %s" % cfg.role,
+        "MODE                   = SERVER",
+        "DELIVERMODE            = hash",
+        "MAXCHMPX               = 256",
+        "REPLICA                = 1",
+        "MAXMQSERVER            = 8",
+        "MAXMQCLIENT            = 128",
+        "MQPERATTACH            = 8",
+        "MAXQPERSERVERMQ        = 8",
+        "MAXQPERCLIENTMQ        = 8",
+        "MAXMQPERCLIENT         = 16",
+        "MAXHISTLOG             = 0",
+        "PORT                   = %d" % cfg.server_port,
+        "CTLPORT                = %d" % cfg.server_ctlport,
+        "SELFCTLPORT            = %d" % cfg.server_ctlport,
+        "SELFCUK                = __SELF_INSTANCE_ID__",
+        "RWTIMEOUT              = 10000",
+        "RETRYCNT               = 500",
+        "CONTIMEOUT             = 1000",
+        "MQRWTIMEOUT            = 500",
+        "MQRETRYCNT             = 10000",
+        "MQACK                  = no",
+        "AUTOMERGE              = on",
+        "DOMERGE                = on",
+        "MERGETIMEOUT           = 0",
+        "SOCKTHREADCNT          = 8",
+        "MQTHREADCNT            = 8",
+        "MAXSOCKPOOL            = 16",
+        "SOCKPOOLTIMEOUT        = 0",
+        "SSL                    = no",
+        "K2HFULLMAP             = on",
+        "K2HMASKBIT             = 4",
+        "K2HCMASKBIT            = 8",
+        "K2HMAXELE              = 16",
+        "",
+    ]
+    for h in hosts:
+        if h["port"] == cfg.server_port:
+            out += ["[SVRNODE]", "NAME                   = %s" % h["ip"], "CUK                    = %s" % h["cuk"],
+                    "PORT                   = %d" % cfg.server_port, "CTLPORT                = %d" % cfg.server_ctlport,
+                    "SSL                    = no", ""]
+    # Slaves may connect from anywhere in the cluster's network.
+    out += ["[SLVNODE]", "NAME                   = [.]*", "CTLPORT                = %d" % cfg.slave_ctlport, ""]
+    out += ["[K2HDKC]", "RCVTIMEOUT             = 1000", "SVRNODEINI             = /etc/antpickax/k2hdkc.ini",
+            "K2HTYPE                = file", "K2HFILE                = /var/lib/antpickax/k2hdkc/data/k2hdkc.k2h",
+            "K2HFULLMAP             = on", "K2HINIT                = no", "K2HMASKBIT             = 4",
+            "K2HCMASKBIT            = 8", "K2HMAXELE              = 16", "K2HPAGESIZE            = 128",
+            "MAXTHREAD              = 20", ""]
+    return "\n".join(out)
+
+
+class Handler(BaseHTTPRequestHandler):
+    cfg = None
+
+    def log_message(self, fmt, *args):
+        sys.stderr.write("k2hr3-standin: " + (fmt % args) + "\n")
+
+    def reply(self, code, obj=None, text=None):
+        body = (text if text is not None else json.dumps(obj)).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain" if text is not None else "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def record(self, url):
+        with LOCK:
+            STATE["calls"].append({"method": self.command, "path": url.path, "query": urllib.parse.parse_qs(url.query),
+                                   "source_ip": self.client_address[0], "user_agent": self.headers.get("User-Agent")})
+
+    def faulted(self, url):
+        """Applies the fault mode to K2HR3 calls (not to the controls)."""
+        if url.path.startswith("/_standin"):
+            return False
+        mode = STATE["mode"]
+        if mode == "down":
+            # Like a dead server: close without answering.
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+        if mode == "error500":
+            self.reply(500, {"result": False, "message": "stand-in fault: internal error"})
+            return True
+        if mode == "slow":
+            time.sleep(STATE["delay"])
+        return False
+
+    def authorized(self):
+        return self.headers.get("x-auth-token", "") == "R=" + self.cfg.role_token
+
+    def handle_any(self):
+        url = urllib.parse.urlsplit(self.path)
+        self.record(url)
+        if self.faulted(url):
+            return
+        q = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+        path = urllib.parse.unquote(url.path)
+        role_path = "/v1/role/" + self.cfg.role_yrn
+        if self.command == "POST" and path == "/_standin/fault":
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            STATE["mode"] = body.get("mode", "ok")
+            STATE["delay"] = float(body.get("delay_s", 5))
+            return self.reply(200, {"result": True})
+        if self.command == "GET" and path == "/_standin/calls":
+            with LOCK:
+                return self.reply(200, {"result": True, "calls": STATE["calls"], "hosts": STATE["hosts"]})
+        if self.command == "GET" and path == "/v1/extdata/%s/%s" % (self.cfg.tenant, self.cfg.role):
+            if self.headers.get("User-Agent") != "extdata_k2hr3_trove":
+                return self.reply(400, {"result": False, "message": "unknown user agent"})
+            text = "#!/bin/sh\nK2HR3_API_URL=%s\nK2HR3_ROLE=%s\nK2HR3_ROLE_TOKEN=%s\n" % (
+                self.cfg.url, self.cfg.role_yrn, self.cfg.role_token)
+            return self.reply(200, text=text)
+        if path == role_path and self.command in ("PUT", "DELETE", "GET"):
+            if not self.authorized():
+                return self.reply(401, {"result": False, "message": "role token is invalid"})
+            if self.command == "GET":
+                with LOCK:
+                    return self.reply(200, {"result": True, "role": {"hosts": {"ips": [
+                        "%s %s %s %s" % (h["ip"], h["port"], h["cuk"], h["extra"]) for h in STATE["hosts"]]}}})
+            try:
+                port = int(q.get("port", "0"))
+            except ValueError:
+                return self.reply(400, {"result": False, "message": "port is not a number"})
+            key = (self.client_address[0], port, q.get("cuk", ""))
+            with LOCK:
+                STATE["hosts"] = [h for h in STATE["hosts"] if (h["ip"], h["port"], h["cuk"]) != key]
+                if self.command == "PUT":
+                    STATE["hosts"].append({"ip": key[0], "port": port, "cuk": key[2],
+                                           "extra": q.get("extra", ""), "tag": q.get("tag", "")})
+            return self.reply(201 if self.command == "PUT" else 204 if False else 200, {"result": True, "message": None})
+        if self.command == "GET" and path == "/v1/resource/" + self.cfg.resource_yrn:
+            if not self.authorized():
+                return self.reply(401, {"result": False, "message": "role token is invalid"})
+            with LOCK:
+                text = render_ini(self.cfg, list(STATE["hosts"]))
+            return self.reply(200, {"result": True, "message": None, "resource": text})
+        return self.reply(404, {"result": False, "message": "no such path: " + path})
+
+    do_GET = do_PUT = do_DELETE = do_POST = handle_any
+
+
+def main():
+    p = argparse.ArgumentParser(description="K2HR3 stand-in for tests")
+    p.add_argument("--listen", default="127.0.0.1:0")
+    p.add_argument("--tenant", default="trove")
+    p.add_argument("--role", required=True)
+    p.add_argument("--role-token", default=None)
+    p.add_argument("--server-port", type=int, default=8020)
+    p.add_argument("--server-ctlport", type=int, default=8021)
+    p.add_argument("--slave-ctlport", type=int, default=8031)
+    cfg = p.parse_args()
+    host, port = cfg.listen.rsplit(":", 1)
+    server = ThreadingHTTPServer((host, int(port)), Handler)
+    cfg.url = "http://%s:%d" % (host, server.server_address[1])
+    # Rendered once per stand-in: the text changes only when members do.
+    cfg.started = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
+    cfg.role_token = cfg.role_token or secrets.token_hex(16)
+    cfg.role_yrn = "yrn:yahoo:::%s:role:%s" % (cfg.tenant, cfg.role)
+    cfg.resource_yrn = "yrn:yahoo:::%s:resource:%s" % (cfg.tenant, cfg.role)
+    Handler.cfg = cfg
+    print(json.dumps({"url": cfg.url, "role_yrn": cfg.role_yrn, "resource_yrn": cfg.resource_yrn,
+                      "role_token": cfg.role_token,
+                      "extdata_url": "%s/v1/extdata/%s/%s" % (cfg.url, cfg.tenant, cfg.role)}), flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+//! A K2HDKC server node end to end: Trove's client and conductor, real
+//! RabbitMQ, real dockerd, the K2HR3 stand-in and the k2hdkc test image
+//! (a stand-in following the real image's contract).
+
+use std::time::Duration;
+
+use e2e_tests::{docker, ensure_standin_image, node_ports, start_agent, AgentSetup, K2hr3StandIn, Peer, STANDIN_IMAGE};
+use serde_json::{json, Value};
+
+fn status_of(v: &Value) -> &str {
+    v["kwargs"]["payload"]["service_status"].as_str().unwrap_or("")
+}
+
+struct Node {
+    agent: e2e_tests::RunningAgent,
+    trove: Peer,
+    conductor: Peer,
+    k2hr3: K2hr3StandIn,
+    ports: (u16, u16, u16),
+    config_dir: std::path::PathBuf,
+}
+
+async fn node(extra: &str) -> Node {
+    ensure_standin_image();
+    let ports = node_ports();
+    let cluster = format!("c{}", ports.0);
+    let k2hr3 = K2hr3StandIn::start(&cluster, ports).await;
+    let queue = format!("conductor-{}", e2e_tests::guest_id());
+    let setup = AgentSetup {
+        extra: format!("[DEFAULT]\nconductor_queue = {queue}\n[k2hdkc]\ndocker_image = {STANDIN_IMAGE}\nstartup_wait = 30\nk2hr3_poll_interval_ms = 500\n{extra}"),
+        ..AgentSetup::new()
+    };
+    let (guest, key) = (setup.guest_id.clone(), setup.key.clone().unwrap());
+    let conductor = Peer::conductor(&guest, &key, &queue).await;
+    let agent = start_agent(setup).await;
+    let trove = Peer::client(&guest, Some(&key), &[]).await;
+    let config_dir = agent.mount_point.join("etc");
+    Node { agent, trove, conductor, k2hr3, ports, config_dir }
+}
+
+impl Node {
+    fn overrides(&self) -> Value {
+        json!({
+            "cluster-name": format!("c{}", self.ports.0),
+            "extdata-url": self.k2hr3.info["extdata_url"],
+            "chmpx-server-port": self.ports.0,
+            "chmpx-server-ctlport": self.ports.1,
+            "chmpx-slave-ctlport": self.ports.2,
+        })
+    }
+
+    async fn prepare(&mut self) -> Value {
+        let overrides = self.overrides();
+        self.trove.send(json!({"op": "cast", "method": "prepare", "kwargs": {
+            "memory_mb": 1024, "packages": [], "databases": [], "users": [], "overrides": overrides,
+        }})).await
+    }
+
+    async fn heartbeat(&mut self, within: Duration, want: impl Fn(&str) -> bool) -> Option<String> {
+        self.conductor
+            .next_matching(within, |v| v["method"] == "heartbeat" && want(status_of(v)))
+            .await
+            .map(|v| status_of(&v).to_owned())
+    }
+
+    fn containers(&self) -> Vec<String> {
+        let out = docker(&["ps", "-a", "--filter", &format!("label=org.openstack.trove.instance={}", self.agent.guest_id), "--format", "{{.Names}} {{.State}}"]);
+        let mut v: Vec<String> = out.lines().map(str::to_owned).collect();
+        v.sort();
+        v
+    }
+
+    async fn cleanup(self) {
+        let names: Vec<String> = self.containers().iter().filter_map(|l| l.split_whitespace().next().map(str::to_owned)).collect();
+        for n in names {
+            docker(&["rm", "-f", &n]);
+        }
+        self.trove.quit().await;
+        self.conductor.quit().await;
+        self.agent.stop().await;
+        self.k2hr3.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepare_brings_up_a_registered_configured_healthy_node_and_stop_db_leaves() {
+    let mut n = node("").await;
+    assert_eq!(n.prepare().await["ok"], true);
+    assert_eq!(n.heartbeat(Duration::from_secs(30), |_| true).await.as_deref(), Some("building"));
+    let end = n.heartbeat(Duration::from_secs(90), |s| s != "building").await;
+    assert_eq!(end.as_deref(), Some("healthy"), "prepare ends healthy");
+
+    // Registered in K2HR3, and the ini on disk is K2HR3's, made this node's.
+    let rendered = n.k2hr3.rendered_ini().await;
+    // The guest id is this node's CUK here (no cloud-init instance id).
+    assert!(rendered.contains(&n.agent.guest_id), "node listed in the resource:\n{rendered}");
+    let on_disk = std::fs::read_to_string(n.config_dir.join("k2hdkc.ini")).unwrap();
+    assert_eq!(on_disk, rendered.replace("__SELF_INSTANCE_ID__", &n.agent.guest_id));
+
+    // Two containers, running as the database user on the host network.
+    let names = n.containers();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|l| l.ends_with("running")), "{names:?}");
+    let chmpx = format!("k2hdkc-chmpx-{}", n.agent.guest_id);
+    assert_eq!(docker(&["inspect", "-f", "{{.Config.User}} {{.HostConfig.NetworkMode}} {{.HostConfig.RestartPolicy.Name}}", &chmpx]), "1001:1001 host unless-stopped");
+
+    // Periodic heartbeats say healthy.
+    assert_eq!(n.heartbeat(Duration::from_secs(5), |_| true).await.as_deref(), Some("healthy"));
+
+    // stop_db: leaves the ring and K2HR3, stops the containers.
+    let r = n.trove.call("stop_db", json!({}), 60, false).await;
+    assert_eq!(r["ok"], true, "{r}");
+    let rendered = n.k2hr3.rendered_ini().await;
+    assert!(!rendered.contains(&n.agent.guest_id), "membership removed:\n{rendered}");
+    assert!(n.containers().iter().all(|l| !l.ends_with("running")), "{:?}", n.containers());
+    assert_eq!(n.heartbeat(Duration::from_secs(5), |_| true).await.as_deref(), Some("shutdown"));
+    n.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_server_is_reported_and_recovered_by_the_restart_policy() {
+    let mut n = node("").await;
+    n.prepare().await;
+    assert_eq!(n.heartbeat(Duration::from_secs(90), |s| s == "healthy").await.as_deref(), Some("healthy"));
+    let chmpx = format!("k2hdkc-chmpx-{}", n.agent.guest_id);
+    // A crash, not `docker kill` (which Docker counts as a stop on purpose
+    // and does not restart): SIGKILL the process from the host.
+    let pid = docker(&["inspect", "-f", "{{.State.Pid}}", &chmpx]);
+    assert!(std::process::Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    let bad = n.heartbeat(Duration::from_secs(5), |s| s != "healthy").await;
+    assert!(matches!(bad.as_deref(), Some("crashed" | "shutdown" | "running")), "reported within a report_interval: {bad:?}");
+    // Docker restarts it (unless-stopped); the node serves again.
+    assert_eq!(n.heartbeat(Duration::from_secs(60), |s| s == "healthy").await.as_deref(), Some("healthy"));
+    n.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn k2hr3_down_during_prepare_fails_naming_k2hr3() {
+    let mut n = node("").await;
+    n.k2hr3.fault("down").await;
+    n.prepare().await;
+    let end = n.heartbeat(Duration::from_secs(90), |s| s != "building").await;
+    assert_eq!(end.as_deref(), Some("failed to spawn"));
+    n.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_overrides_are_rejected_with_nothing_changed() {
+    let mut n = node("").await;
+    n.prepare().await;
+    assert_eq!(n.heartbeat(Duration::from_secs(90), |s| s != "building").await.as_deref(), Some("healthy"));
+    let before = std::fs::read_to_string(n.config_dir.join("k2hdkc.ini")).unwrap();
+    let r = n.trove.send(json!({"op": "call", "method": "update_overrides", "kwargs": {"overrides": {"chmpx-server-port": 80, "colour": "red"}}, "timeout": 30, "direct": true})).await;
+    assert_eq!(r["class"], "BadRequest", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("colour"), "{r}");
+    assert_eq!(std::fs::read_to_string(n.config_dir.join("k2hdkc.ini")).unwrap(), before);
+    assert_eq!(n.heartbeat(Duration::from_secs(5), |_| true).await.as_deref(), Some("healthy"));
+    n.cleanup().await;
+}
