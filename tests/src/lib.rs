@@ -205,6 +205,12 @@ impl RunningAgent {
         tokio::time::timeout(Duration::from_secs(30), &mut self.task).await.expect("agent stops within 30 s").unwrap();
     }
 
+    /// Takes the agent's temporary directories, so they outlive it (an
+    /// agent restart on the same guest).
+    pub fn take_dirs(&mut self) -> Vec<tempfile::TempDir> {
+        std::mem::take(&mut self._dirs)
+    }
+
     /// Sends the shutdown signal without waiting.
     pub fn signal_stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -467,4 +473,20 @@ pub async fn http_json_auth(method: &str, url: &str, body: Option<Value>, token:
 pub fn docker(args: &[&str]) -> String {
     let out = std::process::Command::new("docker").args(args).output().expect("docker CLI");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl K2hr3StandIn {
+    /// Registers another member directly (as another node would), from
+    /// this host: `cuk` distinguishes it.
+    pub async fn add_member(&self, port: u16, cuk: &str) {
+        let url = format!("{}/v1/role/{}?port={port}&cuk={cuk}&extra=openstack-auto-v1", self.info["url"].as_str().unwrap(), self.info["role_yrn"].as_str().unwrap());
+        let token = format!("R={}", self.info["role_token"].as_str().unwrap());
+        let v = http_json_auth("PUT", &url, None, Some(&token)).await;
+        assert_eq!(v["result"], true, "{v}");
+    }
+
+    /// The calls the stand-in recorded.
+    pub async fn calls(&self) -> Vec<Value> {
+        self.get("/_standin/calls").await["calls"].as_array().cloned().unwrap_or_default()
+    }
 }

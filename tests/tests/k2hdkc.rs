@@ -18,6 +18,7 @@ struct Node {
     k2hr3: K2hr3StandIn,
     ports: (u16, u16, u16),
     config_dir: std::path::PathBuf,
+    conductor_queue: String,
 }
 
 async fn node(extra: &str) -> Node {
@@ -35,7 +36,7 @@ async fn node(extra: &str) -> Node {
     let agent = start_agent(setup).await;
     let trove = Peer::client(&guest, Some(&key), &[]).await;
     let config_dir = agent.mount_point.join("etc");
-    Node { agent, trove, conductor, k2hr3, ports, config_dir }
+    Node { agent, trove, conductor, k2hr3, ports, config_dir, conductor_queue: queue }
 }
 
 impl Node {
@@ -107,11 +108,28 @@ async fn prepare_brings_up_a_registered_configured_healthy_node_and_stop_db_leav
     // Periodic heartbeats say healthy.
     assert_eq!(n.heartbeat(Duration::from_secs(5), |_| true).await.as_deref(), Some("healthy"));
 
+    // Membership converges: another node joins the role, this node's ini
+    // follows (poll interval 500 ms here).
+    n.k2hr3.add_member(n.ports.0, "another-node-cuk").await;
+    let path = n.config_dir.join("k2hdkc.ini");
+    let t = std::time::Instant::now();
+    while !std::fs::read_to_string(&path).unwrap().contains("another-node-cuk") {
+        assert!(t.elapsed() < Duration::from_secs(15), "ini never picked up the new member");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), n.k2hr3.rendered_ini().await.replace("__SELF_INSTANCE_ID__", &n.agent.guest_id));
+
+    // restart: back to healthy.
+    let r = n.trove.call("restart", json!({}), 60, false).await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(n.heartbeat(Duration::from_secs(10), |s| s == "healthy").await.as_deref(), Some("healthy"));
+
     // stop_db: leaves the ring and K2HR3, stops the containers.
     let r = n.trove.call("stop_db", json!({}), 60, false).await;
     assert_eq!(r["ok"], true, "{r}");
     let rendered = n.k2hr3.rendered_ini().await;
     assert!(!rendered.contains(&n.agent.guest_id), "membership removed:\n{rendered}");
+    assert!(rendered.contains("another-node-cuk"), "only this node left:\n{rendered}");
     assert!(n.containers().iter().all(|l| !l.ends_with("running")), "{:?}", n.containers());
     assert_eq!(n.heartbeat(Duration::from_secs(5), |_| true).await.as_deref(), Some("shutdown"));
     n.cleanup().await;
@@ -155,5 +173,28 @@ async fn bad_overrides_are_rejected_with_nothing_changed() {
     assert!(r["message"].as_str().unwrap().contains("colour"), "{r}");
     assert_eq!(std::fs::read_to_string(n.config_dir.join("k2hdkc.ini")).unwrap(), before);
     assert_eq!(n.heartbeat(Duration::from_secs(5), |_| true).await.as_deref(), Some("healthy"));
+    n.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_agent_resumes_without_a_second_prepare() {
+    let mut n = node("").await;
+    n.prepare().await;
+    assert_eq!(n.heartbeat(Duration::from_secs(90), |s| s != "building").await.as_deref(), Some("healthy"));
+    let registrations = |calls: &[Value]| calls.iter().filter(|c| c["method"] == "PUT").count();
+    assert_eq!(registrations(&n.k2hr3.calls().await), 1);
+
+    // The agent process goes away (containers keep running) and comes back.
+    let (guest, key, state) = (n.agent.guest_id.clone(), n.agent.key.clone(), n.agent.state_dir.clone());
+    let mount = n.agent.mount_point.clone();
+    let _keep = n.agent.take_dirs();
+    n.agent.stop().await;
+    let extra = format!(
+        "[DEFAULT]\nconductor_queue = {}\n[k2hdkc]\ndocker_image = {STANDIN_IMAGE}\nstartup_wait = 30\nk2hr3_poll_interval_ms = 500\nmount_point = {m}\nconfig_dir = {m}/etc\n",
+        n.conductor_queue, m = mount.display()
+    );
+    n.agent = start_agent(AgentSetup { guest_id: guest, key, extra, datastore: None, state_dir: Some(state) }).await;
+    assert_eq!(n.heartbeat(Duration::from_secs(10), |_| true).await.as_deref(), Some("healthy"), "heartbeats resume");
+    assert_eq!(registrations(&n.k2hr3.calls().await), 1, "no second prepare, no second registration");
     n.cleanup().await;
 }

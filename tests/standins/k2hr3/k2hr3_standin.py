@@ -172,12 +172,17 @@ class Handler(BaseHTTPRequestHandler):
             except ValueError:
                 return self.reply(400, {"result": False, "message": "port is not a number"})
             key = (self.client_address[0], port, q.get("cuk", ""))
+            entry = {"ip": key[0], "port": port, "cuk": key[2], "extra": q.get("extra", ""), "tag": q.get("tag", "")}
             with LOCK:
-                STATE["hosts"] = [h for h in STATE["hosts"] if (h["ip"], h["port"], h["cuk"]) != key]
-                if self.command == "PUT":
-                    STATE["hosts"].append({"ip": key[0], "port": port, "cuk": key[2],
-                                           "extra": q.get("extra", ""), "tag": q.get("tag", "")})
-            return self.reply(201 if self.command == "PUT" else 204 if False else 200, {"result": True, "message": None})
+                known = [i for i, h in enumerate(STATE["hosts"]) if (h["ip"], h["port"], h["cuk"]) == key]
+                if self.command == "DELETE":
+                    STATE["hosts"] = [h for h in STATE["hosts"] if (h["ip"], h["port"], h["cuk"]) != key]
+                elif known:
+                    # Registering again keeps the host where it was.
+                    STATE["hosts"][known[0]] = entry
+                else:
+                    STATE["hosts"].append(entry)
+            return self.reply(201 if self.command == "PUT" else 200, {"result": True, "message": None})
         if self.command == "GET" and path == "/v1/resource/" + self.cfg.resource_yrn:
             if not self.authorized():
                 return self.reply(401, {"result": False, "message": "role token is invalid"})
