@@ -33,6 +33,14 @@ pub fn write_atomic(path: &Path, text: &str, mode: u32) -> std::io::Result<bool>
     Ok(true)
 }
 
+/// Makes `dir` exist with mode 0755: the containers (the database user)
+/// read the ini from it, whatever umask the agent runs under (systemd's
+/// unit sets 0077, which made chmpx unable to read its ini).
+pub fn ensure_shared_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+}
+
 /// One `[SVRNODE]` or `[SLVNODE]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeEntry {
@@ -129,6 +137,17 @@ mod tests {
     fn personalize_replaces_the_placeholder() {
         assert!(personalize(INI, "cuk-1").contains("SELFCUK = cuk-1"));
         assert!(!personalize(INI, "cuk-1").contains(SELF_PLACEHOLDER));
+    }
+
+    #[test]
+    fn config_dir_is_readable_by_the_database_user_under_umask_0077() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("etc");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        ensure_shared_dir(&dir).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o755);
     }
 
     #[test]

@@ -206,6 +206,10 @@ impl Node {
         if !facts.servers.iter().any(is_self) {
             return Err(failed("check k2hdkc.ini from K2HR3", format!("it has no [SVRNODE] with CUK {} (registration not visible yet?)", self.settings.cuk)));
         }
+        // The containers run as the database user: the directory must be
+        // readable whatever umask the agent runs with (systemd: 0077).
+        let dir = &self.settings.config_dir;
+        ini::ensure_shared_dir(dir).map_err(|e| failed(&format!("prepare {}", dir.display()), e))?;
         let changed = ini::write_atomic(&self.ini_path(), &text, 0o644).map_err(|e| failed(&format!("write {}", self.ini_path().display()), e))?;
         if changed {
             tracing::info!(servers = facts.servers.len(), slaves = facts.slaves.len(), path = %self.ini_path().display(), "k2hdkc.ini written");

@@ -159,6 +159,11 @@ async fn k2hr3_down_during_prepare_fails_naming_k2hr3() {
     n.prepare().await;
     let end = n.heartbeat(Duration::from_secs(90), |s| s != "building").await;
     assert_eq!(end.as_deref(), Some("failed to spawn"));
+    // Bounded retries: the agent tried EXTDATA a few times, then gave up.
+    n.k2hr3.fault("ok").await;
+    let tries = n.k2hr3.calls().await.iter().filter(|c| c["path"].as_str().unwrap_or("").starts_with("/v1/extdata/")).count();
+    assert_eq!(tries, datastore::k2hr3::ATTEMPTS as usize, "retried a bounded number of times");
+    assert!(n.containers().is_empty(), "nothing started: {:?}", n.containers());
     n.cleanup().await;
 }
 
