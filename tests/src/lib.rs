@@ -379,12 +379,12 @@ pub mod raw {
 }
 
 /// Ports for one test's K2HDKC node: server, control, slave control.
-/// Tests run in parallel on the host network, so each takes its own.
+/// Tests run in parallel on the host network (and beside other test runs),
+/// so the kernel picks free ones.
 pub fn node_ports() -> (u16, u16, u16) {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let slot = NEXT.fetch_add(1, Ordering::SeqCst) as u16;
-    let base = 20000 + (std::process::id() as u16 % 200) * 100 + slot * 4;
-    (base, base + 1, base + 2)
+    let listeners: Vec<std::net::TcpListener> = (0..3).map(|_| std::net::TcpListener::bind("0.0.0.0:0").expect("a free port")).collect();
+    let p: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    (p[0], p[1], p[2])
 }
 
 /// The k2hdkc server test image (a stand-in built from tests/standins).
