@@ -77,13 +77,15 @@ impl RoleAccess {
     }
 }
 
-/// Reads role, token and API URL from the EXTDATA text: `NAME=value`
-/// lines (the old image ran it as a script; this only reads it). Names
-/// are matched as the K2HR3 template for Trove writes them.
+/// Reads role, token and API URL from the EXTDATA text: `NAME="value"`
+/// lines of k2hr3_api's `config/k2hr3-init.sh.templ` (the old image ran
+/// it as a script; this only reads it). K2HR3 puts a failure to expand
+/// the template in `K2HR3_ERROR_MSG`.
 pub fn parse_extdata(text: &str, names: &ExtdataNames) -> Result<RoleAccess, String> {
     let mut api = None;
     let mut role = None;
     let mut token = None;
+    let mut error = None;
     for line in text.lines() {
         let line = line.trim().trim_start_matches("export ").trim();
         let Some((k, v)) = line.split_once('=') else { continue };
@@ -92,8 +94,12 @@ pub fn parse_extdata(text: &str, names: &ExtdataNames) -> Result<RoleAccess, Str
             k if k == names.api_url => api = Some(v),
             k if k == names.role => role = Some(v),
             k if k == names.role_token => token = Some(v),
+            "K2HR3_ERROR_MSG" => error = Some(v),
             _ => {}
         }
+    }
+    if let Some(e) = error.filter(|e| !e.is_empty() && e != "null") {
+        return Err(format!("K2HR3 could not expand the EXTDATA template: {e}"));
     }
     let missing: Vec<&str> = [(&api, names.api_url), (&role, names.role), (&token, names.role_token)]
         .iter()
@@ -193,7 +199,8 @@ impl K2hr3 {
     }
 
     /// Adds this node (K2HR3 records the request's source address) to the
-    /// role with its port, CUK and extra data. Idempotent.
+    /// role with its port, CUK, extra data and tag (the host name, as
+    /// k2hr3-init does). Idempotent.
     pub async fn register(&self, port: u16, cuk: &str, extra: &str, tag: &str) -> Result<(), K2hr3Error> {
         let what = "register node in role";
         let url = self.role_url();
@@ -208,13 +215,16 @@ impl K2hr3 {
         checked(what, status, &body).map(|_| ())
     }
 
-    /// Removes this node from the role.
-    pub async fn deregister(&self, port: u16, cuk: &str) -> Result<(), K2hr3Error> {
+    /// Removes this node from the role (K2HR3 answers 204).
+    pub async fn deregister(&self, port: u16, cuk: &str, extra: &str, tag: &str) -> Result<(), K2hr3Error> {
         let what = "remove node from role";
         let url = self.role_url();
         let port = port.to_string();
         let (status, body) = send(what, || {
-            self.http.delete(&url).header("x-auth-token", self.auth()).query(&[("port", port.as_str()), ("cuk", cuk)])
+            self.http
+                .delete(&url)
+                .header("x-auth-token", self.auth())
+                .query(&[("port", port.as_str()), ("cuk", cuk), ("extra", extra), ("tag", tag)])
         })
         .await?;
         // Already gone is fine: leaving is idempotent.
@@ -241,17 +251,20 @@ impl K2hr3 {
 mod tests {
     use super::*;
 
-    const NAMES: ExtdataNames = ExtdataNames { api_url: "K2HR3_API_URL", role: "K2HR3_ROLE", role_token: "K2HR3_ROLE_TOKEN" };
+    const NAMES: ExtdataNames = ExtdataNames { api_url: "K2HR3_API_HOST_URI", role: "K2HR3_ROLE_NAME", role_token: "K2HR3_ROLE_TOKEN" };
 
     #[test]
     fn extdata_is_read_not_run() {
-        let text = "#!/bin/sh\nK2HR3_API_URL=\"http://k2hr3:18080/\"\nexport K2HR3_ROLE='yrn:yahoo:::t:role:cluster'\nK2HR3_ROLE_TOKEN=abc\nrm -rf / # never executed\n";
+        // The shape of k2hr3_api's k2hr3-init.sh.templ once expanded.
+        let text = "#!/bin/sh\nK2HR3_ROLE_TOKEN=\"abc\"\nK2HR3_ROLE_NAME=\"yrn:yahoo:::t:role:cluster\"\nK2HR3_RESOURCE_NAME=$(echo \"${K2HR3_ROLE_NAME}\" | sed -e 's/:role:/:resource:/g')\nK2HR3_ROLE_TENANT=\"t\"\nK2HR3_API_HOST_URI=\"http://k2hr3:18080/\"\nK2HR3_ERROR_MSG=\"null\"\nrm -rf / # never executed\n";
         let a = parse_extdata(text, &NAMES).unwrap();
         assert_eq!(a.api_url, "http://k2hr3:18080");
         assert_eq!(a.role_yrn, "yrn:yahoo:::t:role:cluster");
         assert_eq!(a.resource_yrn(), "yrn:yahoo:::t:resource:cluster");
         assert!(!format!("{a:?}").contains("abc"), "token masked in Debug");
-        let err = parse_extdata("K2HR3_ROLE=x\n", &NAMES).unwrap_err();
-        assert!(err.contains("K2HR3_API_URL") && err.contains("K2HR3_ROLE_TOKEN"), "{err}");
+        let err = parse_extdata("K2HR3_ROLE_NAME=x\n", &NAMES).unwrap_err();
+        assert!(err.contains("K2HR3_API_HOST_URI") && err.contains("K2HR3_ROLE_TOKEN"), "{err}");
+        let err = parse_extdata(&format!("{text}K2HR3_ERROR_MSG=\"no such role\"\n"), &NAMES).unwrap_err();
+        assert!(err.contains("no such role"), "{err}");
     }
 }

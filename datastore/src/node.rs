@@ -26,8 +26,14 @@ pub const CONTAINER_DATA_DIR: &str = "/var/lib/antpickax/k2hdkc";
 pub const INI_NAME: &str = "k2hdkc.ini";
 /// `extra` K2HR3 keeps for a node registered by this agent.
 pub const K2HR3_EXTRA: &str = "openstack-auto-v1";
-/// The EXTDATA variable names of the K2HR3 template for Trove.
-pub const EXTDATA_NAMES: ExtdataNames = ExtdataNames { api_url: "K2HR3_API_URL", role: "K2HR3_ROLE", role_token: "K2HR3_ROLE_TOKEN" };
+/// The variable names of k2hr3_api's `config/k2hr3-init.sh.templ`, the
+/// template K2HR3's `trove` EXTDATA serves.
+pub const EXTDATA_NAMES: ExtdataNames = ExtdataNames { api_url: "K2HR3_API_HOST_URI", role: "K2HR3_ROLE_NAME", role_token: "K2HR3_ROLE_TOKEN" };
+
+/// The host name k2hr3-init sends as the member's `tag`.
+fn host_tag() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
+}
 /// Grace for chmpx to leave on SIGINT.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -133,7 +139,7 @@ impl Node {
     async fn join(&self, client: &K2hr3, params: &Parameters) -> Result<(), DatastoreError> {
         let s = &self.settings;
         self.live.lock().await.stopped = false;
-        client.register(params.server_port, &s.cuk, K2HR3_EXTRA, &s.guest_id).await.map_err(|e| failed("register the node with K2HR3", e))?;
+        client.register(params.server_port, &s.cuk, K2HR3_EXTRA, &host_tag()).await.map_err(|e| failed("register the node with K2HR3", e))?;
         tracing::info!(cuk = %s.cuk, port = params.server_port, "registered with K2HR3");
         let facts = self.refresh_ini(client).await?;
 
@@ -353,7 +359,7 @@ impl Node {
         };
         self.leave_ring(&params).await;
         if let Some(client) = &client {
-            client.deregister(params.server_port, &self.settings.cuk).await.map_err(|e| failed("remove the node from K2HR3", e))?;
+            client.deregister(params.server_port, &self.settings.cuk, K2HR3_EXTRA, &host_tag()).await.map_err(|e| failed("remove the node from K2HR3", e))?;
             tracing::info!("removed from the K2HR3 role");
         }
         for name in [self.settings.server_container(), self.settings.chmpx_container()] {
@@ -410,7 +416,7 @@ impl Node {
             if let Some(client) = client {
                 // Leave under the old registration, join under the new one.
                 self.leave_ring(&old).await;
-                let _ = client.deregister(old.server_port, &self.settings.cuk).await;
+                let _ = client.deregister(old.server_port, &self.settings.cuk, K2HR3_EXTRA, &host_tag()).await;
                 for name in [self.settings.server_container(), self.settings.chmpx_container()] {
                     self.containers.stop(&name, STOP_GRACE).await.map_err(|e| failed("stop for new parameters", e))?;
                     self.containers.remove(&name).await.map_err(|e| failed("remove for new parameters", e))?;
@@ -477,7 +483,7 @@ impl Watcher {
             if !facts.servers.iter().any(|n| n.cuk.as_deref() == Some(self.settings.cuk.as_str())) {
                 // An ini without this node would make chmpx exit.
                 tracing::warn!("K2HR3 no longer lists this node; registering again");
-                if let Err(e) = self.client.register(self.params.server_port, &self.settings.cuk, K2HR3_EXTRA, &self.settings.guest_id).await {
+                if let Err(e) = self.client.register(self.params.server_port, &self.settings.cuk, K2HR3_EXTRA, &host_tag()).await {
                     tracing::warn!(error = %e, "re-registration failed");
                 }
                 continue;

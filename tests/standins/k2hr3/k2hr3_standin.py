@@ -12,7 +12,9 @@ extdata_url.
 
 K2HR3 side:
   GET    /v1/extdata/<tenant>/<role>   (User-Agent extdata_k2hr3_trove)
-         -> shell text with K2HR3_API_URL, K2HR3_ROLE, K2HR3_ROLE_TOKEN
+         -> k2hr3_api's k2hr3-init.sh.templ, expanded: K2HR3_ROLE_TOKEN,
+            K2HR3_ROLE_NAME, K2HR3_ROLE_TENANT, K2HR3_API_HOST_URI,
+            K2HR3_ERROR_MSG (only those lines here)
   PUT    /v1/role/<role yrn>?port=&cuk=&extra=&tag=   x-auth-token: R=<token>
          adds the caller's source address as a host of the role
   DELETE /v1/role/<role yrn>?port=&cuk=               removes it
@@ -157,8 +159,10 @@ class Handler(BaseHTTPRequestHandler):
         if self.command == "GET" and path == "/v1/extdata/%s/%s" % (self.cfg.tenant, self.cfg.role):
             if self.headers.get("User-Agent") != "extdata_k2hr3_trove":
                 return self.reply(400, {"result": False, "message": "unknown user agent"})
-            text = "#!/bin/sh\nK2HR3_API_URL=%s\nK2HR3_ROLE=%s\nK2HR3_ROLE_TOKEN=%s\n" % (
-                self.cfg.url, self.cfg.role_yrn, self.cfg.role_token)
+            text = ("#!/bin/sh\n# (the rest of k2hr3-init.sh is left out of the stand-in)\n"
+                    'K2HR3_ROLE_TOKEN="%s"\nK2HR3_ROLE_NAME="%s"\nK2HR3_ROLE_TENANT="%s"\n'
+                    'K2HR3_API_HOST_URI="%s"\nK2HR3_ERROR_MSG="null"\n') % (
+                self.cfg.role_token, self.cfg.role_yrn, self.cfg.tenant, self.cfg.url)
             return self.reply(200, text=text)
         if path == role_path and self.command in ("PUT", "DELETE", "GET"):
             if not self.authorized():
@@ -182,7 +186,12 @@ class Handler(BaseHTTPRequestHandler):
                     STATE["hosts"][known[0]] = entry
                 else:
                     STATE["hosts"].append(entry)
-            return self.reply(201 if self.command == "PUT" else 200, {"result": True, "message": None})
+            if self.command == "DELETE":
+                # K2HR3 answers a removal with 204 and no body.
+                self.send_response(204)
+                self.end_headers()
+                return None
+            return self.reply(201, {"result": True, "message": None})
         if self.command == "GET" and path == "/v1/resource/" + self.cfg.resource_yrn:
             if not self.authorized():
                 return self.reply(401, {"result": False, "message": "role token is invalid"})
