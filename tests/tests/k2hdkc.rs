@@ -207,3 +207,21 @@ async fn restarted_agent_resumes_without_a_second_prepare() {
     assert_eq!(registrations(&n.k2hr3.calls().await), 1, "no second prepare, no second registration");
     n.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_overrides_are_applied_and_the_node_rejoins() {
+    let mut n = node("").await;
+    n.prepare().await;
+    assert_eq!(n.heartbeat(Duration::from_secs(90), |s| s == "healthy" || s == "failed to spawn").await.as_deref(), Some("healthy"));
+    let chmpx = format!("k2hdkc-chmpx-{}", n.agent.guest_id);
+    let before = docker(&["inspect", "-f", "{{.Id}}", &chmpx]);
+    let r = n.trove.send(json!({"op": "call", "method": "update_overrides", "kwargs": {"overrides": {"cluster-name": "renamed"}}, "timeout": 60, "direct": true})).await;
+    assert_eq!(r["ok"], true, "{r}");
+    // A cluster change restarts the node: new containers, registered again, serving.
+    assert_ne!(docker(&["inspect", "-f", "{{.Id}}", &chmpx]), before);
+    let puts = n.k2hr3.calls().await.iter().filter(|c| c["method"] == "PUT").count();
+    let deletes = n.k2hr3.calls().await.iter().filter(|c| c["method"] == "DELETE").count();
+    assert_eq!((puts, deletes), (2, 1), "left and joined again");
+    assert_eq!(n.heartbeat(Duration::from_secs(10), |s| s == "healthy").await.as_deref(), Some("healthy"));
+    n.cleanup().await;
+}
