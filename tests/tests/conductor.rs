@@ -119,3 +119,44 @@ async fn restarted_agent_resumes_heartbeats_without_second_prepare() {
 fn uuid_like() -> String {
     e2e_tests::guest_id()
 }
+
+/// A cast whose context carries Trove's notification, published raw so
+/// the context is exactly what the taskmanager sends.
+fn cast_with_notification(method: &str, args: Value, key: &str) -> Vec<u8> {
+    let k = driver_api::secure::RpcKey::new(key);
+    let enc: serde_json::Map<String, Value> = args.as_object().unwrap().iter().map(|(n, v)| (n.clone(), Value::String(k.encrypt_json(v)))).collect();
+    let context = json!({
+        "request_id": "req-n", "tenant": "t",
+        "trove_notification": {"notification_classname": "trove.common.notification.DBaaSInstanceCreate", "request_id": "req-n", "server_type": "guest"},
+    });
+    let msg = json!({"method": method, "args": enc, "version": "1.0", "_unique_id": uuid_like(), "_context_context": k.encrypt_json(&context)});
+    json!({"oslo.version": "2.0", "oslo.message": msg.to_string()}).to_string().into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_started_with_a_notification_end_with_one() {
+    let queue = format!("conductor-{}", uuid_like());
+    let fake = FakeDatastore::new(Duration::from_millis(10));
+    let setup = AgentSetup { datastore: Some(fake), extra: format!("[DEFAULT]\nconductor_queue = {queue}\n"), ..AgentSetup::new() };
+    let (guest, key) = (setup.guest_id.clone(), setup.key.clone().unwrap());
+    let mut conductor = Peer::conductor(&guest, &key, &queue).await;
+    let agent = start_agent(setup).await;
+    let raw = e2e_tests::raw::Raw::connect().await;
+    let topic = format!("guestagent.{guest}");
+
+    // prepare succeeds: notify_end with the notification, naming the instance.
+    raw.publish(&topic, &cast_with_notification("prepare", json!({"memory_mb": 512, "packages": [], "databases": [], "users": []}), &key)).await;
+    let end = conductor.next_matching(Duration::from_secs(20), |v| v["method"] == "notify_end").await.expect("notify_end");
+    assert_eq!(end["signature_error"], Value::Null, "{end}");
+    assert_eq!(end["kwargs"]["serialized_notification"]["request_id"], "req-n", "{end}");
+    assert_eq!(end["kwargs"]["serialized_notification"]["instance_id"], guest.as_str(), "{end}");
+
+    // create_user is not a K2HDKC operation: notify_exc_info with the reason.
+    raw.publish(&topic, &cast_with_notification("create_user", json!({"users": []}), &key)).await;
+    let exc = conductor.next_matching(Duration::from_secs(20), |v| v["method"] == "notify_exc_info").await.expect("notify_exc_info");
+    assert_eq!(exc["signature_error"], Value::Null, "{exc}");
+    assert!(exc["kwargs"]["message"].as_str().unwrap().contains("create_user"), "{exc}");
+    assert_eq!(exc["kwargs"]["serialized_notification"]["instance_id"], guest.as_str(), "{exc}");
+    conductor.quit().await;
+    agent.stop().await;
+}
