@@ -39,6 +39,23 @@ async fn node(extra: &str) -> Node {
     Node { agent, trove, conductor, k2hr3, ports, config_dir, conductor_queue: queue }
 }
 
+/// Stops the node's agent, then starts a new one on the same guest (same
+/// state, config and data directories). Returns the directories to keep.
+async fn restart_agent(mut n: Node) -> (Node, Vec<tempfile::TempDir>) {
+    let (guest, key, state) = (n.agent.guest_id.clone(), n.agent.key.clone(), n.agent.state_dir.clone());
+    let mount = n.agent.mount_point.clone();
+    let keep = n.agent.take_dirs();
+    let extra = format!(
+        "[DEFAULT]\nconductor_queue = {}\n[k2hdkc]\ndocker_image = {STANDIN_IMAGE}\nstartup_wait = 30\nk2hr3_poll_interval_ms = 500\nmount_point = {m}\nconfig_dir = {m}/etc\n",
+        n.conductor_queue,
+        m = mount.display()
+    );
+    let Node { agent, trove, conductor, k2hr3, ports, config_dir, conductor_queue } = n;
+    agent.stop().await;
+    let agent = start_agent(AgentSetup { guest_id: guest, key, extra, datastore: None, state_dir: Some(state) }).await;
+    (Node { agent, trove, conductor, k2hr3, ports, config_dir, conductor_queue }, keep)
+}
+
 impl Node {
     fn overrides(&self) -> Value {
         json!({
@@ -194,15 +211,7 @@ async fn restarted_agent_resumes_without_a_second_prepare() {
     assert_eq!(registrations(&n.k2hr3.calls().await), 1);
 
     // The agent process goes away (containers keep running) and comes back.
-    let (guest, key, state) = (n.agent.guest_id.clone(), n.agent.key.clone(), n.agent.state_dir.clone());
-    let mount = n.agent.mount_point.clone();
-    let _keep = n.agent.take_dirs();
-    n.agent.stop().await;
-    let extra = format!(
-        "[DEFAULT]\nconductor_queue = {}\n[k2hdkc]\ndocker_image = {STANDIN_IMAGE}\nstartup_wait = 30\nk2hr3_poll_interval_ms = 500\nmount_point = {m}\nconfig_dir = {m}/etc\n",
-        n.conductor_queue, m = mount.display()
-    );
-    n.agent = start_agent(AgentSetup { guest_id: guest, key, extra, datastore: None, state_dir: Some(state) }).await;
+    let (mut n, _keep) = restart_agent(n).await;
     assert_eq!(n.heartbeat(Duration::from_secs(10), |_| true).await.as_deref(), Some("healthy"), "heartbeats resume");
     assert_eq!(registrations(&n.k2hr3.calls().await), 1, "no second prepare, no second registration");
     n.cleanup().await;
@@ -223,5 +232,19 @@ async fn valid_overrides_are_applied_and_the_node_rejoins() {
     let deletes = n.k2hr3.calls().await.iter().filter(|c| c["method"] == "DELETE").count();
     assert_eq!((puts, deletes), (2, 1), "left and joined again");
     assert_eq!(n.heartbeat(Duration::from_secs(10), |s| s == "healthy").await.as_deref(), Some("healthy"));
+    n.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_db_for_good_keeps_the_node_down_across_an_agent_restart() {
+    let mut n = node("").await;
+    n.prepare().await;
+    assert_eq!(n.heartbeat(Duration::from_secs(90), |s| s == "healthy" || s == "failed to spawn").await.as_deref(), Some("healthy"));
+    // API 1.0's form of stop_db carries do_not_start_on_reboot.
+    let r = n.trove.send(json!({"op": "call", "method": "stop_db", "kwargs": {"do_not_start_on_reboot": true}, "timeout": 60, "raw": true, "direct": true, "version": "1.0"})).await;
+    assert_eq!(r["ok"], true, "{r}");
+    let (mut n, _keep) = restart_agent(n).await;
+    assert_eq!(n.heartbeat(Duration::from_secs(10), |_| true).await.as_deref(), Some("shutdown"));
+    assert!(n.containers().iter().all(|l| !l.ends_with("running")), "{:?}", n.containers());
     n.cleanup().await;
 }

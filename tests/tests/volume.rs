@@ -85,3 +85,21 @@ async fn missing_device_is_a_named_error() {
     let err = ensure_mounted(Path::new("/dev/no-such-volume"), Path::new("/tmp/x"), 1001, 1001, &VolumeOptions::default()).await.unwrap_err();
     assert!(err.contains("/dev/no-such-volume"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trove_mounts_and_unmounts_the_volume_through_the_agent() {
+    let lo = Loop::new(64);
+    let agent = e2e_tests::start_agent(e2e_tests::AgentSetup::new()).await;
+    let mut trove = e2e_tests::Peer::client(&agent.guest_id, agent.key.as_deref(), &[]).await;
+    let mp = agent.mount_point.join("volume");
+    let dev = lo.device.display().to_string();
+    let args = serde_json::json!({"device_path": dev, "mount_point": mp.display().to_string()});
+    let r = trove.call("mount_volume", args.clone(), 30, false).await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(mount_point_of(&lo.device).as_deref(), Some(mp.as_path()));
+    let r = trove.call("unmount_volume", args, 30, false).await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(mount_point_of(&lo.device).is_none());
+    trove.quit().await;
+    agent.stop().await;
+}
