@@ -1,191 +1,308 @@
-//! chmpx STAND-IN: a control port answering like chmpx, a data port, ring
-//! state driven by whether a `k2hdkc` process is attached (seen in /proc,
-//! as real chmpx checks), AUTOMERGE, and reload of the ini on change.
+//! chmpx STAND-IN (tests only): `chmpx -conf <ini> [-ctlport <port>]
+//! [-cuk <cuk>] [-d silent|err|wan|msg|dump]`.
+//!
+//! Reads and checks the ini and finds itself in it as chmpx does (exits 1
+//! otherwise), checks `fs.mqueue.msg_max` when not root (exits 1 when it is
+//! below MAXMQSERVER + MAXMQCLIENT), creates its shared-memory files
+//! `/var/lib/antpickax/<GROUP>-<ctlport>.chmpx` and `.k2h` (k2hdkc attaches
+//! to the first; both are removed on a clean exit), listens on its control
+//! port (and, for a server node, its data port: accepted connections are
+//! closed) on all interfaces, answers control commands (see `node.rs`),
+//! follows k2hdkc through `/proc`, polls the other servers' control ports,
+//! reloads the ini when it changes (polling every 200 ms; a reload that
+//! fails or loses self ends the process with 1), and exits 0 on SIGINT or
+//! SIGHUP. SIGTERM is ignored (chmpx blocks it).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use k2hdkc_standin::{data_dir, flags, parse, signals, Ini};
+use k2hdkc_standin::conf::{self, Conf, Me};
+use k2hdkc_standin::flags::{self, Common, Opts};
+use k2hdkc_standin::net::{self, Local};
+use k2hdkc_standin::node::{Node, Reply, ERROR_TRANSFER};
+use k2hdkc_standin::status::Status;
+use k2hdkc_standin::{err, log, msg, procs, shm_base_dir, shm_file, sig, wan};
 
-struct State {
-    ini: Ini,
-    slave: bool,
-    ring_in: bool,
-    /// SERVICEOUT was asked: the node does not rejoin by itself.
-    out_by_command: bool,
-    attached_since: Option<Instant>,
+const POLL_PEERS: Duration = Duration::from_millis(500);
+const WATCH_INI: Duration = Duration::from_millis(200);
+
+fn usage(prg: &str) {
+    println!("[STAND-IN of chmpx, for tests]");
+    println!("Usage: {prg} [-conf file] [-ctlport port] [-cuk cuk] [-d [silent|err|wan|msg|dump]]");
+    println!("       {prg} [ -h | -v ]");
 }
 
-fn k2hdkc_attached() -> bool {
-    std::fs::read_dir("/proc")
-        .map(|d| d.flatten().any(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "k2hdkc")))
-        .unwrap_or(false)
-}
-
-fn status_line(st: &State) -> String {
-    if st.slave {
-        return "0x1(SAFE -> [SLAVE][UP][n/a][Nothing][NoSuspend])".into();
+/// chmpx `ChmEventMq::InitializeMaxMqSystemSize`: not as root, the IPC
+/// namespace's `fs.mqueue.msg_max` must hold MAXMQSERVER + MAXMQCLIENT.
+fn check_mq(conf: &Conf) -> Result<(), String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|u| u.parse::<u32>().ok());
+    if euid == Some(0) {
+        return Ok(());
     }
-    let suspend = if st.attached_since.is_some() { "NoSuspend" } else { "Suspend" };
-    let (code, ring) = match (st.ring_in, st.attached_since.is_some()) {
-        (true, true) => ("0x21", "SERVICE IN"),
-        (true, false) => ("0x10021", "SERVICE IN"),
-        (false, true) => ("0x11", "SERVICE OUT"),
-        (false, false) => ("0x10011", "SERVICE OUT"),
-    };
-    format!("{code}(SAFE -> [{ring}][UP][n/a][Nothing][{suspend}])")
-}
-
-fn peer_up(name: &str, port: u16) -> bool {
-    format!("{name}:{port}")
-        .parse()
-        .ok()
-        .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())
-}
-
-fn answer(cmd: &str, state: &Mutex<State>, self_ctl: u16) -> String {
-    let mut words = cmd.split_whitespace();
-    let verb = words.next().unwrap_or("").to_ascii_uppercase();
-    let mut st = state.lock().unwrap();
-    match verb.as_str() {
-        "SELFSTATUS" => format!("chmpx self status (stand-in)\n  control port   = {self_ctl}\n  Server Status  = {}\n", status_line(&st)),
-        "ALLSTATUS" => {
-            let gctl = st.ini.global.get("CTLPORT").and_then(|v| v.parse().ok()).unwrap_or(8021);
-            let mut out = String::from("chmpx all status (stand-in)\n");
-            let servers = st.ini.servers.clone();
-            for n in &servers {
-                let port = n.ctlport.unwrap_or(gctl);
-                let line = if port == self_ctl && !st.slave {
-                    status_line(&st)
-                } else if peer_up(&n.name, port) {
-                    "0x21(SAFE -> [SERVICE IN][UP][n/a][Nothing][NoSuspend])".into()
-                } else {
-                    "0x10(SAFE -> [SERVICE OUT][DOWN][n/a][Nothing][NoSuspend])".into()
-                };
-                out.push_str(&format!("  [{}:{}]\n    Server Status = {line}\n", n.name, port));
-            }
-            out
-        }
-        "VERSION" => "CHMPX Version 1.0.111 (stand-in)\n".into(),
-        _ if st.slave && matches!(verb.as_str(), "SERVICEIN" | "SERVICEOUT" | "MERGE" | "COMPMERGE" | "ABORTMERGE") => {
-            "ERROR: This command is for server node.\n".into()
-        }
-        "SERVICEIN" => {
-            if st.ring_in {
-                "ERROR: Could not change status, because status is not allowed.\n".into()
-            } else {
-                st.ring_in = true;
-                st.out_by_command = false;
-                "SUCCEED\n".into()
-            }
-        }
-        "SERVICEOUT" => {
-            let target = words.next().unwrap_or("");
-            let gctl: u16 = st.ini.global.get("CTLPORT").and_then(|v| v.parse().ok()).unwrap_or(8021);
-            let known = st.ini.servers.iter().any(|n| format!("{}:{}", n.name, n.ctlport.unwrap_or(gctl)) == target);
-            if !known {
-                return "ERROR: There is no such as server.\n".into();
-            }
-            if target.ends_with(&format!(":{self_ctl}")) {
-                st.ring_in = false;
-                st.out_by_command = true;
-            }
-            "SUCCEED\n".into()
-        }
-        "MERGE" | "COMPMERGE" | "ABORTMERGE" => "SUCCEED\n".into(),
-        _ => format!("Unknown command({})\n", cmd.trim()),
+    const MSG_MAX: &str = "/proc/sys/fs/mqueue/msg_max";
+    let text = std::fs::read_to_string(MSG_MAX).map_err(|e| format!("Could not open file {MSG_MAX}: {e}"))?;
+    let current: u64 = text.trim().parse().unwrap_or(0);
+    let need = conf.mq_needed();
+    if current < need {
+        return Err(format!(
+            "Current msg {current} is too small for specified msg {need}(MAXCLIENT in GLOBAL section); set {MSG_MAX} (sysctl fs.mqueue.msg_max) to {need}. Could not get mq size = {} for chmpx process.",
+            conf.max_mq.1
+        ));
     }
+    Ok(())
 }
 
-fn serve(listener: TcpListener, state: Arc<Mutex<State>>, self_ctl: u16) {
+fn load(c: &Common, local: &Local) -> Result<(Conf, Me), String> {
+    let text = std::fs::read_to_string(&c.conf).map_err(|e| format!("Could not open(read only) file({}): {e}", c.conf))?;
+    let conf = conf::load(&text, local)?;
+    let me = conf.find_self(c.ctlport, c.cuk.as_deref(), local)?;
+    Ok((conf, me))
+}
+
+/// Reads one command: up to a newline or NUL, the peer closing its side,
+/// or a short pause after some bytes (clients that send no newline).
+fn read_command(s: &mut TcpStream) -> String {
+    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.iter().any(|b| *b == b'\n' || *b == 0) || buf.len() >= 8192 {
+                    break;
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                if !buf.is_empty() || start.elapsed() > Duration::from_secs(3) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let end = buf.iter().position(|b| *b == b'\n' || *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).trim().to_owned()
+}
+
+/// Sends a command to another chmpx's control port; its reply, or `None`.
+fn ask(name: &str, ctlport: u16, command: &str, timeout: Duration) -> Option<String> {
+    let addr = SocketAddr::new(net::resolve(name)?, ctlport);
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.set_write_timeout(Some(timeout)).ok()?;
+    s.write_all(format!("{command}\n").as_bytes()).ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn serve_control(listener: TcpListener, node: Arc<Mutex<Node>>) {
     for conn in listener.incoming().flatten() {
-        let state = state.clone();
+        let node = node.clone();
         std::thread::spawn(move || {
             let mut conn = conn;
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut buf = [0u8; 1024];
-            let n = conn.read(&mut buf).unwrap_or(0);
-            let cmd = String::from_utf8_lossy(&buf[..n]).to_string();
-            let _ = conn.write_all(answer(&cmd, &state, self_ctl).as_bytes());
+            let command = read_command(&mut conn);
+            let reply = node.lock().unwrap().command(&command, Instant::now());
+            let text = match reply {
+                Reply::Text(t) => t,
+                Reply::Forward { name, ctlport, command } => {
+                    msg!("transfer {command:?} to {name}:{ctlport}");
+                    ask(&name, ctlport, &command, Duration::from_secs(3)).unwrap_or_else(|| ERROR_TRANSFER.into())
+                }
+            };
+            let first = text.lines().next().unwrap_or("");
+            match command.split_whitespace().next().map(str::to_ascii_uppercase).as_deref() {
+                None => {}
+                // Status queries (peers poll twice a second) only at dump level.
+                Some("SELFSTATUS" | "ALLSTATUS") => log::print(log::DUMP, &format!("control: {command:?} -> {first:?}")),
+                Some(_) => msg!("control: {command:?} -> {first:?}"),
+            }
+            let _ = conn.set_write_timeout(Some(Duration::from_secs(3)));
+            let _ = conn.write_all(text.as_bytes());
+            let _ = conn.shutdown(std::net::Shutdown::Both);
         });
     }
 }
 
-fn load(path: &str, ctl: Option<u16>) -> Result<(Ini, u16, bool), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("could not read {path}: {e}"))?;
-    let ini = parse(&text)?;
-    let self_ctl = ini.self_ctlport(ctl).ok_or("no control port for self")?;
-    if ini.self_server(self_ctl).is_some() {
-        Ok((ini, self_ctl, false))
-    } else if ini.self_slave(self_ctl).is_some() {
-        Ok((ini, self_ctl, true))
-    } else {
-        Err(format!("could not find self (control port {self_ctl}) in {path}"))
+fn poll_peers(node: Arc<Mutex<Node>>) {
+    loop {
+        let others = node.lock().unwrap().others();
+        for (key, name, ctlport) in others {
+            let status = ask(&name, ctlport, "SELFSTATUS", Duration::from_secs(1)).and_then(|r| Status::parse_reply(&r));
+            node.lock().unwrap().peer_report(&key, status);
+        }
+        std::thread::sleep(POLL_PEERS);
     }
 }
 
-fn main() {
-    signals(true);
-    let f = flags();
-    let (ini, self_ctl, slave) = load(&f.conf, f.ctlport).unwrap_or_else(|e| {
-        eprintln!("[ERR] {e}");
-        std::process::exit(1)
-    });
-    let automerge = ini.global.get("AUTOMERGE").is_some_and(|v| v.eq_ignore_ascii_case("on") || v.eq_ignore_ascii_case("yes"));
-    let data = data_dir(&ini);
-    let _ = std::fs::create_dir_all(&data);
-    let _ = std::fs::write(data.join(format!("chmpx-{self_ctl}.state")), "started\n");
-    let ctl = TcpListener::bind(("0.0.0.0", self_ctl)).unwrap_or_else(|e| {
-        eprintln!("[ERR] could not listen on control port {self_ctl}: {e}");
-        std::process::exit(1)
-    });
-    if !slave {
-        let port = ini.self_server(self_ctl).and_then(|n| n.port).or_else(|| ini.global.get("PORT").and_then(|p| p.parse().ok()));
-        if let Some(port) = port {
-            match TcpListener::bind(("0.0.0.0", port)) {
-                Ok(data) => {
-                    std::thread::spawn(move || for c in data.incoming().flatten() { drop(c) });
-                }
-                Err(e) => {
-                    eprintln!("[ERR] could not listen on port {port}: {e}");
-                    std::process::exit(1)
-                }
-            }
+fn fingerprint(path: &str) -> Option<(SystemTime, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.ino(), m.len()))
+}
+
+struct Files(Vec<PathBuf>);
+
+impl Files {
+    fn remove(&self) {
+        for f in &self.0 {
+            let _ = std::fs::remove_file(f);
         }
     }
-    eprintln!("[MSG] chmpx stand-in up: control port {self_ctl}, {}", if slave { "slave" } else { "server" });
-    let state = Arc::new(Mutex::new(State { ini, slave, ring_in: false, out_by_command: false, attached_since: None }));
-    let s2 = state.clone();
-    std::thread::spawn(move || serve(ctl, s2, self_ctl));
-    let mtime = |p: &str| std::fs::metadata(p).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
-    let mut seen = mtime(&f.conf);
+}
+
+fn fail(files: Option<&Files>, what: &str) -> ! {
+    err!("{what}");
+    if let Some(f) = files {
+        f.remove();
+    }
+    println!("ERROR: Could not initialize process.");
+    println!("You can see detail about error, execute with \"-d\" option.");
+    std::process::exit(1)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let prg = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .map_or("chmpx".into(), |n| n.to_string_lossy().into_owned());
+    let opts = Opts::parse(args.into_iter().skip(1));
+    if opts.has(&["h", "help"]) {
+        usage(&prg);
+        return;
+    }
+    if opts.has(&["v", "ver", "version"]) {
+        println!("CHMPX Version {} (STAND-IN for tests, not chmpx)", k2hdkc_standin::CHMPX_VERSION);
+        return;
+    }
+    let c = flags::common(&opts).unwrap_or_else(|e| {
+        println!("{e}");
+        usage(&prg);
+        std::process::exit(1)
+    });
+    if let Some(level) = c.level {
+        log::set_level(level);
+    }
+    sig::catch(&[sig::SIGINT, sig::SIGHUP]);
+    sig::ignore(sig::SIGTERM);
+
+    let local = Local::detect();
+    let (conf, me) = load(&c, &local).unwrap_or_else(|e| fail(None, &e));
+    for w in &conf.warnings {
+        wan!("{w}");
+    }
+    if let Err(e) = check_mq(&conf) {
+        fail(None, &e);
+    }
+    if conf.mqack {
+        msg!("MQACK is on (the default); k2hdkc refuses to attach to this chmpx");
+    }
+
+    // Shared memory: chmpx removes an old k2hash file and (re)creates both.
+    let base = shm_base_dir();
+    let file_port = c.ctlport.or(conf.selfctlport);
+    let shm = shm_file(&base, &conf.group, file_port, "chmpx");
+    let k2h = shm_file(&base, &conf.group, file_port, "k2h");
+    let files = Files(vec![shm.clone(), k2h.clone()]);
+    let _ = std::fs::remove_file(&k2h);
+    if let Err(e) = std::fs::write(&k2h, b"").and_then(|_| std::fs::write(&shm, b"STAND-IN chmpx shared memory\n")) {
+        fail(Some(&files), &format!("could not create shared memory files in {}: {e}", base.display()));
+    }
+
+    let ctl =
+        TcpListener::bind(("0.0.0.0", me.ctlport)).unwrap_or_else(|e| fail(Some(&files), &format!("could not listen on control port {}: {e}", me.ctlport)));
+    let data = if me.server {
+        let port = conf.servers[me.index].port.unwrap_or(0);
+        Some(TcpListener::bind(("0.0.0.0", port)).unwrap_or_else(|e| fail(Some(&files), &format!("could not listen on port {port}: {e}"))))
+    } else {
+        None
+    };
+
+    let node = Node::new(conf, me, local.display_name());
+    print!("{}", node.selfstatus());
+    let _ = std::io::stdout().flush();
+    msg!(
+        "chmpx stand-in up as {} node on control port {}",
+        if node.me.server { "server" } else { "slave" },
+        node.me.ctlport
+    );
+    let ctlport = node.me.ctlport;
+    let server = node.me.server;
+    let node = Arc::new(Mutex::new(node));
+    {
+        let node = node.clone();
+        std::thread::spawn(move || serve_control(ctl, node));
+    }
+    if let Some(data) = data {
+        std::thread::spawn(move || {
+            for conn in data.incoming().flatten() {
+                drop(conn);
+            }
+        });
+    }
+    {
+        let node = node.clone();
+        std::thread::spawn(move || poll_peers(node));
+    }
+
+    let mut seen = fingerprint(&c.conf);
+    let mut last_watch = Instant::now();
+    let mut last_shm = String::new();
     loop {
-        std::thread::sleep(Duration::from_millis(200));
-        let now = mtime(&f.conf);
-        if now != seen {
-            seen = now;
-            match load(&f.conf, f.ctlport) {
-                Ok((ini, _, _)) => {
-                    eprintln!("[MSG] reloaded {} ({} servers)", f.conf, ini.servers.len());
-                    state.lock().unwrap().ini = ini;
-                }
-                Err(e) => {
-                    eprintln!("[ERR] reload failed, exiting: {e}");
-                    std::process::exit(1);
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(s) = sig::caught() {
+            msg!("caught signal {s}, exiting");
+            files.remove();
+            std::process::exit(0);
+        }
+        if last_watch.elapsed() >= WATCH_INI {
+            last_watch = Instant::now();
+            let now = fingerprint(&c.conf);
+            if now != seen {
+                seen = now;
+                match load(&c, &local) {
+                    Ok((conf, me)) => {
+                        let mut n = node.lock().unwrap();
+                        if me.ctlport != ctlport || me.server != server {
+                            wan!(
+                                "self changed to control port {} ({}); the stand-in keeps its sockets",
+                                me.ctlport,
+                                if me.server { "server" } else { "slave" }
+                            );
+                        }
+                        msg!("reloaded {} ({} servers, {} slaves)", c.conf, conf.servers.len(), conf.slaves.len());
+                        n.reload(conf, me);
+                    }
+                    Err(e) => {
+                        err!("reloading {} failed, exiting: {e}", c.conf);
+                        files.remove();
+                        println!("ERROR: Something error occured in main event loop.");
+                        std::process::exit(1);
+                    }
                 }
             }
         }
-        let attached = k2hdkc_attached();
-        let mut st = state.lock().unwrap();
-        match (attached, st.attached_since) {
-            (true, None) => st.attached_since = Some(Instant::now()),
-            (false, Some(_)) => st.attached_since = None,
-            _ => {}
-        }
-        if automerge && !st.slave && !st.ring_in && !st.out_by_command && st.attached_since.is_some_and(|t| t.elapsed() > Duration::from_millis(800)) {
-            st.ring_in = true;
+        let attached = server && procs::named("k2hdkc").iter().any(|p| procs::serves_ctlport(&p.argv, ctlport));
+        let text = {
+            let mut n = node.lock().unwrap();
+            n.tick(Instant::now(), attached);
+            n.selfstatus()
+        };
+        if text != last_shm {
+            let _ = std::fs::write(&shm, format!("STAND-IN chmpx shared memory\n{text}"));
+            last_shm = text;
         }
     }
 }
