@@ -41,6 +41,18 @@ pub fn ensure_shared_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
 }
 
+/// Where `container_path` (a path inside the containers) lies on the
+/// host, when it is under the bind mount `container_root` -> `host_root`.
+/// `None` for a relative path, one outside the mount, or one with `..`.
+pub fn host_path(container_path: &Path, container_root: &Path, host_root: &Path) -> Option<std::path::PathBuf> {
+    use std::path::Component;
+    if !container_path.is_absolute() || container_path.components().any(|c| matches!(c, Component::ParentDir)) {
+        return None;
+    }
+    let rest = container_path.strip_prefix(container_root).ok()?;
+    Some(host_root.join(rest))
+}
+
 /// One `[SVRNODE]` or `[SLVNODE]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeEntry {
@@ -67,6 +79,9 @@ pub struct IniFacts {
     pub servers: Vec<NodeEntry>,
     /// `[SLVNODE]` entries in order.
     pub slaves: Vec<NodeEntry>,
+    /// `[K2HDKC] K2HFILE`: the k2hash file k2hdkc opens, as the container
+    /// sees it.
+    pub k2hfile: Option<String>,
 }
 
 /// Reads the facts the agent needs. chmpx's ini allows repeated sections
@@ -103,6 +118,7 @@ pub fn facts(text: &str) -> IniFacts {
             ("GLOBAL", "GROUP", _) => out.group = Some(value),
             ("GLOBAL", "PORT", _) => out.port = value.parse().ok(),
             ("GLOBAL", "CTLPORT", _) => out.ctlport = value.parse().ok(),
+            ("K2HDKC", "K2HFILE", _) => out.k2hfile = Some(value).filter(|v| !v.is_empty()),
             (_, "NAME", Some(e)) => e.name = value,
             (_, "PORT", Some(e)) => e.port = value.parse().ok(),
             (_, "CTLPORT", Some(e)) => e.ctlport = value.parse().ok(),
@@ -120,7 +136,7 @@ mod tests {
 
     const INI: &str = "# rendered by K2HR3\n[GLOBAL]\nFILEVERSION = 1\nGROUP = c1\nPORT = 8020\nCTLPORT = 8021\nSELFCUK = __SELF_INSTANCE_ID__\n\
         [SVRNODE]\nNAME = 10.0.0.1\nCUK = a\n\n[SVRNODE]\nNAME = 10.0.0.2\nPORT = 8022\nCTLPORT = 8023\nCUK = b\n\
-        [SLVNODE]\nNAME = [.]*\nCTLPORT = 8031\n[K2HDKC]\nMQACK = no\n";
+        [SLVNODE]\nNAME = [.]*\nCTLPORT = 8031\n[K2HDKC]\nMQACK = no\nK2HFILE = /var/lib/antpickax/k2hdkc/data/k2hdkc.k2h\n";
 
     #[test]
     fn reads_nodes_in_order() {
@@ -131,6 +147,17 @@ mod tests {
         assert_eq!(f.servers[0], NodeEntry { name: "10.0.0.1".into(), port: None, ctlport: None, cuk: Some("a".into()) });
         assert_eq!(f.servers[1].ctlport, Some(8023));
         assert_eq!(f.slaves[0].ctlport, Some(8031));
+        assert_eq!(f.k2hfile.as_deref(), Some("/var/lib/antpickax/k2hdkc/data/k2hdkc.k2h"));
+    }
+
+    #[test]
+    fn container_paths_map_into_the_data_volume_only() {
+        let (root, host) = (Path::new("/var/lib/antpickax/k2hdkc"), Path::new("/mnt/vol"));
+        assert_eq!(host_path(Path::new("/var/lib/antpickax/k2hdkc/data"), root, host), Some("/mnt/vol/data".into()));
+        assert_eq!(host_path(root, root, host), Some("/mnt/vol".into()));
+        assert_eq!(host_path(Path::new("/tmp/data"), root, host), None, "outside the volume");
+        assert_eq!(host_path(Path::new("/var/lib/antpickax/k2hdkc/../../etc"), root, host), None, "no way out with ..");
+        assert_eq!(host_path(Path::new("data"), root, host), None, "relative");
     }
 
     #[test]

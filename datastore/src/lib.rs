@@ -54,6 +54,7 @@ pub const OPTIONS: &[&str] = &[
     "guest_datastore_manager",
     // Agent options (not in the old Trove patch):
     "config_dir",
+    "run_dir",
     "k2hr3_api_url",
     "k2hr3_role",
     "k2hr3_role_token",

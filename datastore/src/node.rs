@@ -20,6 +20,9 @@ use crate::settings::Settings;
 
 /// Where the config directory is mounted in the containers.
 pub const CONTAINER_CONFIG_DIR: &str = "/etc/antpickax";
+/// chmpx's working directory: its shared-memory files live here, and
+/// k2hdkc attaches to them, so both containers mount the same host dir.
+pub const CONTAINER_RUN_DIR: &str = "/var/lib/antpickax";
 /// Where the data volume is mounted in the containers.
 pub const CONTAINER_DATA_DIR: &str = "/var/lib/antpickax/k2hdkc";
 /// The ini's name in the config directory.
@@ -144,6 +147,7 @@ impl Node {
         let facts = self.refresh_ini(client).await?;
 
         self.containers.ensure_image(&s.image).await.map_err(|e| failed("get the k2hdkc image", e))?;
+        self.ensure_run_dir()?;
         self.containers.run(&self.chmpx_spec(params)).await.map_err(|e| failed("start chmpx", e))?;
 
         // A node that is not the first server waits for the first one, as
@@ -155,8 +159,47 @@ impl Node {
             tracing::info!(first = %addr, "waiting for the first server node to serve");
             self.wait_serving(&addr, "the first server node").await?;
         }
+        self.ensure_k2hfile_dir(&facts)?;
         self.containers.run(&self.server_spec(params)).await.map_err(|e| failed("start k2hdkc", e))?;
         self.wait_self_serving(params).await
+    }
+
+    /// The directory the containers share as /var/lib/antpickax: owned by
+    /// the database user, closed to others (chmpx's files are its queues).
+    fn ensure_run_dir(&self) -> Result<(), DatastoreError> {
+        let s = &self.settings;
+        let dir = &s.run_dir;
+        let made = || -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            std::os::unix::fs::chown(dir, Some(s.uid), Some(s.gid))?;
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o750))
+        };
+        made().map_err(|e| failed(&format!("prepare the run directory {}", dir.display()), e))
+    }
+
+    /// k2hdkc creates its K2HFILE but not the directory it is in (the old
+    /// image's start script made it with `mkdir -p`). Made here, in the
+    /// data volume, owned by the database user.
+    fn ensure_k2hfile_dir(&self, facts: &ini::IniFacts) -> Result<(), DatastoreError> {
+        let Some(file) = facts.k2hfile.as_deref() else { return Ok(()) };
+        let Some(dir) = std::path::Path::new(file).parent() else { return Ok(()) };
+        let s = &self.settings;
+        let Some(host_dir) = ini::host_path(dir, std::path::Path::new(CONTAINER_DATA_DIR), &s.data_dir) else {
+            tracing::warn!(k2hfile = file, volume = CONTAINER_DATA_DIR, "K2HFILE is outside the data volume: its data will not outlive the container");
+            return Ok(());
+        };
+        let mut made = Vec::new();
+        let mut at = host_dir.as_path();
+        while at != s.data_dir && !at.exists() {
+            made.push(at.to_path_buf());
+            let Some(up) = at.parent() else { break };
+            at = up;
+        }
+        std::fs::create_dir_all(&host_dir).map_err(|e| failed(&format!("make the K2HFILE directory {}", host_dir.display()), e))?;
+        for d in made {
+            std::os::unix::fs::chown(&d, Some(s.uid), Some(s.gid)).map_err(|e| failed(&format!("give {} to the database user", d.display()), e))?;
+        }
+        Ok(())
     }
 
     /// Waits until chmpx at `addr` serves, bounded by `startup_wait`.
@@ -242,6 +285,14 @@ impl Node {
             return;
         }
         let params = self.live.lock().await.params.clone();
+        if let Err(e) = self.ensure_run_dir() {
+            tracing::warn!(error = %e, "could not prepare the run directory on resume");
+        }
+        if let Ok(text) = std::fs::read_to_string(self.ini_path()) {
+            if let Err(e) = self.ensure_k2hfile_dir(&ini::facts(&text)) {
+                tracing::warn!(error = %e, "could not prepare the K2HFILE directory on resume");
+            }
+        }
         for spec in [self.chmpx_spec(&params), self.server_spec(&params)] {
             if let Err(e) = self.containers.run(&spec).await {
                 tracing::warn!(error = %e, "could not start a container on resume");
@@ -253,6 +304,7 @@ impl Node {
     fn volumes(&self) -> Vec<Bind> {
         vec![
             Bind { host: self.settings.config_dir.display().to_string(), container: CONTAINER_CONFIG_DIR.into(), read_only: true },
+            Bind { host: self.settings.run_dir.display().to_string(), container: CONTAINER_RUN_DIR.into(), read_only: false },
             Bind { host: self.settings.data_dir.display().to_string(), container: CONTAINER_DATA_DIR.into(), read_only: false },
         ]
     }

@@ -44,6 +44,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Host directory of k2hdkc.ini (mounted at /etc/antpickax).
     pub config_dir: PathBuf,
+    /// Host directory both containers share as /var/lib/antpickax, where
+    /// chmpx keeps the files k2hdkc attaches to.
+    pub run_dir: PathBuf,
     /// Agent state (saved parameters and role access, 0600).
     pub state_dir: PathBuf,
     /// K2HR3 access given in config (instead of `extdata-url`).
@@ -116,6 +119,7 @@ impl Settings {
             gid: ctx.gid,
             data_dir: ctx.mount_point.clone(),
             config_dir: get("config_dir").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/etc/antpickax")),
+            run_dir: get("run_dir").map(PathBuf::from).unwrap_or_else(|| ctx.state_dir.join("antpickax")),
             state_dir: ctx.state_dir.clone(),
             direct,
             poll_interval: Duration::from_millis(number(g, "k2hr3_poll_interval_ms", 2000u64, &mut problems).max(200)),
