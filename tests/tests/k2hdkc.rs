@@ -19,6 +19,27 @@ struct Node {
     ports: (u16, u16, u16),
     config_dir: std::path::PathBuf,
     conductor_queue: String,
+    _containers: ContainerGuard,
+    /// Heartbeats `sent` before this (epoch seconds) are ignored: they come
+    /// from an agent process that has since been stopped.
+    since: f64,
+}
+
+/// Removes the guest's containers when a test ends, also by a failed
+/// assertion: they restart by policy and would load the machine.
+struct ContainerGuard(String);
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        let ids = docker(&["ps", "-aq", "--filter", &format!("label=org.openstack.trove.instance={}", self.0)]);
+        for id in ids.split_whitespace() {
+            docker(&["rm", "-f", id]);
+        }
+    }
+}
+
+fn epoch_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
 async fn node(extra: &str) -> Node {
@@ -36,7 +57,8 @@ async fn node(extra: &str) -> Node {
     let agent = start_agent(setup).await;
     let trove = Peer::client(&guest, Some(&key), &[]).await;
     let config_dir = agent.mount_point.join("etc");
-    Node { agent, trove, conductor, k2hr3, ports, config_dir, conductor_queue: queue }
+    let _containers = ContainerGuard(guest);
+    Node { agent, trove, conductor, k2hr3, ports, config_dir, conductor_queue: queue, _containers, since: 0.0 }
 }
 
 /// Stops the node's agent, then starts a new one on the same guest (same
@@ -50,10 +72,13 @@ async fn restart_agent(mut n: Node) -> (Node, Vec<tempfile::TempDir>) {
         n.conductor_queue,
         m = mount.display()
     );
-    let Node { agent, trove, conductor, k2hr3, ports, config_dir, conductor_queue } = n;
+    let Node { agent, trove, conductor, k2hr3, ports, config_dir, conductor_queue, _containers, .. } = n;
     agent.stop().await;
+    // The old agent's last periodic heartbeats may still be unread; only
+    // what the new process sends counts from here on.
+    let since = epoch_now();
     let agent = start_agent(AgentSetup { guest_id: guest, key, extra, datastore: None, state_dir: Some(state) }).await;
-    (Node { agent, trove, conductor, k2hr3, ports, config_dir, conductor_queue }, keep)
+    (Node { agent, trove, conductor, k2hr3, ports, config_dir, conductor_queue, _containers, since }, keep)
 }
 
 impl Node {
@@ -76,7 +101,9 @@ impl Node {
 
     async fn heartbeat(&mut self, within: Duration, want: impl Fn(&str) -> bool) -> Option<String> {
         self.conductor
-            .next_matching(within, |v| v["method"] == "heartbeat" && want(status_of(v)))
+            .next_matching(within, |v| {
+                v["method"] == "heartbeat" && v["kwargs"]["sent"].as_f64().unwrap_or(f64::MAX) >= self.since && want(status_of(v))
+            })
             .await
             .map(|v| status_of(&v).to_owned())
     }
@@ -121,6 +148,13 @@ async fn prepare_brings_up_a_registered_configured_healthy_node_and_stop_db_leav
     assert!(names.iter().all(|l| l.ends_with("running")), "{names:?}");
     let chmpx = format!("k2hdkc-chmpx-{}", n.agent.guest_id);
     assert_eq!(docker(&["inspect", "-f", "{{.Config.User}} {{.HostConfig.NetworkMode}} {{.HostConfig.RestartPolicy.Name}}", &chmpx]), "1001:1001 host unless-stopped");
+
+    // k2hdkc opened its K2HFILE in the data volume: the agent made the
+    // directory the ini names, owned by the database user.
+    let k2hfile = n.agent.mount_point.join("data/k2hdkc.k2h");
+    assert!(k2hfile.exists(), "{} exists", k2hfile.display());
+    let owner = |p: &std::path::Path| std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(p).unwrap());
+    assert_eq!((owner(k2hfile.parent().unwrap()), owner(&k2hfile)), (1001, 1001));
 
     // Periodic heartbeats say healthy.
     assert_eq!(n.heartbeat(Duration::from_secs(10), |s| s == "healthy").await.as_deref(), Some("healthy"));
