@@ -401,11 +401,9 @@ impl Node {
 
     /// `stop_db`: leave the ring (SERVICEOUT), leave K2HR3, stop.
     pub async fn stop(&self, do_not_start_on_reboot: bool) -> Result<(), DatastoreError> {
+        self.stop_watcher().await;
         let (params, client) = {
             let mut live = self.live.lock().await;
-            if let Some(w) = live.watcher.take() {
-                w.abort();
-            }
             live.stopped = true;
             (live.params.clone(), live.k2hr3.clone())
         };
@@ -437,8 +435,18 @@ impl Node {
         }
     }
 
+    /// The membership watcher stops while the node changes on purpose: it
+    /// would otherwise register the node again between leave and join,
+    /// with the parameters it started with.
+    async fn stop_watcher(&self) {
+        if let Some(w) = self.live.lock().await.watcher.take() {
+            w.abort();
+        }
+    }
+
     /// `restart`: stop both containers and start them again, rejoining.
     pub async fn restart(&self) -> Result<(), DatastoreError> {
+        self.stop_watcher().await;
         let params = self.live.lock().await.params.clone();
         self.leave_ring(&params).await;
         for name in [self.settings.server_container(), self.settings.chmpx_container()] {
@@ -467,6 +475,7 @@ impl Node {
         if needs_restart {
             if let Some(client) = client {
                 // Leave under the old registration, join under the new one.
+                self.stop_watcher().await;
                 self.leave_ring(&old).await;
                 let _ = client.deregister(old.server_port, &self.settings.cuk, K2HR3_EXTRA, &host_tag()).await;
                 for name in [self.settings.server_container(), self.settings.chmpx_container()] {
@@ -474,6 +483,7 @@ impl Node {
                     self.containers.remove(&name).await.map_err(|e| failed("remove for new parameters", e))?;
                 }
                 self.join(&client, &new).await?;
+                self.start_watcher().await;
             }
         }
         Ok(())
