@@ -1,0 +1,114 @@
+"""The ``[k2hdkc]`` option group.
+
+Two kinds of options share the group, as Trove's own datastore groups do:
+
+- what the Trove control plane reads through ``CONF.get(manager)`` for a
+  k2hdkc instance (security group ports, volume, replication, root,
+  clusters, backups);
+- what the K2HDKC guest agent reads from the same group in
+  ``trove-guestagent.conf`` (image, K2HR3 access, timings). Trove's
+  processes never read these; registering them documents them
+  (``oslo-config-generator --namespace trove_k2hdkc``) and lets one
+  ``[k2hdkc]`` text serve both files.
+
+Every name here is one the agent accepts (``datastore/src/lib.rs``
+``OPTIONS``), and the defaults are the agent's.
+"""
+
+from trove_k2hdkc import CHMPX_PORTS
+from trove_k2hdkc import MANAGER
+from trove_k2hdkc import MOUNT_POINT
+
+
+def group():
+    from oslo_config import cfg
+
+    return cfg.OptGroup(MANAGER, title="K2HDKC options",
+                        help="Options of the k2hdkc datastore (trove-k2hdkc plugin).")
+
+
+def build(ports_type=None):
+    """The options; ``ports_type`` is the item type of the port lists
+    (Trove's ``ListOfPortsType``: a port or a ``low-high`` range)."""
+    from oslo_config import cfg
+    from oslo_config import types
+
+    if ports_type is None:
+        ports_type = types.Range(1, 65535)
+    return [
+        # --- read by the Trove control plane -------------------------------
+        cfg.ListOpt("tcp_ports", default=[str(p) for p in CHMPX_PORTS], item_type=ports_type,
+                    help="TCP ports or port ranges the instance's security group opens "
+                         "(when trove_security_groups_support is True): the chmpx server "
+                         "port, server control port and slave control port. Keep them in "
+                         "line with the chmpx-* configuration parameters."),
+        cfg.ListOpt("udp_ports", default=[], item_type=ports_type,
+                    help="UDP ports or port ranges the security group opens."),
+        cfg.BoolOpt("volume_support", default=True,
+                    help="Whether to give each instance a Cinder volume for its data."),
+        cfg.StrOpt("device_path", default="/dev/vdb",
+                   help="The data volume's device in the guest."),
+        cfg.StrOpt("mount_point", default=MOUNT_POINT,
+                   help="Where the guest mounts the data volume (the k2hdkc data "
+                        "directory)."),
+        cfg.StrOpt("backup_strategy", default=None,
+                   help="Backup strategy. Unset: backups of k2hdkc instances are "
+                        "refused (DatastoreOperationNotSupported)."),
+        cfg.StrOpt("replication_strategy", default=None,
+                   help="Replication strategy. Unset: replicas are refused "
+                        "(ReplicationNotSupported); K2HDKC replicates inside its ring."),
+        cfg.StrOpt("replication_namespace", default=None,
+                   help="Module of the replication strategy (unset, see "
+                        "replication_strategy)."),
+        cfg.StrOpt("root_controller", default=None,
+                   help="Root controller class. Unset: the root API answers "
+                        "DatastoreOperationNotSupported (K2HDKC has no root user)."),
+        cfg.BoolOpt("root_on_create", default=False,
+                    help="Enable root at instance creation (not a K2HDKC concept)."),
+        cfg.BoolOpt("cluster_support", default=False,
+                    help="Whether clusters of this datastore can be created. Off until "
+                         "the k2hdkc cluster strategies exist."),
+        # --- read by the guest agent (trove-guestagent.conf) ---------------
+        cfg.StrOpt("docker_image", default="antpickax/k2hdkc",
+                   help="The k2hdkc server image. Without a tag, the datastore version "
+                        "is the tag (e.g. registry.example.com/k2hdkc:1.0.17)."),
+        cfg.StrOpt("backup_docker_image", default=None,
+                   help="The image used for backup and restore (backups are not "
+                        "supported yet)."),
+        cfg.StrOpt("database_service_uname", default="database",
+                   help="The name of the database user in the guest."),
+        cfg.StrOpt("database_service_uid", default="1001",
+                   help="The uid the k2hdkc containers run as and that owns the data."),
+        cfg.StrOpt("database_service_gid", default="1001",
+                   help="The gid of the database user."),
+        cfg.StrOpt("config_dir", default="/etc/antpickax",
+                   help="Guest directory of k2hdkc.ini (mounted read-only into the "
+                        "containers at /etc/antpickax)."),
+        cfg.StrOpt("k2hr3_api_url", default=None,
+                   help="K2HR3 API URL, with k2hr3_role and k2hr3_role_token, instead "
+                        "of the extdata-url configuration parameter."),
+        cfg.StrOpt("k2hr3_role", default=None,
+                   help="K2HR3 role (yrn) the node registers in."),
+        cfg.StrOpt("k2hr3_role_token", default=None, secret=True,
+                   help="K2HR3 role token."),
+        cfg.IntOpt("k2hr3_poll_interval_ms", default=2000,
+                   help="How often the node re-reads its K2HR3 resource (ms; the agent "
+                        "uses at least 200)."),
+        cfg.IntOpt("mq_msg_max", default=1024,
+                   help="fs.mqueue.msg_max of the chmpx IPC namespace."),
+        cfg.IntOpt("startup_wait", default=120,
+                   help="Seconds to wait for the first node and for this node to serve."),
+        cfg.StrOpt("docker_registry_username", default=None,
+                   help="User for pulling docker_image from a private registry."),
+        cfg.StrOpt("docker_registry_password", default=None, secret=True,
+                   help="Password for pulling docker_image."),
+    ]
+
+
+def list_opts():
+    """Entry point ``oslo.config.opts``: ``trove_k2hdkc``."""
+    try:
+        from trove.common.cfg import ListOfPortsType
+    except ImportError:
+        ListOfPortsType = None
+    return [(group(), build(ListOfPortsType))]
