@@ -15,6 +15,8 @@ command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v losetup >/dev/null 2>&1 || missing+=(mount)
 command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
+command -v file >/dev/null 2>&1 || missing+=(file)   # build.sh checks the stand-in binaries are static
+command -v bc >/dev/null 2>&1 || missing+=(bc)       # the stand-in image's smoke test
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
