@@ -1,0 +1,148 @@
+# A local Trove control plane: upstream trove-conductor on sqlite.
+# Sourced (bash) after tests/setup.sh, which provides the venv with
+# trove==26.0.0 and a running RabbitMQ. Functions:
+#
+#   cp_setup WORK URL QUEUE   writes WORK/trove.conf (fresh random
+#                             inst_rpc_key_encr_key), creates the schema in
+#                             WORK/trove.sqlite with `trove-manage db_sync`,
+#                             registers datastore k2hdkc / CP_VERSION with
+#                             trove-manage. Sets CP_CONF.
+#   cp_create_instance NAME   the instance rows trove-api stores, and the
+#                             two files trove injects into the guest, written
+#                             to WORK/conf.d (guest_config: WORK/trove-
+#                             guestagent.conf must exist). Sets CP_INSTANCE.
+#   cp_start_conductor        starts `trove-conductor --config-file
+#                             WORK/trove.conf` (log: WORK/conductor.log) and
+#                             waits until its queue exists. Sets
+#                             CP_CONDUCTOR_PID.
+#   cp_status / cp_wait ...   tests/controlplane/trovedb.py status / wait on
+#                             CP_INSTANCE.
+#   cp_stop                   SIGTERM the conductor (bounded, then KILL).
+#   cp_delete_queues TEXT...  delete the broker queues whose name contains
+#                             one of TEXT (oslo leaves topic and server
+#                             queues behind; only fanout queues expire).
+#
+# Every step is bounded; a failing step prints what it ran and returns 1.
+
+CP_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CP_VENV=$(dirname "$(dirname "$PEER_PYTHON")")
+CP_DATASTORE=k2hdkc
+CP_VERSION=${CP_VERSION:-1.0.17}
+CP_CONF=""; CP_WORK=""; CP_QUEUE=""; CP_INSTANCE=""; CP_CONDUCTOR_PID=""
+
+cp_manage() {   # trove-manage: its result lines shown, its log in WORK/trove-manage.log
+    local out
+    if ! out=$(timeout 60 "$CP_VENV/bin/trove-manage" --config-file "$CP_CONF" "$@" \
+               2>>"$CP_WORK/trove-manage.log"); then
+        echo "trove-manage $* failed:" >&2
+        printf '%s\n' "$out" >&2
+        sed 's/^/    /' "$CP_WORK/trove-manage.log" >&2
+        return 1
+    fi
+    # Its log lines (on stdout too, with debug = true) go to the log file.
+    local stamp='^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:.]+ [0-9]+ [A-Z]+ '
+    printf '%s\n' "$out" | grep -E "$stamp" >>"$CP_WORK/trove-manage.log" || true
+    printf '%s\n' "$out" | grep -vE -e "$stamp" -e '^$' | sed 's/^/    /' || true
+}
+
+cp_setup() {
+    CP_WORK=$1; local url=$2; CP_QUEUE=$3
+    CP_CONF=$CP_WORK/trove.conf
+    local encr_key
+    encr_key=$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32)
+    (umask 077; cat >"$CP_CONF" <<CONF
+# trove.conf of the local control plane (trove-conductor, trove-manage and
+# tests/controlplane/trovedb.py all read it).
+[DEFAULT]
+transport_url = $url
+control_exchange = trove
+conductor_queue = $CP_QUEUE
+trove_conductor_workers = 1
+debug = true
+# The key that encrypts each instance's RPC key in the instances table.
+inst_rpc_key_encr_key = $encr_key
+enable_secure_rpc_messaging = true
+# Where get_injected_files puts the guest's files (on a real guest:
+# /etc/trove/conf.d), and the operator's guest config it copies there.
+injected_config_location = $CP_WORK/conf.d
+guest_config = $CP_WORK/trove-guestagent.conf
+
+[database]
+connection = sqlite:///$CP_WORK/trove.sqlite
+
+[network]
+# No Neutron here: no user port for the guest.
+network_isolation = false
+CONF
+    )
+    say "trove-manage db_sync (schema in $CP_WORK/trove.sqlite)"
+    cp_manage db_sync || return 1
+    # The datastore and its version, as an operator registers them. An
+    # unpatched trove 26 has no [k2hdkc] option group; given --registry-ext
+    # and --repl-strategy, datastore_version_update does not look one up
+    # (trove/datastore/models.py update_datastore_version), so this works
+    # with or without the Trove-side plugin (packaging/trove). Both values
+    # only reach the guest as guest_info.conf's datastore_registry_ext and
+    # replication_strategy, which the Rust agent does not use: the plugin's
+    # class name, and "None" (K2HDKC replicates inside its ring).
+    say "trove-manage datastore_update / datastore_version_update $CP_DATASTORE $CP_VERSION"
+    cp_manage datastore_update "$CP_DATASTORE" "" || return 1
+    cp_manage datastore_version_update "$CP_DATASTORE" "$CP_VERSION" "$CP_DATASTORE" "" "" 1 \
+        --registry-ext trove_k2hdkc.guest.Manager --repl-strategy None || return 1
+    cp_manage datastore_update "$CP_DATASTORE" "$CP_VERSION" || return 1
+}
+
+cp_trovedb() {
+    timeout "${CP_TROVEDB_TIMEOUT:-60}" "$PEER_PYTHON" "$CP_DIR/trovedb.py" --config-file "$CP_CONF" "$@"
+}
+
+cp_create_instance() {
+    local name=$1 out
+    out=$(cp_trovedb create-instance --datastore "$CP_DATASTORE" --version "$CP_VERSION" \
+        --name "$name" --tenant "$name") || { echo "create-instance failed" >&2; return 1; }
+    CP_INSTANCE=$("$PEER_PYTHON" -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$out")
+}
+
+cp_status() { cp_trovedb status --instance "$CP_INSTANCE"; }
+cp_wait() { CP_TROVEDB_TIMEOUT=$(( ${CP_WAIT_TIMEOUT:-180} + 30 )) cp_trovedb wait --instance "$CP_INSTANCE" --timeout "${CP_WAIT_TIMEOUT:-180}" "$@"; }
+
+cp_list_queues() {
+    timeout 20 rabbitmqctl -q list_queues --no-table-headers name 2>/dev/null
+}
+
+cp_queue_exists() { cp_list_queues | grep -qxF -- "$1"; }
+
+cp_delete_queues() {
+    local pats=() q
+    for q in "$@"; do [ -n "$q" ] && pats+=(-e "$q"); done
+    [ ${#pats[@]} -gt 0 ] || return 0
+    cp_list_queues | grep -F "${pats[@]}" | while read -r q; do
+        timeout 20 rabbitmqctl -q delete_queue "$q" </dev/null >/dev/null 2>&1 || true
+    done
+}
+
+cp_start_conductor() {
+    "$CP_VENV/bin/trove-conductor" --config-file "$CP_CONF" >"$CP_WORK/conductor.log" 2>&1 &
+    CP_CONDUCTOR_PID=$!
+    # The conductor's queue must exist before the guest casts to it, as in a
+    # running Trove cloud (a cast to a topic nobody declared is dropped).
+    local i
+    for i in $(seq 1 60); do
+        kill -0 "$CP_CONDUCTOR_PID" 2>/dev/null || break
+        cp_queue_exists "$CP_QUEUE" && return 0
+        sleep 0.5
+    done
+    echo "trove-conductor did not declare queue $CP_QUEUE; its log:" >&2
+    sed 's/^/    /' "$CP_WORK/conductor.log" >&2
+    return 1
+}
+
+cp_stop() {
+    if [ -n "$CP_CONDUCTOR_PID" ] && kill -TERM "$CP_CONDUCTOR_PID" 2>/dev/null; then
+        local i
+        for i in $(seq 1 40); do kill -0 "$CP_CONDUCTOR_PID" 2>/dev/null || break; sleep 0.25; done
+        kill -KILL "$CP_CONDUCTOR_PID" 2>/dev/null || true
+        wait "$CP_CONDUCTOR_PID" 2>/dev/null || true
+    fi
+    CP_CONDUCTOR_PID=""
+}
