@@ -182,6 +182,15 @@ impl Containers for DockerHost {
         Ok(self.inspect_label(name).await?.map(|(s, _)| s).unwrap_or(ContainerState::Missing))
     }
 
+    async fn started_at(&self, name: &str) -> Result<Option<String>, HostError> {
+        match tokio::time::timeout(CALL_TIMEOUT, self.docker().await?.inspect_container(name, None::<InspectContainerOptions>)).await {
+            Err(_) => Err(HostError::new(format!("inspect container {name}"), "Docker did not answer in time")),
+            Ok(Err(e)) if is_not_found(&e) => Ok(None),
+            Ok(Err(e)) => Err(HostError::new(format!("inspect container {name}"), e)),
+            Ok(Ok(info)) => Ok(info.state.and_then(|s| s.started_at)),
+        }
+    }
+
     async fn start(&self, name: &str) -> Result<(), HostError> {
         match tokio::time::timeout(CALL_TIMEOUT, self.docker().await?.start_container(name, None::<StartContainerOptions>)).await {
             Ok(Ok(())) => Ok(()),

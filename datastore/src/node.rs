@@ -58,6 +58,9 @@ struct Live {
     watcher: Option<tokio::task::JoinHandle<()>>,
     /// Stopped on purpose (stop_db): nothing is restarted.
     stopped: bool,
+    /// chmpx's `StartedAt` at the last status round, to see restarts the
+    /// restart policy made between two rounds.
+    chmpx_run: Option<String>,
 }
 
 /// The K2HDKC node.
@@ -66,6 +69,18 @@ pub struct Node {
     containers: Arc<dyn Containers>,
     http: reqwest::Client,
     live: Mutex<Live>,
+    /// Operations that start or stop containers on purpose, in progress:
+    /// a new chmpx run then is not a crash.
+    changing: std::sync::atomic::AtomicU32,
+}
+
+/// Marks a deliberate container change for as long as it lives.
+struct Changing<'a>(&'a std::sync::atomic::AtomicU32);
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 fn failed(context: &str, e: impl std::fmt::Display) -> DatastoreError {
@@ -83,7 +98,14 @@ impl Node {
             (Some(api_url), Some(role_yrn), Some(role_token)) => Some(K2hr3::new(http.clone(), RoleAccess { api_url, role_yrn, role_token })),
             _ => None,
         };
-        Node { settings, containers, http, live: Mutex::new(Live { params, k2hr3, watcher: None, stopped: saved.stopped }) }
+        let live = Live { params, k2hr3, watcher: None, stopped: saved.stopped, chmpx_run: None };
+        Node { settings, containers, http, live: Mutex::new(live), changing: Default::default() }
+    }
+
+    /// Held while containers are started or stopped on purpose.
+    fn changing(&self) -> Changing<'_> {
+        self.changing.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Changing(&self.changing)
     }
 
     fn ini_path(&self) -> PathBuf {
@@ -140,8 +162,13 @@ impl Node {
 
     /// Registers, writes the ini, runs the containers, waits for service.
     async fn join(&self, client: &K2hr3, params: &Parameters) -> Result<(), DatastoreError> {
+        let _changing = self.changing();
         let s = &self.settings;
-        self.live.lock().await.stopped = false;
+        {
+            let mut live = self.live.lock().await;
+            live.stopped = false;
+            live.chmpx_run = None;
+        }
         client.register(params.server_port, &s.cuk, K2HR3_EXTRA, &host_tag()).await.map_err(|e| failed("register the node with K2HR3", e))?;
         tracing::info!(cuk = %s.cuk, port = params.server_port, "registered with K2HR3");
         let facts = self.refresh_ini(client).await?;
@@ -161,7 +188,16 @@ impl Node {
         }
         self.ensure_k2hfile_dir(&facts)?;
         self.containers.run(&self.server_spec(params)).await.map_err(|e| failed("start k2hdkc", e))?;
-        self.wait_self_serving(params).await
+        self.wait_self_serving(params).await?;
+        self.record_chmpx_run().await;
+        Ok(())
+    }
+
+    /// Remembers the chmpx run this node just started, so that the first
+    /// status round already sees a restart that happens right after.
+    async fn record_chmpx_run(&self) {
+        let run = self.containers.started_at(&self.settings.chmpx_container()).await.ok().flatten();
+        self.live.lock().await.chmpx_run = run;
     }
 
     /// The directory the containers share as /var/lib/antpickax: owned by
@@ -284,6 +320,7 @@ impl Node {
         if saved.stopped {
             return;
         }
+        let _changing = self.changing();
         let params = self.live.lock().await.params.clone();
         if let Err(e) = self.ensure_run_dir() {
             tracing::warn!(error = %e, "could not prepare the run directory on resume");
@@ -298,6 +335,7 @@ impl Node {
                 tracing::warn!(error = %e, "could not start a container on resume");
             }
         }
+        self.record_chmpx_run().await;
         self.start_watcher().await;
     }
 
@@ -374,6 +412,7 @@ impl Node {
         if let Some(st) = from_container(&chmpx_state) {
             return if prepared { st } else { ServiceStatus::Unknown };
         }
+        let restarted = prepared && self.chmpx_restarted_by_policy().await;
         if let Some(st) = from_container(&server_state) {
             // k2hdkc lives in chmpx's PID namespace: when chmpx died and
             // Docker restarted it, k2hdkc went with it and cannot be
@@ -388,6 +427,9 @@ impl Node {
             }
             return if prepared { st } else { ServiceStatus::Unknown };
         }
+        if restarted {
+            return ServiceStatus::Crashed;
+        }
         let params = self.live.lock().await.params.clone();
         match chmpx::self_status(&self.ctl_addr(&params)).await {
             Ok(st) if st.is_serving() => ServiceStatus::Healthy,
@@ -401,6 +443,7 @@ impl Node {
 
     /// `stop_db`: leave the ring (SERVICEOUT), leave K2HR3, stop.
     pub async fn stop(&self, do_not_start_on_reboot: bool) -> Result<(), DatastoreError> {
+        let _changing = self.changing();
         self.stop_watcher().await;
         let (params, client) = {
             let mut live = self.live.lock().await;
@@ -435,6 +478,31 @@ impl Node {
         }
     }
 
+    /// Whether chmpx started a new run since the last status round that
+    /// no operation of ours asked for: Docker's restart policy brought it
+    /// back after a crash, maybe before any round saw it down. Reported
+    /// once as `crashed` rather than hidden behind a quick recovery.
+    async fn chmpx_restarted_by_policy(&self) -> bool {
+        let now = match self.containers.started_at(&self.settings.chmpx_container()).await {
+            Ok(now) => now,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read chmpx's start time");
+                None
+            }
+        };
+        let mut live = self.live.lock().await;
+        if self.changing.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            // Ours: the operation records the run it started when done.
+            return false;
+        }
+        let before = std::mem::replace(&mut live.chmpx_run, now.clone());
+        let restarted = matches!((&before, &now), (Some(b), Some(n)) if b != n);
+        if restarted {
+            tracing::warn!(before = before.as_deref().unwrap_or(""), now = now.as_deref().unwrap_or(""), "chmpx was restarted by its restart policy: it crashed");
+        }
+        restarted
+    }
+
     /// The membership watcher stops while the node changes on purpose: it
     /// would otherwise register the node again between leave and join,
     /// with the parameters it started with.
@@ -446,6 +514,7 @@ impl Node {
 
     /// `restart`: stop both containers and start them again, rejoining.
     pub async fn restart(&self) -> Result<(), DatastoreError> {
+        let _changing = self.changing();
         self.stop_watcher().await;
         let params = self.live.lock().await.params.clone();
         self.leave_ring(&params).await;
@@ -475,6 +544,7 @@ impl Node {
         if needs_restart {
             if let Some(client) = client {
                 // Leave under the old registration, join under the new one.
+                let _changing = self.changing();
                 self.stop_watcher().await;
                 self.leave_ring(&old).await;
                 let _ = client.deregister(old.server_port, &self.settings.cuk, K2HR3_EXTRA, &host_tag()).await;
@@ -556,5 +626,76 @@ impl Watcher {
                 Err(e) => tracing::error!(error = %e, path = %path.display(), "cannot write k2hdkc.ini"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use driver_api::host::{ExecOutput, HostError};
+
+    /// An engine whose chmpx is always running and whose `StartedAt` the
+    /// test sets.
+    struct Engine(std::sync::Mutex<Option<String>>);
+
+    #[async_trait::async_trait]
+    impl Containers for Engine {
+        async fn ensure_image(&self, _: &str) -> Result<(), HostError> {
+            Ok(())
+        }
+        async fn run(&self, _: &ContainerSpec) -> Result<(), HostError> {
+            Ok(())
+        }
+        async fn state(&self, _: &str) -> Result<ContainerState, HostError> {
+            Ok(ContainerState::Running)
+        }
+        async fn started_at(&self, _: &str) -> Result<Option<String>, HostError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+        async fn start(&self, _: &str) -> Result<(), HostError> {
+            Ok(())
+        }
+        async fn stop(&self, _: &str, _: Duration) -> Result<(), HostError> {
+            Ok(())
+        }
+        async fn remove(&self, _: &str) -> Result<(), HostError> {
+            Ok(())
+        }
+        async fn exec(&self, _: &str, _: &[String], _: Duration) -> Result<ExecOutput, HostError> {
+            Err(HostError::new("exec", "not in this test"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_policy_restart_between_rounds_is_a_crash_and_ours_is_not() {
+        let state = tempfile::tempdir().unwrap();
+        let ctx = crate::settings::DriverContext {
+            guest_id: "g1".into(),
+            datastore_version: None,
+            group: Default::default(),
+            mount_point: state.path().join("data"),
+            uid: 1001,
+            gid: 1001,
+            state_dir: state.path().to_path_buf(),
+        };
+        let settings = Settings::new(&ctx, std::path::Path::new("/nonexistent")).unwrap();
+        let engine = Arc::new(Engine(std::sync::Mutex::new(Some("t1".into()))));
+        let node = Node::new(settings, engine.clone());
+        let set = |t: &str| *engine.0.lock().unwrap() = Some(t.into());
+
+        assert!(!node.chmpx_restarted_by_policy().await, "the first round only records");
+        assert!(!node.chmpx_restarted_by_policy().await, "same run");
+        set("t2");
+        assert!(node.chmpx_restarted_by_policy().await, "a new run nobody asked for");
+        assert!(!node.chmpx_restarted_by_policy().await, "reported once");
+        {
+            let _ours = node.changing();
+            set("t3");
+            assert!(!node.chmpx_restarted_by_policy().await, "a run we are starting");
+            node.record_chmpx_run().await;
+        }
+        assert!(!node.chmpx_restarted_by_policy().await, "the run we recorded is no crash");
+        set("t4");
+        assert!(node.chmpx_restarted_by_policy().await);
     }
 }

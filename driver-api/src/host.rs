@@ -115,6 +115,14 @@ pub trait Containers: Send + Sync + 'static {
     async fn run(&self, spec: &ContainerSpec) -> Result<(), HostError>;
     /// The container's state.
     async fn state(&self, name: &str) -> Result<ContainerState, HostError>;
+    /// When the container's current run started, as the engine says
+    /// (`State.StartedAt`); `None` if missing or not known. A new value
+    /// that nobody asked for means the restart policy restarted it: a crash
+    /// that may have healed before anyone looked at its state.
+    async fn started_at(&self, name: &str) -> Result<Option<String>, HostError> {
+        let _ = name;
+        Ok(None)
+    }
     /// Starts an existing container.
     async fn start(&self, name: &str) -> Result<(), HostError>;
     /// Stops it with its stop signal, waiting at most `grace`.

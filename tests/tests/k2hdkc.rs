@@ -196,8 +196,10 @@ async fn killed_server_is_reported_and_recovered_by_the_restart_policy() {
     // and does not restart): SIGKILL the process from the host.
     let pid = docker(&["inspect", "-f", "{{.State.Pid}}", &chmpx]);
     assert!(std::process::Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    // Docker may bring it back before the next round looks: the agent
+    // still sees the new run and reports the crash once.
     let bad = n.heartbeat(Duration::from_secs(5), |s| s != "healthy").await;
-    assert!(matches!(bad.as_deref(), Some("crashed" | "shutdown" | "running")), "reported within a report_interval: {bad:?}");
+    assert_eq!(bad.as_deref(), Some("crashed"), "reported within a few report_intervals");
     // Docker restarts it (unless-stopped); the node serves again.
     assert_eq!(n.heartbeat(Duration::from_secs(60), |s| s == "healthy").await.as_deref(), Some("healthy"));
     n.cleanup().await;
