@@ -120,7 +120,7 @@ impl DockerHost {
             Ok(Ok(info)) => {
                 let state = info.state.as_ref();
                 let status = match state.and_then(|s| s.status) {
-                    Some(ContainerStateStatusEnum::RUNNING) => ContainerState::Running,
+                    Some(ContainerStateStatusEnum::RUNNING) => ContainerState::Running { started_at: state.and_then(|s| s.started_at.clone()) },
                     Some(ContainerStateStatusEnum::CREATED) => ContainerState::Created,
                     Some(ContainerStateStatusEnum::PAUSED) => ContainerState::Paused,
                     Some(ContainerStateStatusEnum::RESTARTING) => ContainerState::Restarting,
@@ -160,7 +160,7 @@ impl Containers for DockerHost {
     async fn run(&self, spec: &ContainerSpec) -> Result<(), HostError> {
         let want = spec_digest(spec);
         match self.inspect_label(&spec.name).await? {
-            Some((ContainerState::Running, Some(label))) if label == want => return Ok(()),
+            Some((ContainerState::Running { .. }, Some(label))) if label == want => return Ok(()),
             Some((_, Some(label))) if label == want => return self.start(&spec.name).await,
             Some(_) => {
                 tracing::info!(container = %spec.name, "replacing a container made from another spec");
@@ -180,15 +180,6 @@ impl Containers for DockerHost {
 
     async fn state(&self, name: &str) -> Result<ContainerState, HostError> {
         Ok(self.inspect_label(name).await?.map(|(s, _)| s).unwrap_or(ContainerState::Missing))
-    }
-
-    async fn started_at(&self, name: &str) -> Result<Option<String>, HostError> {
-        match tokio::time::timeout(CALL_TIMEOUT, self.docker().await?.inspect_container(name, None::<InspectContainerOptions>)).await {
-            Err(_) => Err(HostError::new(format!("inspect container {name}"), "Docker did not answer in time")),
-            Ok(Err(e)) if is_not_found(&e) => Ok(None),
-            Ok(Err(e)) => Err(HostError::new(format!("inspect container {name}"), e)),
-            Ok(Ok(info)) => Ok(info.state.and_then(|s| s.started_at)),
-        }
     }
 
     async fn start(&self, name: &str) -> Result<(), HostError> {

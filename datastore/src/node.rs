@@ -196,7 +196,10 @@ impl Node {
     /// Remembers the chmpx run this node just started, so that the first
     /// status round already sees a restart that happens right after.
     async fn record_chmpx_run(&self) {
-        let run = self.containers.started_at(&self.settings.chmpx_container()).await.ok().flatten();
+        let run = match self.containers.state(&self.settings.chmpx_container()).await {
+            Ok(ContainerState::Running { started_at }) => started_at,
+            _ => None,
+        };
         self.live.lock().await.chmpx_run = run;
     }
 
@@ -407,12 +410,16 @@ impl Node {
             ContainerState::Missing | ContainerState::Created | ContainerState::Exited(0) => Some(ServiceStatus::Shutdown),
             ContainerState::Exited(_) | ContainerState::Dead | ContainerState::Restarting => Some(ServiceStatus::Crashed),
             ContainerState::Paused => Some(ServiceStatus::Paused),
-            ContainerState::Running => None,
+            ContainerState::Running { .. } => None,
         };
         if let Some(st) = from_container(&chmpx_state) {
             return if prepared { st } else { ServiceStatus::Unknown };
         }
-        let restarted = prepared && self.chmpx_restarted_by_policy().await;
+        let started_at = match &chmpx_state {
+            ContainerState::Running { started_at } => started_at.clone(),
+            _ => None,
+        };
+        let restarted = prepared && self.chmpx_restarted_by_policy(started_at).await;
         if let Some(st) = from_container(&server_state) {
             // k2hdkc lives in chmpx's PID namespace: when chmpx died and
             // Docker restarted it, k2hdkc went with it and cannot be
@@ -482,14 +489,7 @@ impl Node {
     /// no operation of ours asked for: Docker's restart policy brought it
     /// back after a crash, maybe before any round saw it down. Reported
     /// once as `crashed` rather than hidden behind a quick recovery.
-    async fn chmpx_restarted_by_policy(&self) -> bool {
-        let now = match self.containers.started_at(&self.settings.chmpx_container()).await {
-            Ok(now) => now,
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot read chmpx's start time");
-                None
-            }
-        };
+    async fn chmpx_restarted_by_policy(&self, now: Option<String>) -> bool {
         let mut live = self.live.lock().await;
         if self.changing.load(std::sync::atomic::Ordering::SeqCst) > 0 {
             // Ours: the operation records the run it started when done.
@@ -647,10 +647,7 @@ mod tests {
             Ok(())
         }
         async fn state(&self, _: &str) -> Result<ContainerState, HostError> {
-            Ok(ContainerState::Running)
-        }
-        async fn started_at(&self, _: &str) -> Result<Option<String>, HostError> {
-            Ok(self.0.lock().unwrap().clone())
+            Ok(ContainerState::Running { started_at: self.0.lock().unwrap().clone() })
         }
         async fn start(&self, _: &str) -> Result<(), HostError> {
             Ok(())
@@ -682,20 +679,21 @@ mod tests {
         let engine = Arc::new(Engine(std::sync::Mutex::new(Some("t1".into()))));
         let node = Node::new(settings, engine.clone());
         let set = |t: &str| *engine.0.lock().unwrap() = Some(t.into());
+        let run = || engine.0.lock().unwrap().clone();
 
-        assert!(!node.chmpx_restarted_by_policy().await, "the first round only records");
-        assert!(!node.chmpx_restarted_by_policy().await, "same run");
+        assert!(!node.chmpx_restarted_by_policy(run()).await, "the first round only records");
+        assert!(!node.chmpx_restarted_by_policy(run()).await, "same run");
         set("t2");
-        assert!(node.chmpx_restarted_by_policy().await, "a new run nobody asked for");
-        assert!(!node.chmpx_restarted_by_policy().await, "reported once");
+        assert!(node.chmpx_restarted_by_policy(run()).await, "a new run nobody asked for");
+        assert!(!node.chmpx_restarted_by_policy(run()).await, "reported once");
         {
             let _ours = node.changing();
             set("t3");
-            assert!(!node.chmpx_restarted_by_policy().await, "a run we are starting");
+            assert!(!node.chmpx_restarted_by_policy(run()).await, "a run we are starting");
             node.record_chmpx_run().await;
         }
-        assert!(!node.chmpx_restarted_by_policy().await, "the run we recorded is no crash");
+        assert!(!node.chmpx_restarted_by_policy(run()).await, "the run we recorded is no crash");
         set("t4");
-        assert!(node.chmpx_restarted_by_policy().await);
+        assert!(node.chmpx_restarted_by_policy(run()).await);
     }
 }

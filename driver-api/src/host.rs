@@ -65,8 +65,13 @@ pub enum ContainerState {
     Missing,
     /// Created, never started.
     Created,
-    /// Running.
-    Running,
+    /// Running, since `started_at` (the engine's `State.StartedAt`). A
+    /// new value nobody asked for means the restart policy brought it
+    /// back: a crash that may have healed before anyone looked.
+    Running {
+        /// When this run started, as the engine says.
+        started_at: Option<String>,
+    },
     /// Paused.
     Paused,
     /// Being restarted by its restart policy.
@@ -115,14 +120,6 @@ pub trait Containers: Send + Sync + 'static {
     async fn run(&self, spec: &ContainerSpec) -> Result<(), HostError>;
     /// The container's state.
     async fn state(&self, name: &str) -> Result<ContainerState, HostError>;
-    /// When the container's current run started, as the engine says
-    /// (`State.StartedAt`); `None` if missing or not known. A new value
-    /// that nobody asked for means the restart policy restarted it: a crash
-    /// that may have healed before anyone looked at its state.
-    async fn started_at(&self, name: &str) -> Result<Option<String>, HostError> {
-        let _ = name;
-        Ok(None)
-    }
     /// Starts an existing container.
     async fn start(&self, name: &str) -> Result<(), HostError>;
     /// Stops it with its stop signal, waiting at most `grace`.
