@@ -7,6 +7,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::ini::{IdType, NodeEntry};
+
 /// How long one control command may take (connect, send, read to close).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 /// Replies are a few KiB; ALLSTATUS of a large cluster a few tens.
@@ -128,6 +130,104 @@ pub fn parse_selfstatus(reply: &str) -> Result<NodeStatus, ChmpxError> {
         .ok_or(ChmpxError::NoStatus)
 }
 
+/// The argument `SERVICEOUT` needs for server `node` of an ini whose
+/// `CHMPXIDTYPE` is `id_type`: chmpx identifies the node by the id it
+/// derives (lib/chmhash.cc `MakeBaseSeed`) and refuses any other shape
+/// (lib/chmeventsock.cc, `CTL_COMMAND_SERVICE_OUT`): NAME `name:ctlport`,
+/// CUK `name:ctlport:cuk`, CTLENDPOINTS `name:ctlport:endpoints`, CUSTOM
+/// `name:ctlport:seed`. The name also routes the command when the node is
+/// another live server. `ctlport` is the node's resolved control port.
+pub fn serviceout_argument(id_type: Option<IdType>, node: &NodeEntry, ctlport: u16) -> Result<String, String> {
+    if node.name.is_empty() {
+        return Err("the node's [SVRNODE] entry has no NAME".into());
+    }
+    let base = format!("{}:{ctlport}", node.name);
+    let third = |what: &str, value: &Option<String>| {
+        value.as_deref().filter(|v| !v.is_empty()).map(|v| format!("{base}:{v}")).ok_or_else(|| {
+            format!("the ini's CHMPXIDTYPE needs {what} in the node's [SVRNODE] entry ({}), and it has none", node.name)
+        })
+    };
+    match id_type {
+        Some(IdType::Name) => Ok(base),
+        Some(IdType::Cuk) => third("CUK", &node.cuk),
+        Some(IdType::CtlEndpoints) => third("CTLENDPOINTS", &node.ctlendpoints),
+        Some(IdType::Custom) => third("CUSTOM_ID_SEED", &node.custom_id_seed),
+        None => Err("the ini's [GLOBAL] CHMPXIDTYPE is not one chmpx knows (NAME, CUK, CTLENDPOINTS, CUSTOM)".into()),
+    }
+}
+
+/// One server of an `ALLSTATUS` reply (chmpx `CtlComAllServerStatus`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerStatus {
+    /// `Server Name` (as chmpx normalised it).
+    pub name: String,
+    /// `Control Port`.
+    pub ctlport: Option<u16>,
+    /// `CUK`.
+    pub cuk: String,
+    /// `Custom ID Seed`.
+    pub custom_id_seed: String,
+    /// `Server Status`.
+    pub status: NodeStatus,
+    /// `Enable Hash Value` and `Pending Hash Value`: a merge is over when
+    /// they agree on every server.
+    pub hashes: (String, String),
+}
+
+impl ServerStatus {
+    /// Whether this entry is `node` of the ini, compared as chmpx
+    /// identifies nodes under `id_type`.
+    pub fn is(&self, id_type: Option<IdType>, node: &NodeEntry, ctlport: u16) -> bool {
+        match id_type {
+            Some(IdType::Custom) => node.custom_id_seed.as_deref() == Some(self.custom_id_seed.as_str()),
+            Some(IdType::Cuk) => node.cuk.as_deref() == Some(self.cuk.as_str()),
+            _ => self.name == node.name && self.ctlport == Some(ctlport),
+        }
+    }
+}
+
+/// Parses an `ALLSTATUS` reply: one entry per `No.N` block.
+pub fn parse_allstatus(reply: &str) -> Result<Vec<ServerStatus>, ChmpxError> {
+    let mut out = Vec::new();
+    let mut current: Option<Vec<(String, String)>> = None;
+    let finish = |block: Vec<(String, String)>, out: &mut Vec<ServerStatus>| -> Result<(), ChmpxError> {
+        let get = |k: &str| block.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
+        let status = parse_status_line(&get("Server Status")).ok_or(ChmpxError::NoStatus)?;
+        out.push(ServerStatus {
+            name: get("Server Name"),
+            ctlport: get("Control Port").parse().ok(),
+            cuk: get("CUK"),
+            custom_id_seed: get("Custom ID Seed"),
+            status,
+            hashes: (get("Enable Hash Value"), get("Pending Hash Value")),
+        });
+        Ok(())
+    };
+    for line in reply.lines() {
+        let t = line.trim();
+        if t.starts_with("No.") && t[3..].chars().all(|c| c.is_ascii_digit()) && t.len() > 3 {
+            if let Some(block) = current.take() {
+                finish(block, &mut out)?;
+            }
+            current = Some(Vec::new());
+        } else if let (Some(block), Some((k, v))) = (current.as_mut(), t.split_once('=')) {
+            block.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    if let Some(block) = current.take() {
+        finish(block, &mut out)?;
+    }
+    if out.is_empty() && !reply.contains("RING Name") {
+        return Err(ChmpxError::Refused { command: "ALLSTATUS".into(), reply: reply.trim().to_owned() });
+    }
+    Ok(out)
+}
+
+/// Asks chmpx at `addr` for every server's status as it knows them.
+pub async fn all_status(addr: &str) -> Result<Vec<ServerStatus>, ChmpxError> {
+    parse_allstatus(&command(addr, "ALLSTATUS").await?)
+}
+
 /// Asks chmpx at `addr` for its own status.
 pub async fn self_status(addr: &str) -> Result<NodeStatus, ChmpxError> {
     parse_selfstatus(&command(addr, "SELFSTATUS").await?)
@@ -154,6 +254,43 @@ mod tests {
         let slave = parse_selfstatus("Server Status = 0x1(SAFE -> [SLAVE][UP][n/a][Nothing][NoSuspend])").unwrap();
         assert!(slave.is_slave_up() && !slave.is_serving());
         assert_eq!(parse_selfstatus("Unknown command(X)"), Err(ChmpxError::NoStatus));
+    }
+
+    /// ALLSTATUS as chmpx 1.0.111 prints it (`CtlComAllServerStatus`).
+    const ALL: &str = "RING Name              = c1\nNo.1\n  Server Name          = 10.0.0.1\n    Port               = 8020\n    Control Port       = 8021\n    CUK                = cuk-a\n    Custom ID Seed     = host-a\n    Endpoints          = \n    Control Endppoints = \n    Forward Peers      = \n    Reverse Peers      = \n    Use SSL            = no\n    Server Status      = 0x10(SAFE -> [SERVICE OUT][DOWN][n/a][Nothing][NoSuspend])\n    Last Update        = Mon, 30 Nov 2026 03:00:00 UTC(1795921200)\n    Enable Hash Value  = 0x0\n    Pending Hash Value = 0x0\nNo.2\n  Server Name          = 10.0.0.2\n    Port               = 8020\n    Control Port       = 8021\n    CUK                = cuk-b\n    Custom ID Seed     = host-b\n    Use SSL            = no\n    Server Status      = 0x21(SAFE -> [SERVICE IN][UP][n/a][Nothing][NoSuspend])\n    Enable Hash Value  = 0x1\n    Pending Hash Value = 0x1\n";
+
+    #[test]
+    fn parses_allstatus_blocks() {
+        let all = parse_allstatus(ALL).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!((all[0].name.as_str(), all[0].ctlport, all[0].custom_id_seed.as_str()), ("10.0.0.1", Some(8021), "host-a"));
+        assert_eq!(all[0].status.ring, "SERVICE OUT");
+        assert!(all[1].status.is_serving());
+        assert_eq!(all[1].hashes, ("0x1".into(), "0x1".into()));
+        let b = NodeEntry { name: "other-name".into(), custom_id_seed: Some("host-b".into()), ..NodeEntry::default() };
+        assert!(all[1].is(Some(IdType::Custom), &b, 8021), "CUSTOM: the seed identifies the node");
+        assert!(!all[1].is(Some(IdType::Name), &b, 8021), "NAME: the name does");
+        assert!(matches!(parse_allstatus("ERROR: Something error is occured.\n"), Err(ChmpxError::Refused { .. })));
+    }
+
+    #[test]
+    fn serviceout_argument_follows_chmpxidtype() {
+        let node = NodeEntry {
+            name: "10.0.0.1".into(),
+            cuk: Some("cuk-a".into()),
+            custom_id_seed: Some("host-a".into()),
+            ctlendpoints: Some("10.0.0.1:8021".into()),
+            ..NodeEntry::default()
+        };
+        assert_eq!(serviceout_argument(Some(IdType::Name), &node, 8021).unwrap(), "10.0.0.1:8021");
+        assert_eq!(serviceout_argument(Some(IdType::Cuk), &node, 8021).unwrap(), "10.0.0.1:8021:cuk-a");
+        assert_eq!(serviceout_argument(Some(IdType::CtlEndpoints), &node, 8021).unwrap(), "10.0.0.1:8021:10.0.0.1:8021");
+        // The K2HDKC DBaaS template: the regression of SERVICEOUT refused by the real chmpx.
+        assert_eq!(serviceout_argument(Some(IdType::Custom), &node, 8021).unwrap(), "10.0.0.1:8021:host-a");
+        let bare = NodeEntry { name: "10.0.0.1".into(), ..NodeEntry::default() };
+        let e = serviceout_argument(Some(IdType::Custom), &bare, 8021).unwrap_err();
+        assert!(e.contains("CUSTOM_ID_SEED"), "{e}");
+        assert!(serviceout_argument(None, &node, 8021).is_err());
     }
 
     #[tokio::test]

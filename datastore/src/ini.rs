@@ -53,8 +53,37 @@ pub fn host_path(container_path: &Path, container_root: &Path, host_root: &Path)
     Some(host_root.join(rest))
 }
 
+/// How chmpx derives a node's id (`[GLOBAL] CHMPXIDTYPE`, chmpx
+/// `CHMPXID_SEED_TYPE`). It decides the grammar of `SERVICEOUT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdType {
+    /// `NAME` (chmpx's default): from the name and control port.
+    #[default]
+    Name,
+    /// `CUK`: from the node's CUK.
+    Cuk,
+    /// `CTLENDPOINTS` (or `CTLEPS`): from the control endpoints.
+    CtlEndpoints,
+    /// `CUSTOM`: from `CUSTOM_ID_SEED` (the K2HDKC DBaaS template).
+    Custom,
+}
+
+impl IdType {
+    /// Reads chmpx's spelling (case-insensitive); `None` for a value chmpx
+    /// refuses.
+    pub fn parse(value: &str) -> Option<IdType> {
+        match value.trim().to_ascii_uppercase().as_str() {
+            "NAME" => Some(IdType::Name),
+            "CUK" => Some(IdType::Cuk),
+            "CTLENDPOINTS" | "CTLEPS" => Some(IdType::CtlEndpoints),
+            "CUSTOM" => Some(IdType::Custom),
+            _ => None,
+        }
+    }
+}
+
 /// One `[SVRNODE]` or `[SLVNODE]` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodeEntry {
     /// `NAME` (host name or address).
     pub name: String,
@@ -64,6 +93,10 @@ pub struct NodeEntry {
     pub ctlport: Option<u16>,
     /// `CUK`, when the template sets one.
     pub cuk: Option<String>,
+    /// `CUSTOM_ID_SEED` (the node's id seed with `CHMPXIDTYPE = CUSTOM`).
+    pub custom_id_seed: Option<String>,
+    /// `CTLENDPOINTS` (`host:port[,host:port...]`).
+    pub ctlendpoints: Option<String>,
 }
 
 /// What the agent reads back from an ini.
@@ -75,6 +108,8 @@ pub struct IniFacts {
     pub port: Option<u16>,
     /// `[GLOBAL] CTLPORT` (default control port).
     pub ctlport: Option<u16>,
+    /// `[GLOBAL] CHMPXIDTYPE`; `None` when the value is not one chmpx knows.
+    pub id_type: Option<IdType>,
     /// `[SVRNODE]` entries in order.
     pub servers: Vec<NodeEntry>,
     /// `[SLVNODE]` entries in order.
@@ -87,7 +122,7 @@ pub struct IniFacts {
 /// Reads the facts the agent needs. chmpx's ini allows repeated sections
 /// and `KEY = value` lines; comments start with `#`.
 pub fn facts(text: &str) -> IniFacts {
-    let mut out = IniFacts::default();
+    let mut out = IniFacts { id_type: Some(IdType::Name), ..IniFacts::default() };
     let mut section = String::new();
     let mut current: Option<NodeEntry> = None;
     let flush = |section: &str, entry: Option<NodeEntry>, out: &mut IniFacts| {
@@ -108,7 +143,7 @@ pub fn facts(text: &str) -> IniFacts {
             flush(&section, current.take(), &mut out);
             section = name.trim().to_ascii_uppercase();
             if section == "SVRNODE" || section == "SLVNODE" {
-                current = Some(NodeEntry { name: String::new(), port: None, ctlport: None, cuk: None });
+                current = Some(NodeEntry::default());
             }
             continue;
         }
@@ -118,11 +153,14 @@ pub fn facts(text: &str) -> IniFacts {
             ("GLOBAL", "GROUP", _) => out.group = Some(value),
             ("GLOBAL", "PORT", _) => out.port = value.parse().ok(),
             ("GLOBAL", "CTLPORT", _) => out.ctlport = value.parse().ok(),
+            ("GLOBAL", "CHMPXIDTYPE", _) => out.id_type = IdType::parse(&value),
             ("K2HDKC", "K2HFILE", _) => out.k2hfile = Some(value).filter(|v| !v.is_empty()),
             (_, "NAME", Some(e)) => e.name = value,
             (_, "PORT", Some(e)) => e.port = value.parse().ok(),
             (_, "CTLPORT", Some(e)) => e.ctlport = value.parse().ok(),
             (_, "CUK", Some(e)) => e.cuk = Some(value),
+            (_, "CUSTOM_ID_SEED", Some(e)) => e.custom_id_seed = Some(value).filter(|v| !v.is_empty()),
+            (_, "CTLENDPOINTS", Some(e)) => e.ctlendpoints = Some(value).filter(|v| !v.is_empty()),
             _ => {}
         }
     }
@@ -144,10 +182,21 @@ mod tests {
         assert_eq!(f.group.as_deref(), Some("c1"));
         assert_eq!((f.port, f.ctlport), (Some(8020), Some(8021)));
         assert_eq!(f.servers.len(), 2);
-        assert_eq!(f.servers[0], NodeEntry { name: "10.0.0.1".into(), port: None, ctlport: None, cuk: Some("a".into()) });
+        assert_eq!(f.servers[0], NodeEntry { name: "10.0.0.1".into(), cuk: Some("a".into()), ..NodeEntry::default() });
+        assert_eq!(f.id_type, Some(IdType::Name), "chmpx's default");
         assert_eq!(f.servers[1].ctlport, Some(8023));
         assert_eq!(f.slaves[0].ctlport, Some(8031));
         assert_eq!(f.k2hfile.as_deref(), Some("/var/lib/antpickax/k2hdkc/data/k2hdkc.k2h"));
+    }
+
+    #[test]
+    fn reads_the_id_type_and_seeds_of_the_dbaas_template() {
+        let f = facts(&INI.replace("GROUP = c1", "GROUP = c1\nCHMPXIDTYPE  = custom").replace("CUK = b", "CUK = b\nCUSTOM_ID_SEED = host-b\nCTLENDPOINTS = 10.0.0.2:8023"));
+        assert_eq!(f.id_type, Some(IdType::Custom));
+        assert_eq!(f.servers[1].custom_id_seed.as_deref(), Some("host-b"));
+        assert_eq!(f.servers[1].ctlendpoints.as_deref(), Some("10.0.0.2:8023"));
+        assert_eq!(f.servers[0].custom_id_seed, None);
+        assert_eq!(facts(&INI.replace("GROUP = c1", "GROUP = c1\nCHMPXIDTYPE = BOGUS")).id_type, None, "a value chmpx refuses");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod ini;
 pub mod k2hr3;
 pub mod node;
 pub mod overrides;
+pub mod ring;
 pub mod settings;
 
 /// The `datastore_manager` name Trove uses for K2HDKC.

@@ -16,6 +16,7 @@ use crate::chmpx;
 use crate::ini;
 use crate::k2hr3::{self, ExtdataNames, K2hr3, RoleAccess};
 use crate::overrides::Parameters;
+use crate::ring;
 use crate::settings::Settings;
 
 /// Where the config directory is mounted in the containers.
@@ -457,7 +458,12 @@ impl Node {
             live.stopped = true;
             (live.params.clone(), live.k2hr3.clone())
         };
-        self.leave_ring(&params).await;
+        if let Err(e) = self.leave_ring(&params).await {
+            // Still a member: keep it registered, serving and watched.
+            self.live.lock().await.stopped = false;
+            self.start_watcher().await;
+            return Err(e);
+        }
         if let Some(client) = &client {
             client.deregister(params.server_port, &self.settings.cuk, K2HR3_EXTRA, &host_tag()).await.map_err(|e| failed("remove the node from K2HR3", e))?;
             tracing::info!("removed from the K2HR3 role");
@@ -471,18 +477,26 @@ impl Node {
         Ok(())
     }
 
-    /// SERVICEOUT this node by the name chmpx knows it under (from ALLSTATUS
-    /// is not needed: the ini's own entry gives name and control port).
-    async fn leave_ring(&self, params: &Parameters) {
-        let text = std::fs::read_to_string(self.ini_path()).unwrap_or_default();
+    /// Leaves the ring before the containers stop: SERVICEOUT in the
+    /// grammar of the ini's CHMPXIDTYPE, confirmed by ALLSTATUS, bounded by
+    /// `startup_wait`. A refusal or a ring that does not let the node go
+    /// fails the operation: stopping anyway would leave keys with a dead
+    /// owner.
+    async fn leave_ring(&self, params: &Parameters) -> Result<(), DatastoreError> {
+        let text = match std::fs::read_to_string(self.ini_path()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(failed(&format!("read {}", self.ini_path().display()), e)),
+        };
         let facts = ini::facts(&text);
-        let Some(me) = facts.servers.iter().find(|n| n.cuk.as_deref() == Some(self.settings.cuk.as_str())) else { return };
-        let port = me.ctlport.or(facts.ctlport).unwrap_or(params.server_ctlport);
-        let cmd = format!("SERVICEOUT {}:{port}", me.name);
-        match chmpx::command_ok(&self.ctl_addr(params), &cmd).await {
-            Ok(()) => tracing::info!(command = %cmd, "left the ring"),
-            Err(e) => tracing::warn!(error = %e, "SERVICEOUT failed; stopping anyway"),
+        let outcome = ring::leave(&facts, &self.settings.cuk, &self.ctl_addr(params), params.server_ctlport, self.settings.startup_wait)
+            .await
+            .map_err(|e| failed("leave the ring (SERVICEOUT)", e))?;
+        match outcome {
+            ring::Left::Out { command, confirmed_by } => tracing::info!(command = %command, confirmed_by, "left the ring"),
+            other => tracing::info!(outcome = ?other, "nothing to leave in the ring"),
         }
+        Ok(())
     }
 
     /// Whether chmpx started a new run since the last status round that
@@ -517,7 +531,10 @@ impl Node {
         let _changing = self.changing();
         self.stop_watcher().await;
         let params = self.live.lock().await.params.clone();
-        self.leave_ring(&params).await;
+        if let Err(e) = self.leave_ring(&params).await {
+            self.start_watcher().await;
+            return Err(e);
+        }
         for name in [self.settings.server_container(), self.settings.chmpx_container()] {
             self.containers.stop(&name, STOP_GRACE).await.map_err(|e| failed("stop for restart", e))?;
         }
@@ -546,7 +563,13 @@ impl Node {
                 // Leave under the old registration, join under the new one.
                 let _changing = self.changing();
                 self.stop_watcher().await;
-                self.leave_ring(&old).await;
+                if let Err(e) = self.leave_ring(&old).await {
+                    // Nothing changed on the node: back to the old parameters.
+                    self.save(&old, Some(client.access()), false)?;
+                    self.live.lock().await.params = old.clone();
+                    self.start_watcher().await;
+                    return Err(e);
+                }
                 let _ = client.deregister(old.server_port, &self.settings.cuk, K2HR3_EXTRA, &host_tag()).await;
                 for name in [self.settings.server_container(), self.settings.chmpx_container()] {
                     self.containers.stop(&name, STOP_GRACE).await.map_err(|e| failed("stop for new parameters", e))?;

@@ -1,0 +1,249 @@
+//! This node's place in the chmpx ring: leaving it so that no key is left
+//! with a dead owner (CONTRACTS.md §6–§7: with `REPLICA = 1`, the keys of
+//! a node that stops without `SERVICEOUT` are unreadable until a merge).
+//!
+//! Leaving is `SERVICEOUT` in the grammar of the ini's `CHMPXIDTYPE`, then
+//! a bounded wait until every server that still answers lists this node
+//! `[SERVICE OUT]` in `ALLSTATUS`. Only then may its containers stop.
+
+use std::time::{Duration, Instant};
+
+use crate::chmpx::{self, ChmpxError, NodeStatus, ServerStatus};
+use crate::ini::{IniFacts, NodeEntry};
+
+/// How often the ring is looked at while waiting.
+const POLL: Duration = Duration::from_millis(250);
+
+/// chmpx's reply when this node is already out (and up).
+const NOT_ALLOWED: &str = "ERROR: Could not change status, because status is not allowed.";
+
+/// Why the node could not leave the ring.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaveError {
+    /// The ini does not allow a SERVICEOUT to be built for this node.
+    #[error("cannot build SERVICEOUT for this node: {0}")]
+    Command(String),
+    /// chmpx refused the command.
+    #[error("{0}")]
+    Refused(ChmpxError),
+    /// The ring did not show the node out in time.
+    #[error("the ring did not show this node [SERVICE OUT] within {bound:?} after `{command}`; last seen: {last}")]
+    NotOut {
+        /// The bound.
+        bound: Duration,
+        /// The command sent.
+        command: String,
+        /// What the servers showed last.
+        last: String,
+    },
+}
+
+/// How leaving went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Left {
+    /// SERVICEOUT accepted and every answering server shows the node out.
+    Out {
+        /// The command sent.
+        command: String,
+        /// How many servers confirmed it.
+        confirmed_by: usize,
+    },
+    /// The node was already out of the ring.
+    AlreadyOut,
+    /// No server of the ring answers: nothing is serving to leave from.
+    NoServerAnswers,
+    /// The ini does not list this node: it is not in the ring.
+    NotInIni,
+}
+
+/// One server of the ini with its resolved control address.
+struct Server<'a> {
+    entry: &'a NodeEntry,
+    ctlport: u16,
+}
+
+fn servers<'a>(facts: &'a IniFacts, default_ctlport: u16) -> Vec<Server<'a>> {
+    facts.servers.iter().map(|e| Server { entry: e, ctlport: e.ctlport.or(facts.ctlport).unwrap_or(default_ctlport) }).collect()
+}
+
+fn describe(s: &NodeStatus) -> String {
+    format!("[{}][{}][{}][{}][{}]", s.ring, s.live, s.action, s.merge, s.suspend)
+}
+
+/// Takes this node (the `[SVRNODE]` whose CUK is `cuk`) out of the ring.
+/// `self_ctl` is this node's control address (chmpx listens on all
+/// interfaces; the agent talks to it on loopback). Others are reached at
+/// their ini names. Waits at most `bound` for the ring to agree.
+pub async fn leave(facts: &IniFacts, cuk: &str, self_ctl: &str, default_ctlport: u16, bound: Duration) -> Result<Left, LeaveError> {
+    let all = servers(facts, default_ctlport);
+    let Some(me) = all.iter().find(|s| s.entry.cuk.as_deref() == Some(cuk)) else {
+        return Ok(Left::NotInIni);
+    };
+    let arg = chmpx::serviceout_argument(facts.id_type, me.entry, me.ctlport).map_err(LeaveError::Command)?;
+    let command = format!("SERVICEOUT {arg}");
+
+    // Ask this node first; when its chmpx is gone, any live server takes
+    // the command for a down node.
+    let others: Vec<String> =
+        all.iter().filter(|s| s.entry.cuk.as_deref() != Some(cuk)).map(|s| format!("{}:{}", s.entry.name, s.ctlport)).collect();
+    let mut answered = None;
+    for addr in std::iter::once(self_ctl.to_owned()).chain(others.iter().cloned()) {
+        match chmpx::command(&addr, &command).await {
+            Ok(reply) => {
+                answered = Some((addr, reply.trim().to_owned()));
+                break;
+            }
+            Err(e) => tracing::debug!(server = %addr, error = %e, "no answer to SERVICEOUT here"),
+        }
+    }
+    let Some((addr, reply)) = answered else {
+        tracing::warn!(command = %command, "no server of the ring answers: nothing to leave");
+        return Ok(Left::NoServerAnswers);
+    };
+    if reply.starts_with(NOT_ALLOWED) {
+        // Refused because of our own status: fine only if we are out.
+        let st = chmpx::self_status(&addr).await.map_err(LeaveError::Refused)?;
+        if st.ring == "SERVICE OUT" {
+            tracing::info!(status = %describe(&st), "already out of the ring");
+            return Ok(Left::AlreadyOut);
+        }
+    }
+    if !reply.starts_with("SUCCEED") {
+        return Err(LeaveError::Refused(ChmpxError::Refused { command, reply }));
+    }
+    tracing::info!(command = %command, server = %addr, reply = %reply, "SERVICEOUT accepted; waiting for the ring to show this node out");
+
+    let ask: Vec<String> = std::iter::once(self_ctl.to_owned()).chain(others).collect();
+    let deadline = Instant::now() + bound;
+    let mut last = String::from("no server answered ALLSTATUS");
+    loop {
+        let mut confirmed = 0usize;
+        let mut pending = Vec::new();
+        for addr in &ask {
+            match chmpx::all_status(addr).await {
+                Ok(list) => match list.iter().find(|s: &&ServerStatus| s.is(facts.id_type, me.entry, me.ctlport)) {
+                    Some(s) if s.status.ring == "SERVICE OUT" => confirmed += 1,
+                    Some(s) => pending.push(format!("{addr} shows {}", describe(&s.status))),
+                    None => pending.push(format!("{addr} does not list this node")),
+                },
+                // A server that does not answer (stopped, or busy merging:
+                // a slow answer is not a dead node) neither confirms nor
+                // denies; the bound keeps this finite.
+                Err(e) => tracing::debug!(server = %addr, error = %e, "no ALLSTATUS"),
+            }
+        }
+        if pending.is_empty() && confirmed > 0 {
+            tracing::info!(confirmed_by = confirmed, "left the ring: [SERVICE OUT]");
+            return Ok(Left::Out { command, confirmed_by: confirmed });
+        }
+        if !pending.is_empty() {
+            last = pending.join("; ");
+        }
+        if Instant::now() >= deadline {
+            return Err(LeaveError::NotOut { bound, command, last });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const PARAM_ERROR: &str = "ERROR: SERVICEOUT command must have parameter as server/ctlport.(ex: \"SERVICEOUT servername.fqdn:ctlport\")\n";
+
+    /// A control port that checks SERVICEOUT as chmpx does for
+    /// `CHMPXIDTYPE = CUSTOM` (exactly `name:ctlport:seed`) and shows the
+    /// node out `delay_polls` ALLSTATUS answers after accepting it.
+    struct FakeRing {
+        out: AtomicBool,
+        polls_after_out: AtomicUsize,
+        delay_polls: usize,
+        commands: std::sync::Mutex<Vec<String>>,
+    }
+
+    async fn serve(ring: Arc<FakeRing>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 256];
+                let n = s.read(&mut buf).await.unwrap();
+                let cmd = String::from_utf8_lossy(&buf[..n]).trim().to_owned();
+                ring.commands.lock().unwrap().push(cmd.clone());
+                let out_now = ring.out.load(Ordering::SeqCst) && ring.polls_after_out.fetch_add(1, Ordering::SeqCst) >= ring.delay_polls;
+                let status = if out_now { "0x11(SAFE -> [SERVICE OUT][UP][n/a][Nothing][NoSuspend])" } else { "0x21(SAFE -> [SERVICE IN][UP][n/a][Nothing][NoSuspend])" };
+                let reply = match cmd.split_whitespace().collect::<Vec<_>>().as_slice() {
+                    ["SERVICEOUT", arg] if arg.split(':').count() == 3 => {
+                        ring.out.store(true, Ordering::SeqCst);
+                        "SUCCEED\n".to_owned()
+                    }
+                    ["SERVICEOUT", ..] => PARAM_ERROR.to_owned(),
+                    ["ALLSTATUS"] => format!("RING Name = c1\nNo.1\n  Server Name = 127.0.0.1\n    Control Port = 8021\n    CUK = cuk-a\n    Custom ID Seed = host-a\n    Server Status = {status}\n"),
+                    ["SELFSTATUS"] => format!("    Server Status = {status}\n"),
+                    _ => "Unknown command\n".to_owned(),
+                };
+                s.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        addr
+    }
+
+    fn facts(custom: bool) -> IniFacts {
+        let id = if custom { "CHMPXIDTYPE = CUSTOM\n" } else { "" };
+        crate::ini::facts(&format!(
+            "[GLOBAL]\nGROUP = c1\n{id}CTLPORT = 8021\n[SVRNODE]\nNAME = 127.0.0.1\nCUK = cuk-a\nCUSTOM_ID_SEED = host-a\n[SLVNODE]\nNAME = [.]*\nCTLPORT = 8031\n"
+        ))
+    }
+
+    fn ring(delay_polls: usize) -> Arc<FakeRing> {
+        Arc::new(FakeRing { out: AtomicBool::new(false), polls_after_out: AtomicUsize::new(0), delay_polls, commands: Default::default() })
+    }
+
+    #[tokio::test]
+    async fn custom_id_type_leaves_with_the_seed_and_waits_for_service_out() {
+        let r = ring(3);
+        let addr = serve(r.clone()).await;
+        let left = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(left, Left::Out { command: "SERVICEOUT 127.0.0.1:8021:host-a".into(), confirmed_by: 1 });
+        let cmds = r.commands.lock().unwrap().clone();
+        assert_eq!(cmds[0], "SERVICEOUT 127.0.0.1:8021:host-a");
+        assert!(cmds.iter().filter(|c| *c == "ALLSTATUS").count() >= 4, "waited until ALLSTATUS showed it out: {cmds:?}");
+    }
+
+    /// The defect seen on the real chmpx: `SERVICEOUT host:ctlport` on a
+    /// CUSTOM ring is refused, and the node must not be stopped as if it
+    /// had left.
+    #[tokio::test]
+    async fn a_refused_serviceout_is_an_error_naming_chmpx_reply() {
+        let r = ring(0);
+        let addr = serve(r.clone()).await;
+        // An ini that claims NAME while chmpx runs CUSTOM: the 2-part form.
+        let err = leave(&facts(false), "cuk-a", &addr, 8021, Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(err, LeaveError::Refused(_)), "{err}");
+        assert!(err.to_string().contains("must have parameter as server/ctlport"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_ring_that_never_shows_the_node_out_is_bounded() {
+        let r = ring(usize::MAX);
+        let addr = serve(r).await;
+        let t = Instant::now();
+        let err = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_millis(800)).await.unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(err.to_string().contains("[SERVICE IN][UP]"), "names what it saw: {err}");
+    }
+
+    #[tokio::test]
+    async fn nothing_to_leave_without_an_answering_server_or_an_entry() {
+        let dead = "127.0.0.1:1";
+        assert_eq!(leave(&facts(true), "cuk-a", dead, 1, Duration::from_secs(1)).await.unwrap(), Left::NoServerAnswers);
+        assert_eq!(leave(&facts(true), "someone-else", dead, 1, Duration::from_secs(1)).await.unwrap(), Left::NotInIni);
+        let no_seed = crate::ini::facts("[GLOBAL]\nGROUP = c1\nCHMPXIDTYPE = CUSTOM\n[SVRNODE]\nNAME = h\nCUK = cuk-a\nCTLPORT = 1\n");
+        assert!(matches!(leave(&no_seed, "cuk-a", dead, 1, Duration::from_secs(1)).await, Err(LeaveError::Command(_))));
+    }
+}
