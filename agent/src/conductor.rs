@@ -2,11 +2,23 @@
 //! heartbeats, backup updates and notifications.
 //!
 //! Casts go through one bounded queue and one sender task, so they leave in
-//! the order they were made (the conductor drops a heartbeat whose `sent`
-//! is older than the last one it stored). A cast that cannot be published
-//! is retried a few times, then dropped with an error log; a full queue
-//! drops the new cast rather than blocking the caller.
+//! the order they were made, each stamped with `sent` when it leaves (the
+//! conductor drops a message whose `sent` is older than the last it
+//! stored). A cast that cannot be published is retried a few times, then
+//! dropped with an error log; a full queue drops the new cast rather than
+//! blocking the caller.
+//!
+//! trove-conductor runs several workers (one per CPU by default), so two
+//! casts that arrive together are processed at once. Both then try to
+//! create the instance's `conductor_lastseen` row and one fails (`database
+//! is locked` on sqlite, a duplicate key on MySQL), or both pass the `sent`
+//! check and the older status is saved last. The sender therefore spaces
+//! casts [`CAST_SPACING`] apart, and sends a cast that changed what the
+//! conductor knows (a new status, a backup's new state) once more
+//! [`CONFIRM_AFTER`] later with a fresh `sent`, unless a newer one of the
+//! same kind left meanwhile: whatever the race lost, the repeat stores.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use driver_api::envelope::encode_cast;
@@ -14,8 +26,9 @@ use driver_api::secure::SecureCodec;
 use driver_api::ServiceStatus;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use crate::rpc::publisher::Publisher;
+use crate::rpc::publisher::{PublishError, Publisher};
 
 /// Pending casts the queue holds.
 pub const QUEUE_DEPTH: usize = 1024;
@@ -25,12 +38,21 @@ pub const ATTEMPTS: u32 = 5;
 pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// Conductor API version.
 pub const CONDUCTOR_API_VERSION: &str = "1.0";
+/// The least time between two casts (see the module comment). A
+/// heartbeat takes a conductor worker some milliseconds; this leaves
+/// room for a loaded one.
+pub const CAST_SPACING: Duration = Duration::from_millis(500);
+/// When a cast that changed something is repeated.
+pub const CONFIRM_AFTER: Duration = Duration::from_secs(2);
 
-/// One cast, before serialization.
-#[derive(Debug)]
+/// One cast, before serialization. `sent` is added when it leaves.
+#[derive(Debug, Clone)]
 struct Cast {
     method: &'static str,
     args: Map<String, Value>,
+    /// Casts with the same kind supersede each other (a heartbeat, one
+    /// backup's updates); `None`: never repeated (notifications).
+    kind: Option<String>,
 }
 
 /// Where and how casts are sent.
@@ -61,15 +83,15 @@ pub fn now_epoch() -> f64 {
 impl Conductor {
     /// Starts the sender task; it ends when every handle is dropped and the
     /// queue is drained.
-    pub fn start(target: ConductorTarget, codec: SecureCodec, publisher: Publisher) -> (Conductor, tokio::task::JoinHandle<()>) {
+    pub fn start(target: ConductorTarget, codec: SecureCodec, sink: impl Sink) -> (Conductor, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let guest_id = target.guest_id.clone();
-        let task = tokio::spawn(sender(rx, target, codec, publisher));
+        let task = tokio::spawn(sender(rx, target, codec, sink));
         (Conductor { tx, guest_id }, task)
     }
 
-    fn enqueue(&self, method: &'static str, args: Map<String, Value>) {
-        if let Err(e) = self.tx.try_send(Cast { method, args }) {
+    fn enqueue(&self, method: &'static str, args: Map<String, Value>, kind: Option<String>) {
+        if let Err(e) = self.tx.try_send(Cast { method, args, kind }) {
             tracing::error!(method, reason = %e, "conductor cast dropped: queue full or closed");
         }
     }
@@ -79,8 +101,7 @@ impl Conductor {
         let mut args = Map::new();
         args.insert("instance_id".into(), json!(self.guest_id));
         args.insert("payload".into(), json!({"service_status": status.description()}));
-        args.insert("sent".into(), json!(now_epoch()));
-        self.enqueue("heartbeat", args);
+        self.enqueue("heartbeat", args, Some("heartbeat".into()));
     }
 
     /// `update_backup(instance_id, backup_id, sent, **fields)`.
@@ -88,8 +109,7 @@ impl Conductor {
         let mut args = fields;
         args.insert("instance_id".into(), json!(self.guest_id));
         args.insert("backup_id".into(), json!(backup_id));
-        args.insert("sent".into(), json!(now_epoch()));
-        self.enqueue("update_backup", args);
+        self.enqueue("update_backup", args, Some(format!("update_backup {backup_id}")));
     }
 
     /// `notify_end(serialized_notification, notification_args)`: the end of
@@ -102,7 +122,7 @@ impl Conductor {
         let mut args = Map::new();
         args.insert("serialized_notification".into(), serialized_notification);
         args.insert("notification_args".into(), json!({}));
-        self.enqueue("notify_end", args);
+        self.enqueue("notify_end", args, None);
     }
 
     /// `notify_exc_info(serialized_notification, message, exception)`.
@@ -114,7 +134,7 @@ impl Conductor {
         args.insert("serialized_notification".into(), serialized_notification);
         args.insert("message".into(), json!(message));
         args.insert("exception".into(), json!(exception));
-        self.enqueue("notify_exc_info", args);
+        self.enqueue("notify_exc_info", args, None);
     }
 }
 
@@ -131,29 +151,196 @@ fn context(target: &ConductorTarget) -> Map<String, Value> {
     map
 }
 
-async fn sender(mut rx: mpsc::Receiver<Cast>, target: ConductorTarget, codec: SecureCodec, publisher: Publisher) {
-    while let Some(cast) = rx.recv().await {
-        let args: Map<String, Value> =
-            cast.args.iter().map(|(k, v)| (k.clone(), codec.encode_conductor_entity(&target.guest_id, v))).collect();
-        let ctx = codec.encode_conductor_context(&target.guest_id, &context(&target));
-        let body = encode_cast(cast.method, args, CONDUCTOR_API_VERSION, &ctx, &uuid::Uuid::new_v4().simple().to_string());
-        let mut attempt = 1;
-        loop {
-            match publisher.publish(&target.exchange, &target.topic, &body).await {
-                Ok(()) => {
-                    tracing::debug!(method = cast.method, "cast to conductor");
-                    break;
-                }
-                Err(e) if attempt < ATTEMPTS => {
-                    tracing::warn!(method = cast.method, attempt, error = %e, "conductor cast failed; retrying");
-                    attempt += 1;
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                Err(e) => {
-                    tracing::error!(method = cast.method, attempts = attempt, error = %e, "conductor cast dropped");
-                    break;
-                }
+/// Where encoded casts go: the broker ([`Publisher`]), or a recorder in
+/// tests.
+#[async_trait::async_trait]
+pub trait Sink: Send + Sync + 'static {
+    /// Publishes one message body.
+    async fn publish(&self, exchange: &str, routing_key: &str, body: &[u8]) -> Result<(), PublishError>;
+}
+
+#[async_trait::async_trait]
+impl Sink for Publisher {
+    async fn publish(&self, exchange: &str, routing_key: &str, body: &[u8]) -> Result<(), PublishError> {
+        Publisher::publish(self, exchange, routing_key, body).await
+    }
+}
+
+/// What the sender keeps between casts: when the last one left, what each
+/// kind last said, and the repeats still due.
+#[derive(Default)]
+struct Pacing {
+    last_sent: Option<Instant>,
+    said: HashMap<String, Map<String, Value>>,
+    due: HashMap<String, (Instant, Cast)>,
+}
+
+impl Pacing {
+    /// A new cast supersedes the repeat due for its kind.
+    fn accept(&mut self, cast: &Cast) {
+        if let Some(kind) = &cast.kind {
+            self.due.remove(kind);
+        }
+    }
+
+    /// After `cast` left at `now` (`repeat`: it was itself a repeat):
+    /// schedules its repeat if it changed what its kind says.
+    fn sent(&mut self, cast: &Cast, now: Instant, repeat: bool) {
+        self.last_sent = Some(now);
+        let Some(kind) = &cast.kind else { return };
+        if !repeat && self.said.get(kind) != Some(&cast.args) {
+            self.due.insert(kind.clone(), (now + CONFIRM_AFTER, cast.clone()));
+        }
+        self.said.insert(kind.clone(), cast.args.clone());
+    }
+
+    /// The repeat due first, if any.
+    fn next_due(&self) -> Option<(String, Instant)> {
+        self.due.iter().min_by_key(|(_, (at, _))| *at).map(|(k, (at, _))| (k.clone(), *at))
+    }
+}
+
+async fn sender(mut rx: mpsc::Receiver<Cast>, target: ConductorTarget, codec: SecureCodec, sink: impl Sink) {
+    let mut pacing = Pacing::default();
+    let mut open = true;
+    loop {
+        let due = pacing.next_due();
+        let (cast, repeat) = tokio::select! {
+            // New casts first: one of them may supersede the repeat.
+            biased;
+            c = rx.recv(), if open => match c {
+                Some(c) => (c, false),
+                None => { open = false; continue; }
+            },
+            _ = async { tokio::time::sleep_until(due.as_ref().map_or_else(Instant::now, |d| d.1)).await }, if due.is_some() && open => {
+                let kind = due.map(|d| d.0).unwrap_or_default();
+                match pacing.due.remove(&kind) { Some((_, c)) => (c, true), None => continue }
+            }
+            else => {
+                // Closed: the repeats still due leave now (shutdown is
+                // bounded by the caller's flush timeout).
+                let Some((kind, _)) = due else { break };
+                match pacing.due.remove(&kind) { Some((_, c)) => (c, true), None => continue }
+            }
+        };
+        pacing.accept(&cast);
+        if let Some(last) = pacing.last_sent {
+            tokio::time::sleep_until(last + CAST_SPACING).await;
+        }
+        publish(&cast, &target, &codec, &sink, repeat).await;
+        pacing.sent(&cast, Instant::now(), repeat);
+    }
+}
+
+async fn publish(cast: &Cast, target: &ConductorTarget, codec: &SecureCodec, sink: &impl Sink, repeat: bool) {
+    let mut plain = cast.args.clone();
+    plain.insert("sent".into(), json!(now_epoch()));
+    let args: Map<String, Value> = plain.iter().map(|(k, v)| (k.clone(), codec.encode_conductor_entity(&target.guest_id, v))).collect();
+    let ctx = codec.encode_conductor_context(&target.guest_id, &context(target));
+    let body = encode_cast(cast.method, args, CONDUCTOR_API_VERSION, &ctx, &uuid::Uuid::new_v4().simple().to_string());
+    let mut attempt = 1;
+    loop {
+        match sink.publish(&target.exchange, &target.topic, &body).await {
+            Ok(()) => {
+                tracing::debug!(method = cast.method, repeat, "cast to conductor");
+                return;
+            }
+            Err(e) if attempt < ATTEMPTS => {
+                tracing::warn!(method = cast.method, attempt, error = %e, "conductor cast failed; retrying");
+                attempt += 1;
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(e) => {
+                tracing::error!(method = cast.method, attempts = attempt, error = %e, "conductor cast dropped");
+                return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Records what would reach the broker, with the (paused) time it left.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<(Instant, Value)>>>);
+
+    #[async_trait::async_trait]
+    impl Sink for Recorder {
+        async fn publish(&self, _exchange: &str, _key: &str, body: &[u8]) -> Result<(), PublishError> {
+            let outer: Value = serde_json::from_slice(body).unwrap();
+            let inner: Value = serde_json::from_str(outer["oslo.message"].as_str().unwrap()).unwrap();
+            self.0.lock().unwrap().push((Instant::now(), inner));
+            Ok(())
+        }
+    }
+
+    impl Recorder {
+        fn heartbeats(&self) -> Vec<(Instant, String, f64)> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, m)| m["method"] == "heartbeat")
+                .map(|(t, m)| (*t, m["args"]["payload"]["service_status"].as_str().unwrap().to_owned(), m["args"]["sent"].as_f64().unwrap()))
+                .collect()
+        }
+    }
+
+    fn start() -> (Conductor, tokio::task::JoinHandle<()>, Recorder) {
+        let target = ConductorTarget { exchange: "trove".into(), topic: "trove-conductor".into(), guest_id: "g1".into(), tenant_id: None };
+        let rec = Recorder::default();
+        let (c, task) = Conductor::start(target, SecureCodec::new(None), rec.clone());
+        (c, task, rec)
+    }
+
+    /// The defect seen with a 2-worker trove-conductor: `building` and
+    /// `failed to spawn` sent 1.6 ms apart raced, and `building` stayed.
+    #[tokio::test(start_paused = true)]
+    async fn casts_made_together_leave_spaced_and_a_change_is_repeated() {
+        let (c, task, rec) = start();
+        c.heartbeat(ServiceStatus::Building);
+        c.heartbeat(ServiceStatus::Failed);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let hb = rec.heartbeats();
+        let statuses: Vec<&str> = hb.iter().map(|(_, s, _)| s.as_str()).collect();
+        // building is superseded before its repeat is due; the failure is repeated.
+        assert_eq!(statuses, ["building", "failed to spawn", "failed to spawn"]);
+        assert!(hb[1].0 - hb[0].0 >= CAST_SPACING, "spaced");
+        assert!(hb[2].0 - hb[1].0 >= CONFIRM_AFTER, "repeated after the confirm delay");
+        assert!(hb.windows(2).all(|w| w[1].2 > w[0].2), "sent grows: {hb:?}");
+        drop(c);
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unchanged_status_is_not_repeated_and_a_newer_one_cancels_the_repeat() {
+        let (c, task, rec) = start();
+        c.heartbeat(ServiceStatus::Healthy);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        c.heartbeat(ServiceStatus::Healthy);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(rec.heartbeats().len(), 3, "the first one repeated once, the same status again not");
+        c.heartbeat(ServiceStatus::Shutdown);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        c.heartbeat(ServiceStatus::Healthy);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let statuses: Vec<String> = rec.heartbeats().into_iter().map(|(_, s, _)| s).collect();
+        assert_eq!(statuses, ["healthy", "healthy", "healthy", "shutdown", "healthy", "healthy"], "no stale shutdown repeat after healthy");
+        drop(c);
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_due_repeat_is_flushed_at_shutdown_and_notifications_are_not_repeated() {
+        let (c, task, rec) = start();
+        c.notify_end(json!({"event_type": "x"}), true);
+        c.heartbeat(ServiceStatus::Healthy);
+        drop(c);
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("drains in time").unwrap();
+        let all = rec.0.lock().unwrap().iter().map(|(_, m)| m["method"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+        assert_eq!(all, ["notify_end", "heartbeat", "heartbeat"]);
     }
 }
