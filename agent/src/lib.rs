@@ -9,6 +9,7 @@ pub mod conductor;
 pub mod docker;
 pub mod config;
 pub mod host;
+pub mod journal;
 pub mod volume;
 pub mod manager;
 pub mod rpc;
@@ -24,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use conductor::{Conductor, ConductorTarget};
 use config::Config;
-use manager::{Manager, Markers};
+use journal::Journal;
+use manager::Manager;
 use rpc::publisher::Publisher;
 use rpc::server::{Dispatcher, LinkControl, Target};
 
@@ -124,7 +126,7 @@ pub async fn run(config: Config, datastore: Arc<dyn Datastore>, shutdown: impl F
             gid: config.datastore.database_service_gid,
             options: config.volume.clone(),
         },
-        Markers::new(config.state_dir.join(&config.guest_id)),
+        Journal::new(config.state_dir.join(&config.guest_id)),
         config.state_change_wait_time,
     ));
     {

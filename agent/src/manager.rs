@@ -4,6 +4,7 @@
 //! Trove's counterpart is `trove/guestagent/datastore/manager.py`.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,13 @@ use driver_api::{Datastore, DatastoreError, ServiceStatus, TroveException};
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
-use crate::conductor::Conductor;
+use crate::conductor::{now_epoch, Conductor};
 use crate::host;
+use crate::journal::{Journal, PendingPrepare, PrepareState};
+
+/// The cause logged and kept when a prepare cannot be finished after an
+/// agent restart.
+pub const RESTARTED_DURING_PREPARE: &str = "the agent restarted during prepare";
 
 /// What the caller of a request gets back when it fails.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,37 +37,6 @@ impl Failure {
             Failure::Trove(e) => e.to_failure_text(),
             Failure::Oslo(text) => text.clone(),
         }
-    }
-}
-
-/// The prepare markers: `prepare-start` when prepare began, `prepare-end`
-/// when it finished successfully, so a restarted agent knows.
-#[derive(Debug, Clone)]
-pub struct Markers {
-    dir: PathBuf,
-}
-
-impl Markers {
-    /// Markers kept in `dir`.
-    pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-    /// Prepare finished successfully at some point.
-    pub fn prepare_completed(&self) -> bool {
-        self.path("prepare-end").exists()
-    }
-    fn mark(&self, name: &str) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        std::fs::write(self.path(name), format!("{}\n", crate::conductor::now_epoch()))
-    }
-    fn begin(&self) -> std::io::Result<()> {
-        self.mark("prepare-start")
-    }
-    fn end(&self) -> std::io::Result<()> {
-        self.mark("prepare-end")
     }
 }
 
@@ -85,12 +60,15 @@ pub struct Manager {
     datastore: Arc<dyn Datastore>,
     conductor: Conductor,
     volume: DataVolume,
-    markers: Markers,
+    journal: Journal,
     prepare_timeout: Duration,
     /// Held by every operation that changes the datastore.
     ops: Mutex<()>,
     /// The status last reported, for `status()` while an operation runs.
     reported: std::sync::Mutex<Option<ServiceStatus>>,
+    /// The last prepare failed: the periodic report keeps saying so, so
+    /// that the outcome reaches the conductor even if one cast was lost.
+    prepare_failed: AtomicBool,
 }
 
 impl Manager {
@@ -99,10 +77,19 @@ impl Manager {
         datastore: Arc<dyn Datastore>,
         conductor: Conductor,
         volume: DataVolume,
-        markers: Markers,
+        journal: Journal,
         prepare_timeout: Duration,
     ) -> Self {
-        Self { datastore, conductor, volume, markers, prepare_timeout, ops: Mutex::new(()), reported: Default::default() }
+        Self {
+            datastore,
+            conductor,
+            volume,
+            journal,
+            prepare_timeout,
+            ops: Mutex::new(()),
+            reported: Default::default(),
+            prepare_failed: AtomicBool::new(false),
+        }
     }
 
     /// The configured data volume, mounted (upstream does this at every
@@ -122,17 +109,63 @@ impl Manager {
         Ok(())
     }
 
-    /// At agent start: the data volume; on a prepared guest, the driver
-    /// resumes too.
+    /// At agent start: the data volume; then what the journal says. A
+    /// prepared guest resumes its driver; a failed prepare keeps being
+    /// reported; a prepare the restart interrupted is finished if it is
+    /// still within `state_change_wait_time` of its start, and reported
+    /// failed otherwise.
     pub async fn start(&self) {
         let _guard = self.ops.lock().await;
         if let Err(e) = self.ensure_volume().await {
             tracing::error!(error = %e, "data volume not ready");
         }
-        if self.prepare_completed() {
-            tracing::info!("prepare completed earlier; resuming");
-            self.datastore.resume().await;
+        match self.journal.state() {
+            PrepareState::NotStarted => {}
+            PrepareState::Completed => {
+                tracing::info!("prepare completed earlier; resuming");
+                self.datastore.resume().await;
+            }
+            PrepareState::Failed(cause) => {
+                tracing::warn!(cause = %cause, "the last prepare failed; reporting it until a new prepare");
+                self.prepare_failed.store(true, Ordering::SeqCst);
+                self.report(ServiceStatus::Failed);
+            }
+            PrepareState::Interrupted(pending) => {
+                let elapsed = Duration::from_secs_f64((now_epoch() - pending.began).max(0.0));
+                match self.prepare_timeout.checked_sub(elapsed) {
+                    Some(left) if !left.is_zero() => {
+                        tracing::warn!(began_s_ago = elapsed.as_secs(), left_s = left.as_secs(), "{RESTARTED_DURING_PREPARE}; resuming it");
+                        let notification = pending.notification.clone();
+                        let result = self.run_prepare(pending, left).await;
+                        self.end_notification(notification, true, &result);
+                    }
+                    _ => {
+                        let cause = format!(
+                            "{RESTARTED_DURING_PREPARE} and state_change_wait_time ({}s) has passed since it began ({}s ago)",
+                            self.prepare_timeout.as_secs(),
+                            elapsed.as_secs()
+                        );
+                        let notification = pending.notification.clone();
+                        let failure = self.give_up_prepare(&cause);
+                        self.end_notification(notification, true, &Err(failure));
+                    }
+                }
+            }
+            PrepareState::InterruptedWithoutRequest => {
+                self.give_up_prepare(&format!("{RESTARTED_DURING_PREPARE} and its request was not kept"));
+            }
         }
+    }
+
+    /// Ends a prepare that cannot be finished: logged, kept, reported.
+    fn give_up_prepare(&self, cause: &str) -> Failure {
+        tracing::error!(cause = %cause, "prepare failed");
+        if let Err(e) = self.journal.fail(cause) {
+            tracing::error!(error = %e, "could not record the failed prepare");
+        }
+        self.prepare_failed.store(true, Ordering::SeqCst);
+        self.report(ServiceStatus::Failed);
+        Failure::Trove(TroveException::Error(format!("prepare failed: {cause}")))
     }
 
     fn volume_for(&self, device: Option<&str>, mount_point: Option<&str>) -> DataVolume {
@@ -148,7 +181,7 @@ impl Manager {
 
     /// Whether prepare has completed (heartbeats run only then).
     pub fn prepare_completed(&self) -> bool {
-        self.markers.prepare_completed()
+        self.journal.prepare_completed()
     }
 
     /// The datastore manager's name.
@@ -163,11 +196,15 @@ impl Manager {
 
     /// One periodic status report (the upstream `update_status` task).
     /// Skipped while a changing operation runs: it reports its own outcome.
+    /// Before a successful prepare only a failed one is reported.
     pub async fn report_status(&self) {
+        let Ok(_guard) = self.ops.try_lock() else { return };
         if !self.prepare_completed() {
+            if self.prepare_failed.load(Ordering::SeqCst) {
+                self.report(ServiceStatus::Failed);
+            }
             return;
         }
-        let Ok(_guard) = self.ops.try_lock() else { return };
         let status = self.datastore.status().await;
         self.report(status);
     }
@@ -190,22 +227,28 @@ impl Manager {
         }
         let _guard = if method.mutates() { Some(self.ops.lock().await) } else { None };
         let result = self.route(method, args, notification.clone()).await;
-        if let (Some(note), true) = (notification, ends_with_notification(method)) {
-            match &result {
-                Ok(_) => self.conductor.notify_end(note, method == GuestMethod::Prepare),
-                Err(f) => {
-                    let text = match f {
-                        Failure::Trove(e) => e.message(),
-                        Failure::Oslo(t) => t.clone(),
-                    };
-                    self.conductor.notify_exc_info(note, &text, vec![text.clone()]);
-                }
-            }
+        if ends_with_notification(method) {
+            self.end_notification(notification, method == GuestMethod::Prepare, &result);
         }
         result
     }
 
-    async fn route(&self, method: GuestMethod, args: Map<String, Value>, _notification: Option<Value>) -> Result<Value, Failure> {
+    /// Ends the control plane's notification with the outcome.
+    fn end_notification(&self, notification: Option<Value>, is_prepare: bool, result: &Result<Value, Failure>) {
+        let Some(note) = notification else { return };
+        match result {
+            Ok(_) => self.conductor.notify_end(note, is_prepare),
+            Err(f) => {
+                let text = match f {
+                    Failure::Trove(e) => e.message(),
+                    Failure::Oslo(t) => t.clone(),
+                };
+                self.conductor.notify_exc_info(note, &text, vec![text.clone()]);
+            }
+        }
+    }
+
+    async fn route(&self, method: GuestMethod, args: Map<String, Value>, notification: Option<Value>) -> Result<Value, Failure> {
         let ds = self.datastore.manager();
         let trove = |e: DatastoreError| Failure::Trove(e.to_trove(ds));
         let bad = |e: request::RequestError| Failure::Trove(TroveException::BadRequest(e.to_string()));
@@ -220,8 +263,8 @@ impl Manager {
             GuestMethod::GetDiagnostics => host::diagnostics().map_err(host_error),
             GuestMethod::GetHwinfo => host::hwinfo().map_err(host_error),
             GuestMethod::Prepare => {
-                let req: request::PrepareRequest = request::parse_args(method, args).map_err(bad)?;
-                self.prepare(req).await.map(|_| Value::Null)
+                let _req: request::PrepareRequest = request::parse_args(method, args.clone()).map_err(bad)?;
+                self.prepare(args, notification).await.map(|_| Value::Null)
             }
             GuestMethod::Restart => unit(self.datastore.restart().await),
             GuestMethod::StopDb => {
@@ -299,39 +342,56 @@ impl Manager {
 
     /// `prepare`, as upstream's template: report `building`, run the
     /// driver's prepare within `state_change_wait_time`, mark completion,
-    /// report the outcome. A re-delivered prepare after success is ignored.
-    async fn prepare(&self, req: request::PrepareRequest) -> Result<(), Failure> {
-        let ds = self.datastore.manager();
-        if self.markers.prepare_completed() {
+    /// report the outcome. The request is journaled first, so an agent
+    /// restarted mid-way can finish it. A repeated prepare after success is
+    /// ignored.
+    async fn prepare(&self, args: Map<String, Value>, notification: Option<Value>) -> Result<(), Failure> {
+        if self.journal.prepare_completed() {
             tracing::info!("prepare already completed on this guest; ignoring the repeated request");
             return Ok(());
         }
-        if let Err(e) = self.markers.begin() {
-            tracing::warn!(error = %e, "could not write the prepare-start marker");
+        let pending = PendingPrepare { began: now_epoch(), args, notification };
+        if let Err(e) = self.journal.begin(&pending) {
+            // Prepare still runs; only a crash in the middle would lose it.
+            tracing::warn!(error = %e, "could not keep the prepare request; an agent restart during prepare could not resume it");
         }
+        self.run_prepare(pending, self.prepare_timeout).await.map(|_| ())
+    }
+
+    /// The body of prepare, for a new request or one resumed after a
+    /// restart, bounded by `budget`.
+    async fn run_prepare(&self, pending: PendingPrepare, budget: Duration) -> Result<Value, Failure> {
+        let ds = self.datastore.manager();
+        self.prepare_failed.store(false, Ordering::SeqCst);
+        let req: request::PrepareRequest = match request::parse_args(GuestMethod::Prepare, pending.args) {
+            Ok(r) => r,
+            Err(e) => return Err(self.give_up_prepare(&format!("the request cannot be read: {e}"))),
+        };
         self.report(ServiceStatus::Building);
         tracing::info!(datastore = ds, version = req.ds_version.as_deref().unwrap_or("-"), "prepare started");
         let work = async {
             self.ensure_volume().await.map_err(|e| DatastoreError::failed("prepare the data volume", e))?;
             self.datastore.prepare(&req).await
         };
-        let outcome = match tokio::time::timeout(self.prepare_timeout, work).await {
+        let outcome = match tokio::time::timeout(budget, work).await {
             Ok(r) => r,
             Err(_) => Err(DatastoreError::failed("prepare", format!("not finished within state_change_wait_time ({:?})", self.prepare_timeout))),
         };
         match outcome {
             Ok(status) => {
-                if let Err(e) = self.markers.end() {
+                if let Err(e) = self.journal.complete() {
                     tracing::error!(error = %e, "could not write the prepare-end marker; a restarted agent would prepare again");
                 }
                 tracing::info!(status = %status, "prepare finished");
                 self.report(status);
-                Ok(())
+                Ok(Value::Null)
             }
             Err(e) => {
-                tracing::error!(error = %e, "prepare failed");
-                self.report(ServiceStatus::Failed);
-                Err(Failure::Trove(e.to_trove(ds)))
+                let failure = self.give_up_prepare(&e.to_string());
+                Err(match failure {
+                    Failure::Trove(_) => Failure::Trove(e.to_trove(ds)),
+                    other => other,
+                })
             }
         }
     }

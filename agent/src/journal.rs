@@ -1,0 +1,187 @@
+//! What a restarted agent needs to know about `prepare`, kept in the
+//! guest's state directory (`agent_state_dir/<guest_id>`).
+//!
+//! - `prepare-start`, `prepare-end`: upstream's markers (began; finished
+//!   successfully).
+//! - `prepare-request.json` (0600: the request carries secrets such as the
+//!   K2HR3 EXTDATA URL): the request of a prepare under way, with when it
+//!   began and the control plane's notification. Written before the work
+//!   starts and removed when prepare ends either way, so after a crash
+//!   (SIGKILL, OOM, a VM reset) the restarted agent can finish it.
+//! - `prepare-failed`: why the last prepare failed (no secrets), so the
+//!   failure keeps being reported across restarts.
+//!
+//! Trove acknowledges the prepare cast before it runs (as oslo does): the
+//! broker never delivers it again, so this file is the only copy.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::conductor::now_epoch;
+
+const START: &str = "prepare-start";
+const END: &str = "prepare-end";
+const REQUEST: &str = "prepare-request.json";
+const FAILED: &str = "prepare-failed";
+
+/// A prepare under way, as kept on disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingPrepare {
+    /// When it began (seconds since the epoch).
+    pub began: f64,
+    /// The request's arguments, as the control plane sent them (decrypted).
+    pub args: Map<String, Value>,
+    /// The context's `trove_notification`, to end it when prepare ends.
+    #[serde(default)]
+    pub notification: Option<Value>,
+}
+
+/// What the state directory says about prepare.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PrepareState {
+    /// Never asked.
+    NotStarted,
+    /// Finished successfully.
+    Completed,
+    /// Failed, with the cause.
+    Failed(String),
+    /// Began and did not end: the request is here.
+    Interrupted(PendingPrepare),
+    /// Began and did not end, and the request is gone (or unreadable).
+    InterruptedWithoutRequest,
+}
+
+/// The prepare files of one guest.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    dir: PathBuf,
+}
+
+impl Journal {
+    /// The files in `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Prepare finished successfully at some point.
+    pub fn prepare_completed(&self) -> bool {
+        self.path(END).exists()
+    }
+
+    /// What a starting agent finds.
+    pub fn state(&self) -> PrepareState {
+        if self.prepare_completed() {
+            return PrepareState::Completed;
+        }
+        if let Ok(text) = std::fs::read_to_string(self.path(FAILED)) {
+            return PrepareState::Failed(text.trim().to_owned());
+        }
+        match std::fs::read_to_string(self.path(REQUEST)) {
+            Ok(text) => match serde_json::from_str::<PendingPrepare>(&text) {
+                Ok(p) => PrepareState::Interrupted(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the saved prepare request cannot be read");
+                    PrepareState::InterruptedWithoutRequest
+                }
+            },
+            Err(_) if self.path(START).exists() => PrepareState::InterruptedWithoutRequest,
+            Err(_) => PrepareState::NotStarted,
+        }
+    }
+
+    /// Prepare begins: the request is kept (0600) and the start marked.
+    /// A failure of an earlier prepare is forgotten.
+    pub fn begin(&self, pending: &PendingPrepare) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let text = serde_json::to_string(pending).map_err(std::io::Error::other)?;
+        write_private(&self.path(REQUEST), text.as_bytes())?;
+        remove(&self.path(FAILED))?;
+        std::fs::write(self.path(START), format!("{}\n", pending.began))
+    }
+
+    /// Prepare succeeded.
+    pub fn complete(&self) -> std::io::Result<()> {
+        std::fs::write(self.path(END), format!("{}\n", now_epoch()))?;
+        remove(&self.path(REQUEST))
+    }
+
+    /// Prepare failed for `cause` (must hold no secret).
+    pub fn fail(&self, cause: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        write_private(&self.path(FAILED), format!("{cause}\n").as_bytes())?;
+        remove(&self.path(REQUEST))
+    }
+}
+
+fn remove(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Writes a file readable by its owner only, atomically (a crash leaves
+/// the old file or the new one, never half of one).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn pending() -> PendingPrepare {
+        let mut args = Map::new();
+        args.insert("overrides".into(), serde_json::json!({"extdata-url": "https://k2hr3/v1/extdata/secret-token"}));
+        PendingPrepare { began: 1_800_000_000.5, args, notification: Some(serde_json::json!({"event_type": "trove.instance.create"})) }
+    }
+
+    #[test]
+    fn a_prepare_is_kept_privately_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::new(dir.path().join("g1"));
+        assert_eq!(j.state(), PrepareState::NotStarted);
+        j.begin(&pending()).unwrap();
+        assert_eq!(j.state(), PrepareState::Interrupted(pending()), "a restart now finds the request");
+        let mode = std::fs::metadata(dir.path().join("g1").join(REQUEST)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the request holds secrets");
+        j.complete().unwrap();
+        assert_eq!(j.state(), PrepareState::Completed);
+        assert!(!dir.path().join("g1").join(REQUEST).exists(), "removed when prepare ends");
+    }
+
+    #[test]
+    fn a_failure_is_remembered_without_the_request_and_forgotten_by_a_new_prepare() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::new(dir.path().to_path_buf());
+        j.begin(&pending()).unwrap();
+        j.fail("read K2HR3 EXTDATA: not an init script").unwrap();
+        assert_eq!(j.state(), PrepareState::Failed("read K2HR3 EXTDATA: not an init script".into()));
+        assert!(!dir.path().join(REQUEST).exists());
+        j.begin(&pending()).unwrap();
+        assert!(matches!(j.state(), PrepareState::Interrupted(_)), "a new prepare runs again");
+    }
+
+    #[test]
+    fn a_start_marker_without_a_request_is_an_interruption_that_cannot_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::new(dir.path().to_path_buf());
+        std::fs::write(dir.path().join(START), "1\n").unwrap();
+        assert_eq!(j.state(), PrepareState::InterruptedWithoutRequest);
+        std::fs::write(dir.path().join(REQUEST), "{ half a fi").unwrap();
+        assert_eq!(j.state(), PrepareState::InterruptedWithoutRequest, "unreadable is gone");
+    }
+}
