@@ -414,6 +414,12 @@ impl Node {
             ContainerState::Running { .. } => None,
         };
         if let Some(st) = from_container(&chmpx_state) {
+            // Stopped on purpose (stop_db): however it exited (the real
+            // chmpx 1.0.111 can segfault on SIGINT after leaving a lone
+            // ring), that is a shutdown, not a crash.
+            if prepared && self.live.lock().await.stopped {
+                return ServiceStatus::Shutdown;
+            }
             return if prepared { st } else { ServiceStatus::Unknown };
         }
         let started_at = match &chmpx_state {

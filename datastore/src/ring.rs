@@ -5,6 +5,13 @@
 //! Leaving is `SERVICEOUT` in the grammar of the ini's `CHMPXIDTYPE`, then
 //! a bounded wait until every server that still answers lists this node
 //! `[SERVICE OUT]` in `ALLSTATUS`. Only then may its containers stop.
+//!
+//! Seen on the real chmpx 1.0.111: on a ring where no other server is up,
+//! SERVICEOUT of self changes the status to `[DELETE][Pending]` but answers
+//! `ERROR: Failed to send status notice to other servers.`, and AUTOMERGE
+//! never starts the merge; `MERGE` then takes the node `[SERVICE OUT]` at
+//! once. So a deletion left pending is merged here (`MERGE`, then
+//! `COMPMERGE` once the node shows `[Done]`).
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +23,12 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// chmpx's reply when this node is already out (and up).
 const NOT_ALLOWED: &str = "ERROR: Could not change status, because status is not allowed.";
+/// chmpx's reply when it changed the status but no other server took
+/// the notice (alone on the ring).
+const NOTICE_FAILED: &str = "ERROR: Failed to send status notice to other servers.";
+/// How long a deletion may stay `[Pending]` before this node asks for the
+/// merge itself (AUTOMERGE starts one within a second when it does).
+const PENDING_GRACE: Duration = Duration::from_secs(2);
 
 /// Why the node could not leave the ring.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +113,7 @@ pub async fn leave(facts: &IniFacts, cuk: &str, self_ctl: &str, default_ctlport:
         tracing::warn!(command = %command, "no server of the ring answers: nothing to leave");
         return Ok(Left::NoServerAnswers);
     };
+    let mut reply = reply;
     if reply.starts_with(NOT_ALLOWED) {
         // Refused because of our own status: fine only if we are out.
         let st = chmpx::self_status(&addr).await.map_err(LeaveError::Refused)?;
@@ -107,8 +121,13 @@ pub async fn leave(facts: &IniFacts, cuk: &str, self_ctl: &str, default_ctlport:
             tracing::info!(status = %describe(&st), "already out of the ring");
             return Ok(Left::AlreadyOut);
         }
+        reply = format!("{reply} (this node shows {})", describe(&st));
     }
-    if !reply.starts_with("SUCCEED") {
+    // NOTICE_FAILED: the status changed but nobody was told; the wait
+    // below sees whether it did (a slow control port right then is no
+    // reason to call it refused).
+    let accepted = reply.starts_with("SUCCEED") || reply.starts_with(NOTICE_FAILED);
+    if !accepted {
         return Err(LeaveError::Refused(ChmpxError::Refused { command, reply }));
     }
     tracing::info!(command = %command, server = %addr, reply = %reply, "SERVICEOUT accepted; waiting for the ring to show this node out");
@@ -116,6 +135,7 @@ pub async fn leave(facts: &IniFacts, cuk: &str, self_ctl: &str, default_ctlport:
     let ask: Vec<String> = std::iter::once(self_ctl.to_owned()).chain(others).collect();
     let deadline = Instant::now() + bound;
     let mut last = String::from("no server answered ALLSTATUS");
+    let mut merge = MergeDriver::new(addr);
     loop {
         let mut confirmed = 0usize;
         let mut pending = Vec::new();
@@ -123,7 +143,12 @@ pub async fn leave(facts: &IniFacts, cuk: &str, self_ctl: &str, default_ctlport:
             match chmpx::all_status(addr).await {
                 Ok(list) => match list.iter().find(|s: &&ServerStatus| s.is(facts.id_type, me.entry, me.ctlport)) {
                     Some(s) if s.status.ring == "SERVICE OUT" => confirmed += 1,
-                    Some(s) => pending.push(format!("{addr} shows {}", describe(&s.status))),
+                    Some(s) => {
+                        if *addr == merge.addr {
+                            merge.step(&s.status).await;
+                        }
+                        pending.push(format!("{addr} shows {}", describe(&s.status)))
+                    }
                     None => pending.push(format!("{addr} does not list this node")),
                 },
                 // A server that does not answer (stopped, or busy merging:
@@ -146,6 +171,47 @@ pub async fn leave(facts: &IniFacts, cuk: &str, self_ctl: &str, default_ctlport:
     }
 }
 
+/// Finishes a deletion that no merge picks up, on the server that took the
+/// SERVICEOUT.
+struct MergeDriver {
+    addr: String,
+    pending_since: Option<Instant>,
+    merge_sent: Option<Instant>,
+}
+
+impl MergeDriver {
+    fn new(addr: String) -> Self {
+        Self { addr, pending_since: None, merge_sent: None }
+    }
+
+    /// Looks at the leaving node's status as this server shows it.
+    async fn step(&mut self, st: &NodeStatus) {
+        if st.action != "DELETE" {
+            return;
+        }
+        match st.merge.as_str() {
+            "Pending" => {
+                // Again after another grace: a MERGE whose answer timed
+                // out may not have been taken.
+                let since = *self.pending_since.get_or_insert_with(Instant::now);
+                let due = self.merge_sent.map_or(since, |at| at);
+                if due.elapsed() >= PENDING_GRACE {
+                    self.merge_sent = Some(Instant::now());
+                    match chmpx::command(&self.addr, "MERGE").await {
+                        Ok(r) => tracing::info!(server = %self.addr, reply = %r.trim(), "the deletion stayed [Pending]: MERGE"),
+                        Err(e) => tracing::warn!(server = %self.addr, error = %e, "MERGE not sent"),
+                    }
+                }
+            }
+            "Done" => match chmpx::command(&self.addr, "COMPMERGE").await {
+                Ok(r) => tracing::info!(server = %self.addr, reply = %r.trim(), "merge done: COMPMERGE"),
+                Err(e) => tracing::warn!(server = %self.addr, error = %e, "COMPMERGE not sent"),
+            },
+            _ => self.pending_since = None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +225,10 @@ mod tests {
     /// `CHMPXIDTYPE = CUSTOM` (exactly `name:ctlport:seed`) and shows the
     /// node out `delay_polls` ALLSTATUS answers after accepting it.
     struct FakeRing {
+        /// Alone on the ring, as the real chmpx: SERVICEOUT answers the
+        /// status-notice error, the deletion waits for MERGE.
+        lone: bool,
+        deleting: AtomicBool,
         out: AtomicBool,
         polls_after_out: AtomicUsize,
         delay_polls: usize,
@@ -176,11 +246,25 @@ mod tests {
                 let cmd = String::from_utf8_lossy(&buf[..n]).trim().to_owned();
                 ring.commands.lock().unwrap().push(cmd.clone());
                 let out_now = ring.out.load(Ordering::SeqCst) && ring.polls_after_out.fetch_add(1, Ordering::SeqCst) >= ring.delay_polls;
-                let status = if out_now { "0x11(SAFE -> [SERVICE OUT][UP][n/a][Nothing][NoSuspend])" } else { "0x21(SAFE -> [SERVICE IN][UP][n/a][Nothing][NoSuspend])" };
+                let status = if out_now {
+                    "0x11(SAFE -> [SERVICE OUT][UP][n/a][Nothing][NoSuspend])"
+                } else if ring.deleting.load(Ordering::SeqCst) {
+                    "0x1221(SAFE -> [SERVICE IN][UP][DELETE][Pending][NoSuspend])"
+                } else {
+                    "0x21(SAFE -> [SERVICE IN][UP][n/a][Nothing][NoSuspend])"
+                };
                 let reply = match cmd.split_whitespace().collect::<Vec<_>>().as_slice() {
+                    ["SERVICEOUT", arg] if arg.split(':').count() == 3 && ring.lone => {
+                        ring.deleting.store(true, Ordering::SeqCst);
+                        "ERROR: Failed to send status notice to other servers.\n".to_owned()
+                    }
                     ["SERVICEOUT", arg] if arg.split(':').count() == 3 => {
                         ring.out.store(true, Ordering::SeqCst);
                         "SUCCEED\n".to_owned()
+                    }
+                    ["MERGE"] if ring.deleting.load(Ordering::SeqCst) => {
+                        ring.out.store(true, Ordering::SeqCst);
+                        "SUCCEED: There no server on RING.\n".to_owned()
                     }
                     ["SERVICEOUT", ..] => PARAM_ERROR.to_owned(),
                     ["ALLSTATUS"] => format!("RING Name = c1\nNo.1\n  Server Name = 127.0.0.1\n    Control Port = 8021\n    CUK = cuk-a\n    Custom ID Seed = host-a\n    Server Status = {status}\n"),
@@ -201,7 +285,7 @@ mod tests {
     }
 
     fn ring(delay_polls: usize) -> Arc<FakeRing> {
-        Arc::new(FakeRing { out: AtomicBool::new(false), polls_after_out: AtomicUsize::new(0), delay_polls, commands: Default::default() })
+        Arc::new(FakeRing { lone: false, deleting: AtomicBool::new(false), out: AtomicBool::new(false), polls_after_out: AtomicUsize::new(0), delay_polls, commands: Default::default() })
     }
 
     #[tokio::test]
@@ -213,6 +297,18 @@ mod tests {
         let cmds = r.commands.lock().unwrap().clone();
         assert_eq!(cmds[0], "SERVICEOUT 127.0.0.1:8021:host-a");
         assert!(cmds.iter().filter(|c| *c == "ALLSTATUS").count() >= 4, "waited until ALLSTATUS showed it out: {cmds:?}");
+    }
+
+    /// Seen on the real chmpx alone on its ring: the status-notice error
+    /// after the status changed, and a deletion only MERGE finishes.
+    #[tokio::test]
+    async fn a_lone_node_is_merged_out_after_the_status_notice_error() {
+        let r = Arc::new(FakeRing { lone: true, deleting: AtomicBool::new(false), out: AtomicBool::new(false), polls_after_out: AtomicUsize::new(0), delay_polls: 0, commands: Default::default() });
+        let addr = serve(r.clone()).await;
+        let left = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(10)).await.unwrap();
+        assert!(matches!(left, Left::Out { .. }), "{left:?}");
+        let cmds = r.commands.lock().unwrap().clone();
+        assert!(cmds.contains(&"MERGE".to_owned()), "{cmds:?}");
     }
 
     /// The defect seen on the real chmpx: `SERVICEOUT host:ctlport` on a
