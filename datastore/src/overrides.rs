@@ -12,6 +12,10 @@ pub const PARAMETERS: &[&str] =
 
 /// The lowest port the rules allow.
 pub const MIN_PORT: u16 = 1000;
+/// The highest: chmpx keeps ports in a C `short`, so 32768 and up become
+/// negative and chmpx exits (`Could not listen port(-25516)`, seen on the
+/// real chmpx 1.0.111 with 40020).
+pub const MAX_PORT: u16 = 32767;
 
 /// The effective parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,9 +72,9 @@ fn port(name: &str, value: &Value, problems: &mut Vec<String>) -> Option<u16> {
         _ => None,
     };
     match n {
-        Some(n) if (i64::from(MIN_PORT)..=65535).contains(&n) => Some(n as u16),
+        Some(n) if (i64::from(MIN_PORT)..=i64::from(MAX_PORT)).contains(&n) => Some(n as u16),
         Some(n) => {
-            problems.push(format!("{name}: {n} is outside {MIN_PORT}..65535"));
+            problems.push(format!("{name}: {n} is outside {MIN_PORT}..{MAX_PORT} (chmpx cannot use ports above {MAX_PORT})"));
             None
         }
         None => {
@@ -210,10 +214,19 @@ mod tests {
             .with(&map(json!({"chmpx-server-port": 80, "chmpx-slave-ctlport": "x", "extdata-url": "ftp://h/x", "colour": "red"})), false)
             .unwrap_err();
         assert_eq!(err.len(), 4, "{err:?}");
-        assert!(err.iter().any(|e| e.contains("outside 1000..65535")));
+        assert!(err.iter().any(|e| e.contains("outside 1000..32767")));
         assert!(err.iter().any(|e| e.contains("colour")));
         assert!(err.iter().any(|e| e.contains("extdata-url")));
         assert_eq!(base, Parameters::default());
+    }
+
+    /// chmpx 1.0.111 exits on 40020 (`Could not listen port(-25516)`):
+    /// a port above a C short's range is refused before anything changes.
+    #[test]
+    fn ports_chmpx_cannot_hold_are_refused() {
+        let err = Parameters::default().with(&map(json!({"chmpx-server-port": 40020})), false).unwrap_err();
+        assert!(err[0].contains("chmpx cannot use ports above 32767"), "{err:?}");
+        assert!(Parameters::default().with(&map(json!({"chmpx-server-port": 32767})), false).is_ok());
     }
 
     #[test]

@@ -49,7 +49,7 @@ def test_validation_rules_loaded_as_in_the_file(trove_db):
         assert r["data_type"] == p["type"]
         assert bool(r["restart_required"]) == p["restart_required"]
         if p["type"] == "integer":
-            assert (int(r["min_size"]), int(r["max_size"])) == (1000, 65535), r
+            assert (int(r["min_size"]), int(r["max_size"])) == (1000, 32767), r
         else:
             assert r["min_size"] is None and r["max_size"] is None
 

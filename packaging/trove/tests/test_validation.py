@@ -18,7 +18,7 @@ GOOD = {
 BAD = [
     ({"chmpx-server-port": 80}, "less than the minimum"),
     ({"chmpx-server-ctlport": 999}, "less than the minimum"),
-    ({"chmpx-slave-ctlport": 65536}, "greater than the maximum"),
+    ({"chmpx-slave-ctlport": 32768}, "greater than the maximum"),  # chmpx keeps ports in a C short
     ({"chmpx-server-port": "abc"}, "not of type integer"),
     ({"chmpx-server-port": "8020"}, "not of type integer"),
     ({"chmpx-server-port": 8020.5}, "not of type integer"),
@@ -44,7 +44,7 @@ def test_rules_come_from_the_database(trove_models):
 
 def test_good_values_are_accepted(trove_models):
     validate(trove_models, GOOD)
-    validate(trove_models, {"chmpx-server-port": 1000, "chmpx-slave-ctlport": 65535})
+    validate(trove_models, {"chmpx-server-port": 1000, "chmpx-slave-ctlport": 32767})
     validate(trove_models, {"CHMPX-SERVER-PORT": 8020})  # trove compares names case-insensitively
 
 
