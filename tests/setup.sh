@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Shared set-up for tests/run, tests/quickstart and tests/bench: installs
-# and starts what they need on a fresh Debian machine (RabbitMQ, a Python
-# venv with upstream trove and oslo.messaging). Sourced, not run. Each step
-# checks before it installs or starts anything, so re-running is cheap.
-# After it: $root is the repository, $PEER_PYTHON the venv's python.
+# and starts what they need on a fresh Debian machine (RabbitMQ, MariaDB for
+# the Trove control planes, a Python venv with upstream trove, oslo.messaging
+# and PyMySQL). Sourced, not run. Each step checks before it installs or
+# starts anything, so re-running is cheap.
+# After it: $root is the repository, $PEER_PYTHON the venv's python,
+# $TEST_MARIADB_SOCKET the unix socket on which MariaDB's root (unix_socket
+# authentication, as root here) makes the control planes' databases.
 root=$PWD
 
 say() { printf '==> %s\n' "$*"; }
@@ -17,6 +20,7 @@ command -v losetup >/dev/null 2>&1 || missing+=(mount)
 command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 command -v file >/dev/null 2>&1 || missing+=(file)   # build.sh checks the stand-in binaries are static
 command -v bc >/dev/null 2>&1 || missing+=(bc)       # the stand-in image's smoke test
+command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)   # the control planes' database (adds about 35 s)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -73,9 +77,43 @@ if ! timeout 10 docker version >/dev/null 2>&1; then
     timeout 10 docker version >/dev/null || { echo "dockerd did not start; see /var/log/k2hdkc-trove-tests-dockerd.log" >&2; exit 1; }
 fi
 
+# --- MariaDB: the database of the Trove control planes (tests/controlplane) --
+# Trove runs on MySQL/MariaDB in clouds; several trove processes (two
+# trove-conductor workers, trove-manage, trovedb.py) on one sqlite file lock
+# each other. No systemd here: mariadbd runs in the background on Debian's
+# datadir (the package's postinst initialises it; mariadb-install-db if not),
+# the unix socket and TCP on 127.0.0.1 only. Tuned for tests, not for
+# durability (no flush per commit). Each control plane makes its own
+# database and user (controlplane.sh cp_setup) and drops them at the end.
+mariadb_sock=${TEST_MARIADB_SOCKET:-/run/mysqld/mysqld.sock}
+mariadb_log=/var/log/k2hdkc-trove-tests-mariadb.log
+mariadb_up() { timeout 10 mariadb-admin --socket="$mariadb_sock" --user=root --connect-timeout=5 ping >/dev/null 2>&1; }
+if ! mariadb_up; then
+    mariadb_data=${TEST_MARIADB_DATADIR:-/var/lib/mysql}
+    if [ ! -d "$mariadb_data/mysql" ]; then
+        say "initialising the MariaDB datadir $mariadb_data"
+        mkdir -p "$mariadb_data"
+        chown mysql:mysql "$mariadb_data"
+        timeout 120 mariadb-install-db --user=mysql --datadir="$mariadb_data" \
+            --auth-root-authentication-method=socket >>"$mariadb_log" 2>&1 ||
+            { echo "mariadb-install-db failed; see $mariadb_log" >&2; exit 1; }
+    fi
+    say "starting mariadbd (log: $mariadb_log)"
+    mkdir -p "$(dirname "$mariadb_sock")"
+    chown mysql:mysql "$(dirname "$mariadb_sock")"
+    (setsid mariadbd --user=mysql --datadir="$mariadb_data" --socket="$mariadb_sock" \
+        --pid-file="$(dirname "$mariadb_sock")/k2hdkc-trove-tests-mariadb.pid" \
+        --bind-address=127.0.0.1 --port=3306 --skip-name-resolve \
+        --max-connections=2000 --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 \
+        --log-error="$mariadb_log" </dev/null >>"$mariadb_log" 2>&1 &)
+    for _ in $(seq 1 60); do mariadb_up && break; sleep 0.5; done
+    mariadb_up || { echo "mariadbd did not start; see $mariadb_log" >&2; exit 1; }
+fi
+export TEST_MARIADB_SOCKET=$mariadb_sock
+
 # --- upstream Trove in a venv (the peer the tests talk to) ------------------
-if ! .venv/bin/python -c 'import trove, oslo_messaging' >/dev/null 2>&1; then
-    say "creating .venv with $(tr '\n' ' ' < tests/peer/requirements.txt)"
+if ! .venv/bin/python -c 'import trove, oslo_messaging, pymysql' >/dev/null 2>&1; then
+    say "creating .venv with $(grep -v '^#' tests/peer/requirements.txt | tr '\n' ' ')"
     python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -r tests/peer/requirements.txt
 fi

@@ -2,7 +2,9 @@
 """Trove's own database layer, for the local control plane of the quick start.
 
 Everything here goes through upstream trove's models (trove==26.0.0), on the
-database named by `[database] connection` of the trove.conf given:
+database named by `[database] connection` of the trove.conf given (a MariaDB
+database of its own per control plane; see controlplane.sh). plane.py, the
+control plane of the Rust tests, imports make_instance and stored_status.
 
   trovedb.py --config-file trove.conf create-instance \\
           --datastore k2hdkc --version 1.0.17 --name NAME --tenant TENANT
@@ -54,22 +56,30 @@ def emit(obj):
     print(json.dumps(obj, sort_keys=True, default=str), flush=True)
 
 
-def create_instance(args):
+def make_instance(datastore, version_name, name, tenant,
+                  flavor_id="quickstart", volume_size=1):
+    """The instance rows and the files trove injects; (id, {path: text})."""
     version = ds_models.DatastoreVersion.load(
-        ds_models.Datastore.load(args.datastore), args.version)
+        ds_models.Datastore.load(datastore), version_name)
     # As trove.instance.models.Instance.create (the trove-api side).
     db_info = inst_models.DBInstance.create(
-        name=args.name, flavor_id=args.flavor_id, tenant_id=args.tenant,
-        volume_size=args.volume_size, datastore_version_id=version.id,
+        name=name, flavor_id=flavor_id, tenant_id=tenant,
+        volume_size=volume_size, datastore_version_id=version.id,
         task_status=inst_tasks.InstanceTasks.BUILDING)
     status = inst_models.InstanceServiceStatus.create(
         instance_id=db_info.id, status=srvstatus.ServiceStatuses.NEW)
     # As trove.taskmanager.models.FreshInstanceTasks does before it asks
     # Nova for the server: the files the guest finds in its config dir.
-    context = trove_context.TroveContext(project_id=args.tenant,
-                                         is_admin=True)
+    context = trove_context.TroveContext(project_id=tenant, is_admin=True)
     instance = inst_models.BaseInstance(context, db_info, None, status)
-    files = instance.get_injected_files(version.manager, version.name)
+    return db_info.id, instance.get_injected_files(version.manager,
+                                                   version.name)
+
+
+def create_instance(args):
+    instance_id, files = make_instance(
+        args.datastore, args.version, args.name, args.tenant,
+        flavor_id=args.flavor_id, volume_size=args.volume_size)
     old_umask = os.umask(0o077)  # guest_info.conf carries the instance key
     try:
         for path, content in sorted(files.items()):
@@ -78,7 +88,7 @@ def create_instance(args):
                 f.write(content)
     finally:
         os.umask(old_umask)
-    emit({"id": db_info.id, "files": sorted(files)})
+    emit({"id": instance_id, "files": sorted(files)})
     return 0
 
 
@@ -149,11 +159,15 @@ def main(argv=None):
     p.add_argument("--interval", type=float, default=0.25)
     p.set_defaults(func=wait)
     args = parser.parse_args(argv)
-    # As trove's services: oslo.config reads the file, then configure_db.
-    CONF(["--config-file", args.config_file], project="trove",
-         default_config_files=[])
+    load_config(args.config_file)
     get_db_api().configure_db()
     return args.func(args)
+
+
+def load_config(config_file):
+    """As trove's services: oslo.config reads the file (then configure_db)."""
+    CONF(["--config-file", config_file], project="trove",
+         default_config_files=[])
 
 
 if __name__ == "__main__":
