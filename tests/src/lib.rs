@@ -19,6 +19,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::oneshot;
+pub mod controlplane;
 
 /// The broker `host:port`.
 pub fn rabbit_host() -> String {
@@ -380,15 +381,63 @@ pub mod raw {
 
 /// Ports for one test's K2HDKC node: server, control, slave control.
 /// Tests run in parallel on the host network (and beside other test runs),
-/// so the kernel picks free ones.
+/// so each call takes three ports that are free now, from a range below
+/// the kernel's ephemeral ports (which start at 32768: chmpx keeps ports
+/// in a C `short` and cannot listen above 32767), starting at a random
+/// place so that test processes side by side rarely meet.
 pub fn node_ports() -> (u16, u16, u16) {
-    let listeners: Vec<std::net::TcpListener> = (0..3).map(|_| std::net::TcpListener::bind("0.0.0.0:0").expect("a free port")).collect();
-    let p: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
-    (p[0], p[1], p[2])
+    use std::sync::atomic::AtomicU32;
+    const LOW: u32 = 20000;
+    const SPAN: u32 = 12000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static START: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| uuid::Uuid::new_v4().as_u128() as u32 % SPAN);
+    let free = |p: u16| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok();
+    let mut picked = Vec::with_capacity(3);
+    for _ in 0..SPAN {
+        let p = (LOW + (start + NEXT.fetch_add(1, Ordering::SeqCst)) % SPAN) as u16;
+        if free(p) {
+            picked.push(p);
+            if picked.len() == 3 {
+                return (picked[0], picked[1], picked[2]);
+            }
+        }
+    }
+    panic!("no three free ports in {LOW}..{}", LOW + SPAN);
 }
 
 /// The k2hdkc server test image (a stand-in built from tests/standins).
 pub const STANDIN_IMAGE: &str = "k2hdkc-standin:test";
+/// The real chmpx + k2hdkc, when built on this machine with
+/// `shared/tools/k2hdkc-real/build.sh` (CI cannot reach the sources).
+pub const REAL_IMAGE: &str = "k2hdkc-real:1.0.17";
+
+/// The k2hdkc server image the node tests run: `K2HDKC_TEST_IMAGE` if
+/// set, else the real image when it is present, else the stand-in (built
+/// once per test process). `tests/run` prints the same choice at the top.
+pub fn k2hdkc_image() -> String {
+    static IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            let chosen = match std::env::var("K2HDKC_TEST_IMAGE") {
+                Ok(i) if !i.is_empty() => i,
+                _ => {
+                    let real = std::process::Command::new("docker").args(["image", "inspect", REAL_IMAGE]).output();
+                    if real.is_ok_and(|o| o.status.success()) {
+                        REAL_IMAGE.to_owned()
+                    } else {
+                        STANDIN_IMAGE.to_owned()
+                    }
+                }
+            };
+            if chosen == STANDIN_IMAGE {
+                ensure_standin_image();
+            }
+            eprintln!("k2hdkc test image: {chosen}");
+            chosen
+        })
+        .clone()
+}
 
 /// Builds the stand-in image once per test process.
 pub fn ensure_standin_image() {
@@ -476,12 +525,19 @@ pub fn docker(args: &[&str]) -> String {
 }
 
 impl K2hr3StandIn {
-    /// Registers another member directly (as another node would), from
-    /// this host: `cuk` distinguishes it.
-    pub async fn add_member(&self, port: u16, cuk: &str) {
-        let url = format!("{}/v1/role/{}?port={port}&cuk={cuk}&extra=openstack-auto-v1", self.info["url"].as_str().unwrap(), self.info["role_yrn"].as_str().unwrap());
-        let token = format!("R={}", self.info["role_token"].as_str().unwrap());
-        let v = http_json_auth("PUT", &url, None, Some(&token)).await;
+    /// Adds another member as if a node at `ip` had registered (`cuk` is
+    /// its host name, the chmpx id seed of the K2HDKC template, too). Use
+    /// a loopback address other than 127.0.0.1 (e.g. 127.0.0.2): chmpx
+    /// refuses an ini with two servers on one address and port, and
+    /// nothing may be reached outside this machine.
+    pub async fn add_member(&self, ip: &str, port: u16, cuk: &str) {
+        let v = http_json("POST", &format!("{}/_standin/member", self.info["url"].as_str().unwrap()), Some(serde_json::json!({"ip": ip, "port": port, "cuk": cuk, "tag": cuk}))).await;
+        assert_eq!(v["result"], true, "{v}");
+    }
+
+    /// Removes a member [`K2hr3StandIn::add_member`] added.
+    pub async fn remove_member(&self, cuk: &str) {
+        let v = http_json("DELETE", &format!("{}/_standin/member?cuk={cuk}", self.info["url"].as_str().unwrap()), None).await;
         assert_eq!(v["result"], true, "{v}");
     }
 

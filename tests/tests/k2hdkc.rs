@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use e2e_tests::{docker, ensure_standin_image, node_ports, start_agent, AgentSetup, K2hr3StandIn, Peer, STANDIN_IMAGE};
+use e2e_tests::{docker, k2hdkc_image, node_ports, start_agent, AgentSetup, K2hr3StandIn, Peer};
 use serde_json::{json, Value};
 
 fn status_of(v: &Value) -> &str {
@@ -43,13 +43,13 @@ fn epoch_now() -> f64 {
 }
 
 async fn node(extra: &str) -> Node {
-    ensure_standin_image();
+    let image = k2hdkc_image();
     let ports = node_ports();
     let cluster = format!("c{}", ports.0);
     let k2hr3 = K2hr3StandIn::start(&cluster, ports).await;
     let queue = format!("conductor-{}", e2e_tests::guest_id());
     let setup = AgentSetup {
-        extra: format!("[DEFAULT]\nconductor_queue = {queue}\n[k2hdkc]\ndocker_image = {STANDIN_IMAGE}\nstartup_wait = 30\nk2hr3_poll_interval_ms = 500\n{extra}"),
+        extra: format!("[DEFAULT]\nconductor_queue = {queue}\n[k2hdkc]\ndocker_image = {image}\nstartup_wait = 30\nk2hr3_poll_interval_ms = 500\n{extra}"),
         ..AgentSetup::new()
     };
     let (guest, key) = (setup.guest_id.clone(), setup.key.clone().unwrap());
@@ -68,8 +68,9 @@ async fn restart_agent(mut n: Node) -> (Node, Vec<tempfile::TempDir>) {
     let mount = n.agent.mount_point.clone();
     let keep = n.agent.take_dirs();
     let extra = format!(
-        "[DEFAULT]\nconductor_queue = {}\n[k2hdkc]\ndocker_image = {STANDIN_IMAGE}\nstartup_wait = 30\nk2hr3_poll_interval_ms = 500\nmount_point = {m}\nconfig_dir = {m}/etc\n",
+        "[DEFAULT]\nconductor_queue = {}\n[k2hdkc]\ndocker_image = {}\nstartup_wait = 30\nk2hr3_poll_interval_ms = 500\nmount_point = {m}\nconfig_dir = {m}/etc\n",
         n.conductor_queue,
+        k2hdkc_image(),
         m = mount.display()
     );
     let Node { agent, trove, conductor, k2hr3, ports, config_dir, conductor_queue, _containers, .. } = n;
@@ -161,7 +162,7 @@ async fn prepare_brings_up_a_registered_configured_healthy_node_and_stop_db_leav
 
     // Membership converges: another node joins the role, this node's ini
     // follows (poll interval 500 ms here).
-    n.k2hr3.add_member(n.ports.0, "another-node-cuk").await;
+    n.k2hr3.add_member("127.0.0.2", n.ports.0, "another-node-cuk").await;
     let path = n.config_dir.join("k2hdkc.ini");
     let t = std::time::Instant::now();
     while !std::fs::read_to_string(&path).unwrap().contains("another-node-cuk") {
@@ -169,21 +170,63 @@ async fn prepare_brings_up_a_registered_configured_healthy_node_and_stop_db_leav
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(std::fs::read_to_string(&path).unwrap(), n.k2hr3.rendered_ini().await.replace("__SELF_INSTANCE_ID__", &n.agent.guest_id));
+    // It leaves again (a member that never runs slows the real chmpx's
+    // control port for seconds at a time: rings with dead members are the
+    // cluster tests' business).
+    n.k2hr3.remove_member("another-node-cuk").await;
+    let t = std::time::Instant::now();
+    while std::fs::read_to_string(&path).unwrap().contains("another-node-cuk") {
+        assert!(t.elapsed() < Duration::from_secs(15), "ini never dropped the member");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // restart: back to healthy.
     let r = n.trove.call("restart", json!({}), 60, false).await;
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(n.heartbeat(Duration::from_secs(10), |s| s == "healthy").await.as_deref(), Some("healthy"));
 
-    // stop_db: leaves the ring and K2HR3, stops the containers.
+    // stop_db: leaves the ring and K2HR3, stops the containers. What the
+    // ring showed last before chmpx went away must be this node out.
+    let watch = watch_allstatus(format!("127.0.0.1:{}", n.ports.1));
     let r = n.trove.call("stop_db", json!({}), 60, false).await;
     assert_eq!(r["ok"], true, "{r}");
+    let seen = watch.await.unwrap();
+    assert_eq!(seen.last().map(String::as_str), Some("SERVICE OUT"), "ALLSTATUS before the containers stopped: {seen:?}");
     let rendered = n.k2hr3.rendered_ini().await;
     assert!(!rendered.contains(&n.agent.guest_id), "membership removed:\n{rendered}");
-    assert!(rendered.contains("another-node-cuk"), "only this node left:\n{rendered}");
+    assert!(!rendered.contains("[SVRNODE]"), "no server left:\n{rendered}");
     assert!(n.containers().iter().all(|l| !l.ends_with("running")), "{:?}", n.containers());
-    assert_eq!(n.heartbeat(Duration::from_secs(5), |_| true).await.as_deref(), Some("shutdown"));
+    // (Heartbeats sent before stop_db may still be unread here.)
+    assert_eq!(n.heartbeat(Duration::from_secs(5), |s| s == "shutdown").await.as_deref(), Some("shutdown"));
     n.cleanup().await;
+}
+
+/// Polls this node's own entry in ALLSTATUS until chmpx stops answering
+/// (bounded: 60 s); returns the ring states seen, in order, without
+/// repeats.
+fn watch_allstatus(addr: String) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let mut seen: Vec<String> = Vec::new();
+        let t = std::time::Instant::now();
+        let mut misses = 0;
+        while t.elapsed() < Duration::from_secs(60) && misses < 10 {
+            match datastore::chmpx::all_status(&addr).await {
+                Ok(all) => {
+                    misses = 0;
+                    // A lone node: its entry is the one whose control port is ours.
+                    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+                    if let Some(me) = all.iter().find(|s| s.ctlport == Some(port) && s.status.live == "UP") {
+                        if seen.last() != Some(&me.status.ring) {
+                            seen.push(me.status.ring.clone());
+                        }
+                    }
+                }
+                Err(_) => misses += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        seen
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,7 +323,9 @@ async fn stop_db_for_good_keeps_the_node_down_across_an_agent_restart() {
     let r = n.trove.send(json!({"op": "call", "method": "stop_db", "kwargs": {"do_not_start_on_reboot": true}, "timeout": 60, "raw": true, "direct": true, "version": "1.0"})).await;
     assert_eq!(r["ok"], true, "{r}");
     let (mut n, _keep) = restart_agent(n).await;
-    assert_eq!(n.heartbeat(Duration::from_secs(10), |_| true).await.as_deref(), Some("shutdown"));
+    let first = n.heartbeat(Duration::from_secs(10), |_| true).await;
+    let states = docker(&["ps", "-a", "--filter", &format!("label=org.openstack.trove.instance={}", n.agent.guest_id), "--format", "{{.Names}} {{.Status}}"]);
+    assert_eq!(first.as_deref(), Some("shutdown"), "containers: {states}");
     assert!(n.containers().iter().all(|l| !l.ends_with("running")), "{:?}", n.containers());
     n.cleanup().await;
 }

@@ -3,6 +3,7 @@
 //! Needs the broker and venv that `tests/run` sets up.
 
 mod conductor;
+mod conductor_race;
 mod k2hdkc;
 mod lifecycle;
 mod robustness;

@@ -56,7 +56,7 @@ async fn main() {
 
         let ini = agent.mount_point.join("etc/k2hdkc.ini");
         let joined = Instant::now();
-        k2hr3.add_member(ports.0, "bench-new-member").await;
+        k2hr3.add_member("127.0.0.2", ports.0, "bench-new-member").await;
         while !std::fs::read_to_string(&ini).unwrap_or_default().contains("bench-new-member") {
             assert!(joined.elapsed() < Duration::from_secs(60), "membership never converged");
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -23,6 +23,9 @@ K2HR3 side:
          from the role's current hosts, {"result": true, "resource": "..."}
 Test controls (not K2HR3):
   POST /_standin/fault {"mode": "ok"|"down"|"error500"|"slow", "delay_s": N}
+  POST /_standin/member {"ip": A, "port": N, "cuk": C, "tag": T}
+         a host as if another node had registered from address A
+  DELETE /_standin/member?cuk=C   removes it again
   GET  /_standin/calls   recorded calls (method, path, query, source ip)
 """
 
@@ -42,9 +45,14 @@ LOCK = threading.Lock()
 
 def render_ini(cfg, hosts):
     """The k2hdkc.ini in the shape of the K2HR3 template the K2HDKC DBaaS
-    system stores: GLOBAL, one SVRNODE per registered server host, a
+    system stores (buildutils/custom_k2hr3_resource.txt): GLOBAL with
+    CHMPXIDTYPE = CUSTOM, one SVRNODE per registered server host whose
+    CUSTOM_ID_SEED is the host's `tag` (the host name k2hr3-init sends), a
     SLVNODE entry for any slave, K2HDKC. SELFCUK stays a placeholder that
-    the fetching node replaces with its own CUK."""
+    the fetching node replaces with its own CUK. NAME is the registered
+    address (the template uses the tag; an address needs no resolver).
+    A member registered without a tag renders an empty seed, which chmpx
+    refuses, as it would with the real template."""
     out = [
         "#", "# k2hdkc.ini rendered by the K2HR3 stand-in", "#",
         "[GLOBAL]",
@@ -52,6 +60,7 @@ def render_ini(cfg, hosts):
         "DATE                   = %s" % cfg.started,
         "GROUP                  = %s" % cfg.role,
         "MODE                   = SERVER",
+        "CHMPXIDTYPE            = CUSTOM",
         "DELIVERMODE            = hash",
         "MAXCHMPX               = 256",
         "REPLICA                = 1",
@@ -90,7 +99,7 @@ def render_ini(cfg, hosts):
         if h["port"] == cfg.server_port:
             out += ["[SVRNODE]", "NAME                   = %s" % h["ip"], "CUK                    = %s" % h["cuk"],
                     "PORT                   = %d" % cfg.server_port, "CTLPORT                = %d" % cfg.server_ctlport,
-                    "SSL                    = no", ""]
+                    "CUSTOM_ID_SEED         = %s" % h["tag"], "SSL                    = no", ""]
     # Slaves may connect from anywhere in the cluster's network.
     out += ["[SLVNODE]", "NAME                   = [.]*", "CTLPORT                = %d" % cfg.slave_ctlport, ""]
     out += ["[K2HDKC]", "RCVTIMEOUT             = 1000", "SVRNODEINI             = /etc/antpickax/k2hdkc.ini",
@@ -152,6 +161,17 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
             STATE["mode"] = body.get("mode", "ok")
             STATE["delay"] = float(body.get("delay_s", 5))
+            return self.reply(200, {"result": True})
+        if self.command == "POST" and path == "/_standin/member":
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            entry = {"ip": body["ip"], "port": int(body["port"]), "cuk": body["cuk"], "extra": "openstack-auto-v1",
+                     "tag": body.get("tag", "")}
+            with LOCK:
+                STATE["hosts"].append(entry)
+            return self.reply(201, {"result": True})
+        if self.command == "DELETE" and path == "/_standin/member":
+            with LOCK:
+                STATE["hosts"] = [h for h in STATE["hosts"] if h["cuk"] != q.get("cuk")]
             return self.reply(200, {"result": True})
         if self.command == "GET" and path == "/_standin/calls":
             with LOCK:
