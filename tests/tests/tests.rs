@@ -4,6 +4,7 @@
 
 mod conductor;
 mod conductor_race;
+mod crash;
 mod k2hdkc;
 mod lifecycle;
 mod robustness;
