@@ -40,13 +40,25 @@ const SUCCEED_STATUS_NOTICE: &str = "SUCCEED: Send status notice to no server on
 const SUCCEED_ALREADY_OUT: &str = "SUCCEED: Already server has been SERVICEOUT.\n";
 /// A server command on a slave.
 pub const ERROR_ON_SLAVE: &str = "ERROR: The command can not be executed on the slave node.\n";
-const ERROR_NOT_SERVERMODE: &str = "ERROR: Command must run on server mode.\n";
 const ERROR_SERVICEOUT_PARAM: &str = "ERROR: SERVICEOUT command must have parameter as server/ctlport.(ex: \"SERVICEOUT servername.fqdn:ctlport\")\n";
 /// `SERVICEOUT` of a server the ini does not have.
 pub const ERROR_NO_SUCH_SERVER: &str = "ERROR: There is no such as server.\n";
 const ERROR_OPERATING: &str = "ERROR: Could not change status, because server is operating now.\n";
 /// `SERVICEIN`/`SERVICEOUT` from a status that does not allow it.
 pub const ERROR_NOT_ALLOWED: &str = "ERROR: Could not change status, because status is not allowed.\n";
+/// `MERGE`/`COMPMERGE` (also the AUTOMERGE step of `SERVICEIN`/`SERVICEOUT`)
+/// while some server is merging or cannot merge.
+pub const ERROR_SOME_SERVER_STATUS: &str =
+    "ERROR: Could not change status, because some servers could not be changed its status now.\n";
+/// `COMPMERGE` alone on the ring when this server cannot complete.
+pub const ERROR_MERGE_COMPLETE: &str = "ERROR: Failed to complete merging.\n";
+/// Appended (after an empty line) when the AUTOMERGE step fails.
+pub const ERROR_MERGE_AUTO: &str = "ERROR: Failed to start merging or complete merging.\n";
+/// SERVICEOUT of self with no other server up (chmpx 1.0.111, after the
+/// status has changed).
+pub const ERROR_STATUS_NOTICE: &str = "ERROR: Failed to send status notice to other servers.\n";
+/// SERVICEOUT with an empty host or control port -1.
+pub const ERROR_PARAMETER: &str = "ERROR: Parameters are wrong.\n";
 /// A forwarded command whose target did not answer.
 pub const ERROR_TRANSFER: &str = "ERROR: Failed to transfer command to other target server, something error occured on target server.\n";
 
@@ -90,6 +102,8 @@ pub struct Node {
     attached: bool,
     attached_since: Option<Instant>,
     out_by_command: bool,
+    /// `SUSPENDMERGE` is in force (chmpx `is_auto_merge_suspend`).
+    merge_suspended: bool,
     timer: Option<(Instant, Status)>,
     peers: BTreeMap<String, Peer>,
     last_update: SystemTime,
@@ -97,6 +111,69 @@ pub struct Node {
 
 const fn st(ring: Ring, up: bool, action: Action, op: Op) -> Status {
     Status::new(ring, up, action, op, false)
+}
+
+/// chmpx `CHANGE_CHMPXSTS_TO_SRVIN` (unchanged: not allowed).
+fn to_service_in(s: Status) -> Status {
+    match (s.ring, s.up, s.action, s.op) {
+        (Ring::In, true, Action::Delete, Op::Pending) if s.suspend => {
+            Status::new(Ring::In, true, Action::NoAct, Op::Nothing, true)
+        }
+        (Ring::In, true, Action::Delete, Op::Pending) => st(Ring::In, true, Action::NoAct, Op::Pending),
+        (Ring::Out, true, Action::NoAct, _) if !s.suspend => st(Ring::In, true, Action::Add, Op::Pending),
+        _ => s,
+    }
+}
+
+/// chmpx `CHANGE_CHMPXSTS_TO_SRVOUT` (unchanged: not allowed / already out).
+fn to_service_out(s: Status) -> Status {
+    match (s.ring, s.up, s.action) {
+        (Ring::In, true, Action::NoAct) if !s.operating() => st(Ring::In, true, Action::Delete, Op::Pending),
+        (Ring::In, true, Action::Add) if !s.operating() => st(Ring::Out, true, Action::NoAct, Op::Nothing),
+        (Ring::In, false, Action::NoAct) => st(Ring::In, false, Action::Delete, Op::Pending),
+        _ => s,
+    }
+}
+
+/// chmpx `str_paeser`: splits by each separator in turn like `getline`
+/// (empty words kept, no word after a trailing separator), trimming each
+/// word; `None` for an empty text.
+fn str_paeser(base: &str, seps: &[char]) -> Option<Vec<String>> {
+    if base.is_empty() {
+        return None;
+    }
+    let mut words = vec![base.to_owned()];
+    for sep in seps {
+        words = words
+            .into_iter()
+            .flat_map(|w| {
+                if w.is_empty() {
+                    return vec![w];
+                }
+                let mut parts: Vec<&str> = w.split(*sep).collect();
+                if parts.len() > 1 && parts.last() == Some(&"") {
+                    parts.pop();
+                }
+                parts.into_iter().map(|p| p.trim_matches([' ', '\t', '\r', '\n']).to_owned()).collect()
+            })
+            .collect();
+    }
+    Some(words)
+}
+
+/// C `atoi`: leading blanks, a sign, digits; 0 when there are none.
+fn atoi(s: &str) -> i32 {
+    let t = s.trim_start();
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let n = digits
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .fold(0i64, |n, d| (n * 10 + i64::from(d - b'0')).min(i64::from(i32::MAX) + 1));
+    (if neg { -n } else { n }) as i32
 }
 
 impl Node {
@@ -115,6 +192,7 @@ impl Node {
             attached: false,
             attached_since: None,
             out_by_command: false,
+            merge_suspended: false,
             timer: None,
             peers: BTreeMap::new(),
             last_update: SystemTime::now(),
@@ -162,7 +240,7 @@ impl Node {
         }
         let out_normal = st(Ring::Out, true, Action::NoAct, Op::Nothing);
         if self.me.server
-            && self.conf.automerge
+            && self.auto_merge()
             && !self.out_by_command
             && self.ring == out_normal
             && self.timer.is_none()
@@ -170,6 +248,21 @@ impl Node {
         {
             self.set(st(Ring::In, true, Action::Add, Op::Doing), "AUTOMERGE: k2hdkc attached");
             self.timer = Some((now + MERGE_TAKES, st(Ring::In, true, Action::NoAct, Op::Nothing)));
+        }
+        // With AUTOMERGE and no other server up, chmpx completes the removal
+        // of a server that stopped while in service by itself (measured:
+        // `[SERVICE OUT][DOWN]` within seconds).
+        if self.me.server && self.auto_merge() && !self.any_peer_up() {
+            for p in self.peers.values_mut() {
+                if p.down.is_some_and(|d| d.ring == Ring::In && d.action == Action::Delete) {
+                    p.down = Some(Status::OUT_DOWN);
+                }
+            }
+        }
+        // chmpx `ContinuousAutoMerge`: with AUTOMERGE a pending change of
+        // this node is merged without a MERGE command.
+        if self.me.server && self.auto_merge() && self.timer.is_none() && self.merge_start_allowed() {
+            self.merge_start(now, "AUTOMERGE");
         }
     }
 
@@ -187,6 +280,8 @@ impl Node {
         }
         self.conf = conf;
         self.me = me;
+        // chmpx rebuilds its shared memory from the file: SUSPENDMERGE is gone.
+        self.merge_suspended = false;
     }
 
     /// The other servers to poll: key, name, control port.
@@ -228,22 +323,179 @@ impl Node {
         self.peers.get(key).and_then(|p| p.down.or(p.seen)).unwrap_or(Status::OUT_DOWN)
     }
 
+    /// chmpx `GetNextRingChmpxId` found a server: another server that is up
+    /// (in or out of service).
     fn any_peer_up(&self) -> bool {
-        self.peers
+        // A slave has no place on the ring: chmpx finds no next server.
+        self.me.server
+            && self.peers
             .values()
             .any(|p| p.down.is_none() && p.seen.is_some_and(|s| s.up && s.ring != Ring::Slave))
     }
 
-    fn ok(&self, alone: &'static str) -> Reply {
-        Reply::Text(if self.any_peer_up() { SUCCEED } else { alone }.into())
+    /// chmpx `IsAutoMerge`: AUTOMERGE from the ini and no `SUSPENDMERGE`.
+    fn auto_merge(&self) -> bool {
+        self.conf.automerge && !self.merge_suspended
     }
 
-    /// Answers one control command (one line, case-insensitive verb).
+    /// Every server of the ring as this node sees it (self included).
+    fn all_statuses(&self) -> Vec<Status> {
+        self.conf
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                if self.me.server && i == self.me.index {
+                    self.status()
+                } else {
+                    self.peer_status(&Conf::key(n))
+                }
+            })
+            .collect()
+    }
+
+    /// chmpx `IsOperating`: some server is `[Doing]` or `[Done]`.
+    fn ring_operating(&self) -> bool {
+        self.all_statuses().iter().any(Status::operating)
+    }
+
+    /// chmpx `CheckAllStatusForMergeStart`.
+    fn merge_start_allowed(&self) -> bool {
+        !self.ring_operating()
+            && self.all_statuses().iter().all(|s| match (s.ring, s.up) {
+                (Ring::In, true) => !s.suspend,
+                (Ring::In, false) => s.action != Action::NoAct,
+                _ => true,
+            })
+    }
+
+    /// chmpx `CheckAllStatusForMergeComplete`.
+    fn merge_complete_allowed(&self) -> bool {
+        self.all_statuses().iter().all(|s| match (s.ring, s.up) {
+            (Ring::In, true) => s.op != Op::Doing,
+            (Ring::In, false) => s.action != Action::Delete || matches!(s.op, Op::Pending | Op::Done),
+            _ => true,
+        })
+    }
+
+    /// Where a merge of this node ends: `[Done]`, or with AUTOMERGE the
+    /// state after chmpx's automatic COMPMERGE.
+    fn merge_target(&self, from: Status) -> Status {
+        if !self.auto_merge() {
+            return Status { op: Op::Done, ..from };
+        }
+        match from.action {
+            Action::Delete => st(Ring::Out, true, Action::NoAct, Op::Nothing),
+            _ => st(Ring::In, true, Action::NoAct, Op::Nothing),
+        }
+    }
+
+    /// chmpx `MergeStart` (`ChangeStatusBeforeMergeStart`, then the data
+    /// transfer, here a timer): `[SERVICE IN][UP][..][Pending]` and not
+    /// suspended → `[Doing]`. Returns whether it started.
+    fn merge_start(&mut self, now: Instant, why: &str) -> bool {
+        let s = self.status();
+        if !(s.ring == Ring::In && s.up && s.op == Op::Pending && !s.suspend) {
+            return false;
+        }
+        let doing = Status { op: Op::Doing, suspend: false, ..s };
+        self.set(doing, why);
+        self.timer = Some((now + MERGE_TAKES, self.merge_target(doing)));
+        true
+    }
+
+    /// chmpx `RequestMergeStart`: the reply, `Err` when refused.
+    fn request_merge_start(&mut self, now: Instant) -> Result<&'static str, &'static str> {
+        if !self.merge_start_allowed() {
+            return Err(ERROR_SOME_SERVER_STATUS);
+        }
+        let ring = self.any_peer_up();
+        let started = self.merge_start(now, "MERGE");
+        if started || ring {
+            // chmpx `ChangeDownSvrStatusByMerge(START)`.
+            for p in self.peers.values_mut() {
+                if let Some(d) = p.down.filter(|d| d.ring == Ring::In && d.action == Action::Delete) {
+                    p.down = Some(Status { op: Op::Done, ..d });
+                }
+            }
+        }
+        Ok(if ring { SUCCEED } else { SUCCEED_NOSERVER })
+    }
+
+    /// chmpx `RequestMergeComplete` (and `MergeComplete` when alone): the
+    /// reply, `Err` when refused.
+    fn request_merge_complete(&mut self) -> Result<&'static str, &'static str> {
+        if !self.merge_complete_allowed() {
+            return Err(ERROR_SOME_SERVER_STATUS);
+        }
+        let ring = self.any_peer_up();
+        // Down servers pending deletion: alone chmpx takes them all out; on
+        // a ring only those a MERGE has marked `[Done]`.
+        for p in self.peers.values_mut() {
+            if p.down.is_some_and(|d| d.ring == Ring::In && d.action == Action::Delete && (!ring || d.op == Op::Done)) {
+                p.down = Some(Status::OUT_DOWN);
+            }
+        }
+        let s = self.status();
+        let done = s.op == Op::Done || s.op == Op::Nothing;
+        let next = match (s.ring, s.up, s.action) {
+            (Ring::In, true, Action::NoAct | Action::Add) if s.suspend || !done => None,
+            (Ring::In, true, Action::NoAct | Action::Add) => Some(st(Ring::In, true, Action::NoAct, Op::Nothing)),
+            (Ring::In, true, Action::Delete) if (s.op != Op::Done && s.suspend) || !done => None,
+            (Ring::In, true, Action::Delete) => Some(st(Ring::Out, true, Action::NoAct, Op::Nothing)),
+            _ => Some(self.ring),
+        };
+        match next {
+            Some(n) => {
+                if n != self.ring {
+                    self.timer = None;
+                }
+                self.set(n, "COMPMERGE");
+                Ok(if ring { SUCCEED } else { SUCCEED_NOSERVER })
+            }
+            // On a ring the failure shows only in the other servers' packets.
+            None if ring => Ok(SUCCEED),
+            None => Err(ERROR_MERGE_COMPLETE),
+        }
+    }
+
+    /// chmpx `RequestMergeAbort` / `MergeAbort`.
+    fn request_merge_abort(&mut self) -> &'static str {
+        let s = self.status();
+        let next = match (s.ring, s.up, s.action) {
+            (Ring::In, true, Action::NoAct) if s.operating() => {
+                Status { op: if s.suspend { Op::Nothing } else { Op::Pending }, suspend: false, ..s }
+            }
+            (Ring::In, true, Action::Add) if s.operating() => Status { op: Op::Pending, suspend: false, ..s },
+            (Ring::In, true, Action::Delete) => {
+                st(Ring::In, true, Action::NoAct, if s.suspend { Op::Nothing } else { Op::Pending })
+            }
+            _ => self.ring,
+        };
+        self.timer = None;
+        self.set(next, "ABORTMERGE");
+        for p in self.peers.values_mut() {
+            if p.down.is_some_and(|d| d.ring == Ring::In && d.action == Action::Delete) {
+                p.down = Some(Status::OUT_DOWN);
+            }
+        }
+        if self.any_peer_up() {
+            SUCCEED
+        } else {
+            SUCCEED_NOSERVER
+        }
+    }
+
+    /// Answers one control command as chmpx `ChmEventSock::Processing`
+    /// does: the text up to a NUL, split like chmpx's `str_paeser` (empty
+    /// words kept), verb case-insensitive; an empty text gets no reply.
     pub fn command(&mut self, line: &str, now: Instant) -> Reply {
-        let clean: String = line.chars().filter(|c| *c != '\0').collect();
-        let mut words = clean.split_whitespace();
-        let Some(verb) = words.next() else { return Reply::Text(String::new()) };
-        let args: Vec<&str> = words.collect();
+        let raw = line.split('\0').next().unwrap_or("");
+        let Some(words) = str_paeser(raw, &[' ', '\t', '\r', '\n']) else {
+            return Reply::Text(String::new());
+        };
+        let verb = words[0].as_str();
+        let args = &words[1..];
         let text = |s: &str| Reply::Text(s.to_owned());
         match verb.to_ascii_uppercase().as_str() {
             "VERSION" => Reply::Text(format!(
@@ -253,156 +505,159 @@ impl Node {
             "SELFSTATUS" => Reply::Text(self.selfstatus()),
             "ALLSTATUS" => Reply::Text(self.allstatus()),
             "SERVICEIN" => self.service_in(now),
-            "SERVICEOUT" => self.service_out(&args, clean.trim(), now),
-            "MERGE" | "COMPMERGE" | "ABORTMERGE" | "SUSPENDMERGE" | "NOSUSPENDMERGE" if !self.me.server => text(ERROR_NOT_SERVERMODE),
-            "MERGE" => self.merge(now),
-            "COMPMERGE" => self.complete_merge(),
-            "ABORTMERGE" => self.abort_merge(),
-            "SUSPENDMERGE" | "NOSUSPENDMERGE" => text(SUCCEED),
+            "SERVICEOUT" => self.service_out(args, raw.trim(), now),
+            "MERGE" => text(self.request_merge_start(now).unwrap_or_else(|e| e)),
+            "COMPMERGE" => text(self.request_merge_complete().unwrap_or_else(|e| e)),
+            "ABORTMERGE" => text(self.request_merge_abort()),
+            "SUSPENDMERGE" | "NOSUSPENDMERGE" if !self.me.server => text(ERROR_ON_SLAVE),
+            "SUSPENDMERGE" => {
+                self.merge_suspended = true;
+                // chmpx drops its pending start-up SERVICE IN as well.
+                self.out_by_command = true;
+                text(SUCCEED)
+            }
+            "NOSUSPENDMERGE" => {
+                self.merge_suspended = false;
+                text(SUCCEED)
+            }
             "UPDATESTATUS" if !self.me.server => text(ERROR_ON_SLAVE),
-            "UPDATESTATUS" => self.ok(SUCCEED_STATUS_NOTICE),
+            "UPDATESTATUS" => text(if self.any_peer_up() { SUCCEED } else { SUCCEED_NOSERVER }),
             "DUMP" | "TRACE" | "TRACEVIEW" => text("ERROR: Something error is occured.\n"),
             _ => Reply::Text(format!("Unknown command({verb})\n")),
         }
     }
 
+    /// chmpx `CtlComServiceIn` (`RequestServiceIn`, then with AUTOMERGE
+    /// `RequestMergeStart`).
     fn service_in(&mut self, now: Instant) -> Reply {
         if !self.me.server {
             return Reply::Text(ERROR_ON_SLAVE.into());
         }
-        if self.ring.operating() {
+        if self.ring_operating() {
             return Reply::Text(ERROR_OPERATING.into());
         }
-        let r = self.ring;
-        let next = if r.ring == Ring::In && r.up && r.action == Action::Delete && r.op == Op::Pending {
-            st(Ring::In, true, Action::NoAct, Op::Nothing)
-        } else if r.ring == Ring::Out && r.up && r.action == Action::NoAct && self.attached {
-            st(Ring::In, true, Action::Add, Op::Pending)
-        } else {
+        let s = self.status();
+        let next = to_service_in(s);
+        if next == s {
             return Reply::Text(ERROR_NOT_ALLOWED.into());
-        };
+        }
         self.out_by_command = false;
-        self.set(next, "SERVICEIN");
-        if self.conf.automerge && next.action == Action::Add {
-            self.set(Status { op: Op::Doing, ..next }, "SERVICEIN, AUTOMERGE");
-            self.timer = Some((now + MERGE_TAKES, st(Ring::In, true, Action::NoAct, Op::Nothing)));
-            return self.ok(SUCCEED_NOSERVER);
+        self.set(Status { suspend: false, ..next }, "SERVICEIN");
+        let mut reply = if self.any_peer_up() { "" } else { SUCCEED_STATUS_NOTICE }.to_owned();
+        if self.auto_merge() {
+            match self.request_merge_start(now) {
+                Ok(r) => reply = r.to_owned(),
+                Err(e) => return Reply::Text(format!("{e}\n{ERROR_MERGE_AUTO}")),
+            }
         }
-        self.ok(SUCCEED_STATUS_NOTICE)
+        if reply.is_empty() {
+            reply = SUCCEED.into();
+        }
+        Reply::Text(reply)
     }
 
-    /// The server a SERVICEOUT argument names, by CHMPXIDTYPE.
-    fn target(&self, arg: &str) -> Result<Option<usize>, &'static str> {
-        let parts: Vec<&str> = arg.split(':').collect();
-        let arity_ok = match self.conf.id_type {
-            IdType::Name => (2..=3).contains(&parts.len()),
-            IdType::Cuk | IdType::Custom | IdType::CtlEndpoints => parts.len() == 3,
+    /// The server a SERVICEOUT argument names, parsed as chmpx `Processing`
+    /// and found as `CtlComServiceOut` / `GetChmpxIdByToServerName` do:
+    /// `(index, host, ctlport)`.
+    fn target(&self, arg: &str) -> Result<(usize, String, i16), &'static str> {
+        let (host, port, third) = match self.conf.id_type {
+            IdType::CtlEndpoints => {
+                // host ':' ctlport ':' endpoints (which may hold ':'), no trimming.
+                let Some((host, rest)) = arg.split_once(':') else { return Err(ERROR_SERVICEOUT_PARAM) };
+                let Some((port, eps)) = rest.split_once(':') else { return Err(ERROR_SERVICEOUT_PARAM) };
+                if eps.is_empty() {
+                    return Err(ERROR_SERVICEOUT_PARAM);
+                }
+                (host.to_owned(), port.to_owned(), eps.to_owned())
+            }
+            id_type => {
+                let parts = str_paeser(arg, &[':']).unwrap_or_default();
+                let ok = match id_type {
+                    IdType::Name => (2..=3).contains(&parts.len()),
+                    _ => parts.len() == 3,
+                };
+                if !ok {
+                    return Err(ERROR_SERVICEOUT_PARAM);
+                }
+                (parts[0].clone(), parts[1].clone(), parts.get(2).cloned().unwrap_or_default())
+            }
         };
-        if !arity_ok || parts[0].is_empty() {
-            return Err(ERROR_SERVICEOUT_PARAM);
+        let ctlport = atoi(&port) as i16;
+        if host.is_empty() || ctlport == -1 {
+            return Err(ERROR_PARAMETER);
         }
-        let Ok(ctlport) = parts[1].parse::<u16>() else { return Ok(None) };
-        Ok(self.conf.servers.iter().position(|n| match self.conf.id_type {
-            IdType::Name | IdType::CtlEndpoints => n.name == parts[0] && n.ctlport == ctlport,
-            IdType::Cuk => n.cuk == parts[2],
-            IdType::Custom => n.custom_seed == parts[2],
-        }))
+        let found = self.conf.servers.iter().position(|n| match self.conf.id_type {
+            IdType::Name => n.name == host && n.ctlport as i16 == ctlport,
+            IdType::Cuk => !third.is_empty() && n.cuk == third,
+            // Not modelled: the servers' CTLENDPOINTS; chmpx then seeds the
+            // id with `name:<ctlport in hex>`.
+            IdType::CtlEndpoints => third == format!("{}:{:x}", n.name, n.ctlport),
+            IdType::Custom => !third.is_empty() && n.custom_seed == third,
+        });
+        found.map(|i| (i, host, ctlport)).ok_or(ERROR_NO_SUCH_SERVER)
     }
 
-    fn service_out(&mut self, args: &[&str], line: &str, now: Instant) -> Reply {
+    /// chmpx `CtlComServiceOut` and `RequestServiceOut`.
+    fn service_out(&mut self, args: &[String], line: &str, now: Instant) -> Reply {
         let Some(arg) = args.first() else {
             return Reply::Text(ERROR_SERVICEOUT_PARAM.into());
         };
-        let index = match self.target(arg) {
+        let (index, host, ctlport) = match self.target(arg) {
             Err(e) => return Reply::Text(e.into()),
-            Ok(None) => return Reply::Text(ERROR_NO_SUCH_SERVER.into()),
-            Ok(Some(i)) => i,
+            Ok(t) => t,
         };
-        if self.me.server && index == self.me.index {
-            if self.ring.operating() {
-                return Reply::Text(ERROR_OPERATING.into());
-            }
-            let r = self.ring;
-            let next = match (r.ring, r.up, r.action) {
-                (Ring::In, true, Action::NoAct) => st(Ring::In, true, Action::Delete, Op::Pending),
-                (Ring::In, true, Action::Add) => st(Ring::Out, true, Action::NoAct, Op::Nothing),
-                _ => return Reply::Text(ERROR_NOT_ALLOWED.into()),
-            };
-            self.out_by_command = true;
-            self.timer = None;
-            self.set(next, "SERVICEOUT");
-            if self.conf.automerge && next.action == Action::Delete {
-                self.set(Status { op: Op::Doing, ..next }, "SERVICEOUT, AUTOMERGE");
-                self.timer = Some((now + MERGE_TAKES, st(Ring::Out, true, Action::NoAct, Op::Nothing)));
-            }
-            return self.ok(SUCCEED_STATUS_NOTICE);
-        }
-        let n = self.conf.servers[index].clone();
-        let key = Conf::key(&n);
-        let p = self.peers.entry(key).or_default();
-        if p.down.is_none() && p.seen.is_some_and(|s| s.up) {
-            return Reply::Forward {
-                name: n.name,
-                ctlport: n.ctlport,
-                command: line.to_owned(),
+        let is_self = self.me.server && index == self.me.index;
+        let key = Conf::key(&self.conf.servers[index]);
+        if !is_self && self.peer_status(&key).up {
+            // chmpx sends the command on to the host and port as given.
+            return match ctlport as u16 {
+                0 => Reply::Text(ERROR_TRANSFER.into()),
+                port => Reply::Forward { name: host, ctlport: port, command: line.to_owned() },
             };
         }
         if !self.me.server {
             return Reply::Text(ERROR_ON_SLAVE.into());
         }
-        match p.down {
-            Some(d) if d.ring == Ring::In && d.action == Action::NoAct => {
-                p.down = Some(st(Ring::In, false, Action::Delete, Op::Pending));
-                Reply::Text(SUCCEED.into())
+        if self.ring_operating() {
+            return Reply::Text(ERROR_OPERATING.into());
+        }
+        let ring = self.any_peer_up();
+        if is_self {
+            let s = self.status();
+            let next = to_service_out(s);
+            if next == s {
+                return Reply::Text(ERROR_NOT_ALLOWED.into());
             }
-            _ => Reply::Text(SUCCEED_ALREADY_OUT.into()),
-        }
-    }
-
-    fn merge(&mut self, now: Instant) -> Reply {
-        let r = self.ring;
-        if r.action != Action::NoAct && r.op == Op::Pending {
-            self.set(Status { op: Op::Doing, ..r }, "MERGE");
-            self.timer = Some((now + MERGE_TAKES, Status { op: Op::Done, ..r }));
-        }
-        for p in self.peers.values_mut() {
-            if p.down.is_some_and(|d| d.action == Action::Delete) {
-                p.merge_asked = true;
-            }
-        }
-        self.ok(SUCCEED_NOSERVER)
-    }
-
-    fn complete_merge(&mut self) -> Reply {
-        let r = self.ring;
-        if r.operating() {
+            self.out_by_command = true;
             self.timer = None;
-            let next = match r.action {
-                Action::Add => st(Ring::In, true, Action::NoAct, Op::Nothing),
-                Action::Delete => st(Ring::Out, true, Action::NoAct, Op::Nothing),
-                Action::NoAct => Status { op: Op::Nothing, ..r },
-            };
-            self.set(next, "COMPMERGE");
+            self.set(Status { suspend: false, ..next }, "SERVICEOUT");
+            if !ring {
+                // chmpx 1.0.111 then also sends the change to "no server",
+                // fails, and stops here (the status is changed).
+                return Reply::Text(ERROR_STATUS_NOTICE.into());
+            }
+            if self.auto_merge() {
+                if let Err(e) = self.request_merge_complete() {
+                    return Reply::Text(format!("{e}\n{ERROR_MERGE_AUTO}"));
+                }
+                // The stand-in's merge of the leaving node.
+                self.merge_start(now, "SERVICEOUT, AUTOMERGE");
+            }
+            return Reply::Text(SUCCEED.into());
         }
-        for p in self.peers.values_mut() {
-            if p.merge_asked && p.down.is_some_and(|d| d.action == Action::Delete) {
-                p.down = Some(Status::OUT_DOWN);
-                p.merge_asked = false;
+        let p = self.peers.entry(key).or_default();
+        let s = p.down.or(p.seen).unwrap_or(Status::OUT_DOWN);
+        let next = to_service_out(s);
+        if next == s {
+            return Reply::Text(SUCCEED_ALREADY_OUT.into());
+        }
+        p.down = Some(next);
+        if self.auto_merge() {
+            if let Err(e) = self.request_merge_complete() {
+                return Reply::Text(format!("{e}\n{ERROR_MERGE_AUTO}"));
             }
         }
-        self.ok(SUCCEED_NOSERVER)
-    }
-
-    fn abort_merge(&mut self) -> Reply {
-        let r = self.ring;
-        if r.operating() && r.action != Action::NoAct {
-            self.timer = None;
-            self.set(Status { op: Op::Pending, ..r }, "ABORTMERGE");
-        }
-        for p in self.peers.values_mut() {
-            p.merge_asked = false;
-        }
-        self.ok(SUCCEED_NOSERVER)
+        Reply::Text(SUCCEED.into())
     }
 
     fn id(&self, n: &NodeCfg) -> String {
@@ -545,14 +800,16 @@ mod tests {
         assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18099", t), ERROR_NO_SUCH_SERVER);
         assert!(say(&mut n, "serviceout", t).starts_with("ERROR: SERVICEOUT command must have parameter"));
         let t2 = t + Duration::from_secs(2);
-        assert!(say(&mut n, "SERVICEOUT 127.0.0.1:18021", t2).starts_with("SUCCEED"));
-        assert!(self_line(&mut n, t2).contains("[SERVICE IN][UP][DELETE][Doing]"));
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021", t2), ERROR_STATUS_NOTICE, "alone on the ring");
+        assert!(self_line(&mut n, t2).contains("[SERVICE IN][UP][DELETE][Pending]"));
+        n.tick(t2, true);
+        assert!(self_line(&mut n, t2).contains("[SERVICE IN][UP][DELETE][Doing]"), "AUTOMERGE merges it");
         n.tick(t2 + MERGE_TAKES, true);
         assert_eq!(self_line(&mut n, t2), "0x11(SAFE -> [SERVICE OUT][UP][n/a][Nothing][NoSuspend])");
         n.tick(t2 + Duration::from_secs(10), true);
         assert!(self_line(&mut n, t2).contains("[SERVICE OUT]"), "no rejoin by itself");
         assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021", t2), ERROR_NOT_ALLOWED);
-        assert!(say(&mut n, "SERVICEIN", t2).starts_with("SUCCEED"));
+        assert_eq!(say(&mut n, "SERVICEIN", t2), SUCCEED_NOSERVER, "AUTOMERGE: merge started alone");
         n.tick(t2 + Duration::from_secs(11), true);
         assert!(self_line(&mut n, t2).contains("[SERVICE IN][UP][n/a][Nothing][NoSuspend]"));
     }
@@ -604,13 +861,9 @@ mod tests {
         // It stops without SERVICEOUT: pending deletion until MERGE + COMPMERGE.
         n.peer_report("127.0.0.1:18023", None);
         assert!(say(&mut n, "ALLSTATUS", t).contains("[SERVICE IN][DOWN][DELETE][Pending]"));
-        say(&mut n, "COMPMERGE", t);
-        assert!(
-            say(&mut n, "ALLSTATUS", t).contains("[SERVICE IN][DOWN][DELETE][Pending]"),
-            "COMPMERGE alone does not clear it"
-        );
-        say(&mut n, "MERGE", t);
-        say(&mut n, "COMPMERGE", t);
+        // Alone on the ring, COMPMERGE takes it out (chmpx
+        // `ChangeDownSvrStatusByMerge`).
+        assert_eq!(say(&mut n, "COMPMERGE", t), SUCCEED_NOSERVER);
         assert!(say(&mut n, "ALLSTATUS", t).contains("0x10(SAFE -> [SERVICE OUT][DOWN]"));
         assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18023", t), SUCCEED_ALREADY_OUT);
     }
@@ -635,7 +888,6 @@ mod tests {
         assert!(self_line(&mut s, t).contains("[SLAVE][UP]"));
         assert_eq!(say(&mut s, "SERVICEIN", t), ERROR_ON_SLAVE);
         assert_eq!(say(&mut s, "SERVICEOUT 127.0.0.1:18021", t), ERROR_ON_SLAVE, "target down: refused on a slave");
-        assert!(say(&mut s, "MERGE", t).starts_with("ERROR"));
         assert_eq!(s.others().len(), 2, "a slave polls every server");
     }
 
@@ -654,6 +906,346 @@ mod tests {
             say(&mut n, "SERVICEOUT 127.0.0.1:18021", t).starts_with("ERROR: SERVICEOUT command must have parameter"),
             "CUSTOM needs name:ctlport:seed"
         );
-        assert!(say(&mut n, "SERVICEOUT 127.0.0.1:18021:seed-a", t).starts_with("SUCCEED"));
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021:seed-a", t), ERROR_STATUS_NOTICE, "found: alone");
+    }
+
+    // ---- Regression tests: chmpx 1.0.111 `ChmEventSock` refusals, one each,
+    // with the real reply text.
+
+    fn custom_ini() -> String {
+        SERVER_INI
+            .replace("DELIVERMODE         = hash", "DELIVERMODE = hash\nCHMPXIDTYPE = CUSTOM")
+            .replace("CUK                 = cuk-a", "CUK = cuk-a\nCUSTOM_ID_SEED = seed-a")
+            .replace("CUK                 = cuk-b", "CUK = cuk-b\nCUSTOM_ID_SEED = seed-b")
+    }
+
+    fn with_id_type(t: &str) -> Node {
+        node(&SERVER_INI.replace("DELIVERMODE         = hash", &format!("DELIVERMODE = hash\nCHMPXIDTYPE = {t}")))
+    }
+
+    /// A node serving (`0x21`) at `t + 2 s`.
+    fn serving(text: &str) -> (Node, Instant) {
+        let mut n = node(text);
+        let t = Instant::now();
+        n.tick(t, true);
+        n.tick(t + AUTO_JOIN_AFTER, true);
+        n.tick(t + Duration::from_secs(2), true);
+        if !n.conf.automerge {
+            say(&mut n, "SERVICEIN", t);
+            say(&mut n, "MERGE", t);
+            n.tick(t + Duration::from_secs(2), true);
+            say(&mut n, "COMPMERGE", t);
+        }
+        assert!(self_line(&mut n, t).starts_with("0x21("));
+        (n, t + Duration::from_secs(2))
+    }
+
+    const PEER: &str = "127.0.0.1:18023";
+
+    #[test]
+    fn serviceout_custom_refuses_name_ctlport_shape() {
+        // The defect that reached production: `host:ctlport` on a CUSTOM ring.
+        let (mut n, t) = serving(&custom_ini());
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021", t), ERROR_SERVICEOUT_PARAM);
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021:seed-a:x", t), ERROR_SERVICEOUT_PARAM, "four parts");
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021:", t), ERROR_SERVICEOUT_PARAM, "no word after a trailing ':'");
+        assert!(self_line(&mut n, t).starts_with("0x21("), "no change");
+    }
+
+    #[test]
+    fn serviceout_without_argument_refused() {
+        let (mut n, t) = serving(SERVER_INI);
+        assert_eq!(say(&mut n, "SERVICEOUT", t), ERROR_SERVICEOUT_PARAM);
+        assert_eq!(say(&mut n, "serviceout\n", t), ERROR_SERVICEOUT_PARAM);
+    }
+
+    #[test]
+    fn serviceout_name_shape_is_two_or_three_parts() {
+        let (mut n, t) = serving(SERVER_INI);
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1", t), ERROR_SERVICEOUT_PARAM);
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021:a:b", t), ERROR_SERVICEOUT_PARAM);
+        // The third part (a CUK) is ignored by NAME ids: found, and alone.
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021:whatever", t), ERROR_STATUS_NOTICE);
+    }
+
+    #[test]
+    fn serviceout_cuk_needs_exactly_three_parts_and_matches_by_cuk() {
+        let mut n = with_id_type("CUK");
+        let t = Instant::now();
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021", t), ERROR_SERVICEOUT_PARAM);
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021:cuk-a:x", t), ERROR_SERVICEOUT_PARAM);
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021:cuk-z", t), ERROR_NO_SUCH_SERVER);
+        // Only the CUK names the node; it is out and suspended here.
+        assert_eq!(say(&mut n, "SERVICEOUT other.host:1:cuk-a", t), ERROR_NOT_ALLOWED);
+    }
+
+    #[test]
+    fn serviceout_ctlendpoints_takes_the_rest_after_the_second_colon() {
+        let mut n = with_id_type("CTLENDPOINTS");
+        let t = Instant::now();
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021", t), ERROR_SERVICEOUT_PARAM);
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021:", t), ERROR_SERVICEOUT_PARAM, "empty endpoints");
+        // Endpoints holding ':' are one value (not a fourth part).
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021:10.0.0.1:8021", t), ERROR_NO_SUCH_SERVER);
+        // A node without CTLENDPOINTS: chmpx seeds its id with name:<ctlport hex>.
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021:127.0.0.1:4665", t), ERROR_NOT_ALLOWED);
+    }
+
+    #[test]
+    fn serviceout_empty_host_or_port_minus_one_parameters_wrong() {
+        let (mut n, t) = serving(&custom_ini());
+        assert_eq!(say(&mut n, "SERVICEOUT :18021:seed-a", t), ERROR_PARAMETER);
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:-1:seed-a", t), ERROR_PARAMETER);
+        let (mut m, t) = serving(SERVER_INI);
+        assert_eq!(say(&mut m, "SERVICEOUT :18021", t), ERROR_PARAMETER);
+    }
+
+    #[test]
+    fn serviceout_port_is_read_like_atoi() {
+        let (mut n, t) = serving(SERVER_INI);
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:abc", t), ERROR_NO_SUCH_SERVER, "port 0");
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021abc", t), ERROR_STATUS_NOTICE, "port 18021: self");
+    }
+
+    #[test]
+    fn serviceout_unknown_server() {
+        let (mut n, t) = serving(&custom_ini());
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021:seed-z", t), ERROR_NO_SUCH_SERVER);
+    }
+
+    #[test]
+    fn serviceout_custom_live_peer_is_forwarded_to_the_host_given() {
+        let (mut n, t) = serving(&custom_ini());
+        n.peer_report(PEER, Status::from_code(0x21));
+        assert_eq!(
+            n.command("SERVICEOUT 10.9.9.9:18099:seed-b", t),
+            Reply::Forward { name: "10.9.9.9".into(), ctlport: 18099, command: "SERVICEOUT 10.9.9.9:18099:seed-b".into() }
+        );
+        assert_eq!(say(&mut n, "SERVICEOUT 10.9.9.9::seed-b", t), ERROR_TRANSFER, "port 0: no connection");
+    }
+
+    #[test]
+    fn serviceout_self_alone_changes_status_but_replies_status_notice_error() {
+        let (mut n, t) = serving(&SERVER_INI.replace("AUTOMERGE           = on", "AUTOMERGE = off"));
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021", t), ERROR_STATUS_NOTICE);
+        assert_eq!(self_line(&mut n, t), "0x1221(SAFE -> [SERVICE IN][UP][DELETE][Pending][NoSuspend])");
+    }
+
+    #[test]
+    fn serviceout_self_on_a_ring_succeeds() {
+        let (mut n, t) = serving(&SERVER_INI.replace("AUTOMERGE           = on", "AUTOMERGE = off"));
+        n.peer_report(PEER, Status::from_code(0x21));
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021", t), SUCCEED);
+        assert!(self_line(&mut n, t).contains("[SERVICE IN][UP][DELETE][Pending]"));
+    }
+
+    #[test]
+    fn serviceout_twice_of_self_not_allowed() {
+        let (mut n, t) = serving(&custom_ini());
+        say(&mut n, "SERVICEOUT 127.0.0.1:18021:seed-a", t);
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021:seed-a", t), ERROR_NOT_ALLOWED, "[DELETE][Pending]");
+    }
+
+    #[test]
+    fn serviceout_self_when_out_and_up_not_allowed() {
+        let mut n = node(SERVER_INI);
+        let t = Instant::now();
+        n.tick(t, true);
+        assert!(self_line(&mut n, t).starts_with("0x11("));
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021", t), ERROR_NOT_ALLOWED);
+    }
+
+    #[test]
+    fn serviceout_while_merging_operating() {
+        let (mut n, t) = serving(SERVER_INI);
+        n.peer_report(PEER, Status::from_code(0x2121));
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18021", t), ERROR_OPERATING, "a peer is [Doing]");
+        n.peer_report(PEER, Status::from_code(0x3121));
+        assert_eq!(say(&mut n, "SERVICEIN", t), ERROR_OPERATING, "a peer is [Done]");
+    }
+
+    #[test]
+    fn serviceout_of_a_down_server_twice_already_serviceout() {
+        let (mut n, t) = serving(&SERVER_INI.replace("AUTOMERGE           = on", "AUTOMERGE = off"));
+        n.peer_report(PEER, Status::from_code(0x21));
+        n.peer_report(PEER, None);
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18023", t), SUCCEED_ALREADY_OUT, "already [DELETE]");
+        n.peer_report(PEER, Status::from_code(0x11));
+        n.peer_report(PEER, None);
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18023", t), SUCCEED_ALREADY_OUT, "out and down");
+    }
+
+    #[test]
+    fn serviceout_on_slave_of_a_down_server_refused() {
+        let slave_ini = SERVER_INI
+            .replace("MODE                = SERVER", "MODE = SLAVE")
+            .replace("SELFCTLPORT         = 18021", "SELFCTLPORT = 18031")
+            .replace("SELFCUK             = cuk-a", "");
+        let mut s = node(&slave_ini);
+        let t = Instant::now();
+        assert_eq!(say(&mut s, "SERVICEOUT 127.0.0.1:18021", t), ERROR_ON_SLAVE);
+        assert_eq!(say(&mut s, "SERVICEIN", t), ERROR_ON_SLAVE);
+        assert_eq!(say(&mut s, "SUSPENDMERGE", t), ERROR_ON_SLAVE);
+        assert_eq!(say(&mut s, "NOSUSPENDMERGE", t), ERROR_ON_SLAVE);
+        assert_eq!(say(&mut s, "UPDATESTATUS", t), ERROR_ON_SLAVE);
+        // chmpx never sends "Command must run on server mode.": a slave has no ring.
+        assert_eq!(say(&mut s, "MERGE", t), SUCCEED_NOSERVER);
+        assert_eq!(say(&mut s, "ABORTMERGE", t), SUCCEED_NOSERVER);
+    }
+
+    #[test]
+    fn servicein_when_in_not_allowed() {
+        let (mut n, t) = serving(SERVER_INI);
+        assert_eq!(say(&mut n, "SERVICEIN", t), ERROR_NOT_ALLOWED);
+    }
+
+    #[test]
+    fn servicein_while_suspended_not_allowed() {
+        let mut n = node(&SERVER_INI.replace("AUTOMERGE           = on", "AUTOMERGE = off"));
+        let t = Instant::now();
+        assert_eq!(say(&mut n, "SERVICEIN", t), ERROR_NOT_ALLOWED, "[SERVICE OUT][UP][Suspend]: no k2hdkc");
+    }
+
+    #[test]
+    fn servicein_while_self_merging_operating() {
+        let mut n = node(&SERVER_INI.replace("AUTOMERGE           = on", "AUTOMERGE = off"));
+        let t = Instant::now();
+        n.tick(t, true);
+        say(&mut n, "SERVICEIN", t);
+        say(&mut n, "MERGE", t);
+        assert!(self_line(&mut n, t).contains("[ADD][Doing]"));
+        assert_eq!(say(&mut n, "SERVICEIN", t), ERROR_OPERATING);
+    }
+
+    #[test]
+    fn servicein_after_serviceout_goes_back_to_noact_pending() {
+        // CHANGE_CHMPXSTS_TO_SRVIN: [DELETE][Pending] → [n/a][Pending], not [Nothing].
+        let (mut n, t) = serving(&SERVER_INI.replace("AUTOMERGE           = on", "AUTOMERGE = off"));
+        say(&mut n, "SERVICEOUT 127.0.0.1:18021", t);
+        assert_eq!(say(&mut n, "SERVICEIN", t), SUCCEED_STATUS_NOTICE);
+        assert_eq!(self_line(&mut n, t), "0x1021(SAFE -> [SERVICE IN][UP][n/a][Pending][NoSuspend])");
+    }
+
+    #[test]
+    fn servicein_automerge_refused_merge_appends_auto_error() {
+        // SERVICEIN succeeds, the AUTOMERGE start is refused (a peer in service without k2hdkc).
+        let mut n = node(SERVER_INI);
+        let t = Instant::now();
+        n.tick(t, true);
+        n.peer_report(PEER, Status::from_code(0x10021));
+        say(&mut n, "SUSPENDMERGE", t);
+        say(&mut n, "NOSUSPENDMERGE", t);
+        assert_eq!(
+            say(&mut n, "SERVICEIN", t),
+            format!("{ERROR_SOME_SERVER_STATUS}\n{ERROR_MERGE_AUTO}"),
+        );
+        assert!(self_line(&mut n, t).contains("[SERVICE IN][UP][ADD][Pending]"));
+    }
+
+    #[test]
+    fn merge_while_a_server_is_doing_some_servers() {
+        let (mut n, t) = serving(SERVER_INI);
+        n.peer_report(PEER, Status::from_code(0x2121));
+        assert_eq!(say(&mut n, "MERGE", t), ERROR_SOME_SERVER_STATUS);
+    }
+
+    #[test]
+    fn merge_twice_while_doing_or_done_some_servers() {
+        let mut n = node(&SERVER_INI.replace("AUTOMERGE           = on", "AUTOMERGE = off"));
+        let t = Instant::now();
+        n.tick(t, true);
+        say(&mut n, "SERVICEIN", t);
+        assert_eq!(say(&mut n, "MERGE", t), SUCCEED_NOSERVER);
+        assert_eq!(say(&mut n, "MERGE", t), ERROR_SOME_SERVER_STATUS, "[Doing]");
+        n.tick(t + Duration::from_secs(1), true);
+        assert!(self_line(&mut n, t).contains("[ADD][Done]"));
+        assert_eq!(say(&mut n, "MERGE", t), ERROR_SOME_SERVER_STATUS, "[Done]");
+    }
+
+    #[test]
+    fn merge_with_a_serving_server_suspended_some_servers() {
+        let (mut n, t) = serving(SERVER_INI);
+        n.tick(t, false);
+        assert!(self_line(&mut n, t).starts_with("0x10021("));
+        assert_eq!(say(&mut n, "MERGE", t), ERROR_SOME_SERVER_STATUS);
+    }
+
+    #[test]
+    fn compmerge_while_a_server_is_doing_some_servers() {
+        let mut n = node(&SERVER_INI.replace("AUTOMERGE           = on", "AUTOMERGE = off"));
+        let t = Instant::now();
+        n.tick(t, true);
+        say(&mut n, "SERVICEIN", t);
+        say(&mut n, "MERGE", t);
+        assert_eq!(say(&mut n, "COMPMERGE", t), ERROR_SOME_SERVER_STATUS);
+        assert!(self_line(&mut n, t).contains("[ADD][Doing]"), "unchanged");
+    }
+
+    #[test]
+    fn compmerge_alone_when_pending_or_suspended_failed_to_complete() {
+        let mut n = node(&SERVER_INI.replace("AUTOMERGE           = on", "AUTOMERGE = off"));
+        let t = Instant::now();
+        n.tick(t, true);
+        say(&mut n, "SERVICEIN", t);
+        assert_eq!(say(&mut n, "COMPMERGE", t), ERROR_MERGE_COMPLETE, "[ADD][Pending]: not merged yet");
+        let (mut m, t) = serving(SERVER_INI);
+        m.tick(t, false);
+        assert_eq!(say(&mut m, "COMPMERGE", t), ERROR_MERGE_COMPLETE, "[SERVICE IN][Suspend]");
+        let (mut k, t) = serving(SERVER_INI);
+        assert_eq!(say(&mut k, "COMPMERGE", t), SUCCEED_NOSERVER, "serving: nothing to do");
+    }
+
+    #[test]
+    fn abortmerge_of_serviceout_goes_back_to_noact_pending() {
+        let (mut n, t) = serving(&SERVER_INI.replace("AUTOMERGE           = on", "AUTOMERGE = off"));
+        say(&mut n, "SERVICEOUT 127.0.0.1:18021", t);
+        assert_eq!(say(&mut n, "ABORTMERGE", t), SUCCEED_NOSERVER);
+        assert_eq!(self_line(&mut n, t), "0x1021(SAFE -> [SERVICE IN][UP][n/a][Pending][NoSuspend])");
+    }
+
+    #[test]
+    fn suspendmerge_stops_automerge_until_nosuspendmerge() {
+        let mut n = node(SERVER_INI);
+        let t = Instant::now();
+        n.tick(t, true);
+        let (t1, t2) = (t + Duration::from_secs(1), t + Duration::from_secs(2));
+        assert_eq!(say(&mut n, "SUSPENDMERGE", t), SUCCEED);
+        n.tick(t1, true);
+        assert!(self_line(&mut n, t1).starts_with("0x11("), "no automatic join while suspended");
+        assert_eq!(say(&mut n, "SERVICEIN", t1), SUCCEED_STATUS_NOTICE, "no automatic merge either");
+        n.tick(t2, true);
+        assert!(self_line(&mut n, t2).contains("[ADD][Pending]"));
+        assert_eq!(say(&mut n, "NOSUSPENDMERGE", t2), SUCCEED);
+        n.tick(t2, true);
+        n.tick(t2 + Duration::from_secs(1), true);
+        assert!(self_line(&mut n, t2).starts_with("0x21("), "AUTOMERGE again merges the pending join");
+    }
+
+    #[test]
+    fn updatestatus_alone_no_server_on_ring() {
+        let (mut n, t) = serving(SERVER_INI);
+        assert_eq!(say(&mut n, "UPDATESTATUS", t), SUCCEED_NOSERVER);
+    }
+
+    #[test]
+    fn words_are_split_like_str_paeser() {
+        let (mut n, t) = serving(SERVER_INI);
+        assert_eq!(say(&mut n, "\n", t), "Unknown command()\n", "an empty word");
+        assert_eq!(say(&mut n, " SELFSTATUS", t), "Unknown command()\n", "a leading blank makes an empty verb");
+        assert_eq!(say(&mut n, "", t), "", "nothing received: no reply");
+        assert_eq!(say(&mut n, "SERVICEIN and more", t), ERROR_NOT_ALLOWED, "extra words are ignored");
+        assert_eq!(say(&mut n, "SERVICEOUT  127.0.0.1:18021", t), ERROR_SERVICEOUT_PARAM, "two blanks: empty argument");
+    }
+
+    #[test]
+    fn automerge_alone_takes_a_stopped_server_out() {
+        // compare-real.sh F01: the survivor alone shows the stopped peer as 0x10.
+        let (mut n, t) = serving(SERVER_INI);
+        n.peer_report(PEER, Status::from_code(0x21));
+        n.peer_report(PEER, None);
+        assert!(say(&mut n, "ALLSTATUS", t).contains("0x1220("));
+        n.tick(t + Duration::from_secs(1), true);
+        assert!(say(&mut n, "ALLSTATUS", t).contains("0x10(SAFE -> [SERVICE OUT][DOWN]"));
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18023", t), SUCCEED_ALREADY_OUT);
     }
 }

@@ -91,8 +91,14 @@ fn read_command(s: &mut TcpStream) -> String {
             Err(_) => break,
         }
     }
-    let end = buf.iter().position(|b| *b == b'\n' || *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).trim().to_owned()
+    // chmpx takes the text up to a NUL (its words are split on blanks and
+    // newlines): keep the first line with its newline.
+    let end = match buf.iter().position(|b| *b == b'\n' || *b == 0) {
+        Some(i) if buf[i] == b'\n' => i + 1,
+        Some(i) => i,
+        None => buf.len(),
+    };
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 /// Sends a command to another chmpx's control port; its reply, or `None`.
@@ -113,7 +119,8 @@ fn serve_control(listener: TcpListener, node: Arc<Mutex<Node>>) {
         std::thread::spawn(move || {
             let mut conn = conn;
             let command = read_command(&mut conn);
-            let reply = node.lock().unwrap().command(&command, Instant::now());
+            let command = command.as_str();
+            let reply = node.lock().unwrap().command(command, Instant::now());
             let text = match reply {
                 Reply::Text(t) => t,
                 Reply::Forward { name, ctlport, command } => {
@@ -221,6 +228,14 @@ fn main() {
         fail(Some(&files), &format!("could not create shared memory files in {}: {e}", base.display()));
     }
 
+    // chmpx keeps ports in a C short: 32768 and up turn negative and it
+    // cannot listen (seen on chmpx 1.0.111: "Could not listen port(-25516)").
+    let data_port = if me.server { conf.servers[me.index].port } else { None };
+    for p in std::iter::once(me.ctlport).chain(data_port) {
+        if p > 32767 {
+            fail(Some(&files), &format!("Could not listen port({}).", p as i16));
+        }
+    }
     let ctl =
         TcpListener::bind(("0.0.0.0", me.ctlport)).unwrap_or_else(|e| fail(Some(&files), &format!("could not listen on control port {}: {e}", me.ctlport)));
     let data = if me.server {
