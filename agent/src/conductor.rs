@@ -51,7 +51,8 @@ struct Cast {
     method: &'static str,
     args: Map<String, Value>,
     /// Casts with the same kind supersede each other (a heartbeat, one
-    /// backup's updates); `None`: never repeated (notifications).
+    /// backup's updates) and carry `sent`; `None`: notifications, which
+    /// take no `sent` and are never repeated.
     kind: Option<String>,
 }
 
@@ -234,7 +235,9 @@ async fn sender(mut rx: mpsc::Receiver<Cast>, target: ConductorTarget, codec: Se
 
 async fn publish(cast: &Cast, target: &ConductorTarget, codec: &SecureCodec, sink: &impl Sink, repeat: bool) {
     let mut plain = cast.args.clone();
-    plain.insert("sent".into(), json!(now_epoch()));
+    if cast.kind.is_some() {
+        plain.insert("sent".into(), json!(now_epoch()));
+    }
     let args: Map<String, Value> = plain.iter().map(|(k, v)| (k.clone(), codec.encode_conductor_entity(&target.guest_id, v))).collect();
     let ctx = codec.encode_conductor_context(&target.guest_id, &context(target));
     let body = encode_cast(cast.method, args, CONDUCTOR_API_VERSION, &ctx, &uuid::Uuid::new_v4().simple().to_string());
@@ -342,5 +345,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), task).await.expect("drains in time").unwrap();
         let all = rec.0.lock().unwrap().iter().map(|(_, m)| m["method"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
         assert_eq!(all, ["notify_end", "heartbeat", "heartbeat"]);
+        // notify_end(context, serialized_notification, notification_args) takes no `sent`.
+        assert!(rec.0.lock().unwrap()[0].1["args"].get("sent").is_none());
     }
 }

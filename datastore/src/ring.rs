@@ -23,6 +23,8 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// chmpx's reply when this node is already out (and up).
 const NOT_ALLOWED: &str = "ERROR: Could not change status, because status is not allowed.";
+/// chmpx's reply while a server of the ring is merging: try again.
+const OPERATING: &str = "ERROR: Could not change status, because server is operating now.";
 /// chmpx's reply when it changed the status but no other server took
 /// the notice (alone on the ring).
 const NOTICE_FAILED: &str = "ERROR: Failed to send status notice to other servers.";
@@ -96,19 +98,30 @@ pub async fn leave(facts: &IniFacts, cuk: &str, self_ctl: &str, default_ctlport:
     let command = format!("SERVICEOUT {arg}");
 
     // Ask this node first; when its chmpx is gone, any live server takes
-    // the command for a down node.
+    // the command for a down node. While the ring merges (a node that has
+    // just joined, say) chmpx refuses: ask again until the bound.
     let others: Vec<String> =
         all.iter().filter(|s| s.entry.cuk.as_deref() != Some(cuk)).map(|s| format!("{}:{}", s.entry.name, s.ctlport)).collect();
-    let mut answered = None;
-    for addr in std::iter::once(self_ctl.to_owned()).chain(others.iter().cloned()) {
-        match chmpx::command(&addr, &command).await {
-            Ok(reply) => {
-                answered = Some((addr, reply.trim().to_owned()));
-                break;
+    let deadline = Instant::now() + bound;
+    let answered = loop {
+        let mut answered = None;
+        for addr in std::iter::once(self_ctl.to_owned()).chain(others.iter().cloned()) {
+            match chmpx::command(&addr, &command).await {
+                Ok(reply) => {
+                    answered = Some((addr, reply.trim().to_owned()));
+                    break;
+                }
+                Err(e) => tracing::debug!(server = %addr, error = %e, "no answer to SERVICEOUT here"),
             }
-            Err(e) => tracing::debug!(server = %addr, error = %e, "no answer to SERVICEOUT here"),
         }
-    }
+        match &answered {
+            Some((_, reply)) if reply.starts_with(OPERATING) && Instant::now() < deadline => {
+                tracing::debug!(reply = %reply, "the ring is merging; SERVICEOUT again shortly");
+                tokio::time::sleep(POLL).await;
+            }
+            _ => break answered,
+        }
+    };
     let Some((addr, reply)) = answered else {
         tracing::warn!(command = %command, "no server of the ring answers: nothing to leave");
         return Ok(Left::NoServerAnswers);
@@ -133,7 +146,6 @@ pub async fn leave(facts: &IniFacts, cuk: &str, self_ctl: &str, default_ctlport:
     tracing::info!(command = %command, server = %addr, reply = %reply, "SERVICEOUT accepted; waiting for the ring to show this node out");
 
     let ask: Vec<String> = std::iter::once(self_ctl.to_owned()).chain(others).collect();
-    let deadline = Instant::now() + bound;
     let mut last = String::from("no server answered ALLSTATUS");
     let mut merge = MergeDriver::new(addr);
     loop {
@@ -228,6 +240,8 @@ mod tests {
         /// Alone on the ring, as the real chmpx: SERVICEOUT answers the
         /// status-notice error, the deletion waits for MERGE.
         lone: bool,
+        /// SERVICEOUTs refused as "operating" (a merge under way) first.
+        busy: AtomicUsize,
         deleting: AtomicBool,
         out: AtomicBool,
         polls_after_out: AtomicUsize,
@@ -254,6 +268,10 @@ mod tests {
                     "0x21(SAFE -> [SERVICE IN][UP][n/a][Nothing][NoSuspend])"
                 };
                 let reply = match cmd.split_whitespace().collect::<Vec<_>>().as_slice() {
+                    ["SERVICEOUT", _] if ring.busy.load(Ordering::SeqCst) > 0 => {
+                        ring.busy.fetch_sub(1, Ordering::SeqCst);
+                        format!("{OPERATING}\n")
+                    }
                     ["SERVICEOUT", arg] if arg.split(':').count() == 3 && ring.lone => {
                         ring.deleting.store(true, Ordering::SeqCst);
                         "ERROR: Failed to send status notice to other servers.\n".to_owned()
@@ -285,7 +303,7 @@ mod tests {
     }
 
     fn ring(delay_polls: usize) -> Arc<FakeRing> {
-        Arc::new(FakeRing { lone: false, deleting: AtomicBool::new(false), out: AtomicBool::new(false), polls_after_out: AtomicUsize::new(0), delay_polls, commands: Default::default() })
+        Arc::new(FakeRing { lone: false, busy: AtomicUsize::new(0), deleting: AtomicBool::new(false), out: AtomicBool::new(false), polls_after_out: AtomicUsize::new(0), delay_polls, commands: Default::default() })
     }
 
     #[tokio::test]
@@ -303,12 +321,25 @@ mod tests {
     /// after the status changed, and a deletion only MERGE finishes.
     #[tokio::test]
     async fn a_lone_node_is_merged_out_after_the_status_notice_error() {
-        let r = Arc::new(FakeRing { lone: true, deleting: AtomicBool::new(false), out: AtomicBool::new(false), polls_after_out: AtomicUsize::new(0), delay_polls: 0, commands: Default::default() });
+        let r = Arc::new(FakeRing { lone: true, busy: AtomicUsize::new(0), deleting: AtomicBool::new(false), out: AtomicBool::new(false), polls_after_out: AtomicUsize::new(0), delay_polls: 0, commands: Default::default() });
         let addr = serve(r.clone()).await;
         let left = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(10)).await.unwrap();
         assert!(matches!(left, Left::Out { .. }), "{left:?}");
         let cmds = r.commands.lock().unwrap().clone();
         assert!(cmds.contains(&"MERGE".to_owned()), "{cmds:?}");
+    }
+
+    /// A node that has just joined is still merging: chmpx refuses
+    /// SERVICEOUT as "operating" for a while, and the leave waits it out.
+    #[tokio::test]
+    async fn serviceout_is_asked_again_while_the_ring_merges() {
+        let r = ring(0);
+        r.busy.store(3, Ordering::SeqCst);
+        let addr = serve(r.clone()).await;
+        let left = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(10)).await.unwrap();
+        assert!(matches!(left, Left::Out { .. }), "{left:?}");
+        let outs = r.commands.lock().unwrap().iter().filter(|c| c.starts_with("SERVICEOUT")).count();
+        assert_eq!(outs, 4, "three refusals, then accepted");
     }
 
     /// The defect seen on the real chmpx: `SERVICEOUT host:ctlport` on a
