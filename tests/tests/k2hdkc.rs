@@ -313,6 +313,24 @@ async fn valid_overrides_are_applied_and_the_node_rejoins() {
     let deletes = n.k2hr3.calls().await.iter().filter(|c| c["method"] == "DELETE").count();
     assert_eq!((puts, deletes), (2, 1), "left and joined again");
     assert_eq!(n.heartbeat(Duration::from_secs(10), |s| s == "healthy").await.as_deref(), Some("healthy"));
+
+    // A port change: the operator changes the K2HR3 resource's ports and
+    // the configuration group together; the node leaves on the old ports
+    // and serves on the new ones.
+    let new = node_ports();
+    let url = format!("{}/_standin/ports", n.k2hr3.info["url"].as_str().unwrap());
+    e2e_tests::http_json("POST", &url, Some(json!({"server_port": new.0, "server_ctlport": new.1, "slave_ctlport": new.2}))).await;
+    let watch = watch_allstatus(format!("127.0.0.1:{}", n.ports.1));
+    let r = n.trove.send(json!({"op": "call", "method": "update_overrides", "kwargs": {"overrides": {
+        "chmpx-server-port": new.0, "chmpx-server-ctlport": new.1, "chmpx-slave-ctlport": new.2}}, "timeout": 90, "direct": true})).await;
+    assert_eq!(r["ok"], true, "{r}");
+    let seen = watch.await.unwrap();
+    assert_eq!(seen.last().map(String::as_str), Some("SERVICE OUT"), "left on the old ports first: {seen:?}");
+    let ini = std::fs::read_to_string(n.config_dir.join("k2hdkc.ini")).unwrap();
+    assert!(ini.contains(&format!("CTLPORT                = {}", new.1)), "{ini}");
+    let st = datastore::chmpx::self_status(&format!("127.0.0.1:{}", new.1)).await.expect("chmpx on the new control port");
+    assert!(st.is_serving(), "{st:?}");
+    assert_eq!(n.heartbeat(Duration::from_secs(10), |s| s == "healthy").await.as_deref(), Some("healthy"));
     n.cleanup().await;
 }
 

@@ -26,6 +26,9 @@ Test controls (not K2HR3):
   POST /_standin/member {"ip": A, "port": N, "cuk": C, "tag": T}
          a host as if another node had registered from address A
   DELETE /_standin/member?cuk=C   removes it again
+  POST /_standin/ports {"server_port": N, "server_ctlport": N, "slave_ctlport": N}
+         the chmpx ports the resource renders (the template's keys an
+         operator changes together with the configuration group)
   GET  /_standin/calls   recorded calls (method, path, query, source ip)
 """
 
@@ -169,6 +172,13 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 STATE["hosts"].append(entry)
             return self.reply(201, {"result": True})
+        if self.command == "POST" and path == "/_standin/ports":
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            with LOCK:
+                for k in ("server_port", "server_ctlport", "slave_ctlport"):
+                    if k in body:
+                        setattr(self.cfg, k, int(body[k]))
+            return self.reply(200, {"result": True})
         if self.command == "DELETE" and path == "/_standin/member":
             with LOCK:
                 STATE["hosts"] = [h for h in STATE["hosts"] if h["cuk"] != q.get("cuk")]
