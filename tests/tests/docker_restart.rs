@@ -10,17 +10,15 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{docker, k2hdkc_image, node_ports, start_agent, AgentSetup, K2hr3StandIn, Peer};
+use e2e_tests::docker;
+use e2e_tests::node::{epoch_now, node};
+use e2e_tests::Peer;
 use serde_json::{json, Value};
 
 /// Where tests/setup.sh sends dockerd's output.
 const DOCKERD_LOG: &str = "/var/log/k2hdkc-trove-tests-dockerd.log";
 /// `report_interval` of the harness config.
 const REPORT_INTERVAL: f64 = 1.0;
-
-fn epoch_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
-}
 
 fn docker_answers() -> bool {
     Command::new("timeout").args(["10", "docker", "version"]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
@@ -93,18 +91,6 @@ fn wait_for_other_e2e_tests() {
     }
 }
 
-/// Removes the guest's containers when the test ends.
-struct ContainerGuard(String);
-
-impl Drop for ContainerGuard {
-    fn drop(&mut self) {
-        let ids = docker(&["ps", "-aq", "--filter", &format!("label=org.openstack.trove.instance={}", self.0)]);
-        for id in ids.split_whitespace() {
-            docker(&["rm", "-f", id]);
-        }
-    }
-}
-
 /// A heartbeat's status and `sent` (epoch seconds).
 async fn heartbeat(conductor: &mut Peer, within: Duration, since: f64, want: impl Fn(&str) -> bool) -> Option<(String, f64)> {
     let status = |v: &Value| v["kwargs"]["payload"]["service_status"].as_str().unwrap_or("").to_owned();
@@ -126,30 +112,13 @@ fn started_at(name: &str) -> f64 {
 async fn docker_engine_restart_under_a_healthy_node() {
     wait_for_other_e2e_tests();
     let t0 = Instant::now();
-    let image = k2hdkc_image();
-    let ports = node_ports();
-    let cluster = format!("c{}", ports.0);
-    let k2hr3 = K2hr3StandIn::start(&cluster, ports).await;
-    let queue = format!("conductor-{}", e2e_tests::guest_id());
-    let setup = AgentSetup {
-        extra: format!("[DEFAULT]\nconductor_queue = {queue}\n[k2hdkc]\ndocker_image = {image}\nstartup_wait = 30\nk2hr3_poll_interval_ms = 500\n"),
-        ..AgentSetup::new()
-    };
-    let (guest, key) = (setup.guest_id.clone(), setup.key.clone().unwrap());
-    let mut conductor = Peer::conductor(&guest, &key, &queue).await;
-    let agent = start_agent(setup).await;
-    let mut trove = Peer::client(&guest, Some(&key), &[]).await;
-    let _containers = ContainerGuard(guest.clone());
+    let mut n = node("").await;
+    let guest = n.agent.guest_id.clone();
     let (chmpx, server) = (format!("k2hdkc-chmpx-{guest}"), format!("k2hdkc-server-{guest}"));
 
     // 1. A healthy node.
-    trove.send(json!({"op": "cast", "method": "prepare", "kwargs": {
-        "memory_mb": 1024, "packages": [], "databases": [], "users": [], "overrides": {
-            "cluster-name": cluster, "extdata-url": k2hr3.info["extdata_url"],
-            "chmpx-server-port": ports.0, "chmpx-server-ctlport": ports.1, "chmpx-slave-ctlport": ports.2,
-        },
-    }})).await;
-    assert_eq!(heartbeat(&mut conductor, Duration::from_secs(90), 0.0, |s| s == "healthy" || s == "failed to spawn").await.map(|h| h.0).as_deref(), Some("healthy"));
+    n.prepare().await;
+    assert_eq!(heartbeat(&mut n.conductor, Duration::from_secs(90), 0.0, |s| s == "healthy" || s == "failed to spawn").await.map(|h| h.0).as_deref(), Some("healthy"));
     let names = docker(&["ps", "--filter", &format!("label=org.openstack.trove.instance={guest}"), "--format", "{{.Names}}"]);
     assert!(names.contains(&chmpx) && names.contains(&server), "both containers run: {names}");
     assert_eq!(docker(&["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", &chmpx]), "unless-stopped");
@@ -170,17 +139,17 @@ async fn docker_engine_restart_under_a_healthy_node() {
     eprintln!("dockerd gone {:?} after SIGTERM", t_stop.elapsed());
 
     // While it is away: heartbeats still go out (any status), RPC is answered.
-    let while_down = heartbeat(&mut conductor, Duration::from_secs(5), gone_at, |_| true).await;
+    let while_down = heartbeat(&mut n.conductor, Duration::from_secs(5), gone_at, |_| true).await;
     assert!(while_down.is_some(), "a heartbeat while dockerd is away");
     eprintln!("heartbeat while dockerd is away: {while_down:?}");
-    assert_eq!(trove.call("rpc_ping", json!({}), 10, false).await, json!({"ok": true, "result": true}));
-    let vol = trove.call("get_volume_info", json!({}), 10, false).await;
+    assert_eq!(n.trove.call("rpc_ping", json!({}), 10, false).await, json!({"ok": true, "result": true}));
+    let vol = n.trove.call("get_volume_info", json!({}), 10, false).await;
     assert_eq!(vol["ok"], true, "{vol}");
-    let diag = trove.call("get_diagnostics", json!({}), 10, false).await;
+    let diag = n.trove.call("get_diagnostics", json!({}), 10, false).await;
     assert_eq!(diag["ok"], true, "{diag}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!docker_answers(), "dockerd stayed away during the checks");
-    let later = heartbeat(&mut conductor, Duration::from_secs(5), epoch_now(), |_| true).await;
+    let later = heartbeat(&mut n.conductor, Duration::from_secs(5), epoch_now(), |_| true).await;
     assert!(later.is_some(), "heartbeats keep coming while dockerd is away");
     eprintln!("heartbeat 2 s later: {later:?}");
 
@@ -197,7 +166,7 @@ async fn docker_engine_restart_under_a_healthy_node() {
     let chmpx_back = started_at(&chmpx);
     assert!(chmpx_back > before.0, "chmpx started anew");
     // Time to serve: chmpx's own view, polled from here.
-    let ctl = format!("127.0.0.1:{}", ports.1);
+    let ctl = format!("127.0.0.1:{}", n.ports.1);
     let serving = tokio::spawn(async move {
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(30) {
@@ -208,7 +177,7 @@ async fn docker_engine_restart_under_a_healthy_node() {
         }
         None
     });
-    let healthy = heartbeat(&mut conductor, Duration::from_secs(30), up_at, |s| s == "healthy").await;
+    let healthy = heartbeat(&mut n.conductor, Duration::from_secs(30), up_at, |s| s == "healthy").await;
     let (_, healthy_sent) = healthy.expect("healthy again within 30 s of dockerd answering");
     let serving_at = serving.await.unwrap().expect("chmpx serves again");
     assert!(running(&server), "k2hdkc running again");
@@ -226,15 +195,9 @@ async fn docker_engine_restart_under_a_healthy_node() {
     );
     assert!(lag <= 2.0 * REPORT_INTERVAL + 0.5, "healthy within two report intervals of serving, took {lag:.2} s");
     assert!(healthy_sent - node_back < 20.0, "healthy within 20 s of the containers starting, took {:.2} s", healthy_sent - node_back);
-    assert_eq!(trove.call("rpc_ping", json!({}), 10, false).await, json!({"ok": true, "result": true}));
+    assert_eq!(n.trove.call("rpc_ping", json!({}), 10, false).await, json!({"ok": true, "result": true}));
 
     // 5. Clean up.
-    for name in [&server, &chmpx] {
-        docker(&["rm", "-f", name]);
-    }
-    trove.quit().await;
-    conductor.quit().await;
-    agent.stop().await;
-    k2hr3.stop().await;
+    n.cleanup().await;
     eprintln!("done in {:?} (after waiting for other tests)", t0.elapsed());
 }
