@@ -28,6 +28,9 @@ const OPERATING: &str = "ERROR: Could not change status, because server is opera
 /// chmpx's reply when it changed the status but no other server took
 /// the notice (alone on the ring).
 const NOTICE_FAILED: &str = "ERROR: Failed to send status notice to other servers.";
+/// How long a control command may take while leaving: the real chmpx
+/// answers seconds late while it merges.
+const SLOW_ANSWER: Duration = Duration::from_secs(10);
 /// How long a deletion may stay `[Pending]` before this node asks for the
 /// merge itself (AUTOMERGE starts one within a second when it does).
 const PENDING_GRACE: Duration = Duration::from_secs(2);
@@ -98,80 +101,109 @@ pub async fn leave(facts: &IniFacts, cuk: &str, self_ctl: &str, default_ctlport:
     let command = format!("SERVICEOUT {arg}");
 
     // Ask this node first; when its chmpx is gone, any live server takes
-    // the command for a down node. While the ring merges (a node that has
-    // just joined, say) chmpx refuses: ask again until the bound.
+    // the command for a down node. Ask again until the bound while the
+    // ring merges (chmpx refuses as "operating") or a control port answers
+    // late: a late answer is a busy ring, not an absent one, and the
+    // command may still have been taken.
     let others: Vec<String> =
         all.iter().filter(|s| s.entry.cuk.as_deref() != Some(cuk)).map(|s| format!("{}:{}", s.entry.name, s.ctlport)).collect();
+    let ask: Vec<String> = std::iter::once(self_ctl.to_owned()).chain(others).collect();
     let deadline = Instant::now() + bound;
-    let answered = loop {
+    let slow = SLOW_ANSWER.min(bound);
+    let (addr, reply) = loop {
         let mut answered = None;
-        for addr in std::iter::once(self_ctl.to_owned()).chain(others.iter().cloned()) {
-            match chmpx::command(&addr, &command).await {
+        let mut busy = Vec::new();
+        for addr in &ask {
+            match chmpx::command_within(addr, &command, slow).await {
                 Ok(reply) => {
-                    answered = Some((addr, reply.trim().to_owned()));
+                    answered = Some((addr.clone(), reply.trim().to_owned()));
                     break;
                 }
+                Err(e @ ChmpxError::Timeout(..)) => busy.push(e.to_string()),
                 Err(e) => tracing::debug!(server = %addr, error = %e, "no answer to SERVICEOUT here"),
             }
         }
-        match &answered {
-            Some((_, reply)) if reply.starts_with(OPERATING) && Instant::now() < deadline => {
-                tracing::debug!(reply = %reply, "the ring is merging; SERVICEOUT again shortly");
-                tokio::time::sleep(POLL).await;
+        match answered {
+            Some((addr, reply)) if !reply.starts_with(OPERATING) => break (addr, reply),
+            None if busy.is_empty() => {
+                // Nothing listens on any control port: no chmpx of the ring runs.
+                tracing::warn!(command = %command, "no server of the ring answers: nothing to leave");
+                return Ok(Left::NoServerAnswers);
             }
-            _ => break answered,
+            answered => {
+                if Instant::now() >= deadline {
+                    let last = answered.map(|(a, r)| format!("{a}: {r}")).unwrap_or_else(|| busy.join("; "));
+                    return Err(LeaveError::NotOut { bound, command, last });
+                }
+            }
         }
-    };
-    let Some((addr, reply)) = answered else {
-        tracing::warn!(command = %command, "no server of the ring answers: nothing to leave");
-        return Ok(Left::NoServerAnswers);
+        tracing::debug!(command = %command, "the ring is busy; SERVICEOUT again shortly");
+        tokio::time::sleep(POLL).await;
     };
     let mut reply = reply;
+    let mut leaving = false;
     if reply.starts_with(NOT_ALLOWED) {
-        // Refused because of our own status: fine only if we are out.
-        let st = chmpx::self_status(&addr).await.map_err(LeaveError::Refused)?;
+        // Refused because of our own status: fine if we are out, or on the
+        // way out (an earlier SERVICEOUT whose answer came too late).
+        let st = chmpx::command_within(&addr, "SELFSTATUS", slow)
+            .await
+            .and_then(|r| chmpx::parse_selfstatus(&r))
+            .map_err(LeaveError::Refused)?;
         if st.ring == "SERVICE OUT" {
             tracing::info!(status = %describe(&st), "already out of the ring");
             return Ok(Left::AlreadyOut);
         }
+        leaving = st.action == "DELETE";
         reply = format!("{reply} (this node shows {})", describe(&st));
     }
     // NOTICE_FAILED: the status changed but nobody was told; the wait
-    // below sees whether it did (a slow control port right then is no
-    // reason to call it refused).
-    let accepted = reply.starts_with("SUCCEED") || reply.starts_with(NOTICE_FAILED);
+    // below sees whether it did.
+    let accepted = leaving || reply.starts_with("SUCCEED") || reply.starts_with(NOTICE_FAILED);
     if !accepted {
         return Err(LeaveError::Refused(ChmpxError::Refused { command, reply }));
     }
     tracing::info!(command = %command, server = %addr, reply = %reply, "SERVICEOUT accepted; waiting for the ring to show this node out");
 
-    let ask: Vec<String> = std::iter::once(self_ctl.to_owned()).chain(others).collect();
+    // Every server that answers must list the node out; one that answered
+    // once and then does not (busy merging) is waited for, up to the bound.
     let mut last = String::from("no server answered ALLSTATUS");
     let mut merge = MergeDriver::new(addr);
+    let mut alive = std::collections::BTreeSet::new();
+    let mut confirmed = std::collections::BTreeSet::new();
     loop {
-        let mut confirmed = 0usize;
         let mut pending = Vec::new();
         for addr in &ask {
-            match chmpx::all_status(addr).await {
-                Ok(list) => match list.iter().find(|s: &&ServerStatus| s.is(facts.id_type, me.entry, me.ctlport)) {
-                    Some(s) if s.status.ring == "SERVICE OUT" => confirmed += 1,
-                    Some(s) => {
-                        if *addr == merge.addr {
-                            merge.step(&s.status).await;
+            match chmpx::all_status_within(addr, slow).await {
+                Ok(list) => {
+                    alive.insert(addr.clone());
+                    match list.iter().find(|s: &&ServerStatus| s.is(facts.id_type, me.entry, me.ctlport)) {
+                        Some(s) if s.status.ring == "SERVICE OUT" => {
+                            confirmed.insert(addr.clone());
                         }
-                        pending.push(format!("{addr} shows {}", describe(&s.status)))
+                        Some(s) => {
+                            confirmed.remove(addr);
+                            if *addr == merge.addr {
+                                merge.step(&s.status).await;
+                            }
+                            pending.push(format!("{addr} shows {}", describe(&s.status)))
+                        }
+                        None => {
+                            confirmed.remove(addr);
+                            pending.push(format!("{addr} does not list this node"))
+                        }
                     }
-                    None => pending.push(format!("{addr} does not list this node")),
-                },
-                // A server that does not answer (stopped, or busy merging:
-                // a slow answer is not a dead node) neither confirms nor
-                // denies; the bound keeps this finite.
-                Err(e) => tracing::debug!(server = %addr, error = %e, "no ALLSTATUS"),
+                }
+                Err(e) => {
+                    if alive.contains(addr) && !confirmed.contains(addr) {
+                        pending.push(format!("{addr} does not answer ({e})"));
+                    }
+                    tracing::debug!(server = %addr, error = %e, "no ALLSTATUS");
+                }
             }
         }
-        if pending.is_empty() && confirmed > 0 {
-            tracing::info!(confirmed_by = confirmed, "left the ring: [SERVICE OUT]");
-            return Ok(Left::Out { command, confirmed_by: confirmed });
+        if pending.is_empty() && !confirmed.is_empty() && alive.is_subset(&confirmed) {
+            tracing::info!(confirmed_by = confirmed.len(), "left the ring: [SERVICE OUT]");
+            return Ok(Left::Out { command, confirmed_by: confirmed.len() });
         }
         if !pending.is_empty() {
             last = pending.join("; ");
@@ -209,13 +241,13 @@ impl MergeDriver {
                 let due = self.merge_sent.map_or(since, |at| at);
                 if due.elapsed() >= PENDING_GRACE {
                     self.merge_sent = Some(Instant::now());
-                    match chmpx::command(&self.addr, "MERGE").await {
+                    match chmpx::command_within(&self.addr, "MERGE", SLOW_ANSWER).await {
                         Ok(r) => tracing::info!(server = %self.addr, reply = %r.trim(), "the deletion stayed [Pending]: MERGE"),
                         Err(e) => tracing::warn!(server = %self.addr, error = %e, "MERGE not sent"),
                     }
                 }
             }
-            "Done" => match chmpx::command(&self.addr, "COMPMERGE").await {
+            "Done" => match chmpx::command_within(&self.addr, "COMPMERGE", SLOW_ANSWER).await {
                 Ok(r) => tracing::info!(server = %self.addr, reply = %r.trim(), "merge done: COMPMERGE"),
                 Err(e) => tracing::warn!(server = %self.addr, error = %e, "COMPMERGE not sent"),
             },
@@ -340,6 +372,26 @@ mod tests {
         assert!(matches!(left, Left::Out { .. }), "{left:?}");
         let outs = r.commands.lock().unwrap().iter().filter(|c| c.starts_with("SERVICEOUT")).count();
         assert_eq!(outs, 4, "three refusals, then accepted");
+    }
+
+    /// Seen on a real 2-node ring: both control ports answered 4-5 s late
+    /// while merging. A port that does not answer in time is a busy ring,
+    /// not an absent one: the leave must not report "nothing to leave"
+    /// (the agent would then stop a node that is still in the ring).
+    #[tokio::test]
+    async fn a_control_port_that_answers_late_is_not_an_absent_ring() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                held.push(s); // never answers
+            }
+        });
+        let err = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(1)).await.unwrap_err();
+        assert!(matches!(err, LeaveError::NotOut { .. }), "{err}");
+        assert!(err.to_string().contains("no reply within"), "{err}");
     }
 
     /// The defect seen on the real chmpx: `SERVICEOUT host:ctlport` on a
