@@ -1,7 +1,8 @@
 //! node-bench: how fast a K2HDKC node comes up and follows membership.
 //!
-//! For each round: a fresh guest, the K2HR3 stand-in and the stand-in
-//! image (already built), the agent in-process on real RabbitMQ and
+//! For each round: a fresh guest, the K2HR3 stand-in and the k2hdkc test
+//! image (the real chmpx + k2hdkc when built here, else the stand-in: see
+//! `k2hdkc_image`), the agent in-process on real RabbitMQ and
 //! dockerd, Trove's client and conductor (upstream Python). Measures the
 //! `prepare` cast -> `healthy` heartbeat, the chmpx container's start ->
 //! `healthy`, and a new member registered in K2HR3 -> this node's ini on
@@ -11,7 +12,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use e2e_tests::{docker, node_ports, start_agent, AgentSetup, K2hr3StandIn, Peer, STANDIN_IMAGE};
+use e2e_tests::{docker, k2hdkc_image, node_ports, start_agent, AgentSetup, K2hr3StandIn, Peer};
 use serde_json::json;
 
 fn parse_docker_time(text: &str) -> Option<SystemTime> {
@@ -30,7 +31,7 @@ async fn main() {
         let k2hr3 = K2hr3StandIn::start(&format!("bench{}", ports.0), ports).await;
         let queue = format!("conductor-{}", e2e_tests::guest_id());
         let setup = AgentSetup {
-            extra: format!("[DEFAULT]\nconductor_queue = {queue}\n[k2hdkc]\ndocker_image = {STANDIN_IMAGE}\n"),
+            extra: format!("[DEFAULT]\nconductor_queue = {queue}\n[k2hdkc]\ndocker_image = {}\n", k2hdkc_image()),
             ..AgentSetup::new()
         };
         let (guest, key) = (setup.guest_id.clone(), setup.key.clone().unwrap());
