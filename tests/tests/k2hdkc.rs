@@ -38,6 +38,14 @@ async fn prepare_brings_up_a_registered_configured_healthy_node_and_stop_db_leav
     let owner = |p: &std::path::Path| std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(p).unwrap());
     assert_eq!((owner(k2hfile.parent().unwrap()), owner(&k2hfile)), (1001, 1001));
 
+    // The ring is CUSTOM-id (as the K2HDKC template renders it): chmpx, the
+    // real one and the stand-in alike, refuses the two-part SERVICEOUT the
+    // agent once sent, and the node stays in service.
+    let ctl = format!("127.0.0.1:{}", n.ports.1);
+    let reply = datastore::chmpx::command(&ctl, &format!("SERVICEOUT 127.0.0.1:{}", n.ports.1)).await.unwrap();
+    assert_eq!(reply.trim(), "ERROR: SERVICEOUT command must have parameter as server/ctlport.(ex: \"SERVICEOUT servername.fqdn:ctlport\")");
+    assert!(datastore::chmpx::self_status(&ctl).await.unwrap().is_serving());
+
     // Periodic heartbeats say healthy.
     assert_eq!(n.heartbeat(Duration::from_secs(10), |s| s == "healthy").await.as_deref(), Some("healthy"));
 
