@@ -165,7 +165,14 @@ cp_list_queues() {
     timeout 20 rabbitmqctl -q list_queues --no-table-headers name 2>/dev/null
 }
 
-cp_queue_exists() { cp_list_queues | grep -qxF -- "$1"; }
+# The list is read whole before grep: `grep -q` stops at the first match,
+# and under `set -o pipefail` the SIGPIPE rabbitmqctl then gets (with a few
+# hundred queues) made the pipeline fail, so the queue seemed absent.
+cp_queue_exists() {
+    local queues
+    queues=$(cp_list_queues) || return 1
+    grep -qxF -- "$1" <<<"$queues"
+}
 
 cp_delete_queues() {
     local pats=() q
