@@ -4,7 +4,7 @@
 //! and injected files made by trove's own models. It is
 //! `tests/controlplane/plane.py`, driven over JSON lines.
 //!
-//! ```ignore
+//! ```text
 //! let mut cp = ControlPlane::start().await;
 //! let inst = cp.create_instance("name").await;   // guest_info.conf, trove-guestagent.conf, key
 //! // ... run the agent on inst.guest_info + inst.guest_config ...
