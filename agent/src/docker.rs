@@ -14,7 +14,7 @@ use bollard::query_parameters::{
     StartContainerOptions, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
-use driver_api::host::{ContainerSpec, ContainerState, Containers, ExecOutput, HostError, Ipc};
+use driver_api::host::{ContainerSpec, ContainerState, Containers, ExecOutput, HostError, Ipc, Network};
 use futures_util::StreamExt;
 use md5::{Digest, Md5};
 
@@ -97,7 +97,10 @@ impl DockerHost {
             env: Some(spec.env.clone()),
             stop_signal: spec.stop_signal.clone(),
             host_config: Some(HostConfig {
-                network_mode: spec.host_network.then(|| "host".to_owned()),
+                network_mode: Some(match &spec.network {
+                    Network::Host => "host".to_owned(),
+                    Network::Container(name) => format!("container:{name}"),
+                }),
                 ipc_mode: Some(ipc),
                 pid_mode: spec.pid_of.as_ref().map(|n| format!("container:{n}")),
                 binds: Some(binds),

@@ -62,6 +62,7 @@ pub const OPTIONS: &[&str] = &[
     "k2hr3_poll_interval_ms",
     "mq_msg_max",
     "startup_wait",
+    "network_mode",
     "docker_registry_username",
     "docker_registry_password",
 ];

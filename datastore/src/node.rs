@@ -363,7 +363,8 @@ impl Node {
     }
 
     /// chmpx: its own shareable IPC namespace with room for its message
-    /// queues, host network, SIGINT to stop (it blocks SIGTERM).
+    /// queues, the guest's network (`network_mode`), SIGINT to stop (it
+    /// blocks SIGTERM).
     fn chmpx_spec(&self, params: &Parameters) -> ContainerSpec {
         let s = &self.settings;
         ContainerSpec {
@@ -371,7 +372,7 @@ impl Node {
             image: s.image.clone(),
             cmd: self.argv("chmpx", params),
             user: format!("{}:{}", s.uid, s.gid),
-            host_network: true,
+            network: s.network.clone(),
             ipc: Ipc::Shareable,
             pid_of: None,
             binds: self.volumes(),

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use driver_api::host::Network;
+
 use crate::k2hr3::RoleAccess;
 
 /// What the agent hands the driver at start.
@@ -57,6 +59,9 @@ pub struct Settings {
     pub mq_msg_max: u32,
     /// Bound on waiting for the first node and for this node to serve.
     pub startup_wait: Duration,
+    /// The containers' network namespace (`network_mode`: `host`, as in a
+    /// guest VM, or `container:NAME`).
+    pub network: Network,
 }
 
 impl std::fmt::Debug for Settings {
@@ -72,6 +77,23 @@ impl std::fmt::Debug for Settings {
 
 /// Where cloud-init records the Nova instance id.
 pub const CLOUD_INIT_INSTANCE_ID: &str = "/var/lib/cloud/data/instance-id";
+
+/// `network_mode`: `host`, or `container:NAME` with a Docker container name.
+fn network_mode(value: Option<String>, problems: &mut Vec<String>) -> Network {
+    let Some(v) = value else { return Network::Host };
+    if v == "host" {
+        return Network::Host;
+    }
+    let name = v.strip_prefix("container:").unwrap_or("");
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if valid {
+        Network::Container(name.to_owned())
+    } else {
+        problems.push(format!("[k2hdkc] network_mode: {v:?} is neither \"host\" nor \"container:NAME\" with a container name"));
+        Network::Host
+    }
+}
 
 fn number<T: std::str::FromStr>(group: &BTreeMap<String, String>, key: &str, default: T, problems: &mut Vec<String>) -> T {
     match group.get(key).map(|v| v.trim()).filter(|v| !v.is_empty() && *v != "None") {
@@ -125,6 +147,7 @@ impl Settings {
             poll_interval: Duration::from_millis(number(g, "k2hr3_poll_interval_ms", 2000u64, &mut problems).max(200)),
             mq_msg_max: number(g, "mq_msg_max", 1024u32, &mut problems),
             startup_wait: Duration::from_secs(number(g, "startup_wait", 120u64, &mut problems)),
+            network: network_mode(get("network_mode"), &mut problems),
         };
         if problems.is_empty() {
             Ok(settings)
@@ -182,5 +205,18 @@ mod tests {
     fn partial_direct_access_is_an_error() {
         let err = Settings::new(&ctx(&[("k2hr3_api_url", "http://k")]), std::path::Path::new("/x")).unwrap_err();
         assert!(err[0].contains("go together"));
+    }
+
+    #[test]
+    fn network_mode_is_host_or_a_container() {
+        let none = std::path::Path::new("/nonexistent");
+        assert_eq!(Settings::new(&ctx(&[]), none).unwrap().network, Network::Host);
+        assert_eq!(Settings::new(&ctx(&[("network_mode", "host")]), none).unwrap().network, Network::Host);
+        let s = Settings::new(&ctx(&[("network_mode", "container:box-host-1a2b")]), none).unwrap();
+        assert_eq!(s.network, Network::Container("box-host-1a2b".into()));
+        for bad in ["bridge", "container:", "container:-x", "container:a b", "ns:/var/run/netns/x"] {
+            let err = Settings::new(&ctx(&[("network_mode", bad)]), none).unwrap_err();
+            assert!(err[0].contains("network_mode"), "{bad}: {err:?}");
+        }
     }
 }

@@ -27,6 +27,16 @@ pub enum Ipc {
     Container(String),
 }
 
+/// The container's network namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    /// The host's (the guest VM's): what a Trove guest runs with.
+    Host,
+    /// The namespace of another container (by name), e.g. a guest host of
+    /// a local test cloud whose network is that container's.
+    Container(String),
+}
+
 /// A container a driver wants running.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerSpec {
@@ -38,8 +48,8 @@ pub struct ContainerSpec {
     pub cmd: Vec<String>,
     /// `uid:gid` to run as.
     pub user: String,
-    /// Use the host's network namespace.
-    pub host_network: bool,
+    /// Network namespace.
+    pub network: Network,
     /// IPC namespace.
     pub ipc: Ipc,
     /// Share the PID namespace of this container.

@@ -98,6 +98,9 @@ def build(ports_type=None):
                    help="fs.mqueue.msg_max of the chmpx IPC namespace."),
         cfg.IntOpt("startup_wait", default=120,
                    help="Seconds to wait for the first node and for this node to serve."),
+        cfg.StrOpt("network_mode", default="host",
+                   help="The containers' network namespace: host (the guest VM's) or "
+                        "container:NAME."),
         cfg.StrOpt("docker_registry_username", default=None,
                    help="User for pulling docker_image from a private registry."),
         cfg.StrOpt("docker_registry_password", default=None, secret=True,
