@@ -20,6 +20,8 @@ command -v losetup >/dev/null 2>&1 || missing+=(mount)
 command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 command -v file >/dev/null 2>&1 || missing+=(file)   # build.sh checks the stand-in binaries are static
 command -v bc >/dev/null 2>&1 || missing+=(bc)       # the stand-in image's smoke test
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+[ -x /bin/busybox ] || missing+=(busybox-static)     # the box's guest hosts (tests/box/host-image)
 command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)   # the control planes' database (adds about 35 s)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
