@@ -1,4 +1,4 @@
-"""Tests of the OpenStack stand-in (openstack_standin.py), driven through
+"""Tests of the OpenStack stand-in (openstack_standin.py, standin/), driven through
 the client libraries and Trove 26 code paths trove-api/trove-taskmanager
 use: Trove's own admin client factories (trove.common.clients_admin, the
 default remote_*_client) on a keystoneauth session whose catalog holds the
@@ -26,7 +26,8 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import openstack_standin as standin  # noqa: E402
+from standin.cloudinit import cloud_config_files  # noqa: E402
+from standin.yaml_subset import yaml_load  # noqa: E402
 
 from keystoneauth1 import access  # noqa: E402
 from keystoneauth1 import session as ka_session  # noqa: E402
@@ -664,7 +665,7 @@ YAML_SAMPLES = [
 @pytest.mark.parametrize("doc", YAML_SAMPLES)
 def test_yaml_reader_matches_pyyaml_dump(doc):
     for text in (yaml.dump(doc), yaml.dump(doc, default_flow_style=None), yaml.safe_dump(doc, width=40)):
-        assert standin.yaml_load(text) == yaml.safe_load(text), text
+        assert yaml_load(text) == yaml.safe_load(text), text
 
 
 def test_yaml_reader_block_scalars_and_trove_merge():
@@ -672,13 +673,13 @@ def test_yaml_reader_block_scalars_and_trove_merge():
             "- path: /b\n  content: |-\n    kept\n  permissions: '0644'\n- path: /c\n  content: >\n"
             "    folded\n    text\n\n    para\n- path: /d\n  content: |+\n    keep\n\n"
             "bootcmd: [a, 'b c', {k: v}]\n")
-    assert standin.yaml_load(text) == yaml.safe_load(text)
+    assert yaml_load(text) == yaml.safe_load(text)
     merged = trove_userdata({"/etc/trove/conf.d/guest_info.conf": "[DEFAULT]\nx=1\n"},
                             "#cloud-config\nruncmd:\n- echo hi\nwrite_files:\n- path: /etc/z\n  content: z\n")
-    files = standin.cloud_config_files(merged.encode())
+    files = cloud_config_files(merged.encode())
     assert [(f["path"], f["content"]) for f in files] == [
         ("/etc/trove/conf.d/guest_info.conf", b"[DEFAULT]\nx=1\n"), ("/etc/z", b"z")]
-    assert standin.cloud_config_files(b"#!/bin/sh\necho hi\n") == []
+    assert cloud_config_files(b"#!/bin/sh\necho hi\n") == []
 
 
 def test_yaml_reader_fuzz_against_pyyaml():
@@ -704,4 +705,4 @@ def test_yaml_reader_fuzz_against_pyyaml():
         doc = {"write_files": [rnode(), rnode()], "x": rnode()}
         for kw in ({}, {"default_flow_style": None}, {"width": 20}, {"allow_unicode": True}):
             text = yaml.dump(doc, **kw)
-            assert standin.yaml_load(text) == yaml.safe_load(text), text
+            assert yaml_load(text) == yaml.safe_load(text), text
