@@ -20,14 +20,26 @@
 #                            KS_PID, KS_ADMIN_PROJECT_ID, KS_DEMO_PROJECT_ID
 #                            (also in WORK/keystone/ids.json). On failure it
 #                            stops what it started.
-#   ks_service NAME TYPE URL a service and its public, internal and admin
-#                            endpoints in RegionOne (each made only if
-#                            missing; an endpoint with another URL is set to
-#                            URL). Uses KS_WORK (ks_start's WORK).
-#   ks_service_user NAME     user NAME in project "service" (made if
-#                            missing), roles admin and service there; its
+#   ks_services FILE|-       in one process (ks_services.py, Keystone's v3
+#                            REST API with one admin token), from the JSON
+#                            FILE (or stdin)
+#                              {"services": [{"name": N, "type": T,
+#                                             "url": U}, ...],
+#                               "service_users": [NAME, ...]}
+#                            (both keys optional): each service and its
+#                            public, internal and admin endpoints in
+#                            RegionOne (each made only if missing; an
+#                            endpoint with another URL is set to URL); each
+#                            user NAME in project "service" (made if
+#                            missing), roles admin and service there, its
 #                            random password in KS_WORK/NAME-password (0600,
-#                            reused if the file exists). Prints nothing.
+#                            reused if the file exists; an existing user
+#                            whose password opens no token gets it). Checks
+#                            the endpoints, the role assignments and that
+#                            each user's password opens a token. Prints
+#                            nothing. Uses KS_WORK (ks_start's WORK).
+#   ks_service NAME TYPE URL ks_services of one service.
+#   ks_service_user NAME     ks_services of one service user.
 #   ks_trove_conf_auth WORK [API_PORT]
 #                            prints the trove.conf sections (ini) with which
 #                            an unmodified trove-api authenticates requests
@@ -41,10 +53,10 @@
 #   ks_openstack ARGS...     the openstack CLI ($KS_OPENSTACK) as admin.
 #
 # Passwords are random, never printed, never on a command line (keystone's
-# setup reads them from its environment, the openstack CLI from OS_PASSWORD
-# or, for `user create/set --password`, from its standard input in batch
-# mode). Every step is bounded with timeout; a failing step says what failed
-# and returns 1. Processes are stopped by PID.
+# setup reads them from its environment, ks_services.py from WORK's 0600
+# files, the openstack CLI of ks_openstack from OS_PASSWORD). Every step is
+# bounded with timeout; a failing step says what failed and returns 1.
+# Processes are stopped by PID.
 
 KS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 KS_ROOT=$(cd "$KS_DIR/../../.." && pwd)
@@ -114,8 +126,8 @@ log_file = $work/keystone.log
 
 [database]
 # One gunicorn worker process is the only server using the file (and
-# ks_setup.py, which runs to its end while the server only starts), so
-# sqlite's file lock is not contended.
+# ks_setup.py, which runs to its end before the worker serves), so sqlite's
+# file lock is not contended.
 connection = sqlite:///$kdir/keystone.db
 
 [identity]
@@ -133,6 +145,20 @@ key_repository = $kdir/fernet-receipt-keys
 
 [credential]
 key_repository = $kdir/credential-keys
+
+[cache]
+# Keystone's own caching (oslo.cache; production deployments put it on
+# memcached), here in the memory of the one gunicorn worker, the only
+# server. Without it every request re-reads its token's user, project and
+# role assignments (about 40 queries, 150 ms on 2 cores); with it about
+# 15 ms. Keystone invalidates the cache on its own writes, and nothing else
+# writes to the database while the worker serves (ks_setup.py is done
+# before). dogpile.cache.memory is dogpile's own backend (oslo_cache.dict is
+# looked up through stevedore, which logs an ERROR for oslo.cache's
+# memcache_pool plugin, its module not being installed); it does not free
+# expired values, which a box's lifetime does not feel.
+enabled = true
+backend = dogpile.cache.memory
 CONF
      cat >"$kdir/gunicorn.conf.py" <<CONF
 # gunicorn for Keystone (tests/box/keystone/keystone.sh). It is started with
@@ -149,6 +175,43 @@ accesslog = "-"
 errorlog = "-"
 proc_name = "keystone-box"
 control_socket_disable = True
+
+
+# The worker starts beside ks_setup.py, which makes the key repositories
+# first (WORK/keystone/keys-done), then the database (setup-done). The
+# worker imports keystone's application modules meanwhile (~4 s), builds
+# the application once the keys exist (keystone checks its key repositories
+# then; the database is not read), and serves once the database is done.
+# (Built without the keys, the worker exits and gunicorn boots another that
+# imports everything again.) Bounded; notify() keeps gunicorn's worker
+# timeout from firing while it waits, and a SIGTERM (worker.alive false
+# once the worker's handlers are set) ends the wait.
+def _wait_for(worker, path, deadline):
+    import os
+    import sys
+    import time
+    while not os.path.exists(path):
+        if not worker.alive:
+            sys.exit(0)
+        if time.monotonic() > deadline:
+            raise RuntimeError(path + " did not appear within 170 s")
+        worker.notify()
+        time.sleep(0.05)
+
+
+def post_fork(server, worker):
+    import signal
+    import time
+    # Until the worker sets its own handlers (after the application is
+    # built), the master's, inherited, would swallow ks_stop's SIGTERM.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    worker.ks_deadline = time.monotonic() + 170
+    import keystone.server.wsgi  # noqa: F401
+    _wait_for(worker, "$kdir/keys-done", worker.ks_deadline)
+
+
+def post_worker_init(worker):
+    _wait_for(worker, "$kdir/setup-done", worker.ks_deadline)
 CONF
     ) || { ks_err "cannot write the Keystone configuration in $kdir"; return 1; }
 }
@@ -171,10 +234,6 @@ RC
     ) || { ks_err "cannot write $1"; return 1; }
 }
 
-ks_json_get() {  # KEY < JSON: prints the top-level string KEY
-    python3 -c 'import json, sys; print(json.loads(sys.stdin.read())[sys.argv[1]])' "$1"
-}
-
 ks_start() {
     local work=${1:-} port=${2:-5000}
     [ -n "$work" ] || { ks_err "usage: ks_start WORK [PORT]"; return 1; }
@@ -192,8 +251,12 @@ ks_start() {
     ks_secret_file "$work/admin-password" && ks_secret_file "$work/demo-password" || return 1
     ks_write_conf "$work" "$port" || return 1
 
-    # The server starts (imports keystone, ~4 s) while ks_setup.py
-    # initialises the database: nothing reaches it before both are done.
+    # The server starts while ks_setup.py initialises the keys and the
+    # database: its worker imports keystone (~4 s) beside ks_setup.py's
+    # import, builds the application once ks_setup.py has made the keys
+    # (WORK/keystone/keys-done) and serves once it has made the database
+    # (setup-done); see gunicorn.conf.py.
+    rm -f "$kdir/keys-done" "$kdir/setup-done"
     ( cd "$kdir" && exec env -u GUNICORN_CMD_ARGS OS_KEYSTONE_CONFIG_DIR="$kdir" \
         "$KS_VENV/bin/gunicorn" ) </dev/null >>"$work/keystone.log" 2>&1 &
     KS_PID=$!
@@ -202,6 +265,7 @@ ks_start() {
     local ids
     if ! ids=$(cd "$kdir" && umask 077 &&
                KS_ADMIN_PASSWORD=$(cat "$work/admin-password") KS_DEMO_PASSWORD=$(cat "$work/demo-password") \
+               KS_KEYS_DONE=$kdir/keys-done KS_SETUP_DONE=$kdir/setup-done \
                timeout 180 "$KS_VENV/bin/python" -W ignore "$KS_DIR/ks_setup.py" \
                    "$kdir/keystone.conf" "$KS_URL" "$KS_REGION" 2>>"$work/keystone.log" </dev/null); then
         ks_err "initialising Keystone (keystone-manage db_sync, fernet_setup, credential_setup, bootstrap; demo tenant: tests/box/keystone/ks_setup.py) failed"
@@ -209,12 +273,15 @@ ks_start() {
     fi
     ids=$(printf '%s\n' "$ids" | tail -n 1)
     printf '%s\n' "$ids" >"$kdir/ids.json"
-    KS_ADMIN_PROJECT_ID=$(ks_json_get admin_project_id <<<"$ids") &&
-    KS_DEMO_PROJECT_ID=$(ks_json_get demo_project_id <<<"$ids") ||
-        { ks_err "ks_setup.py printed no project ids"; ks_stop "$work"; return 1; }
+    # {"admin_project_id": "<hex>", "demo_project_id": "<hex>", ...}
+    KS_ADMIN_PROJECT_ID=$(sed -n 's/.*"admin_project_id": "\([0-9a-f]*\)".*/\1/p' <<<"$ids")
+    KS_DEMO_PROJECT_ID=$(sed -n 's/.*"demo_project_id": "\([0-9a-f]*\)".*/\1/p' <<<"$ids")
+    if [ -z "$KS_ADMIN_PROJECT_ID" ] || [ -z "$KS_DEMO_PROJECT_ID" ]; then
+        ks_err "ks_setup.py printed no project ids"; ks_stop "$work"; return 1
+    fi
 
     local deadline=$((SECONDS + ${KS_START_TIMEOUT:-90}))
-    until timeout 5 curl -sf -o /dev/null --max-time 4 "$KS_URL"; do
+    until timeout 5 curl -sf -o /dev/null --noproxy '*' --max-time 4 "$KS_URL"; do
         if ! kill -0 "$KS_PID" 2>/dev/null; then
             ks_err "gunicorn (keystone) exited before GET $KS_URL answered"
             ks_log_tail "$work"; ks_stop "$work"; return 1
@@ -223,7 +290,7 @@ ks_start() {
             ks_err "GET $KS_URL did not answer within ${KS_START_TIMEOUT:-90} s"
             ks_log_tail "$work"; ks_stop "$work"; return 1
         fi
-        sleep 0.2
+        sleep 0.1
     done
 
     ks_write_openrc "$work/admin-openrc" admin "$work/admin-password" admin &&
@@ -263,20 +330,27 @@ ks_openstack() {  # the openstack CLI as admin; its arguments, or batch lines on
     )
 }
 
-# Splits concatenated JSON documents (what batch-mode `openstack ... -f json`
-# commands print one after another) into one compact document a line.
-ks_json_docs() {
+ks_services() {  # FILE|-: services, endpoints and service users (ks_services.py), one process
+    local file=${1:-}
+    [ -n "$file" ] || { ks_err "usage: ks_services FILE|- (JSON: {\"services\": [{\"name\", \"type\", \"url\"}...], \"service_users\": [NAME...]})"; return 1; }
+    ks_need_work ks_services || return 1
+    [ "$file" = - ] || [ -r "$file" ] || { ks_err "ks_services: cannot read $file"; return 1; }
+    # Only the box's Keystone and WORK; the passwords are read from WORK's
+    # 0600 files, never passed.
+    KS_URL=$(sed -n 's/^export OS_AUTH_URL=//p' "$KS_WORK/admin-openrc") KS_WORK=$KS_WORK KS_REGION=$KS_REGION \
+        timeout "${KS_CLI_TIMEOUT:-120}" "$KS_VENV/bin/python" -I "$KS_DIR/ks_services.py" "$file" ||
+        { ks_err "ks_services $file failed"; return 1; }
+}
+
+ks_services_json() {  # [--user NAME] [NAME TYPE URL]: the ks_services document of one item
     python3 -c '
 import json, sys
-text, dec, i = sys.stdin.read(), json.JSONDecoder(), 0
-while True:
-    while i < len(text) and text[i].isspace():
-        i += 1
-    if i >= len(text):
-        break
-    doc, i = dec.raw_decode(text, i)
-    print(json.dumps(doc))
-'
+a = sys.argv[1:]
+if a[0] == "--user":
+    print(json.dumps({"service_users": [a[1]]}))
+else:
+    print(json.dumps({"services": [{"name": a[0], "type": a[1], "url": a[2]}]}))
+' "$@"
 }
 
 ks_service() {
@@ -286,98 +360,16 @@ ks_service() {
     esac
     [ -n "$url" ] || { ks_err "usage: ks_service NAME TYPE URL"; return 1; }
     ks_need_work ks_service || return 1
-    local out err docs plan
-    err=$(mktemp) || return 1
-    # One CLI process (its start costs ~2 s) reads the service and endpoint
-    # lists: the openstack CLI runs the lines of a non-terminal stdin.
-    # (In batch mode its exit status is 1 even when every line worked: the
-    # output is checked instead, here and below.)
-    out=$(printf '%s\n' "service list -f json" "endpoint list --region $KS_REGION -f json" |
-          ks_openstack 2>"$err") || true
-    if ! docs=$(ks_json_docs <<<"$out") || [ "$(wc -l <<<"$docs")" -ne 2 ]; then
-        ks_err "ks_service $name: listing services and endpoints failed:"
-        sed 's/^/    /' "$err" >&2; rm -f "$err"; return 1
-    fi
-    # What to run: a line per missing service or endpoint (shlex-quoted).
-    plan=$(KS_DOCS=$docs python3 -c '
-import json, os, shlex, sys
-name, stype, url, region = sys.argv[1:5]
-services, endpoints = (json.loads(l) for l in os.environ["KS_DOCS"].splitlines())
-same = [s for s in services if s["Name"] == name and s["Type"] == stype]
-if not same:
-    print(shlex.join(["service", "create", "--name", name, "-f", "json", stype]))
-for iface in ("public", "internal", "admin"):
-    eps = [e for e in endpoints if e["Service Name"] == name and e["Service Type"] == stype
-           and e["Interface"] == iface]
-    if not eps:
-        print(shlex.join(["endpoint", "create", "--region", region, "-f", "json",
-                          same[0]["ID"] if same else name, iface, url]))
-    elif eps[0]["URL"] != url:
-        print(shlex.join(["endpoint", "set", "--url", url, eps[0]["ID"]]))
-' "$name" "$type" "$url" "$KS_REGION") || { ks_err "ks_service $name: planning failed"; rm -f "$err"; return 1; }
-    [ -n "$plan" ] || { rm -f "$err"; return 0; }   # all there already
-    out=$( { printf '%s\n' "$plan"; echo "endpoint list --service $name --region $KS_REGION -f json"; } |
-          ks_openstack 2>"$err") || true
-    if ! docs=$(ks_json_docs <<<"$out") ||
-       ! python3 -c '
-import json, sys
-eps = json.loads(sys.stdin.read().splitlines()[-1])
-got = {e["Interface"] for e in eps if e["URL"] == sys.argv[1] and e["Service Type"] == sys.argv[2]}
-sys.exit(0 if got >= {"public", "internal", "admin"} else 1)
-' "$url" "$type" <<<"$docs"; then
-        ks_err "ks_service $name $type: the service or its endpoints were not made:"
-        sed 's/^/    /' "$err" >&2; rm -f "$err"; return 1
-    fi
-    rm -f "$err"
+    ks_services_json "$name" "$type" "$url" | ks_services - ||
+        { ks_err "ks_service $name $type: the service or its endpoints were not made"; return 1; }
 }
 
 ks_service_user() {
     local name=${1:-}
     case $name in ''|*[!A-Za-z0-9_.-]*) ks_err "usage: ks_service_user NAME ([A-Za-z0-9_.-])"; return 1 ;; esac
     ks_need_work ks_service_user || return 1
-    local pwfile=$KS_WORK/$name-password out err docs pw
-    ks_secret_file "$pwfile" || return 1
-    pw=$(cat "$pwfile") || return 1
-    err=$(mktemp) || return 1
-    # The password goes to the CLI on its standard input (batch mode), not on
-    # a command line. `user set` makes a re-run keep user and file in step.
-    out=$(printf '%s\n' \
-        "project create --domain default --or-show -f json service" \
-        "user create --domain default --project service --password $pw --or-show -f json $name" \
-        "user set --password $pw $name" \
-        "role add --project service --user $name admin" \
-        "role add --project service --user $name service" \
-        "role assignment list --user $name --project service --names -f json" |
-        ks_openstack 2>"$err") || true
-    pw=""
-    if ! docs=$(ks_json_docs <<<"$out") || [ "$(wc -l <<<"$docs")" -ne 3 ] ||
-       ! python3 -c '
-import json, sys
-rows = json.loads(sys.stdin.read().splitlines()[-1])
-roles = {r["Role"] for r in rows}
-sys.exit(0 if {"admin", "service"} <= roles else 1)
-' <<<"$docs"; then
-        ks_err "ks_service_user $name: user, project service or roles admin/service not made:"
-        sed 's/^/    /' "$err" >&2; rm -f "$err"; return 1
-    fi
-    rm -f "$err"
-    # The password really opens a token scoped to project service.
-    if ! ks_token_ok "$name" "$pwfile" service; then
-        ks_err "ks_service_user $name: no token with the password in $pwfile"; return 1
-    fi
-}
-
-ks_token_ok() {  # USER PASSWORD_FILE PROJECT: POST /v3/auth/tokens (body on stdin) answers 201
-    local code
-    code=$(python3 -c '
-import json, sys
-print(json.dumps({"auth": {"identity": {"methods": ["password"], "password": {"user": {
-    "name": sys.argv[1], "domain": {"name": "Default"}, "password": open(sys.argv[2]).read().strip()}}},
-    "scope": {"project": {"name": sys.argv[3], "domain": {"name": "Default"}}}}}))
-' "$1" "$2" "$3" |
-        timeout 30 curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
-            --data-binary @- "$KS_URL/auth/tokens") || return 1
-    [ "$code" = 201 ]
+    ks_services_json --user "$name" | ks_services - ||
+        { ks_err "ks_service_user $name: user, project service, roles admin/service or its token failed"; return 1; }
 }
 
 ks_trove_conf_auth() {

@@ -9,9 +9,10 @@ KS_ADMIN_PASSWORD (the bootstrap admin's) and KS_DEMO_PASSWORD.
 
 It runs, in this one interpreter, exactly what these commands would:
 
-    keystone-manage --config-file KEYSTONE_CONF db_sync
-    keystone-manage ... fernet_setup --keystone-user U --keystone-group G
+    keystone-manage --config-file KEYSTONE_CONF fernet_setup
+        --keystone-user U --keystone-group G
     keystone-manage ... credential_setup --keystone-user U --keystone-group G
+    keystone-manage ... db_sync
     keystone-manage ... bootstrap --bootstrap-username admin
         --bootstrap-project-name admin --bootstrap-role-name admin
         --bootstrap-service-name keystone --bootstrap-region-id REGION
@@ -27,6 +28,11 @@ Every step is idempotent (re-running on the same database changes nothing
 but the demo password, which it sets to KS_DEMO_PASSWORD).
 
 Prints one JSON line: admin_project_id, demo_project_id, demo_user_id.
+
+Markers for the gunicorn worker started beside this script (keystone.sh's
+gunicorn.conf.py): once the key repositories are made it makes the (empty)
+file KS_KEYS_DONE names, if set (the worker builds its application then),
+and at the end the one KS_SETUP_DONE names (the worker serves then).
 """
 
 import grp
@@ -35,6 +41,11 @@ import os
 import pwd
 import sys
 import uuid
+
+
+def touch(path):
+    if path:
+        open(path, 'w').close()
 
 
 def manage(cli, conf, *args):
@@ -110,9 +121,12 @@ def main():
     user = pwd.getpwuid(os.getuid()).pw_name
     group = grp.getgrgid(os.getgid()).gr_name
     owner = ['--keystone-user', user, '--keystone-group', group]
-    manage(cli, conf, 'db_sync')
+    # The keys first: the gunicorn worker started beside this script builds
+    # its application as soon as they exist (it reads no database then).
     manage(cli, conf, 'fernet_setup', *owner)
     manage(cli, conf, 'credential_setup', *owner)
+    touch(os.environ.get('KS_KEYS_DONE'))
+    manage(cli, conf, 'db_sync')
     # bootstrap's backends (the managers) stay loaded after it: the demo
     # tenant is made with them, so the configuration must stay parsed.
     cli.main(argv=[
@@ -132,8 +146,18 @@ def main():
     demo_project_id, demo_user_id = ensure_demo(demo_password)
     print(json.dumps({'admin_project_id': admin_project['id'],
                       'demo_project_id': demo_project_id,
-                      'demo_user_id': demo_user_id}))
+                      'demo_user_id': demo_user_id}), flush=True)
+    # Done: the gunicorn worker, waiting for this file, serves now.
+    touch(os.environ.get('KS_SETUP_DONE'))
 
 
 if __name__ == '__main__':
     main()
+    # Done, and everything is committed and closed: leave without the
+    # interpreter's teardown of keystone's modules and objects (about 1 s,
+    # on ks_start's path). The log handlers are flushed first.
+    import logging
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -4,8 +4,10 @@
 # pipeline (api-paste.ini: ... authtoken authorization contextwrapper ...,
 # authtoken = keystonemiddleware.auth_token):
 #
-#   1. ks_start in a temporary WORK; ks_service_user trove; ks_service trove
-#      database http://127.0.0.1:API/v1.0/%(tenant_id)s
+#   1. the OpenStack stand-in (tests/standins/openstack) on a free port, as
+#      the compute endpoint; ks_start in a temporary WORK; one ks_services:
+#      trove database http://127.0.0.1:API/v1.0/%(tenant_id)s, nova compute
+#      (the stand-in), service user trove
 #   2. a minimal trove.conf (sqlite database, local RabbitMQ) plus
 #      ks_trove_conf_auth; trove-manage db_sync; trove-api --config-file
 #   3. checks: no token -> 401; a garbage token -> 401; openstack token
@@ -102,19 +104,15 @@ as_demo() {  # the openstack CLI as the demo user, output to WORK/cli.out
     return $rc
 }
 
-ks_port=$(free_port 5000) && api_port=$(free_port 8779) || die "no free port"
-
-echo "==> keystone on 127.0.0.1:$ks_port (WORK $work)"
-t0=$SECONDS
-ks_start "$work" "$ks_port" || die "ks_start"
-echo "    ks_start took $((SECONDS - t0)) s"
-ks_service_user trove || die "ks_service_user trove"
-ks_service trove database "http://127.0.0.1:$api_port/v1.0/%(tenant_id)s" || die "ks_service trove"
+# Ports away from the box's (5000, 8774, 8779): the smoke runs beside a box.
+ks_port=$(free_port 5100) && api_port=$(free_port 8879) || die "no free port"
 
 # Trove 26 lists instances with Nova's server list (trove/instance/models.py
 # Instances.load calls servers.list even when it has no instance): a compute
 # endpoint must answer. Here the box's stand-in (tests/standins/openstack),
-# Nova only; no server is made, so its hypervisor command is never run.
+# Nova only, on a free port it picks; no server is made, so its hypervisor
+# command is never run. It starts first, so that its URL goes into the one
+# ks_services call.
 standin=$root/tests/standins/openstack/openstack_standin.py
 [ -f "$standin" ] || die "no $standin (the compute endpoint of the instance list)"
 echo "==> the OpenStack stand-in (compute endpoint only)"
@@ -125,13 +123,26 @@ deadline=$((SECONDS + 30))
 until [ -s "$work/standin.out" ]; do
     kill -0 "$standin_pid" 2>/dev/null || die "the OpenStack stand-in exited"
     [ $SECONDS -lt $deadline ] || die "the OpenStack stand-in did not start within 30 s"
-    sleep 0.2
+    sleep 0.1
 done
 compute_url=$(head -n 1 "$work/standin.out" | python3 -c '
 import json, sys
 print([e["url"] for e in json.loads(sys.stdin.read())["catalog"] if e["type"] == "compute"][0])') ||
     die "no compute URL from the OpenStack stand-in"
-ks_service nova compute "$compute_url" || die "ks_service nova"
+
+echo "==> keystone on 127.0.0.1:$ks_port (WORK $work)"
+t0=$(date +%s.%N)
+ks_start "$work" "$ks_port" || die "ks_start"
+t1=$(date +%s.%N)
+cat >"$work/services.json" <<JSON
+{"services": [
+  {"name": "trove", "type": "database", "url": "http://127.0.0.1:$api_port/v1.0/%(tenant_id)s"},
+  {"name": "nova", "type": "compute", "url": "$compute_url"}],
+ "service_users": ["trove"]}
+JSON
+ks_services "$work/services.json" || die "ks_services (trove database, nova compute, user trove)"
+t2=$(date +%s.%N)
+awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "    ks_start %.1f s, ks_services %.1f s\n", b - a, c - b }'
 
 echo "==> trove-api on 127.0.0.1:$api_port"
 (umask 077; {
