@@ -143,10 +143,16 @@ up() {
     wait_http "http://$BOX_GATEWAY:$BOX_K2HR3_PORT/_standin/calls" 20 k2hr3
     grep -m1 '^{' "$BOX_DIR/logs/k2hr3.log" >"$BOX_DIR/k2hr3.json"
 
+    # trove-manage (five runs of a few seconds of imports each) needs only
+    # the database: it runs while Keystone and the stand-ins start.
+    step "Trove 26: trove.conf, database, datastore registration (in the background)"
+    box_trove_conf "$mq_local" "$mq_guest" "$image"
+    box_register_datastore >"$BOX_DIR/logs/register.log" 2>&1 &
+    local register_pid=$!
+
     step "Keystone (real) on 127.0.0.1:$BOX_KEYSTONE_PORT"
     ks_install
     ks_start "$BOX_DIR" "$BOX_KEYSTONE_PORT"
-    ks_service_user trove
 
     step "Nova, Cinder, Neutron, Glance stand-ins on 127.0.0.1:$BOX_OPENSTACK_PORT"
     local standin=(python3 tests/standins/openstack/openstack_standin.py --host 127.0.0.1
@@ -155,18 +161,22 @@ up() {
     BOX_ID=$BOX_DIR BOX_AGENT=$root/target/release/trove-guestagent BOX_HOST_IMAGE=k2hdkc-box-host \
         spawn openstack "${standin[@]}"
     wait_http "http://127.0.0.1:$BOX_OPENSTACK_PORT/" 20 openstack
-    local type name url
-    while IFS=$'\t' read -r type name url; do
-        ks_service "$name" "$type" "$url"
-    done < <("${standin[@]}" --print-catalog | python3 -c '
+    # The catalog: the stand-ins as they print themselves, and trove-api;
+    # the service user trove-api and Trove's admin clients use.
+    "${standin[@]}" --print-catalog | python3 -c '
 import json, sys
-for e in json.load(sys.stdin):
-    print("%s\t%s\t%s" % (e["type"], e["name"], e["url"]))')
-    ks_service trove database "http://127.0.0.1:$BOX_TROVE_PORT/v1.0/%(tenant_id)s"
+services = json.load(sys.stdin) + [{"name": "trove", "type": "database", "url": sys.argv[1]}]
+print(json.dumps({"services": services, "service_users": ["trove"]}))' \
+        "http://127.0.0.1:$BOX_TROVE_PORT/v1.0/%(tenant_id)s" >"$BOX_DIR/catalog.json"
+    ks_services "$BOX_DIR/catalog.json" || die "registering the catalog in Keystone failed"
 
-    step "Trove 26: trove.conf, database, datastore registration"
-    box_trove_conf "$mq_local" "$mq_guest" "$image"
-    box_register_datastore
+    step "Trove 26: the datastore registration (README steps)"
+    wait "$register_pid" || { cat "$BOX_DIR/logs/register.log" >&2; die "registering the datastore failed"; }
+    cat "$BOX_DIR/logs/register.log"
+    # trove-api's paste pipeline authenticates with keystonemiddleware
+    # against the box's Keystone; [service_credentials] for Trove's admin
+    # clients (tests/box/keystone).
+    ks_trove_conf_auth "$BOX_DIR" "$BOX_TROVE_PORT" >>"$BOX_DIR/trove.conf" || die "the auth sections of trove.conf failed"
 
     step "trove-conductor, trove-taskmanager, trove-api"
     local venv_bin; venv_bin=$(dirname "$PEER_PYTHON")
@@ -249,11 +259,6 @@ $connection
 [k2hdkc]
 # The image the guests' agents run (the guest config below says the same).
 docker_image = ${image%:*}
-
-# trove-api's paste pipeline authenticates with keystonemiddleware
-# against the box's Keystone; [service_credentials] for Trove's admin
-# clients (tests/box/keystone).
-$(ks_trove_conf_auth "$BOX_DIR" "$BOX_TROVE_PORT")
 CONF
     ) || die "writing trove.conf failed"
     # The guests' trove-guestagent.conf: what every guest of this cloud
