@@ -157,7 +157,7 @@ up() {
     step "Nova, Cinder, Neutron, Glance stand-ins on 127.0.0.1:$BOX_OPENSTACK_PORT"
     local standin=(python3 tests/standins/openstack/openstack_standin.py --host 127.0.0.1
         --port "$BOX_OPENSTACK_PORT" --state "$BOX_DIR/openstack" --hypervisor "$root/tests/box/guest-host"
-        --network-cidr "$BOX_CIDR" --network-name "$BOX_NETWORK")
+        --network-cidr "$BOX_CIDR" --network-name "$BOX_NETWORK" --volume-delay 0)
     BOX_ID=$BOX_DIR BOX_AGENT=$root/target/release/trove-guestagent BOX_HOST_IMAGE=k2hdkc-box-host \
         spawn openstack "${standin[@]}"
     wait_http "http://127.0.0.1:$BOX_OPENSTACK_PORT/" 20 openstack
@@ -250,6 +250,11 @@ trove_volume_support = true
 volume_time_out = 60
 server_delete_time_out = 120
 usage_timeout = 300
+# How often the taskmanager looks at a building guest and a changing
+# status (defaults 5 s and 3 s): the box measures how fast an instance
+# gets ready, not how long Trove sleeps.
+usage_sleep_time = 1
+state_change_poll_time = 1
 state_change_wait_time = 300
 agent_call_high_timeout = 120
 

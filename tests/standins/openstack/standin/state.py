@@ -142,7 +142,10 @@ class Store:
     def save(self):
         with self.lock:
             tmp = self.path + ".tmp"
-            with open(tmp, "w") as f:
+            # 0600: servers keep their user_data, which holds Trove's
+            # injected guest config (broker credentials, instance key).
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
                 json.dump(self.data, f, indent=1, sort_keys=True)
             os.replace(tmp, self.path)
 
