@@ -227,6 +227,13 @@ impl Manager {
         }
         let _guard = if method.mutates() { Some(self.ops.lock().await) } else { None };
         let result = self.route(method, args, notification.clone()).await;
+        if reports_status_when_done(method) && self.prepare_completed() {
+            // As upstream's end_restart: the new status goes out now, not
+            // at the next report_interval; Trove's restart and reboot wait
+            // for it.
+            let status = self.datastore.status().await;
+            self.report(status);
+        }
         if ends_with_notification(method) {
             self.end_notification(notification, method == GuestMethod::Prepare, &result);
         }
@@ -395,6 +402,20 @@ impl Manager {
             }
         }
     }
+}
+
+/// Operations that start, stop or restart the datastore: the status they
+/// leave is reported at once (upstream's `end_restart` / `stop_db`).
+fn reports_status_when_done(method: GuestMethod) -> bool {
+    matches!(
+        method,
+        GuestMethod::Restart
+            | GuestMethod::StopDb
+            | GuestMethod::StartDbWithConfChanges
+            | GuestMethod::ApplyOverrides
+            | GuestMethod::UpdateOverrides
+            | GuestMethod::ResetConfiguration
+    )
 }
 
 /// Methods upstream wraps in `EndNotification`: their outcome is reported

@@ -90,6 +90,24 @@ async fn prepare_brings_up_a_registered_configured_healthy_node_and_stop_db_leav
     n.cleanup().await;
 }
 
+/// restart and stop_db report their outcome at once, not at the next
+/// report_interval (300 s here): Trove's restart and reboot wait on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_and_stop_db_report_their_status_at_once() {
+    let mut n = node("[DEFAULT]\nreport_interval = 300\n").await;
+    assert_eq!(n.prepare().await["ok"], true);
+    assert_eq!(n.heartbeat(Duration::from_secs(90), |s| s == "healthy").await.as_deref(), Some("healthy"));
+    n.since = e2e_tests::node::epoch_now();
+    let r = n.trove.call("restart", json!({}), 60, false).await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(n.heartbeat(Duration::from_secs(5), |s| s == "healthy").await.as_deref(), Some("healthy"), "healthy after restart");
+    n.since = e2e_tests::node::epoch_now();
+    let r = n.trove.call("stop_db", json!({}), 60, false).await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(n.heartbeat(Duration::from_secs(5), |s| s == "shutdown").await.as_deref(), Some("shutdown"), "shutdown after stop_db");
+    n.cleanup().await;
+}
+
 /// Polls this node's own entry in ALLSTATUS until chmpx stops answering
 /// (bounded: 60 s); returns the ring states seen, in order, without
 /// repeats.
