@@ -78,13 +78,20 @@ pub struct Conductor {
 
 /// Seconds since the epoch, as Python's `time.time()` gives `sent`.
 pub fn now_epoch() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 impl Conductor {
     /// Starts the sender task; it ends when every handle is dropped and the
     /// queue is drained.
-    pub fn start(target: ConductorTarget, codec: SecureCodec, sink: impl Sink) -> (Conductor, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        target: ConductorTarget,
+        codec: SecureCodec,
+        sink: impl Sink,
+    ) -> (Conductor, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let guest_id = target.guest_id.clone();
         let task = tokio::spawn(sender(rx, target, codec, sink));
@@ -101,7 +108,10 @@ impl Conductor {
     pub fn heartbeat(&self, status: ServiceStatus) {
         let mut args = Map::new();
         args.insert("instance_id".into(), json!(self.guest_id));
-        args.insert("payload".into(), json!({"service_status": status.description()}));
+        args.insert(
+            "payload".into(),
+            json!({"service_status": status.description()}),
+        );
         self.enqueue("heartbeat", args, Some("heartbeat".into()));
     }
 
@@ -110,7 +120,11 @@ impl Conductor {
         let mut args = fields;
         args.insert("instance_id".into(), json!(self.guest_id));
         args.insert("backup_id".into(), json!(backup_id));
-        self.enqueue("update_backup", args, Some(format!("update_backup {backup_id}")));
+        self.enqueue(
+            "update_backup",
+            args,
+            Some(format!("update_backup {backup_id}")),
+        );
     }
 
     /// `notify_end(serialized_notification, notification_args)`: the end of
@@ -127,7 +141,12 @@ impl Conductor {
     }
 
     /// `notify_exc_info(serialized_notification, message, exception)`.
-    pub fn notify_exc_info(&self, mut serialized_notification: Value, message: &str, exception: Vec<String>) {
+    pub fn notify_exc_info(
+        &self,
+        mut serialized_notification: Value,
+        message: &str,
+        exception: Vec<String>,
+    ) {
         if let Value::Object(map) = &mut serialized_notification {
             map.insert("instance_id".into(), json!(self.guest_id));
         }
@@ -157,12 +176,22 @@ fn context(target: &ConductorTarget) -> Map<String, Value> {
 #[async_trait::async_trait]
 pub trait Sink: Send + Sync + 'static {
     /// Publishes one message body.
-    async fn publish(&self, exchange: &str, routing_key: &str, body: &[u8]) -> Result<(), PublishError>;
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+    ) -> Result<(), PublishError>;
 }
 
 #[async_trait::async_trait]
 impl Sink for Publisher {
-    async fn publish(&self, exchange: &str, routing_key: &str, body: &[u8]) -> Result<(), PublishError> {
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+    ) -> Result<(), PublishError> {
         Publisher::publish(self, exchange, routing_key, body).await
     }
 }
@@ -190,18 +219,27 @@ impl Pacing {
         self.last_sent = Some(now);
         let Some(kind) = &cast.kind else { return };
         if !repeat && self.said.get(kind) != Some(&cast.args) {
-            self.due.insert(kind.clone(), (now + CONFIRM_AFTER, cast.clone()));
+            self.due
+                .insert(kind.clone(), (now + CONFIRM_AFTER, cast.clone()));
         }
         self.said.insert(kind.clone(), cast.args.clone());
     }
 
     /// The repeat due first, if any.
     fn next_due(&self) -> Option<(String, Instant)> {
-        self.due.iter().min_by_key(|(_, (at, _))| *at).map(|(k, (at, _))| (k.clone(), *at))
+        self.due
+            .iter()
+            .min_by_key(|(_, (at, _))| *at)
+            .map(|(k, (at, _))| (k.clone(), *at))
     }
 }
 
-async fn sender(mut rx: mpsc::Receiver<Cast>, target: ConductorTarget, codec: SecureCodec, sink: impl Sink) {
+async fn sender(
+    mut rx: mpsc::Receiver<Cast>,
+    target: ConductorTarget,
+    codec: SecureCodec,
+    sink: impl Sink,
+) {
     let mut pacing = Pacing::default();
     let mut open = true;
     loop {
@@ -233,14 +271,34 @@ async fn sender(mut rx: mpsc::Receiver<Cast>, target: ConductorTarget, codec: Se
     }
 }
 
-async fn publish(cast: &Cast, target: &ConductorTarget, codec: &SecureCodec, sink: &impl Sink, repeat: bool) {
+async fn publish(
+    cast: &Cast,
+    target: &ConductorTarget,
+    codec: &SecureCodec,
+    sink: &impl Sink,
+    repeat: bool,
+) {
     let mut plain = cast.args.clone();
     if cast.kind.is_some() {
         plain.insert("sent".into(), json!(now_epoch()));
     }
-    let args: Map<String, Value> = plain.iter().map(|(k, v)| (k.clone(), codec.encode_conductor_entity(&target.guest_id, v))).collect();
+    let args: Map<String, Value> = plain
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                codec.encode_conductor_entity(&target.guest_id, v),
+            )
+        })
+        .collect();
     let ctx = codec.encode_conductor_context(&target.guest_id, &context(target));
-    let body = encode_cast(cast.method, args, CONDUCTOR_API_VERSION, &ctx, &uuid::Uuid::new_v4().simple().to_string());
+    let body = encode_cast(
+        cast.method,
+        args,
+        CONDUCTOR_API_VERSION,
+        &ctx,
+        &uuid::Uuid::new_v4().simple().to_string(),
+    );
     let mut attempt = 1;
     loop {
         match sink.publish(&target.exchange, &target.topic, &body).await {
@@ -272,9 +330,15 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Sink for Recorder {
-        async fn publish(&self, _exchange: &str, _key: &str, body: &[u8]) -> Result<(), PublishError> {
+        async fn publish(
+            &self,
+            _exchange: &str,
+            _key: &str,
+            body: &[u8],
+        ) -> Result<(), PublishError> {
             let outer: Value = serde_json::from_slice(body).unwrap();
-            let inner: Value = serde_json::from_str(outer["oslo.message"].as_str().unwrap()).unwrap();
+            let inner: Value =
+                serde_json::from_str(outer["oslo.message"].as_str().unwrap()).unwrap();
             self.0.lock().unwrap().push((Instant::now(), inner));
             Ok(())
         }
@@ -287,13 +351,27 @@ mod tests {
                 .unwrap()
                 .iter()
                 .filter(|(_, m)| m["method"] == "heartbeat")
-                .map(|(t, m)| (*t, m["args"]["payload"]["service_status"].as_str().unwrap().to_owned(), m["args"]["sent"].as_f64().unwrap()))
+                .map(|(t, m)| {
+                    (
+                        *t,
+                        m["args"]["payload"]["service_status"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned(),
+                        m["args"]["sent"].as_f64().unwrap(),
+                    )
+                })
                 .collect()
         }
     }
 
     fn start() -> (Conductor, tokio::task::JoinHandle<()>, Recorder) {
-        let target = ConductorTarget { exchange: "trove".into(), topic: "trove-conductor".into(), guest_id: "g1".into(), tenant_id: None };
+        let target = ConductorTarget {
+            exchange: "trove".into(),
+            topic: "trove-conductor".into(),
+            guest_id: "g1".into(),
+            tenant_id: None,
+        };
         let rec = Recorder::default();
         let (c, task) = Conductor::start(target, SecureCodec::new(None), rec.clone());
         (c, task, rec)
@@ -312,7 +390,10 @@ mod tests {
         // building is superseded before its repeat is due; the failure is repeated.
         assert_eq!(statuses, ["building", "failed to spawn", "failed to spawn"]);
         assert!(hb[1].0 - hb[0].0 >= CAST_SPACING, "spaced");
-        assert!(hb[2].0 - hb[1].0 >= CONFIRM_AFTER, "repeated after the confirm delay");
+        assert!(
+            hb[2].0 - hb[1].0 >= CONFIRM_AFTER,
+            "repeated after the confirm delay"
+        );
         assert!(hb.windows(2).all(|w| w[1].2 > w[0].2), "sent grows: {hb:?}");
         drop(c);
         task.await.unwrap();
@@ -325,13 +406,21 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(5)).await;
         c.heartbeat(ServiceStatus::Healthy);
         tokio::time::sleep(Duration::from_secs(5)).await;
-        assert_eq!(rec.heartbeats().len(), 3, "the first one repeated once, the same status again not");
+        assert_eq!(
+            rec.heartbeats().len(),
+            3,
+            "the first one repeated once, the same status again not"
+        );
         c.heartbeat(ServiceStatus::Shutdown);
         tokio::time::sleep(Duration::from_secs(1)).await;
         c.heartbeat(ServiceStatus::Healthy);
         tokio::time::sleep(Duration::from_secs(5)).await;
         let statuses: Vec<String> = rec.heartbeats().into_iter().map(|(_, s, _)| s).collect();
-        assert_eq!(statuses, ["healthy", "healthy", "healthy", "shutdown", "healthy", "healthy"], "no stale shutdown repeat after healthy");
+        assert_eq!(
+            statuses,
+            ["healthy", "healthy", "healthy", "shutdown", "healthy", "healthy"],
+            "no stale shutdown repeat after healthy"
+        );
         drop(c);
         task.await.unwrap();
     }
@@ -342,8 +431,17 @@ mod tests {
         c.notify_end(json!({"event_type": "x"}), true);
         c.heartbeat(ServiceStatus::Healthy);
         drop(c);
-        tokio::time::timeout(Duration::from_secs(5), task).await.expect("drains in time").unwrap();
-        let all = rec.0.lock().unwrap().iter().map(|(_, m)| m["method"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("drains in time")
+            .unwrap();
+        let all = rec
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, m)| m["method"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>();
         assert_eq!(all, ["notify_end", "heartbeat", "heartbeat"]);
         // notify_end(context, serialized_notification, notification_args) takes no `sent`.
         assert!(rec.0.lock().unwrap()[0].1["args"].get("sent").is_none());

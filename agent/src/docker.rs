@@ -8,13 +8,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, ExecConfig, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::models::{
+    ContainerCreateBody, ContainerStateStatusEnum, ExecConfig, HostConfig, RestartPolicy,
+    RestartPolicyNameEnum,
+};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
-    StartContainerOptions, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
+    RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
-use driver_api::host::{ContainerSpec, ContainerState, Containers, ExecOutput, HostError, Ipc, Network};
+use driver_api::host::{
+    ContainerSpec, ContainerState, Containers, ExecOutput, HostError, Ipc, Network,
+};
 use futures_util::StreamExt;
 use md5::{Digest, Md5};
 
@@ -45,14 +50,27 @@ pub struct DockerHost {
 }
 
 fn is_not_found(e: &DockerError) -> bool {
-    matches!(e, DockerError::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
-async fn bounded<T>(what: impl Fn() -> String, limit: Duration, fut: impl std::future::Future<Output = Result<T, DockerError>>) -> Result<T, HostError> {
+async fn bounded<T>(
+    what: impl Fn() -> String,
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, DockerError>>,
+) -> Result<T, HostError> {
     match tokio::time::timeout(limit, fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(HostError::new(what(), e)),
-        Err(_) => Err(HostError::new(what(), format!("Docker did not answer within {limit:?}"))),
+        Err(_) => Err(HostError::new(
+            what(),
+            format!("Docker did not answer within {limit:?}"),
+        )),
     }
 }
 
@@ -66,14 +84,25 @@ pub fn spec_digest(spec: &ContainerSpec) -> String {
 impl DockerHost {
     /// The local engine (`DOCKER_HOST` or the Unix socket).
     pub fn new(auth: Option<RegistryAuth>) -> Result<Self, HostError> {
-        let unversioned = Docker::connect_with_local_defaults().map_err(|e| HostError::new("connect to the Docker engine", e))?;
-        Ok(Self { unversioned, docker: tokio::sync::OnceCell::new(), auth })
+        let unversioned = Docker::connect_with_local_defaults()
+            .map_err(|e| HostError::new("connect to the Docker engine", e))?;
+        Ok(Self {
+            unversioned,
+            docker: tokio::sync::OnceCell::new(),
+            auth,
+        })
     }
 
     /// The client, after agreeing on an API version with the engine once.
     async fn docker(&self) -> Result<&Docker, HostError> {
         self.docker
-            .get_or_try_init(|| bounded(|| "reach the Docker engine".into(), CALL_TIMEOUT, self.unversioned.clone().negotiate_version()))
+            .get_or_try_init(|| {
+                bounded(
+                    || "reach the Docker engine".into(),
+                    CALL_TIMEOUT,
+                    self.unversioned.clone().negotiate_version(),
+                )
+            })
             .await
     }
 
@@ -87,7 +116,14 @@ impl DockerHost {
         let binds = spec
             .binds
             .iter()
-            .map(|b| format!("{}:{}{}", b.host, b.container, if b.read_only { ":ro" } else { "" }))
+            .map(|b| {
+                format!(
+                    "{}:{}{}",
+                    b.host,
+                    b.container,
+                    if b.read_only { ":ro" } else { "" }
+                )
+            })
             .collect();
         ContainerCreateBody {
             image: Some(spec.image.clone()),
@@ -104,7 +140,8 @@ impl DockerHost {
                 ipc_mode: Some(ipc),
                 pid_mode: spec.pid_of.as_ref().map(|n| format!("container:{n}")),
                 binds: Some(binds),
-                sysctls: (!spec.sysctls.is_empty()).then(|| spec.sysctls.clone().into_iter().collect()),
+                sysctls: (!spec.sysctls.is_empty())
+                    .then(|| spec.sysctls.clone().into_iter().collect()),
                 restart_policy: spec.restart_unless_stopped.then(|| RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                     maximum_retry_count: None,
@@ -115,22 +152,42 @@ impl DockerHost {
         }
     }
 
-    async fn inspect_label(&self, name: &str) -> Result<Option<(ContainerState, Option<String>)>, HostError> {
-        match tokio::time::timeout(CALL_TIMEOUT, self.docker().await?.inspect_container(name, None::<InspectContainerOptions>)).await {
-            Err(_) => Err(HostError::new(format!("inspect container {name}"), "Docker did not answer in time")),
+    async fn inspect_label(
+        &self,
+        name: &str,
+    ) -> Result<Option<(ContainerState, Option<String>)>, HostError> {
+        match tokio::time::timeout(
+            CALL_TIMEOUT,
+            self.docker()
+                .await?
+                .inspect_container(name, None::<InspectContainerOptions>),
+        )
+        .await
+        {
+            Err(_) => Err(HostError::new(
+                format!("inspect container {name}"),
+                "Docker did not answer in time",
+            )),
             Ok(Err(e)) if is_not_found(&e) => Ok(None),
             Ok(Err(e)) => Err(HostError::new(format!("inspect container {name}"), e)),
             Ok(Ok(info)) => {
                 let state = info.state.as_ref();
                 let status = match state.and_then(|s| s.status) {
-                    Some(ContainerStateStatusEnum::RUNNING) => ContainerState::Running { started_at: state.and_then(|s| s.started_at.clone()) },
+                    Some(ContainerStateStatusEnum::RUNNING) => ContainerState::Running {
+                        started_at: state.and_then(|s| s.started_at.clone()),
+                    },
                     Some(ContainerStateStatusEnum::CREATED) => ContainerState::Created,
                     Some(ContainerStateStatusEnum::PAUSED) => ContainerState::Paused,
                     Some(ContainerStateStatusEnum::RESTARTING) => ContainerState::Restarting,
-                    Some(ContainerStateStatusEnum::EXITED) => ContainerState::Exited(state.and_then(|s| s.exit_code).unwrap_or(-1)),
+                    Some(ContainerStateStatusEnum::EXITED) => {
+                        ContainerState::Exited(state.and_then(|s| s.exit_code).unwrap_or(-1))
+                    }
                     _ => ContainerState::Dead,
                 };
-                let label = info.config.and_then(|c| c.labels).and_then(|l| l.get(SPEC_LABEL).cloned());
+                let label = info
+                    .config
+                    .and_then(|c| c.labels)
+                    .and_then(|l| l.get(SPEC_LABEL).cloned());
                 Ok(Some((status, label)))
             }
         }
@@ -140,7 +197,10 @@ impl DockerHost {
 #[async_trait]
 impl Containers for DockerHost {
     async fn ensure_image(&self, image: &str) -> Result<(), HostError> {
-        if tokio::time::timeout(CALL_TIMEOUT, self.docker().await?.inspect_image(image)).await.is_ok_and(|r| r.is_ok()) {
+        if tokio::time::timeout(CALL_TIMEOUT, self.docker().await?.inspect_image(image))
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {
             return Ok(());
         }
         tracing::info!(image, "pulling image");
@@ -149,8 +209,13 @@ impl Containers for DockerHost {
             password: Some(a.password.expose().to_owned()),
             ..Default::default()
         });
-        let options = CreateImageOptionsBuilder::default().from_image(image).build();
-        let mut stream = self.docker().await?.create_image(Some(options), None, credentials);
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(image)
+            .build();
+        let mut stream = self
+            .docker()
+            .await?
+            .create_image(Some(options), None, credentials);
         let pull = async {
             while let Some(item) = stream.next().await {
                 item?;
@@ -171,68 +236,131 @@ impl Containers for DockerHost {
             }
             None => {}
         }
-        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
         bounded(
             || format!("create container {}", spec.name),
             CALL_TIMEOUT,
-            self.docker().await?.create_container(Some(options), Self::body(spec)),
+            self.docker()
+                .await?
+                .create_container(Some(options), Self::body(spec)),
         )
         .await?;
         self.start(&spec.name).await
     }
 
     async fn state(&self, name: &str) -> Result<ContainerState, HostError> {
-        Ok(self.inspect_label(name).await?.map(|(s, _)| s).unwrap_or(ContainerState::Missing))
+        Ok(self
+            .inspect_label(name)
+            .await?
+            .map(|(s, _)| s)
+            .unwrap_or(ContainerState::Missing))
     }
 
     async fn start(&self, name: &str) -> Result<(), HostError> {
-        match tokio::time::timeout(CALL_TIMEOUT, self.docker().await?.start_container(name, None::<StartContainerOptions>)).await {
+        match tokio::time::timeout(
+            CALL_TIMEOUT,
+            self.docker()
+                .await?
+                .start_container(name, None::<StartContainerOptions>),
+        )
+        .await
+        {
             Ok(Ok(())) => Ok(()),
             // 304: already running.
-            Ok(Err(DockerError::DockerResponseServerError { status_code: 304, .. })) => Ok(()),
+            Ok(Err(DockerError::DockerResponseServerError {
+                status_code: 304, ..
+            })) => Ok(()),
             Ok(Err(e)) => Err(HostError::new(format!("start container {name}"), e)),
-            Err(_) => Err(HostError::new(format!("start container {name}"), "Docker did not answer in time")),
+            Err(_) => Err(HostError::new(
+                format!("start container {name}"),
+                "Docker did not answer in time",
+            )),
         }
     }
 
     async fn stop(&self, name: &str, grace: Duration) -> Result<(), HostError> {
-        let options = StopContainerOptionsBuilder::default().t(grace.as_secs() as i32).build();
-        match tokio::time::timeout(grace + CALL_TIMEOUT, self.docker().await?.stop_container(name, Some(options))).await {
+        let options = StopContainerOptionsBuilder::default()
+            .t(grace.as_secs() as i32)
+            .build();
+        match tokio::time::timeout(
+            grace + CALL_TIMEOUT,
+            self.docker().await?.stop_container(name, Some(options)),
+        )
+        .await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) if is_not_found(&e) => Ok(()),
-            Ok(Err(DockerError::DockerResponseServerError { status_code: 304, .. })) => Ok(()),
+            Ok(Err(DockerError::DockerResponseServerError {
+                status_code: 304, ..
+            })) => Ok(()),
             Ok(Err(e)) => Err(HostError::new(format!("stop container {name}"), e)),
-            Err(_) => Err(HostError::new(format!("stop container {name}"), "Docker did not answer in time")),
+            Err(_) => Err(HostError::new(
+                format!("stop container {name}"),
+                "Docker did not answer in time",
+            )),
         }
     }
 
     async fn remove(&self, name: &str) -> Result<(), HostError> {
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
-        match tokio::time::timeout(CALL_TIMEOUT, self.docker().await?.remove_container(name, Some(options))).await {
+        match tokio::time::timeout(
+            CALL_TIMEOUT,
+            self.docker().await?.remove_container(name, Some(options)),
+        )
+        .await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) if is_not_found(&e) => Ok(()),
             Ok(Err(e)) => Err(HostError::new(format!("remove container {name}"), e)),
-            Err(_) => Err(HostError::new(format!("remove container {name}"), "Docker did not answer in time")),
+            Err(_) => Err(HostError::new(
+                format!("remove container {name}"),
+                "Docker did not answer in time",
+            )),
         }
     }
 
-    async fn exec(&self, name: &str, argv: &[String], timeout: Duration) -> Result<ExecOutput, HostError> {
-        let what = || format!("run {:?} in container {name}", argv.first().map(String::as_str).unwrap_or(""));
-        let config = ExecConfig { attach_stdout: Some(true), attach_stderr: Some(true), cmd: Some(argv.to_vec()), ..Default::default() };
+    async fn exec(
+        &self,
+        name: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, HostError> {
+        let what = || {
+            format!(
+                "run {:?} in container {name}",
+                argv.first().map(String::as_str).unwrap_or("")
+            )
+        };
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(argv.to_vec()),
+            ..Default::default()
+        };
         let docker = self.docker().await?;
         let run = async {
             let id = docker.create_exec(name, config).await?.id;
             let (mut stdout, mut stderr) = (String::new(), String::new());
-            if let bollard::exec::StartExecResults::Attached { mut output, .. } = docker.start_exec(&id, None).await? {
+            if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+                docker.start_exec(&id, None).await?
+            {
                 while let Some(chunk) = output.next().await {
                     match chunk? {
-                        bollard::container::LogOutput::StdErr { message } => stderr.push_str(&String::from_utf8_lossy(&message)),
+                        bollard::container::LogOutput::StdErr { message } => {
+                            stderr.push_str(&String::from_utf8_lossy(&message))
+                        }
                         other => stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
                     }
                 }
             }
             let code = docker.inspect_exec(&id).await?.exit_code.unwrap_or(-1);
-            Ok::<_, DockerError>(ExecOutput { code, stdout, stderr })
+            Ok::<_, DockerError>(ExecOutput {
+                code,
+                stdout,
+                stderr,
+            })
         };
         bounded(what, timeout, run).await
     }

@@ -19,7 +19,8 @@ pub fn to_gb(bytes: u64) -> f64 {
 /// units (`guestagent_utils.get_filesystem_volume_stats`): block counts,
 /// `total` and `used` in GiB, `free` in bytes, plus `mgr_extra_info`.
 pub fn filesystem_stats(mount_point: &Path) -> Result<Value, String> {
-    let st = nix::sys::statvfs::statvfs(mount_point).map_err(|e| format!("Filesystem not found ({}): {e}", mount_point.display()))?;
+    let st = nix::sys::statvfs::statvfs(mount_point)
+        .map_err(|e| format!("Filesystem not found ({}): {e}", mount_point.display()))?;
     // statvfs reports block counts in f_frsize units; Python's f_bsize
     // equals it on the filesystems Trove uses (ext4, xfs).
     let bsize = st.block_size() as u64;
@@ -48,7 +49,8 @@ fn proc_field(text: &str, key: &str) -> Option<u64> {
 /// `get_diagnostics`: the agent's version and process figures, with the
 /// keys Trove's diagnostics view reads (sizes in kB, as /proc gives them).
 pub fn diagnostics() -> Result<Value, String> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| format!("read /proc/self/status: {e}"))?;
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("read /proc/self/status: {e}"))?;
     let field = |k: &str| proc_field(&status, k).unwrap_or(0);
     Ok(json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -63,8 +65,11 @@ pub fn diagnostics() -> Result<Value, String> {
 
 /// `get_hwinfo`: memory (kB) and CPU count, as Trove's hwinfo view reads.
 pub fn hwinfo() -> Result<Value, String> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("read /proc/meminfo: {e}"))?;
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let meminfo =
+        std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("read /proc/meminfo: {e}"))?;
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     Ok(json!({"mem_total": proc_field(&meminfo, "MemTotal").unwrap_or(0), "num_cpus": cpus}))
 }
 
@@ -87,7 +92,10 @@ mod tests {
         let blocks = s["total_blocks"].as_u64().unwrap();
         let free = s["free_blocks"].as_u64().unwrap();
         assert!(blocks > 0 && free <= blocks);
-        assert_eq!(s["free"].as_u64().unwrap(), free * s["block_size"].as_u64().unwrap());
+        assert_eq!(
+            s["free"].as_u64().unwrap(),
+            free * s["block_size"].as_u64().unwrap()
+        );
         assert!(s["mgr_extra_info"].is_object());
     }
 

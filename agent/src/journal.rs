@@ -132,7 +132,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
@@ -145,8 +150,15 @@ mod tests {
 
     fn pending() -> PendingPrepare {
         let mut args = Map::new();
-        args.insert("overrides".into(), serde_json::json!({"extdata-url": "https://k2hr3/v1/extdata/secret-token"}));
-        PendingPrepare { began: 1_800_000_000.5, args, notification: Some(serde_json::json!({"event_type": "trove.instance.create"})) }
+        args.insert(
+            "overrides".into(),
+            serde_json::json!({"extdata-url": "https://k2hr3/v1/extdata/secret-token"}),
+        );
+        PendingPrepare {
+            began: 1_800_000_000.5,
+            args,
+            notification: Some(serde_json::json!({"event_type": "trove.instance.create"})),
+        }
     }
 
     #[test]
@@ -155,12 +167,22 @@ mod tests {
         let j = Journal::new(dir.path().join("g1"));
         assert_eq!(j.state(), PrepareState::NotStarted);
         j.begin(&pending()).unwrap();
-        assert_eq!(j.state(), PrepareState::Interrupted(pending()), "a restart now finds the request");
-        let mode = std::fs::metadata(dir.path().join("g1").join(REQUEST)).unwrap().permissions().mode();
+        assert_eq!(
+            j.state(),
+            PrepareState::Interrupted(pending()),
+            "a restart now finds the request"
+        );
+        let mode = std::fs::metadata(dir.path().join("g1").join(REQUEST))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "the request holds secrets");
         j.complete().unwrap();
         assert_eq!(j.state(), PrepareState::Completed);
-        assert!(!dir.path().join("g1").join(REQUEST).exists(), "removed when prepare ends");
+        assert!(
+            !dir.path().join("g1").join(REQUEST).exists(),
+            "removed when prepare ends"
+        );
     }
 
     #[test]
@@ -169,10 +191,16 @@ mod tests {
         let j = Journal::new(dir.path().to_path_buf());
         j.begin(&pending()).unwrap();
         j.fail("read K2HR3 EXTDATA: not an init script").unwrap();
-        assert_eq!(j.state(), PrepareState::Failed("read K2HR3 EXTDATA: not an init script".into()));
+        assert_eq!(
+            j.state(),
+            PrepareState::Failed("read K2HR3 EXTDATA: not an init script".into())
+        );
         assert!(!dir.path().join(REQUEST).exists());
         j.begin(&pending()).unwrap();
-        assert!(matches!(j.state(), PrepareState::Interrupted(_)), "a new prepare runs again");
+        assert!(
+            matches!(j.state(), PrepareState::Interrupted(_)),
+            "a new prepare runs again"
+        );
     }
 
     #[test]
@@ -182,6 +210,10 @@ mod tests {
         std::fs::write(dir.path().join(START), "1\n").unwrap();
         assert_eq!(j.state(), PrepareState::InterruptedWithoutRequest);
         std::fs::write(dir.path().join(REQUEST), "{ half a fi").unwrap();
-        assert_eq!(j.state(), PrepareState::InterruptedWithoutRequest, "unreadable is gone");
+        assert_eq!(
+            j.state(),
+            PrepareState::InterruptedWithoutRequest,
+            "unreadable is gone"
+        );
     }
 }

@@ -6,13 +6,13 @@
 //! tests run the real agent in-process with a oneshot instead.
 
 pub mod conductor;
-pub mod docker;
 pub mod config;
+pub mod docker;
 pub mod host;
 pub mod journal;
-pub mod volume;
 pub mod manager;
 pub mod rpc;
+pub mod volume;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -53,8 +53,14 @@ pub fn datastore_for(config: &Config) -> Result<Arc<dyn Datastore>, StartError> 
     match config.datastore_manager.as_str() {
         datastore::MANAGER => {
             let g = &config.datastore.values;
-            let auth = match (g.get("docker_registry_username"), g.get("docker_registry_password")) {
-                (Some(u), Some(p)) if !u.is_empty() => Some(docker::RegistryAuth { username: u.clone(), password: config::Secret::new(p.clone()) }),
+            let auth = match (
+                g.get("docker_registry_username"),
+                g.get("docker_registry_password"),
+            ) {
+                (Some(u), Some(p)) if !u.is_empty() => Some(docker::RegistryAuth {
+                    username: u.clone(),
+                    password: config::Secret::new(p.clone()),
+                }),
                 _ => None,
             };
             let containers = Arc::new(docker::DockerHost::new(auth).map_err(StartError::Host)?);
@@ -67,9 +73,14 @@ pub fn datastore_for(config: &Config) -> Result<Arc<dyn Datastore>, StartError> 
                 gid: config.datastore.database_service_gid,
                 state_dir: config.state_dir.join(&config.guest_id),
             };
-            Ok(Arc::new(datastore::K2hdkc::new(&ctx, containers).map_err(StartError::Driver)?))
+            Ok(Arc::new(
+                datastore::K2hdkc::new(&ctx, containers).map_err(StartError::Driver)?,
+            ))
         }
-        other => Err(StartError::UnknownDatastore(other.to_owned(), datastore::MANAGER)),
+        other => Err(StartError::UnknownDatastore(
+            other.to_owned(),
+            datastore::MANAGER,
+        )),
     }
 }
 
@@ -83,7 +94,12 @@ pub struct Handles {
 /// Runs the agent until `shutdown` completes, then drains: stop taking
 /// requests, let in-flight ones finish (bounded by
 /// `graceful_shutdown_timeout`), flush casts, close the connection.
-pub async fn run(config: Config, datastore: Arc<dyn Datastore>, shutdown: impl Future<Output = ()>, on_start: impl FnOnce(Handles)) {
+pub async fn run(
+    config: Config,
+    datastore: Arc<dyn Datastore>,
+    shutdown: impl Future<Output = ()>,
+    on_start: impl FnOnce(Handles),
+) {
     let config = Arc::new(config);
     let codec = SecureCodec::new(config.instance_rpc_encr_key.as_ref().map(|k| k.expose()));
     if !codec.is_secure() {
@@ -101,9 +117,19 @@ pub async fn run(config: Config, datastore: Arc<dyn Datastore>, shutdown: impl F
     let (channel_tx, channel_rx) = watch::channel(None);
     let (ready_tx, ready_rx) = watch::channel(false);
     let (delivery_tx, delivery_rx) = mpsc::channel(rpc::server::HANDOFF_DEPTH);
-    let control = LinkControl { stop_consuming: CancellationToken::new(), close: CancellationToken::new() };
+    let control = LinkControl {
+        stop_consuming: CancellationToken::new(),
+        close: CancellationToken::new(),
+    };
     let (stop_consuming, close) = (control.stop_consuming.clone(), control.close.clone());
-    let link = tokio::spawn(rpc::server::link_task(config.clone(), target, channel_tx, ready_tx, delivery_tx, control));
+    let link = tokio::spawn(rpc::server::link_task(
+        config.clone(),
+        target,
+        channel_tx,
+        ready_tx,
+        delivery_tx,
+        control,
+    ));
 
     let publisher = Publisher::new(channel_rx);
     let (conductor, conductor_task) = Conductor::start(
@@ -175,7 +201,10 @@ pub async fn run(config: Config, datastore: Arc<dyn Datastore>, shutdown: impl F
     // The manager holds the last conductor handle: dropping it lets the
     // sender drain what is queued and end.
     drop(manager);
-    if tokio::time::timeout(FLUSH_TIMEOUT, conductor_task).await.is_err() {
+    if tokio::time::timeout(FLUSH_TIMEOUT, conductor_task)
+        .await
+        .is_err()
+    {
         tracing::warn!("casts to the conductor not flushed within {FLUSH_TIMEOUT:?}");
     }
     close.cancel();

@@ -34,10 +34,16 @@ struct Cli {
 fn sources(matches: &clap::ArgMatches, cli: &Cli) -> Vec<Source> {
     let mut indexed: Vec<(usize, Source)> = Vec::new();
     if let Some(idx) = matches.indices_of("config_dir") {
-        indexed.extend(idx.zip(cli.config_dir.iter()).map(|(i, p)| (i, Source::Dir(p.clone()))));
+        indexed.extend(
+            idx.zip(cli.config_dir.iter())
+                .map(|(i, p)| (i, Source::Dir(p.clone()))),
+        );
     }
     if let Some(idx) = matches.indices_of("config_file") {
-        indexed.extend(idx.zip(cli.config_file.iter()).map(|(i, p)| (i, Source::File(p.clone()))));
+        indexed.extend(
+            idx.zip(cli.config_file.iter())
+                .map(|(i, p)| (i, Source::File(p.clone()))),
+        );
     }
     indexed.sort_by_key(|(i, _)| *i);
     let list: Vec<Source> = indexed.into_iter().map(|(_, s)| s).collect();
@@ -65,9 +71,15 @@ fn main() -> ExitCode {
         print!("{}", config.render());
         return ExitCode::SUCCESS;
     }
-    let level = if cli.debug || config.debug { "debug" } else { "info" };
+    let level = if cli.debug || config.debug {
+        "debug"
+    } else {
+        "info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TROVE_GUESTAGENT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},lapin=warn,amq_protocol=warn")));
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{level},lapin=warn,amq_protocol=warn"))
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -86,16 +98,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(agent::run(config, datastore, shutdown_signal(), |handles| {
-        tokio::spawn(systemd(handles));
-    }));
+    runtime.block_on(agent::run(
+        config,
+        datastore,
+        shutdown_signal(),
+        |handles| {
+            tokio::spawn(systemd(handles));
+        },
+    ));
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     ExitCode::SUCCESS
 }
@@ -116,10 +136,14 @@ async fn systemd(mut handles: agent::Handles) {
     loop {
         let ready = *handles.ready.borrow_and_update();
         if ready && !notified {
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving Trove RPC")]);
+            let _ = sd_notify::notify(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status("serving Trove RPC"),
+            ]);
             notified = true;
         } else if !ready && notified {
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Status("reconnecting to RabbitMQ")]);
+            let _ =
+                sd_notify::notify(&[sd_notify::NotifyState::Status("reconnecting to RabbitMQ")]);
         } else if ready {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Status("serving Trove RPC")]);
         }

@@ -98,12 +98,19 @@ impl Manager {
     pub async fn ensure_volume(&self) -> Result<(), String> {
         let v = &self.volume;
         if v.device.exists() {
-            let done = crate::volume::ensure_mounted(&v.device, &v.mount_point, v.uid, v.gid, &v.options).await?;
+            let done =
+                crate::volume::ensure_mounted(&v.device, &v.mount_point, v.uid, v.gid, &v.options)
+                    .await?;
             tracing::info!(device = %v.device.display(), mount_point = %v.mount_point.display(), done, "data volume");
         } else {
-            std::fs::create_dir_all(&v.mount_point).map_err(|e| format!("create {}: {e}", v.mount_point.display()))?;
-            nix::unistd::chown(&v.mount_point, Some(nix::unistd::Uid::from_raw(v.uid)), Some(nix::unistd::Gid::from_raw(v.gid)))
-                .map_err(|e| format!("chown {}: {e}", v.mount_point.display()))?;
+            std::fs::create_dir_all(&v.mount_point)
+                .map_err(|e| format!("create {}: {e}", v.mount_point.display()))?;
+            nix::unistd::chown(
+                &v.mount_point,
+                Some(nix::unistd::Uid::from_raw(v.uid)),
+                Some(nix::unistd::Gid::from_raw(v.gid)),
+            )
+            .map_err(|e| format!("chown {}: {e}", v.mount_point.display()))?;
             tracing::info!(device = %v.device.display(), mount_point = %v.mount_point.display(), "no data volume device: using the directory");
         }
         Ok(())
@@ -134,7 +141,11 @@ impl Manager {
                 let elapsed = Duration::from_secs_f64((now_epoch() - pending.began).max(0.0));
                 match self.prepare_timeout.checked_sub(elapsed) {
                     Some(left) if !left.is_zero() => {
-                        tracing::warn!(began_s_ago = elapsed.as_secs(), left_s = left.as_secs(), "{RESTARTED_DURING_PREPARE}; resuming it");
+                        tracing::warn!(
+                            began_s_ago = elapsed.as_secs(),
+                            left_s = left.as_secs(),
+                            "{RESTARTED_DURING_PREPARE}; resuming it"
+                        );
                         let notification = pending.notification.clone();
                         let result = self.run_prepare(pending, left).await;
                         self.end_notification(notification, true, &result);
@@ -152,7 +163,9 @@ impl Manager {
                 }
             }
             PrepareState::InterruptedWithoutRequest => {
-                self.give_up_prepare(&format!("{RESTARTED_DURING_PREPARE} and its request was not kept"));
+                self.give_up_prepare(&format!(
+                    "{RESTARTED_DURING_PREPARE} and its request was not kept"
+                ));
             }
         }
     }
@@ -198,7 +211,9 @@ impl Manager {
     /// Skipped while a changing operation runs: it reports its own outcome.
     /// Before a successful prepare only a failed one is reported.
     pub async fn report_status(&self) {
-        let Ok(_guard) = self.ops.try_lock() else { return };
+        let Ok(_guard) = self.ops.try_lock() else {
+            return;
+        };
         if !self.prepare_completed() {
             if self.prepare_failed.load(Ordering::SeqCst) {
                 self.report(ServiceStatus::Failed);
@@ -211,21 +226,42 @@ impl Manager {
 
     /// Handles one request. `notification` is the context's
     /// `trove_notification`, if the control plane sent one.
-    pub async fn handle(&self, method_name: &str, version: Option<&str>, args: Map<String, Value>, notification: Option<Value>) -> Result<Value, Failure> {
+    pub async fn handle(
+        &self,
+        method_name: &str,
+        version: Option<&str>,
+        args: Map<String, Value>,
+        notification: Option<Value>,
+    ) -> Result<Value, Failure> {
         let ds = self.datastore.manager();
         let Some(method) = GuestMethod::from_name(method_name) else {
             // Not Trove's guest API: maybe a method of the datastore's own
             // cluster strategy.
-            return self.datastore.custom_method(method_name, &args).await.map_err(|e| match e {
-                DatastoreError::NoSuchMethod(name) => Failure::Oslo(driver_api::exception::no_such_method_failure(&name)),
-                other => Failure::Trove(other.to_trove(ds)),
-            });
+            return self
+                .datastore
+                .custom_method(method_name, &args)
+                .await
+                .map_err(|e| match e {
+                    DatastoreError::NoSuchMethod(name) => {
+                        Failure::Oslo(driver_api::exception::no_such_method_failure(&name))
+                    }
+                    other => Failure::Trove(other.to_trove(ds)),
+                });
         };
         if let Err(e) = request::check_version(version) {
             tracing::warn!(method = method_name, error = %e, "refused");
-            return Err(Failure::Oslo(driver_api::exception::unsupported_version_failure(version.unwrap_or(""), method_name)));
+            return Err(Failure::Oslo(
+                driver_api::exception::unsupported_version_failure(
+                    version.unwrap_or(""),
+                    method_name,
+                ),
+            ));
         }
-        let _guard = if method.mutates() { Some(self.ops.lock().await) } else { None };
+        let _guard = if method.mutates() {
+            Some(self.ops.lock().await)
+        } else {
+            None
+        };
         let result = self.route(method, args, notification.clone()).await;
         if reports_status_when_done(method) && self.prepare_completed() {
             // As upstream's end_restart: the new status goes out now, not
@@ -241,7 +277,12 @@ impl Manager {
     }
 
     /// Ends the control plane's notification with the outcome.
-    fn end_notification(&self, notification: Option<Value>, is_prepare: bool, result: &Result<Value, Failure>) {
+    fn end_notification(
+        &self,
+        notification: Option<Value>,
+        is_prepare: bool,
+        result: &Result<Value, Failure>,
+    ) {
         let Some(note) = notification else { return };
         match result {
             Ok(_) => self.conductor.notify_end(note, is_prepare),
@@ -250,27 +291,36 @@ impl Manager {
                     Failure::Trove(e) => e.message(),
                     Failure::Oslo(t) => t.clone(),
                 };
-                self.conductor.notify_exc_info(note, &text, vec![text.clone()]);
+                self.conductor
+                    .notify_exc_info(note, &text, vec![text.clone()]);
             }
         }
     }
 
-    async fn route(&self, method: GuestMethod, args: Map<String, Value>, notification: Option<Value>) -> Result<Value, Failure> {
+    async fn route(
+        &self,
+        method: GuestMethod,
+        args: Map<String, Value>,
+        notification: Option<Value>,
+    ) -> Result<Value, Failure> {
         let ds = self.datastore.manager();
         let trove = |e: DatastoreError| Failure::Trove(e.to_trove(ds));
-        let bad = |e: request::RequestError| Failure::Trove(TroveException::BadRequest(e.to_string()));
+        let bad =
+            |e: request::RequestError| Failure::Trove(TroveException::BadRequest(e.to_string()));
         let host_error = |e: String| Failure::Trove(TroveException::Error(e));
         let unit = |r: driver_api::Result<()>| r.map(|_| Value::Null).map_err(trove);
         match method {
             GuestMethod::RpcPing => Ok(Value::Bool(true)),
             GuestMethod::GetFilesystemStats => {
-                let _req: request::FilesystemStatsRequest = request::parse_args(method, args).map_err(bad)?;
+                let _req: request::FilesystemStatsRequest =
+                    request::parse_args(method, args).map_err(bad)?;
                 host::filesystem_stats(&self.volume.mount_point).map_err(host_error)
             }
             GuestMethod::GetDiagnostics => host::diagnostics().map_err(host_error),
             GuestMethod::GetHwinfo => host::hwinfo().map_err(host_error),
             GuestMethod::Prepare => {
-                let _req: request::PrepareRequest = request::parse_args(method, args.clone()).map_err(bad)?;
+                let _req: request::PrepareRequest =
+                    request::parse_args(method, args.clone()).map_err(bad)?;
                 self.prepare(args, notification).await.map(|_| Value::Null)
             }
             GuestMethod::Restart => unit(self.datastore.restart().await),
@@ -330,20 +380,34 @@ impl Manager {
             GuestMethod::MountVolume => {
                 let req: request::VolumeRequest = request::parse_args(method, args).map_err(bad)?;
                 let v = self.volume_for(req.device_path.as_deref(), req.mount_point.as_deref());
-                crate::volume::ensure_mounted(&v.device, &v.mount_point, v.uid, v.gid, &v.options).await.map(|_| Value::Null).map_err(host_error)
+                crate::volume::ensure_mounted(&v.device, &v.mount_point, v.uid, v.gid, &v.options)
+                    .await
+                    .map(|_| Value::Null)
+                    .map_err(host_error)
             }
             GuestMethod::UnmountVolume => {
                 let req: request::VolumeRequest = request::parse_args(method, args).map_err(bad)?;
                 let v = self.volume_for(req.device_path.as_deref(), req.mount_point.as_deref());
-                crate::volume::unmount(&v.mount_point).await.map(|_| Value::Null).map_err(host_error)
+                crate::volume::unmount(&v.mount_point)
+                    .await
+                    .map(|_| Value::Null)
+                    .map_err(host_error)
             }
             GuestMethod::ResizeFs => {
-                let req: request::ResizeFsRequest = request::parse_args(method, args).map_err(bad)?;
+                let req: request::ResizeFsRequest =
+                    request::parse_args(method, args).map_err(bad)?;
                 let v = self.volume_for(req.device_path.as_deref(), req.mount_point.as_deref());
-                crate::volume::resize(&v.device, &v.mount_point, req.online, &v.options).await.map(|_| Value::Null).map_err(host_error)
+                crate::volume::resize(&v.device, &v.mount_point, req.online, &v.options)
+                    .await
+                    .map(|_| Value::Null)
+                    .map_err(host_error)
             }
             GuestMethod::UpdateGuest => Err(trove(DatastoreError::NotSupported(method))),
-            other => self.datastore.other_method(other, &args).await.map_err(trove),
+            other => self
+                .datastore
+                .other_method(other, &args)
+                .await
+                .map_err(trove),
         }
     }
 
@@ -352,37 +416,68 @@ impl Manager {
     /// report the outcome. The request is journaled first, so an agent
     /// restarted mid-way can finish it. A repeated prepare after success is
     /// ignored.
-    async fn prepare(&self, args: Map<String, Value>, notification: Option<Value>) -> Result<(), Failure> {
+    async fn prepare(
+        &self,
+        args: Map<String, Value>,
+        notification: Option<Value>,
+    ) -> Result<(), Failure> {
         if self.journal.prepare_completed() {
-            tracing::info!("prepare already completed on this guest; ignoring the repeated request");
+            tracing::info!(
+                "prepare already completed on this guest; ignoring the repeated request"
+            );
             return Ok(());
         }
-        let pending = PendingPrepare { began: now_epoch(), args, notification };
+        let pending = PendingPrepare {
+            began: now_epoch(),
+            args,
+            notification,
+        };
         if let Err(e) = self.journal.begin(&pending) {
             // Prepare still runs; only a crash in the middle would lose it.
             tracing::warn!(error = %e, "could not keep the prepare request; an agent restart during prepare could not resume it");
         }
-        self.run_prepare(pending, self.prepare_timeout).await.map(|_| ())
+        self.run_prepare(pending, self.prepare_timeout)
+            .await
+            .map(|_| ())
     }
 
     /// The body of prepare, for a new request or one resumed after a
     /// restart, bounded by `budget`.
-    async fn run_prepare(&self, pending: PendingPrepare, budget: Duration) -> Result<Value, Failure> {
+    async fn run_prepare(
+        &self,
+        pending: PendingPrepare,
+        budget: Duration,
+    ) -> Result<Value, Failure> {
         let ds = self.datastore.manager();
         self.prepare_failed.store(false, Ordering::SeqCst);
-        let req: request::PrepareRequest = match request::parse_args(GuestMethod::Prepare, pending.args) {
-            Ok(r) => r,
-            Err(e) => return Err(self.give_up_prepare(&format!("the request cannot be read: {e}"))),
-        };
+        let req: request::PrepareRequest =
+            match request::parse_args(GuestMethod::Prepare, pending.args) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Err(self.give_up_prepare(&format!("the request cannot be read: {e}")))
+                }
+            };
         self.report(ServiceStatus::Building);
-        tracing::info!(datastore = ds, version = req.ds_version.as_deref().unwrap_or("-"), "prepare started");
+        tracing::info!(
+            datastore = ds,
+            version = req.ds_version.as_deref().unwrap_or("-"),
+            "prepare started"
+        );
         let work = async {
-            self.ensure_volume().await.map_err(|e| DatastoreError::failed("prepare the data volume", e))?;
+            self.ensure_volume()
+                .await
+                .map_err(|e| DatastoreError::failed("prepare the data volume", e))?;
             self.datastore.prepare(&req).await
         };
         let outcome = match tokio::time::timeout(budget, work).await {
             Ok(r) => r,
-            Err(_) => Err(DatastoreError::failed("prepare", format!("not finished within state_change_wait_time ({:?})", self.prepare_timeout))),
+            Err(_) => Err(DatastoreError::failed(
+                "prepare",
+                format!(
+                    "not finished within state_change_wait_time ({:?})",
+                    self.prepare_timeout
+                ),
+            )),
         };
         match outcome {
             Ok(status) => {

@@ -38,11 +38,23 @@ impl Default for VolumeOptions {
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn run(argv: &[&str], limit: Duration) -> Result<(i32, String), String> {
-    let out = tokio::time::timeout(limit, Command::new(argv[0]).args(&argv[1..]).kill_on_drop(true).output())
-        .await
-        .map_err(|_| format!("{} did not finish within {limit:?}", argv.join(" ")))?
-        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)).trim().to_owned();
+    let out = tokio::time::timeout(
+        limit,
+        Command::new(argv[0])
+            .args(&argv[1..])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| format!("{} did not finish within {limit:?}", argv.join(" ")))?
+    .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .trim()
+    .to_owned();
     Ok((out.status.code().unwrap_or(-1), text))
 }
 
@@ -60,16 +72,25 @@ pub fn mount_point_of(device: &Path) -> Option<PathBuf> {
     let rdev = std::fs::metadata(device).ok()?.rdev();
     let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
     let wanted = format!("{major}:{minor}");
-    std::fs::read_to_string("/proc/self/mountinfo").ok()?.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(2) == Some(&wanted.as_str()) && fields.get(3) == Some(&"/")).then(|| PathBuf::from(fields[4]))
-    })
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .ok()?
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(2) == Some(&wanted.as_str()) && fields.get(3) == Some(&"/"))
+                .then(|| PathBuf::from(fields[4]))
+        })
 }
 
 /// Whether `device` carries a filesystem (blkid exits 2 when it finds none).
 pub async fn has_filesystem(device: &Path) -> Result<bool, String> {
     let dev = device.to_string_lossy();
-    match run(&["blkid", "-p", "-o", "value", "-s", "TYPE", &dev], COMMAND_TIMEOUT).await? {
+    match run(
+        &["blkid", "-p", "-o", "value", "-s", "TYPE", &dev],
+        COMMAND_TIMEOUT,
+    )
+    .await?
+    {
         (0, text) => Ok(!text.is_empty()),
         (2, _) => Ok(false),
         (code, text) => Err(format!("blkid {dev} exited {code}: {text}")),
@@ -79,7 +100,13 @@ pub async fn has_filesystem(device: &Path) -> Result<bool, String> {
 /// Makes `device` mounted on `mount_point`, owned by `uid:gid`: formats it
 /// only when it has no filesystem (never over data), mounts it unless it
 /// already is. Returns what was done, for the log.
-pub async fn ensure_mounted(device: &Path, mount_point: &Path, uid: u32, gid: u32, opts: &VolumeOptions) -> Result<&'static str, String> {
+pub async fn ensure_mounted(
+    device: &Path,
+    mount_point: &Path,
+    uid: u32,
+    gid: u32,
+    opts: &VolumeOptions,
+) -> Result<&'static str, String> {
     if !device.exists() {
         return Err(format!("data volume {} does not exist", device.display()));
     }
@@ -87,7 +114,12 @@ pub async fn ensure_mounted(device: &Path, mount_point: &Path, uid: u32, gid: u3
         if at == mount_point {
             return Ok("already mounted");
         }
-        return Err(format!("{} is mounted on {}, not on {}", device.display(), at.display(), mount_point.display()));
+        return Err(format!(
+            "{} is mounted on {}, not on {}",
+            device.display(),
+            at.display(),
+            mount_point.display()
+        ));
     }
     let dev = device.to_string_lossy().into_owned();
     let mut done = "mounted";
@@ -98,11 +130,28 @@ pub async fn ensure_mounted(device: &Path, mount_point: &Path, uid: u32, gid: u3
         run_ok(&argv, opts.format_timeout).await?;
         done = "formatted and mounted";
     }
-    std::fs::create_dir_all(mount_point).map_err(|e| format!("create {}: {e}", mount_point.display()))?;
+    std::fs::create_dir_all(mount_point)
+        .map_err(|e| format!("create {}: {e}", mount_point.display()))?;
     let mp = mount_point.to_string_lossy();
-    run_ok(&["mount", "-t", &opts.fstype, "-o", &opts.mount_options, &dev, &mp], COMMAND_TIMEOUT).await?;
-    nix::unistd::chown(mount_point, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
-        .map_err(|e| format!("chown {} to {uid}:{gid}: {e}", mount_point.display()))?;
+    run_ok(
+        &[
+            "mount",
+            "-t",
+            &opts.fstype,
+            "-o",
+            &opts.mount_options,
+            &dev,
+            &mp,
+        ],
+        COMMAND_TIMEOUT,
+    )
+    .await?;
+    nix::unistd::chown(
+        mount_point,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .map_err(|e| format!("chown {} to {uid}:{gid}: {e}", mount_point.display()))?;
     Ok(done)
 }
 
@@ -110,7 +159,10 @@ pub async fn ensure_mounted(device: &Path, mount_point: &Path, uid: u32, gid: u3
 pub async fn unmount(mount_point: &Path) -> Result<(), String> {
     let mp = mount_point.to_string_lossy();
     let mounted = std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|t| t.lines().any(|l| l.split_whitespace().nth(4) == Some(mp.as_ref())))
+        .map(|t| {
+            t.lines()
+                .any(|l| l.split_whitespace().nth(4) == Some(mp.as_ref()))
+        })
         .unwrap_or(false);
     if mounted {
         run_ok(&["umount", &mp], COMMAND_TIMEOUT).await?;
@@ -120,11 +172,18 @@ pub async fn unmount(mount_point: &Path) -> Result<(), String> {
 
 /// Grows the filesystem to the device's size: online while mounted (ext4
 /// and xfs allow it), else checked first, as upstream does.
-pub async fn resize(device: &Path, mount_point: &Path, online: bool, opts: &VolumeOptions) -> Result<(), String> {
+pub async fn resize(
+    device: &Path,
+    mount_point: &Path,
+    online: bool,
+    opts: &VolumeOptions,
+) -> Result<(), String> {
     let dev = device.to_string_lossy().into_owned();
     if opts.fstype == "xfs" {
         let mp = mount_point.to_string_lossy();
-        return run_ok(&["xfs_growfs", &mp], opts.format_timeout).await.map(|_| ());
+        return run_ok(&["xfs_growfs", &mp], opts.format_timeout)
+            .await
+            .map(|_| ());
     }
     if !online {
         // e2fsck exits 1 when it corrected errors: not a failure.
@@ -133,5 +192,7 @@ pub async fn resize(device: &Path, mount_point: &Path, online: bool, opts: &Volu
             (code, text) => return Err(format!("e2fsck -f -p {dev} exited {code}: {text}")),
         }
     }
-    run_ok(&["resize2fs", &dev], opts.format_timeout).await.map(|_| ())
+    run_ok(&["resize2fs", &dev], opts.format_timeout)
+        .await
+        .map(|_| ())
 }

@@ -48,8 +48,15 @@ pub async fn command(addr: &str, command: &str) -> Result<String, ChmpxError> {
 
 /// [`command`] with another bound: during a merge the real chmpx answers
 /// its control port seconds late (3.9-5 s seen on a 2-node ring).
-pub async fn command_within(addr: &str, command: &str, within: Duration) -> Result<String, ChmpxError> {
-    let io = |e: std::io::Error| ChmpxError::Io { addr: addr.to_owned(), cause: e.to_string() };
+pub async fn command_within(
+    addr: &str,
+    command: &str,
+    within: Duration,
+) -> Result<String, ChmpxError> {
+    let io = |e: std::io::Error| ChmpxError::Io {
+        addr: addr.to_owned(),
+        cause: e.to_string(),
+    };
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.map_err(io)?;
         stream.write_all(command.as_bytes()).await.map_err(io)?;
@@ -65,7 +72,9 @@ pub async fn command_within(addr: &str, command: &str, within: Duration) -> Resu
         }
         Ok(String::from_utf8_lossy(&reply).into_owned())
     };
-    tokio::time::timeout(within, exchange).await.map_err(|_| ChmpxError::Timeout(addr.to_owned(), within))?
+    tokio::time::timeout(within, exchange)
+        .await
+        .map_err(|_| ChmpxError::Timeout(addr.to_owned(), within))?
 }
 
 /// Sends a command that answers `SUCCEED` on success.
@@ -74,7 +83,10 @@ pub async fn command_ok(addr: &str, cmd: &str) -> Result<(), ChmpxError> {
     if reply.trim_start().starts_with("SUCCEED") {
         Ok(())
     } else {
-        Err(ChmpxError::Refused { command: cmd.to_owned(), reply: reply.trim().to_owned() })
+        Err(ChmpxError::Refused {
+            command: cmd.to_owned(),
+            reply: reply.trim().to_owned(),
+        })
     }
 }
 
@@ -143,7 +155,11 @@ pub fn parse_selfstatus(reply: &str) -> Result<NodeStatus, ChmpxError> {
 /// CUK `name:ctlport:cuk`, CTLENDPOINTS `name:ctlport:endpoints`, CUSTOM
 /// `name:ctlport:seed`. The name also routes the command when the node is
 /// another live server. `ctlport` is the node's resolved control port.
-pub fn serviceout_argument(id_type: Option<IdType>, node: &NodeEntry, ctlport: u16) -> Result<String, String> {
+pub fn serviceout_argument(
+    id_type: Option<IdType>,
+    node: &NodeEntry,
+    ctlport: u16,
+) -> Result<String, String> {
     if node.name.is_empty() {
         return Err("the node's [SVRNODE] entry has no NAME".into());
     }
@@ -185,7 +201,9 @@ impl ServerStatus {
     /// identifies nodes under `id_type`.
     pub fn is(&self, id_type: Option<IdType>, node: &NodeEntry, ctlport: u16) -> bool {
         match id_type {
-            Some(IdType::Custom) => node.custom_id_seed.as_deref() == Some(self.custom_id_seed.as_str()),
+            Some(IdType::Custom) => {
+                node.custom_id_seed.as_deref() == Some(self.custom_id_seed.as_str())
+            }
             Some(IdType::Cuk) => node.cuk.as_deref() == Some(self.cuk.as_str()),
             _ => self.name == node.name && self.ctlport == Some(ctlport),
         }
@@ -196,19 +214,26 @@ impl ServerStatus {
 pub fn parse_allstatus(reply: &str) -> Result<Vec<ServerStatus>, ChmpxError> {
     let mut out = Vec::new();
     let mut current: Option<Vec<(String, String)>> = None;
-    let finish = |block: Vec<(String, String)>, out: &mut Vec<ServerStatus>| -> Result<(), ChmpxError> {
-        let get = |k: &str| block.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
-        let status = parse_status_line(&get("Server Status")).ok_or(ChmpxError::NoStatus)?;
-        out.push(ServerStatus {
-            name: get("Server Name"),
-            ctlport: get("Control Port").parse().ok(),
-            cuk: get("CUK"),
-            custom_id_seed: get("Custom ID Seed"),
-            status,
-            hashes: (get("Enable Hash Value"), get("Pending Hash Value")),
-        });
-        Ok(())
-    };
+    let finish =
+        |block: Vec<(String, String)>, out: &mut Vec<ServerStatus>| -> Result<(), ChmpxError> {
+            let get = |k: &str| {
+                block
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let status = parse_status_line(&get("Server Status")).ok_or(ChmpxError::NoStatus)?;
+            out.push(ServerStatus {
+                name: get("Server Name"),
+                ctlport: get("Control Port").parse().ok(),
+                cuk: get("CUK"),
+                custom_id_seed: get("Custom ID Seed"),
+                status,
+                hashes: (get("Enable Hash Value"), get("Pending Hash Value")),
+            });
+            Ok(())
+        };
     for line in reply.lines() {
         let t = line.trim();
         if t.starts_with("No.") && t[3..].chars().all(|c| c.is_ascii_digit()) && t.len() > 3 {
@@ -224,7 +249,10 @@ pub fn parse_allstatus(reply: &str) -> Result<Vec<ServerStatus>, ChmpxError> {
         finish(block, &mut out)?;
     }
     if out.is_empty() && !reply.contains("RING Name") {
-        return Err(ChmpxError::Refused { command: "ALLSTATUS".into(), reply: reply.trim().to_owned() });
+        return Err(ChmpxError::Refused {
+            command: "ALLSTATUS".into(),
+            reply: reply.trim().to_owned(),
+        });
     }
     Ok(out)
 }
@@ -235,7 +263,10 @@ pub async fn all_status(addr: &str) -> Result<Vec<ServerStatus>, ChmpxError> {
 }
 
 /// [`all_status`] with another bound.
-pub async fn all_status_within(addr: &str, within: Duration) -> Result<Vec<ServerStatus>, ChmpxError> {
+pub async fn all_status_within(
+    addr: &str,
+    within: Duration,
+) -> Result<Vec<ServerStatus>, ChmpxError> {
     parse_allstatus(&command_within(addr, "ALLSTATUS", within).await?)
 }
 
@@ -254,17 +285,34 @@ mod tests {
     fn parses_observed_states() {
         let s = parse_selfstatus(SERVING).unwrap();
         assert!(s.is_serving());
-        let started = parse_selfstatus("  Server Status = 0x10011(SAFE -> [SERVICE OUT][UP][n/a][Nothing][Suspend])").unwrap();
+        let started = parse_selfstatus(
+            "  Server Status = 0x10011(SAFE -> [SERVICE OUT][UP][n/a][Nothing][Suspend])",
+        )
+        .unwrap();
         assert!(!started.is_serving());
         assert_eq!(started.ring, "SERVICE OUT");
-        let no_k2hdkc = parse_selfstatus("Server Status = 0x10021(SAFE -> [SERVICE IN][UP][n/a][Nothing][Suspend])").unwrap();
-        assert!(!no_k2hdkc.is_serving(), "k2hdkc not attached is not healthy");
-        let merging = parse_selfstatus("Server Status = 0x..(SAFE -> [SERVICE IN][UP][ADD][Doing][NoSuspend])").unwrap();
+        let no_k2hdkc = parse_selfstatus(
+            "Server Status = 0x10021(SAFE -> [SERVICE IN][UP][n/a][Nothing][Suspend])",
+        )
+        .unwrap();
+        assert!(
+            !no_k2hdkc.is_serving(),
+            "k2hdkc not attached is not healthy"
+        );
+        let merging = parse_selfstatus(
+            "Server Status = 0x..(SAFE -> [SERVICE IN][UP][ADD][Doing][NoSuspend])",
+        )
+        .unwrap();
         assert!(merging.is_serving());
         assert_eq!(merging.merge, "Doing");
-        let slave = parse_selfstatus("Server Status = 0x1(SAFE -> [SLAVE][UP][n/a][Nothing][NoSuspend])").unwrap();
+        let slave =
+            parse_selfstatus("Server Status = 0x1(SAFE -> [SLAVE][UP][n/a][Nothing][NoSuspend])")
+                .unwrap();
         assert!(slave.is_slave_up() && !slave.is_serving());
-        assert_eq!(parse_selfstatus("Unknown command(X)"), Err(ChmpxError::NoStatus));
+        assert_eq!(
+            parse_selfstatus("Unknown command(X)"),
+            Err(ChmpxError::NoStatus)
+        );
     }
 
     /// ALLSTATUS as chmpx 1.0.111 prints it (`CtlComAllServerStatus`).
@@ -274,14 +322,34 @@ mod tests {
     fn parses_allstatus_blocks() {
         let all = parse_allstatus(ALL).unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!((all[0].name.as_str(), all[0].ctlport, all[0].custom_id_seed.as_str()), ("10.0.0.1", Some(8021), "host-a"));
+        assert_eq!(
+            (
+                all[0].name.as_str(),
+                all[0].ctlport,
+                all[0].custom_id_seed.as_str()
+            ),
+            ("10.0.0.1", Some(8021), "host-a")
+        );
         assert_eq!(all[0].status.ring, "SERVICE OUT");
         assert!(all[1].status.is_serving());
         assert_eq!(all[1].hashes, ("0x1".into(), "0x1".into()));
-        let b = NodeEntry { name: "other-name".into(), custom_id_seed: Some("host-b".into()), ..NodeEntry::default() };
-        assert!(all[1].is(Some(IdType::Custom), &b, 8021), "CUSTOM: the seed identifies the node");
-        assert!(!all[1].is(Some(IdType::Name), &b, 8021), "NAME: the name does");
-        assert!(matches!(parse_allstatus("ERROR: Something error is occured.\n"), Err(ChmpxError::Refused { .. })));
+        let b = NodeEntry {
+            name: "other-name".into(),
+            custom_id_seed: Some("host-b".into()),
+            ..NodeEntry::default()
+        };
+        assert!(
+            all[1].is(Some(IdType::Custom), &b, 8021),
+            "CUSTOM: the seed identifies the node"
+        );
+        assert!(
+            !all[1].is(Some(IdType::Name), &b, 8021),
+            "NAME: the name does"
+        );
+        assert!(matches!(
+            parse_allstatus("ERROR: Something error is occured.\n"),
+            Err(ChmpxError::Refused { .. })
+        ));
     }
 
     #[test]
@@ -293,12 +361,27 @@ mod tests {
             ctlendpoints: Some("10.0.0.1:8021".into()),
             ..NodeEntry::default()
         };
-        assert_eq!(serviceout_argument(Some(IdType::Name), &node, 8021).unwrap(), "10.0.0.1:8021");
-        assert_eq!(serviceout_argument(Some(IdType::Cuk), &node, 8021).unwrap(), "10.0.0.1:8021:cuk-a");
-        assert_eq!(serviceout_argument(Some(IdType::CtlEndpoints), &node, 8021).unwrap(), "10.0.0.1:8021:10.0.0.1:8021");
+        assert_eq!(
+            serviceout_argument(Some(IdType::Name), &node, 8021).unwrap(),
+            "10.0.0.1:8021"
+        );
+        assert_eq!(
+            serviceout_argument(Some(IdType::Cuk), &node, 8021).unwrap(),
+            "10.0.0.1:8021:cuk-a"
+        );
+        assert_eq!(
+            serviceout_argument(Some(IdType::CtlEndpoints), &node, 8021).unwrap(),
+            "10.0.0.1:8021:10.0.0.1:8021"
+        );
         // The K2HDKC DBaaS template: the regression of SERVICEOUT refused by the real chmpx.
-        assert_eq!(serviceout_argument(Some(IdType::Custom), &node, 8021).unwrap(), "10.0.0.1:8021:host-a");
-        let bare = NodeEntry { name: "10.0.0.1".into(), ..NodeEntry::default() };
+        assert_eq!(
+            serviceout_argument(Some(IdType::Custom), &node, 8021).unwrap(),
+            "10.0.0.1:8021:host-a"
+        );
+        let bare = NodeEntry {
+            name: "10.0.0.1".into(),
+            ..NodeEntry::default()
+        };
         let e = serviceout_argument(Some(IdType::Custom), &bare, 8021).unwrap_err();
         assert!(e.contains("CUSTOM_ID_SEED"), "{e}");
         assert!(serviceout_argument(None, &node, 8021).is_err());
@@ -314,7 +397,11 @@ mod tests {
                 let mut buf = [0u8; 64];
                 let n = s.read(&mut buf).await.unwrap();
                 let cmd = String::from_utf8_lossy(&buf[..n]).trim().to_owned();
-                let reply = if cmd == "SELFSTATUS" { SERVING.to_owned() } else { format!("Unknown command({cmd})") };
+                let reply = if cmd == "SELFSTATUS" {
+                    SERVING.to_owned()
+                } else {
+                    format!("Unknown command({cmd})")
+                };
                 s.write_all(reply.as_bytes()).await.unwrap();
             }
         });

@@ -25,10 +25,15 @@ pub fn write_atomic(path: &Path, text: &str, mode: u32) -> std::io::Result<bool>
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".k2hdkc.ini.").tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".k2hdkc.ini.")
+        .tempfile_in(dir)?;
     tmp.write_all(text.as_bytes())?;
     tmp.as_file().sync_all()?;
-    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(mode),
+    )?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(true)
 }
@@ -44,9 +49,17 @@ pub fn ensure_shared_dir(dir: &Path) -> std::io::Result<()> {
 /// Where `container_path` (a path inside the containers) lies on the
 /// host, when it is under the bind mount `container_root` -> `host_root`.
 /// `None` for a relative path, one outside the mount, or one with `..`.
-pub fn host_path(container_path: &Path, container_root: &Path, host_root: &Path) -> Option<std::path::PathBuf> {
+pub fn host_path(
+    container_path: &Path,
+    container_root: &Path,
+    host_root: &Path,
+) -> Option<std::path::PathBuf> {
     use std::path::Component;
-    if !container_path.is_absolute() || container_path.components().any(|c| matches!(c, Component::ParentDir)) {
+    if !container_path.is_absolute()
+        || container_path
+            .components()
+            .any(|c| matches!(c, Component::ParentDir))
+    {
         return None;
     }
     let rest = container_path.strip_prefix(container_root).ok()?;
@@ -122,7 +135,10 @@ pub struct IniFacts {
 /// Reads the facts the agent needs. chmpx's ini allows repeated sections
 /// and `KEY = value` lines; comments start with `#`.
 pub fn facts(text: &str) -> IniFacts {
-    let mut out = IniFacts { id_type: Some(IdType::Name), ..IniFacts::default() };
+    let mut out = IniFacts {
+        id_type: Some(IdType::Name),
+        ..IniFacts::default()
+    };
     let mut section = String::new();
     let mut current: Option<NodeEntry> = None;
     let flush = |section: &str, entry: Option<NodeEntry>, out: &mut IniFacts| {
@@ -147,7 +163,9 @@ pub fn facts(text: &str) -> IniFacts {
             }
             continue;
         }
-        let Some((key, value)) = line.split_once('=') else { continue };
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
         let (key, value) = (key.trim().to_ascii_uppercase(), value.trim().to_owned());
         match (section.as_str(), key.as_str(), current.as_mut()) {
             ("GLOBAL", "GROUP", _) => out.group = Some(value),
@@ -159,7 +177,9 @@ pub fn facts(text: &str) -> IniFacts {
             (_, "PORT", Some(e)) => e.port = value.parse().ok(),
             (_, "CTLPORT", Some(e)) => e.ctlport = value.parse().ok(),
             (_, "CUK", Some(e)) => e.cuk = Some(value),
-            (_, "CUSTOM_ID_SEED", Some(e)) => e.custom_id_seed = Some(value).filter(|v| !v.is_empty()),
+            (_, "CUSTOM_ID_SEED", Some(e)) => {
+                e.custom_id_seed = Some(value).filter(|v| !v.is_empty())
+            }
             (_, "CTLENDPOINTS", Some(e)) => e.ctlendpoints = Some(value).filter(|v| !v.is_empty()),
             _ => {}
         }
@@ -182,30 +202,64 @@ mod tests {
         assert_eq!(f.group.as_deref(), Some("c1"));
         assert_eq!((f.port, f.ctlport), (Some(8020), Some(8021)));
         assert_eq!(f.servers.len(), 2);
-        assert_eq!(f.servers[0], NodeEntry { name: "10.0.0.1".into(), cuk: Some("a".into()), ..NodeEntry::default() });
+        assert_eq!(
+            f.servers[0],
+            NodeEntry {
+                name: "10.0.0.1".into(),
+                cuk: Some("a".into()),
+                ..NodeEntry::default()
+            }
+        );
         assert_eq!(f.id_type, Some(IdType::Name), "chmpx's default");
         assert_eq!(f.servers[1].ctlport, Some(8023));
         assert_eq!(f.slaves[0].ctlport, Some(8031));
-        assert_eq!(f.k2hfile.as_deref(), Some("/var/lib/antpickax/k2hdkc/data/k2hdkc.k2h"));
+        assert_eq!(
+            f.k2hfile.as_deref(),
+            Some("/var/lib/antpickax/k2hdkc/data/k2hdkc.k2h")
+        );
     }
 
     #[test]
     fn reads_the_id_type_and_seeds_of_the_dbaas_template() {
-        let f = facts(&INI.replace("GROUP = c1", "GROUP = c1\nCHMPXIDTYPE  = custom").replace("CUK = b", "CUK = b\nCUSTOM_ID_SEED = host-b\nCTLENDPOINTS = 10.0.0.2:8023"));
+        let f = facts(
+            &INI.replace("GROUP = c1", "GROUP = c1\nCHMPXIDTYPE  = custom")
+                .replace(
+                    "CUK = b",
+                    "CUK = b\nCUSTOM_ID_SEED = host-b\nCTLENDPOINTS = 10.0.0.2:8023",
+                ),
+        );
         assert_eq!(f.id_type, Some(IdType::Custom));
         assert_eq!(f.servers[1].custom_id_seed.as_deref(), Some("host-b"));
         assert_eq!(f.servers[1].ctlendpoints.as_deref(), Some("10.0.0.2:8023"));
         assert_eq!(f.servers[0].custom_id_seed, None);
-        assert_eq!(facts(&INI.replace("GROUP = c1", "GROUP = c1\nCHMPXIDTYPE = BOGUS")).id_type, None, "a value chmpx refuses");
+        assert_eq!(
+            facts(&INI.replace("GROUP = c1", "GROUP = c1\nCHMPXIDTYPE = BOGUS")).id_type,
+            None,
+            "a value chmpx refuses"
+        );
     }
 
     #[test]
     fn container_paths_map_into_the_data_volume_only() {
-        let (root, host) = (Path::new("/var/lib/antpickax/k2hdkc"), Path::new("/mnt/vol"));
-        assert_eq!(host_path(Path::new("/var/lib/antpickax/k2hdkc/data"), root, host), Some("/mnt/vol/data".into()));
+        let (root, host) = (
+            Path::new("/var/lib/antpickax/k2hdkc"),
+            Path::new("/mnt/vol"),
+        );
+        assert_eq!(
+            host_path(Path::new("/var/lib/antpickax/k2hdkc/data"), root, host),
+            Some("/mnt/vol/data".into())
+        );
         assert_eq!(host_path(root, root, host), Some("/mnt/vol".into()));
-        assert_eq!(host_path(Path::new("/tmp/data"), root, host), None, "outside the volume");
-        assert_eq!(host_path(Path::new("/var/lib/antpickax/k2hdkc/../../etc"), root, host), None, "no way out with ..");
+        assert_eq!(
+            host_path(Path::new("/tmp/data"), root, host),
+            None,
+            "outside the volume"
+        );
+        assert_eq!(
+            host_path(Path::new("/var/lib/antpickax/k2hdkc/../../etc"), root, host),
+            None,
+            "no way out with .."
+        );
         assert_eq!(host_path(Path::new("data"), root, host), None, "relative");
     }
 
@@ -220,9 +274,12 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let dir = base.path().join("etc");
         std::fs::create_dir(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
         ensure_shared_dir(&dir).unwrap();
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&dir).unwrap().permissions(),
+        );
         assert_eq!(mode & 0o777, 0o755);
     }
 
@@ -231,10 +288,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("conf/k2hdkc.ini");
         assert!(write_atomic(&p, "a", 0o644).unwrap());
-        assert!(!write_atomic(&p, "a", 0o644).unwrap(), "same content: untouched");
+        assert!(
+            !write_atomic(&p, "a", 0o644).unwrap(),
+            "same content: untouched"
+        );
         assert!(write_atomic(&p, "b", 0o600).unwrap());
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "b");
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&p).unwrap().permissions());
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&p).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o600);
         let leftovers: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files left");

@@ -65,7 +65,11 @@ pub struct RoleAccess {
 
 impl std::fmt::Debug for RoleAccess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoleAccess").field("api_url", &self.api_url).field("role_yrn", &self.role_yrn).field("role_token", &"***").finish()
+        f.debug_struct("RoleAccess")
+            .field("api_url", &self.api_url)
+            .field("role_yrn", &self.role_yrn)
+            .field("role_token", &"***")
+            .finish()
     }
 }
 
@@ -88,7 +92,9 @@ pub fn parse_extdata(text: &str, names: &ExtdataNames) -> Result<RoleAccess, Str
     let mut error = None;
     for line in text.lines() {
         let line = line.trim().trim_start_matches("export ").trim();
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         let v = v.trim().trim_matches('"').trim_matches('\'').to_owned();
         match k.trim() {
             k if k == names.api_url => api = Some(v),
@@ -101,15 +107,23 @@ pub fn parse_extdata(text: &str, names: &ExtdataNames) -> Result<RoleAccess, Str
     if let Some(e) = error.filter(|e| !e.is_empty() && e != "null") {
         return Err(format!("K2HR3 could not expand the EXTDATA template: {e}"));
     }
-    let missing: Vec<&str> = [(&api, names.api_url), (&role, names.role), (&token, names.role_token)]
-        .iter()
-        .filter(|(v, _)| v.as_ref().is_none_or(|s| s.is_empty()))
-        .map(|(_, n)| *n)
-        .collect();
+    let missing: Vec<&str> = [
+        (&api, names.api_url),
+        (&role, names.role),
+        (&token, names.role_token),
+    ]
+    .iter()
+    .filter(|(v, _)| v.as_ref().is_none_or(|s| s.is_empty()))
+    .map(|(_, n)| *n)
+    .collect();
     if !missing.is_empty() {
         return Err(format!("EXTDATA text lacks {}", missing.join(", ")));
     }
-    Ok(RoleAccess { api_url: api.unwrap_or_default().trim_end_matches('/').to_owned(), role_yrn: role.unwrap_or_default(), role_token: token.unwrap_or_default() })
+    Ok(RoleAccess {
+        api_url: api.unwrap_or_default().trim_end_matches('/').to_owned(),
+        role_yrn: role.unwrap_or_default(),
+        role_token: token.unwrap_or_default(),
+    })
 }
 
 /// The variable names of the EXTDATA text.
@@ -136,7 +150,10 @@ fn transient(status: reqwest::StatusCode) -> bool {
 
 /// Sends a request built by `make`, retrying transient failures. Returns
 /// the status and body of the final answer.
-async fn send(what: &str, make: impl Fn() -> reqwest::RequestBuilder) -> Result<(u16, String), K2hr3Error> {
+async fn send(
+    what: &str,
+    make: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<(u16, String), K2hr3Error> {
     let mut cause = String::new();
     for attempt in 1..=ATTEMPTS {
         match make().timeout(REQUEST_TIMEOUT).send().await {
@@ -155,28 +172,56 @@ async fn send(what: &str, make: impl Fn() -> reqwest::RequestBuilder) -> Result<
             tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt - 1))).await;
         }
     }
-    Err(K2hr3Error::Unavailable { what: what.to_owned(), attempts: ATTEMPTS, cause })
+    Err(K2hr3Error::Unavailable {
+        what: what.to_owned(),
+        attempts: ATTEMPTS,
+        cause,
+    })
 }
 
 fn checked(what: &str, status: u16, body: &str) -> Result<Value, K2hr3Error> {
     let json: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    let ok = (200..300).contains(&status) && json.get("result").and_then(Value::as_bool).unwrap_or(true);
+    let ok =
+        (200..300).contains(&status) && json.get("result").and_then(Value::as_bool).unwrap_or(true);
     if ok {
         Ok(json)
     } else {
-        let message = json.get("message").and_then(Value::as_str).unwrap_or("no message").to_owned();
-        Err(K2hr3Error::Refused { what: what.to_owned(), status, message })
+        let message = json
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("no message")
+            .to_owned();
+        Err(K2hr3Error::Refused {
+            what: what.to_owned(),
+            status,
+            message,
+        })
     }
 }
 
 /// Fetches the EXTDATA text (never executed) and reads the role access.
-pub async fn fetch_extdata(http: &reqwest::Client, url: &str, names: &ExtdataNames) -> Result<RoleAccess, K2hr3Error> {
+pub async fn fetch_extdata(
+    http: &reqwest::Client,
+    url: &str,
+    names: &ExtdataNames,
+) -> Result<RoleAccess, K2hr3Error> {
     let what = "EXTDATA";
-    let (status, body) = send(what, || http.get(url).header(reqwest::header::USER_AGENT, EXTDATA_USER_AGENT)).await?;
+    let (status, body) = send(what, || {
+        http.get(url)
+            .header(reqwest::header::USER_AGENT, EXTDATA_USER_AGENT)
+    })
+    .await?;
     if !(200..300).contains(&status) {
-        return Err(K2hr3Error::Refused { what: what.into(), status, message: "EXTDATA not served for this URL".into() });
+        return Err(K2hr3Error::Refused {
+            what: what.into(),
+            status,
+            message: "EXTDATA not served for this URL".into(),
+        });
     }
-    parse_extdata(&body, names).map_err(|cause| K2hr3Error::BadAnswer { what: what.into(), cause })
+    parse_extdata(&body, names).map_err(|cause| K2hr3Error::BadAnswer {
+        what: what.into(),
+        cause,
+    })
 }
 
 impl K2hr3 {
@@ -201,7 +246,13 @@ impl K2hr3 {
     /// Adds this node (K2HR3 records the request's source address) to the
     /// role with its port, CUK, extra data and tag (the host name, as
     /// k2hr3-init does). Idempotent.
-    pub async fn register(&self, port: u16, cuk: &str, extra: &str, tag: &str) -> Result<(), K2hr3Error> {
+    pub async fn register(
+        &self,
+        port: u16,
+        cuk: &str,
+        extra: &str,
+        tag: &str,
+    ) -> Result<(), K2hr3Error> {
         let what = "register node in role";
         let url = self.role_url();
         let port = port.to_string();
@@ -209,14 +260,25 @@ impl K2hr3 {
             self.http
                 .put(&url)
                 .header("x-auth-token", self.auth())
-                .query(&[("port", port.as_str()), ("cuk", cuk), ("extra", extra), ("tag", tag)])
+                .query(&[
+                    ("port", port.as_str()),
+                    ("cuk", cuk),
+                    ("extra", extra),
+                    ("tag", tag),
+                ])
         })
         .await?;
         checked(what, status, &body).map(|_| ())
     }
 
     /// Removes this node from the role (K2HR3 answers 204).
-    pub async fn deregister(&self, port: u16, cuk: &str, extra: &str, tag: &str) -> Result<(), K2hr3Error> {
+    pub async fn deregister(
+        &self,
+        port: u16,
+        cuk: &str,
+        extra: &str,
+        tag: &str,
+    ) -> Result<(), K2hr3Error> {
         let what = "remove node from role";
         let url = self.role_url();
         let port = port.to_string();
@@ -224,7 +286,12 @@ impl K2hr3 {
             self.http
                 .delete(&url)
                 .header("x-auth-token", self.auth())
-                .query(&[("port", port.as_str()), ("cuk", cuk), ("extra", extra), ("tag", tag)])
+                .query(&[
+                    ("port", port.as_str()),
+                    ("cuk", cuk),
+                    ("extra", extra),
+                    ("tag", tag),
+                ])
         })
         .await?;
         // Already gone is fine: leaving is idempotent.
@@ -237,12 +304,22 @@ impl K2hr3 {
     /// The role's RESOURCE as rendered for this role: the k2hdkc.ini text.
     pub async fn resource(&self) -> Result<String, K2hr3Error> {
         let what = "get k2hdkc.ini resource";
-        let url = format!("{}/v1/resource/{}", self.access.api_url, self.access.resource_yrn());
-        let (status, body) = send(what, || self.http.get(&url).header("x-auth-token", self.auth())).await?;
+        let url = format!(
+            "{}/v1/resource/{}",
+            self.access.api_url,
+            self.access.resource_yrn()
+        );
+        let (status, body) = send(what, || {
+            self.http.get(&url).header("x-auth-token", self.auth())
+        })
+        .await?;
         let json = checked(what, status, &body)?;
         match json.get("resource") {
             Some(Value::String(text)) => Ok(text.clone()),
-            _ => Err(K2hr3Error::BadAnswer { what: what.into(), cause: "no \"resource\" text in the answer".into() }),
+            _ => Err(K2hr3Error::BadAnswer {
+                what: what.into(),
+                cause: "no \"resource\" text in the answer".into(),
+            }),
         }
     }
 }
@@ -251,7 +328,11 @@ impl K2hr3 {
 mod tests {
     use super::*;
 
-    const NAMES: ExtdataNames = ExtdataNames { api_url: "K2HR3_API_HOST_URI", role: "K2HR3_ROLE_NAME", role_token: "K2HR3_ROLE_TOKEN" };
+    const NAMES: ExtdataNames = ExtdataNames {
+        api_url: "K2HR3_API_HOST_URI",
+        role: "K2HR3_ROLE_NAME",
+        role_token: "K2HR3_ROLE_TOKEN",
+    };
 
     #[test]
     fn extdata_is_read_not_run() {
@@ -263,8 +344,12 @@ mod tests {
         assert_eq!(a.resource_yrn(), "yrn:yahoo:::t:resource:cluster");
         assert!(!format!("{a:?}").contains("abc"), "token masked in Debug");
         let err = parse_extdata("K2HR3_ROLE_NAME=x\n", &NAMES).unwrap_err();
-        assert!(err.contains("K2HR3_API_HOST_URI") && err.contains("K2HR3_ROLE_TOKEN"), "{err}");
-        let err = parse_extdata(&format!("{text}K2HR3_ERROR_MSG=\"no such role\"\n"), &NAMES).unwrap_err();
+        assert!(
+            err.contains("K2HR3_API_HOST_URI") && err.contains("K2HR3_ROLE_TOKEN"),
+            "{err}"
+        );
+        let err = parse_extdata(&format!("{text}K2HR3_ERROR_MSG=\"no such role\"\n"), &NAMES)
+            .unwrap_err();
         assert!(err.contains("no such role"), "{err}");
     }
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use driver_api::host::Containers;
 use driver_api::request::{
-    ApplyOverridesRequest, PrepareRequest, ResetConfigurationRequest, StartWithConfRequest, StopDbRequest, UpdateOverridesRequest,
+    ApplyOverridesRequest, PrepareRequest, ResetConfigurationRequest, StartWithConfRequest,
+    StopDbRequest, UpdateOverridesRequest,
 };
 use driver_api::{Datastore, DatastoreError, ServiceStatus};
 
@@ -77,10 +78,16 @@ pub struct K2hdkc {
 
 impl K2hdkc {
     /// The driver for this guest; `containers` is the host's engine.
-    pub fn new(ctx: &settings::DriverContext, containers: Arc<dyn Containers>) -> Result<Self, Vec<String>> {
-        let settings = settings::Settings::new(ctx, std::path::Path::new(settings::CLOUD_INIT_INSTANCE_ID))?;
+    pub fn new(
+        ctx: &settings::DriverContext,
+        containers: Arc<dyn Containers>,
+    ) -> Result<Self, Vec<String>> {
+        let settings =
+            settings::Settings::new(ctx, std::path::Path::new(settings::CLOUD_INIT_INSTANCE_ID))?;
         tracing::info!(cuk = %settings.cuk, image = %settings.image, "K2HDKC driver ready");
-        Ok(Self { node: node::Node::new(settings, containers) })
+        Ok(Self {
+            node: node::Node::new(settings, containers),
+        })
     }
 }
 
@@ -99,9 +106,24 @@ impl Datastore for K2hdkc {
     }
 
     async fn prepare(&self, request: &PrepareRequest) -> driver_api::Result<ServiceStatus> {
-        self.node.prepare(request.config_contents.as_deref(), request.overrides.as_ref()).await?;
+        self.node
+            .prepare(
+                request.config_contents.as_deref(),
+                request.overrides.as_ref(),
+            )
+            .await?;
         // A cluster member waits for cluster_complete before it reports healthy.
-        Ok(if request.cluster_config.as_ref().is_some_and(|c| !c.is_null()) { ServiceStatus::InstanceReady } else { ServiceStatus::Healthy })
+        Ok(
+            if request
+                .cluster_config
+                .as_ref()
+                .is_some_and(|c| !c.is_null())
+            {
+                ServiceStatus::InstanceReady
+            } else {
+                ServiceStatus::Healthy
+            },
+        )
     }
 
     async fn restart(&self) -> driver_api::Result<()> {
@@ -112,25 +134,40 @@ impl Datastore for K2hdkc {
         self.node.stop(request.do_not_start_on_reboot).await
     }
 
-    async fn start_db_with_conf_changes(&self, request: &StartWithConfRequest) -> driver_api::Result<()> {
+    async fn start_db_with_conf_changes(
+        &self,
+        request: &StartWithConfRequest,
+    ) -> driver_api::Result<()> {
         if let Some(text) = &request.config_contents {
-            let wanted = overrides::Parameters::from_config_contents(text).map_err(|p| DatastoreError::BadRequest(p.join("; ")))?;
+            let wanted = overrides::Parameters::from_config_contents(text)
+                .map_err(|p| DatastoreError::BadRequest(p.join("; ")))?;
             self.node.update_parameters(&wanted.to_map(), false).await?;
         }
         self.node.restart().await
     }
 
     async fn update_overrides(&self, request: &UpdateOverridesRequest) -> driver_api::Result<()> {
-        self.node.update_parameters(&request.overrides, request.remove).await
+        self.node
+            .update_parameters(&request.overrides, request.remove)
+            .await
     }
 
     async fn apply_overrides(&self, request: &ApplyOverridesRequest) -> driver_api::Result<()> {
         self.node.update_parameters(&request.overrides, false).await
     }
 
-    async fn reset_configuration(&self, request: &ResetConfigurationRequest) -> driver_api::Result<()> {
-        let text = request.configuration.as_ref().and_then(|c| c.get("config_contents")).and_then(|v| v.as_str()).unwrap_or("");
-        let wanted = overrides::Parameters::from_config_contents(text).map_err(|p| DatastoreError::BadRequest(p.join("; ")))?;
+    async fn reset_configuration(
+        &self,
+        request: &ResetConfigurationRequest,
+    ) -> driver_api::Result<()> {
+        let text = request
+            .configuration
+            .as_ref()
+            .and_then(|c| c.get("config_contents"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let wanted = overrides::Parameters::from_config_contents(text)
+            .map_err(|p| DatastoreError::BadRequest(p.join("; ")))?;
         self.node.update_parameters(&wanted.to_map(), false).await
     }
 

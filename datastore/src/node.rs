@@ -32,11 +32,17 @@ pub const INI_NAME: &str = "k2hdkc.ini";
 pub const K2HR3_EXTRA: &str = "openstack-auto-v1";
 /// The variable names of k2hr3_api's `config/k2hr3-init.sh.templ`, the
 /// template K2HR3's `trove` EXTDATA serves.
-pub const EXTDATA_NAMES: ExtdataNames = ExtdataNames { api_url: "K2HR3_API_HOST_URI", role: "K2HR3_ROLE_NAME", role_token: "K2HR3_ROLE_TOKEN" };
+pub const EXTDATA_NAMES: ExtdataNames = ExtdataNames {
+    api_url: "K2HR3_API_HOST_URI",
+    role: "K2HR3_ROLE_NAME",
+    role_token: "K2HR3_ROLE_TOKEN",
+};
 
 /// The host name k2hr3-init sends as the member's `tag`.
 fn host_tag() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
 }
 /// Grace for chmpx to leave on SIGINT.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -93,19 +99,44 @@ impl Node {
     /// saved).
     pub fn new(settings: Settings, containers: Arc<dyn Containers>) -> Node {
         let saved = load_saved(&settings.state_dir).unwrap_or_default();
-        let params = Parameters::default().with(&saved.parameters, false).unwrap_or_default();
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().unwrap_or_default();
+        let params = Parameters::default()
+            .with(&saved.parameters, false)
+            .unwrap_or_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
         let k2hr3 = match (saved.api_url, saved.role_yrn, saved.role_token) {
-            (Some(api_url), Some(role_yrn), Some(role_token)) => Some(K2hr3::new(http.clone(), RoleAccess { api_url, role_yrn, role_token })),
+            (Some(api_url), Some(role_yrn), Some(role_token)) => Some(K2hr3::new(
+                http.clone(),
+                RoleAccess {
+                    api_url,
+                    role_yrn,
+                    role_token,
+                },
+            )),
             _ => None,
         };
-        let live = Live { params, k2hr3, watcher: None, stopped: saved.stopped, chmpx_run: None };
-        Node { settings, containers, http, live: Mutex::new(live), changing: Default::default() }
+        let live = Live {
+            params,
+            k2hr3,
+            watcher: None,
+            stopped: saved.stopped,
+            chmpx_run: None,
+        };
+        Node {
+            settings,
+            containers,
+            http,
+            live: Mutex::new(live),
+            changing: Default::default(),
+        }
     }
 
     /// Held while containers are started or stopped on purpose.
     fn changing(&self) -> Changing<'_> {
-        self.changing.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.changing
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Changing(&self.changing)
     }
 
@@ -119,11 +150,22 @@ impl Node {
 
     fn http_for(&self, params: &Parameters) -> reqwest::Client {
         let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
-        let no_proxy = params.no_proxy.as_deref().and_then(reqwest::NoProxy::from_string);
-        if let Some(p) = params.http_proxy.as_deref().and_then(|u| reqwest::Proxy::http(u).ok()) {
+        let no_proxy = params
+            .no_proxy
+            .as_deref()
+            .and_then(reqwest::NoProxy::from_string);
+        if let Some(p) = params
+            .http_proxy
+            .as_deref()
+            .and_then(|u| reqwest::Proxy::http(u).ok())
+        {
             b = b.proxy(p.no_proxy(no_proxy.clone()));
         }
-        if let Some(p) = params.https_proxy.as_deref().and_then(|u| reqwest::Proxy::https(u).ok()) {
+        if let Some(p) = params
+            .https_proxy
+            .as_deref()
+            .and_then(|u| reqwest::Proxy::https(u).ok())
+        {
             b = b.proxy(p.no_proxy(no_proxy));
         }
         b.build().unwrap_or_else(|_| self.http.clone())
@@ -131,13 +173,20 @@ impl Node {
 
     /// `prepare`: parameters, K2HR3 registration, ini, containers, wait
     /// for service. Safe to re-run.
-    pub async fn prepare(&self, config_contents: Option<&str>, overrides: Option<&Map<String, Value>>) -> Result<(), DatastoreError> {
+    pub async fn prepare(
+        &self,
+        config_contents: Option<&str>,
+        overrides: Option<&Map<String, Value>>,
+    ) -> Result<(), DatastoreError> {
         let base = match config_contents {
-            Some(text) => Parameters::from_config_contents(text).map_err(|p| DatastoreError::BadRequest(p.join("; ")))?,
+            Some(text) => Parameters::from_config_contents(text)
+                .map_err(|p| DatastoreError::BadRequest(p.join("; ")))?,
             None => Parameters::default(),
         };
         let params = match overrides {
-            Some(o) => base.with(o, false).map_err(|p| DatastoreError::BadRequest(p.join("; ")))?,
+            Some(o) => base
+                .with(o, false)
+                .map_err(|p| DatastoreError::BadRequest(p.join("; ")))?,
             None => base,
         };
         let access = match (&self.settings.direct, &params.extdata_url) {
@@ -170,25 +219,40 @@ impl Node {
             live.stopped = false;
             live.chmpx_run = None;
         }
-        client.register(params.server_port, &s.cuk, K2HR3_EXTRA, &host_tag()).await.map_err(|e| failed("register the node with K2HR3", e))?;
+        client
+            .register(params.server_port, &s.cuk, K2HR3_EXTRA, &host_tag())
+            .await
+            .map_err(|e| failed("register the node with K2HR3", e))?;
         tracing::info!(cuk = %s.cuk, port = params.server_port, "registered with K2HR3");
         let facts = self.refresh_ini(client).await?;
 
-        self.containers.ensure_image(&s.image).await.map_err(|e| failed("get the k2hdkc image", e))?;
+        self.containers
+            .ensure_image(&s.image)
+            .await
+            .map_err(|e| failed("get the k2hdkc image", e))?;
         self.ensure_run_dir()?;
-        self.containers.run(&self.chmpx_spec(params)).await.map_err(|e| failed("start chmpx", e))?;
+        self.containers
+            .run(&self.chmpx_spec(params))
+            .await
+            .map_err(|e| failed("start chmpx", e))?;
 
         // A node that is not the first server waits for the first one, as
         // the old image does, so the ring forms from one node.
         let first = facts.servers.first().cloned();
         if let Some(first) = first.filter(|f| f.cuk.as_deref() != Some(s.cuk.as_str())) {
-            let port = first.ctlport.or(facts.ctlport).unwrap_or(params.server_ctlport);
+            let port = first
+                .ctlport
+                .or(facts.ctlport)
+                .unwrap_or(params.server_ctlport);
             let addr = format!("{}:{port}", first.name);
             tracing::info!(first = %addr, "waiting for the first server node to serve");
             self.wait_serving(&addr, "the first server node").await?;
         }
         self.ensure_k2hfile_dir(&facts)?;
-        self.containers.run(&self.server_spec(params)).await.map_err(|e| failed("start k2hdkc", e))?;
+        self.containers
+            .run(&self.server_spec(params))
+            .await
+            .map_err(|e| failed("start k2hdkc", e))?;
         self.wait_self_serving(params).await?;
         self.record_chmpx_run().await;
         Ok(())
@@ -197,7 +261,11 @@ impl Node {
     /// Remembers the chmpx run this node just started, so that the first
     /// status round already sees a restart that happens right after.
     async fn record_chmpx_run(&self) {
-        let run = match self.containers.state(&self.settings.chmpx_container()).await {
+        let run = match self
+            .containers
+            .state(&self.settings.chmpx_container())
+            .await
+        {
             Ok(ContainerState::Running { started_at }) => started_at,
             _ => None,
         };
@@ -221,11 +289,21 @@ impl Node {
     /// image's start script made it with `mkdir -p`). Made here, in the
     /// data volume, owned by the database user.
     fn ensure_k2hfile_dir(&self, facts: &ini::IniFacts) -> Result<(), DatastoreError> {
-        let Some(file) = facts.k2hfile.as_deref() else { return Ok(()) };
-        let Some(dir) = std::path::Path::new(file).parent() else { return Ok(()) };
+        let Some(file) = facts.k2hfile.as_deref() else {
+            return Ok(());
+        };
+        let Some(dir) = std::path::Path::new(file).parent() else {
+            return Ok(());
+        };
         let s = &self.settings;
-        let Some(host_dir) = ini::host_path(dir, std::path::Path::new(CONTAINER_DATA_DIR), &s.data_dir) else {
-            tracing::warn!(k2hfile = file, volume = CONTAINER_DATA_DIR, "K2HFILE is outside the data volume: its data will not outlive the container");
+        let Some(host_dir) =
+            ini::host_path(dir, std::path::Path::new(CONTAINER_DATA_DIR), &s.data_dir)
+        else {
+            tracing::warn!(
+                k2hfile = file,
+                volume = CONTAINER_DATA_DIR,
+                "K2HFILE is outside the data volume: its data will not outlive the container"
+            );
             return Ok(());
         };
         let mut made = Vec::new();
@@ -235,9 +313,15 @@ impl Node {
             let Some(up) = at.parent() else { break };
             at = up;
         }
-        std::fs::create_dir_all(&host_dir).map_err(|e| failed(&format!("make the K2HFILE directory {}", host_dir.display()), e))?;
+        std::fs::create_dir_all(&host_dir).map_err(|e| {
+            failed(
+                &format!("make the K2HFILE directory {}", host_dir.display()),
+                e,
+            )
+        })?;
         for d in made {
-            std::os::unix::fs::chown(&d, Some(s.uid), Some(s.gid)).map_err(|e| failed(&format!("give {} to the database user", d.display()), e))?;
+            std::os::unix::fs::chown(&d, Some(s.uid), Some(s.gid))
+                .map_err(|e| failed(&format!("give {} to the database user", d.display()), e))?;
         }
         Ok(())
     }
@@ -249,12 +333,23 @@ impl Node {
         while Instant::now() < deadline {
             match chmpx::self_status(addr).await {
                 Ok(st) if st.is_serving() => return Ok(()),
-                Ok(st) => last = format!("[{}][{}][{}][{}][{}]", st.ring, st.live, st.action, st.merge, st.suspend),
+                Ok(st) => {
+                    last = format!(
+                        "[{}][{}][{}][{}][{}]",
+                        st.ring, st.live, st.action, st.merge, st.suspend
+                    )
+                }
                 Err(e) => last = e.to_string(),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Err(failed(&format!("wait for {who} ({addr}) to serve"), format!("not serving after {:?}; last: {last}", self.settings.startup_wait)))
+        Err(failed(
+            &format!("wait for {who} ({addr}) to serve"),
+            format!(
+                "not serving after {:?}; last: {last}",
+                self.settings.startup_wait
+            ),
+        ))
     }
 
     /// Waits until this node serves; services it in once k2hdkc attached
@@ -271,35 +366,62 @@ impl Node {
                     return Ok(());
                 }
                 Ok(st) => {
-                    if st.ring == "SERVICE OUT" && st.live == "UP" && st.suspend == "NoSuspend" && !asked {
+                    if st.ring == "SERVICE OUT"
+                        && st.live == "UP"
+                        && st.suspend == "NoSuspend"
+                        && !asked
+                    {
                         if let Err(e) = chmpx::command_ok(&addr, "SERVICEIN").await {
                             tracing::warn!(error = %e, "SERVICEIN refused; waiting");
                         }
                         asked = true;
                     }
-                    last = format!("[{}][{}][{}][{}][{}]", st.ring, st.live, st.action, st.merge, st.suspend);
+                    last = format!(
+                        "[{}][{}][{}][{}][{}]",
+                        st.ring, st.live, st.action, st.merge, st.suspend
+                    );
                 }
                 Err(e) => last = e.to_string(),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(failed("wait for this node to serve", format!("not serving after {:?}; last: {last}", self.settings.startup_wait)))
+        Err(failed(
+            "wait for this node to serve",
+            format!(
+                "not serving after {:?}; last: {last}",
+                self.settings.startup_wait
+            ),
+        ))
     }
 
     /// Fetches the resource, writes the ini if it changed (atomically, and
     /// only when it still names this node), returns what it says.
     async fn refresh_ini(&self, client: &K2hr3) -> Result<ini::IniFacts, DatastoreError> {
-        let text = ini::personalize(&client.resource().await.map_err(|e| failed("get k2hdkc.ini from K2HR3", e))?, &self.settings.cuk);
+        let text = ini::personalize(
+            &client
+                .resource()
+                .await
+                .map_err(|e| failed("get k2hdkc.ini from K2HR3", e))?,
+            &self.settings.cuk,
+        );
         let facts = ini::facts(&text);
         let is_self = |n: &ini::NodeEntry| n.cuk.as_deref() == Some(self.settings.cuk.as_str());
         if !facts.servers.iter().any(is_self) {
-            return Err(failed("check k2hdkc.ini from K2HR3", format!("it has no [SVRNODE] with CUK {} (registration not visible yet?)", self.settings.cuk)));
+            return Err(failed(
+                "check k2hdkc.ini from K2HR3",
+                format!(
+                    "it has no [SVRNODE] with CUK {} (registration not visible yet?)",
+                    self.settings.cuk
+                ),
+            ));
         }
         // The containers run as the database user: the directory must be
         // readable whatever umask the agent runs with (systemd: 0077).
         let dir = &self.settings.config_dir;
-        ini::ensure_shared_dir(dir).map_err(|e| failed(&format!("prepare {}", dir.display()), e))?;
-        let changed = ini::write_atomic(&self.ini_path(), &text, 0o644).map_err(|e| failed(&format!("write {}", self.ini_path().display()), e))?;
+        ini::ensure_shared_dir(dir)
+            .map_err(|e| failed(&format!("prepare {}", dir.display()), e))?;
+        let changed = ini::write_atomic(&self.ini_path(), &text, 0o644)
+            .map_err(|e| failed(&format!("write {}", self.ini_path().display()), e))?;
         if changed {
             tracing::info!(servers = facts.servers.len(), slaves = facts.slaves.len(), path = %self.ini_path().display(), "k2hdkc.ini written");
         }
@@ -311,9 +433,15 @@ impl Node {
         if live.watcher.as_ref().is_some_and(|w| !w.is_finished()) {
             return;
         }
-        let Some(client) = live.k2hr3.clone() else { return };
+        let Some(client) = live.k2hr3.clone() else {
+            return;
+        };
         let (settings, params) = (self.settings.clone(), live.params.clone());
-        let node = Watcher { settings, client, params };
+        let node = Watcher {
+            settings,
+            client,
+            params,
+        };
         live.watcher = Some(tokio::spawn(node.run()));
     }
 
@@ -345,21 +473,50 @@ impl Node {
 
     fn volumes(&self) -> Vec<Bind> {
         vec![
-            Bind { host: self.settings.config_dir.display().to_string(), container: CONTAINER_CONFIG_DIR.into(), read_only: true },
-            Bind { host: self.settings.run_dir.display().to_string(), container: CONTAINER_RUN_DIR.into(), read_only: false },
-            Bind { host: self.settings.data_dir.display().to_string(), container: CONTAINER_DATA_DIR.into(), read_only: false },
+            Bind {
+                host: self.settings.config_dir.display().to_string(),
+                container: CONTAINER_CONFIG_DIR.into(),
+                read_only: true,
+            },
+            Bind {
+                host: self.settings.run_dir.display().to_string(),
+                container: CONTAINER_RUN_DIR.into(),
+                read_only: false,
+            },
+            Bind {
+                host: self.settings.data_dir.display().to_string(),
+                container: CONTAINER_DATA_DIR.into(),
+                read_only: false,
+            },
         ]
     }
 
     fn labels(&self) -> std::collections::BTreeMap<String, String> {
-        [("org.openstack.trove.instance".to_owned(), self.settings.guest_id.clone()), ("org.openstack.trove.datastore".to_owned(), "k2hdkc".to_owned())]
-            .into_iter()
-            .collect()
+        [
+            (
+                "org.openstack.trove.instance".to_owned(),
+                self.settings.guest_id.clone(),
+            ),
+            (
+                "org.openstack.trove.datastore".to_owned(),
+                "k2hdkc".to_owned(),
+            ),
+        ]
+        .into_iter()
+        .collect()
     }
 
     fn argv(&self, program: &str, params: &Parameters) -> Vec<String> {
         let ini = format!("{CONTAINER_CONFIG_DIR}/{INI_NAME}");
-        vec![program.into(), "-conf".into(), ini, "-ctlport".into(), params.server_ctlport.to_string(), "-d".into(), "err".into()]
+        vec![
+            program.into(),
+            "-conf".into(),
+            ini,
+            "-ctlport".into(),
+            params.server_ctlport.to_string(),
+            "-d".into(),
+            "err".into(),
+        ]
     }
 
     /// chmpx: its own shareable IPC namespace with room for its message
@@ -376,7 +533,9 @@ impl Node {
             ipc: Ipc::Shareable,
             pid_of: None,
             binds: self.volumes(),
-            sysctls: [("fs.mqueue.msg_max".to_owned(), s.mq_msg_max.to_string())].into_iter().collect(),
+            sysctls: [("fs.mqueue.msg_max".to_owned(), s.mq_msg_max.to_string())]
+                .into_iter()
+                .collect(),
             labels: self.labels(),
             env: vec![],
             stop_signal: Some("SIGINT".into()),
@@ -407,10 +566,18 @@ impl Node {
                 return ServiceStatus::Unknown;
             }
         };
-        let server_state = self.containers.state(&s.server_container()).await.unwrap_or(ContainerState::Missing);
+        let server_state = self
+            .containers
+            .state(&s.server_container())
+            .await
+            .unwrap_or(ContainerState::Missing);
         let from_container = |st: &ContainerState| match st {
-            ContainerState::Missing | ContainerState::Created | ContainerState::Exited(0) => Some(ServiceStatus::Shutdown),
-            ContainerState::Exited(_) | ContainerState::Dead | ContainerState::Restarting => Some(ServiceStatus::Crashed),
+            ContainerState::Missing | ContainerState::Created | ContainerState::Exited(0) => {
+                Some(ServiceStatus::Shutdown)
+            }
+            ContainerState::Exited(_) | ContainerState::Dead | ContainerState::Restarting => {
+                Some(ServiceStatus::Crashed)
+            }
             ContainerState::Paused => Some(ServiceStatus::Paused),
             ContainerState::Running { .. } => None,
         };
@@ -472,11 +639,25 @@ impl Node {
             return Err(e);
         }
         if let Some(client) = &client {
-            client.deregister(params.server_port, &self.settings.cuk, K2HR3_EXTRA, &host_tag()).await.map_err(|e| failed("remove the node from K2HR3", e))?;
+            client
+                .deregister(
+                    params.server_port,
+                    &self.settings.cuk,
+                    K2HR3_EXTRA,
+                    &host_tag(),
+                )
+                .await
+                .map_err(|e| failed("remove the node from K2HR3", e))?;
             tracing::info!("removed from the K2HR3 role");
         }
-        for name in [self.settings.server_container(), self.settings.chmpx_container()] {
-            self.containers.stop(&name, STOP_GRACE).await.map_err(|e| failed("stop the k2hdkc containers", e))?;
+        for name in [
+            self.settings.server_container(),
+            self.settings.chmpx_container(),
+        ] {
+            self.containers
+                .stop(&name, STOP_GRACE)
+                .await
+                .map_err(|e| failed("stop the k2hdkc containers", e))?;
         }
         let mut saved = load_saved(&self.settings.state_dir).unwrap_or_default();
         saved.stopped = do_not_start_on_reboot;
@@ -496,11 +677,20 @@ impl Node {
             Err(e) => return Err(failed(&format!("read {}", self.ini_path().display()), e)),
         };
         let facts = ini::facts(&text);
-        let outcome = ring::leave(&facts, &self.settings.cuk, &self.ctl_addr(params), params.server_ctlport, self.settings.startup_wait)
-            .await
-            .map_err(|e| failed("leave the ring (SERVICEOUT)", e))?;
+        let outcome = ring::leave(
+            &facts,
+            &self.settings.cuk,
+            &self.ctl_addr(params),
+            params.server_ctlport,
+            self.settings.startup_wait,
+        )
+        .await
+        .map_err(|e| failed("leave the ring (SERVICEOUT)", e))?;
         match outcome {
-            ring::Left::Out { command, confirmed_by } => tracing::info!(command = %command, confirmed_by, "left the ring"),
+            ring::Left::Out {
+                command,
+                confirmed_by,
+            } => tracing::info!(command = %command, confirmed_by, "left the ring"),
             other => tracing::info!(outcome = ?other, "nothing to leave in the ring"),
         }
         Ok(())
@@ -519,7 +709,11 @@ impl Node {
         let before = std::mem::replace(&mut live.chmpx_run, now.clone());
         let restarted = matches!((&before, &now), (Some(b), Some(n)) if b != n);
         if restarted {
-            tracing::warn!(before = before.as_deref().unwrap_or(""), now = now.as_deref().unwrap_or(""), "chmpx was restarted by its restart policy: it crashed");
+            tracing::warn!(
+                before = before.as_deref().unwrap_or(""),
+                now = now.as_deref().unwrap_or(""),
+                "chmpx was restarted by its restart policy: it crashed"
+            );
         }
         restarted
     }
@@ -542,10 +736,22 @@ impl Node {
             self.start_watcher().await;
             return Err(e);
         }
-        for name in [self.settings.server_container(), self.settings.chmpx_container()] {
-            self.containers.stop(&name, STOP_GRACE).await.map_err(|e| failed("stop for restart", e))?;
+        for name in [
+            self.settings.server_container(),
+            self.settings.chmpx_container(),
+        ] {
+            self.containers
+                .stop(&name, STOP_GRACE)
+                .await
+                .map_err(|e| failed("stop for restart", e))?;
         }
-        let client = self.live.lock().await.k2hr3.clone().ok_or_else(|| DatastoreError::Conflict("the node was never prepared".into()))?;
+        let client = self
+            .live
+            .lock()
+            .await
+            .k2hr3
+            .clone()
+            .ok_or_else(|| DatastoreError::Conflict("the node was never prepared".into()))?;
         self.join(&client, &params).await?;
         self.start_watcher().await;
         Ok(())
@@ -554,17 +760,32 @@ impl Node {
     /// Applies new parameters: validated first, nothing changed on error.
     /// Port or cluster changes re-register and restart; proxies only
     /// change how K2HR3 is reached.
-    pub async fn update_parameters(&self, changes: &Map<String, Value>, remove: bool) -> Result<(), DatastoreError> {
+    pub async fn update_parameters(
+        &self,
+        changes: &Map<String, Value>,
+        remove: bool,
+    ) -> Result<(), DatastoreError> {
         let old = self.live.lock().await.params.clone();
-        let new = old.with(changes, remove).map_err(|p| DatastoreError::BadRequest(p.join("; ")))?;
+        let new = old
+            .with(changes, remove)
+            .map_err(|p| DatastoreError::BadRequest(p.join("; ")))?;
         if new == old {
             return Ok(());
         }
         let client = self.live.lock().await.k2hr3.clone();
         self.save(&new, client.as_ref().map(|c| c.access()), false)?;
         self.live.lock().await.params = new.clone();
-        let needs_restart = (new.server_port, new.server_ctlport, new.slave_ctlport, &new.cluster_name)
-            != (old.server_port, old.server_ctlport, old.slave_ctlport, &old.cluster_name);
+        let needs_restart = (
+            new.server_port,
+            new.server_ctlport,
+            new.slave_ctlport,
+            &new.cluster_name,
+        ) != (
+            old.server_port,
+            old.server_ctlport,
+            old.slave_ctlport,
+            &old.cluster_name,
+        );
         if needs_restart {
             if let Some(client) = client {
                 // Leave under the old registration, join under the new one.
@@ -577,10 +798,26 @@ impl Node {
                     self.start_watcher().await;
                     return Err(e);
                 }
-                let _ = client.deregister(old.server_port, &self.settings.cuk, K2HR3_EXTRA, &host_tag()).await;
-                for name in [self.settings.server_container(), self.settings.chmpx_container()] {
-                    self.containers.stop(&name, STOP_GRACE).await.map_err(|e| failed("stop for new parameters", e))?;
-                    self.containers.remove(&name).await.map_err(|e| failed("remove for new parameters", e))?;
+                let _ = client
+                    .deregister(
+                        old.server_port,
+                        &self.settings.cuk,
+                        K2HR3_EXTRA,
+                        &host_tag(),
+                    )
+                    .await;
+                for name in [
+                    self.settings.server_container(),
+                    self.settings.chmpx_container(),
+                ] {
+                    self.containers
+                        .stop(&name, STOP_GRACE)
+                        .await
+                        .map_err(|e| failed("stop for new parameters", e))?;
+                    self.containers
+                        .remove(&name)
+                        .await
+                        .map_err(|e| failed("remove for new parameters", e))?;
                 }
                 self.join(&client, &new).await?;
                 self.start_watcher().await;
@@ -589,7 +826,12 @@ impl Node {
         Ok(())
     }
 
-    fn save(&self, params: &Parameters, access: Option<&RoleAccess>, stopped: bool) -> Result<(), DatastoreError> {
+    fn save(
+        &self,
+        params: &Parameters,
+        access: Option<&RoleAccess>,
+        stopped: bool,
+    ) -> Result<(), DatastoreError> {
         let saved = Saved {
             parameters: params.to_map(),
             api_url: access.map(|a| a.api_url.clone()),
@@ -642,18 +884,37 @@ impl Watcher {
             };
             failures = 0;
             let facts = ini::facts(&text);
-            if !facts.servers.iter().any(|n| n.cuk.as_deref() == Some(self.settings.cuk.as_str())) {
+            if !facts
+                .servers
+                .iter()
+                .any(|n| n.cuk.as_deref() == Some(self.settings.cuk.as_str()))
+            {
                 // An ini without this node would make chmpx exit.
                 tracing::warn!("K2HR3 no longer lists this node; registering again");
-                if let Err(e) = self.client.register(self.params.server_port, &self.settings.cuk, K2HR3_EXTRA, &host_tag()).await {
+                if let Err(e) = self
+                    .client
+                    .register(
+                        self.params.server_port,
+                        &self.settings.cuk,
+                        K2HR3_EXTRA,
+                        &host_tag(),
+                    )
+                    .await
+                {
                     tracing::warn!(error = %e, "re-registration failed");
                 }
                 continue;
             }
             match ini::write_atomic(&path, &text, 0o644) {
-                Ok(true) => tracing::info!(servers = facts.servers.len(), slaves = facts.slaves.len(), "membership changed: k2hdkc.ini updated"),
+                Ok(true) => tracing::info!(
+                    servers = facts.servers.len(),
+                    slaves = facts.slaves.len(),
+                    "membership changed: k2hdkc.ini updated"
+                ),
                 Ok(false) => {}
-                Err(e) => tracing::error!(error = %e, path = %path.display(), "cannot write k2hdkc.ini"),
+                Err(e) => {
+                    tracing::error!(error = %e, path = %path.display(), "cannot write k2hdkc.ini")
+                }
             }
         }
     }
@@ -677,7 +938,9 @@ mod tests {
             Ok(())
         }
         async fn state(&self, _: &str) -> Result<ContainerState, HostError> {
-            Ok(ContainerState::Running { started_at: self.0.lock().unwrap().clone() })
+            Ok(ContainerState::Running {
+                started_at: self.0.lock().unwrap().clone(),
+            })
         }
         async fn start(&self, _: &str) -> Result<(), HostError> {
             Ok(())
@@ -711,18 +974,33 @@ mod tests {
         let set = |t: &str| *engine.0.lock().unwrap() = Some(t.into());
         let run = || engine.0.lock().unwrap().clone();
 
-        assert!(!node.chmpx_restarted_by_policy(run()).await, "the first round only records");
+        assert!(
+            !node.chmpx_restarted_by_policy(run()).await,
+            "the first round only records"
+        );
         assert!(!node.chmpx_restarted_by_policy(run()).await, "same run");
         set("t2");
-        assert!(node.chmpx_restarted_by_policy(run()).await, "a new run nobody asked for");
-        assert!(!node.chmpx_restarted_by_policy(run()).await, "reported once");
+        assert!(
+            node.chmpx_restarted_by_policy(run()).await,
+            "a new run nobody asked for"
+        );
+        assert!(
+            !node.chmpx_restarted_by_policy(run()).await,
+            "reported once"
+        );
         {
             let _ours = node.changing();
             set("t3");
-            assert!(!node.chmpx_restarted_by_policy(run()).await, "a run we are starting");
+            assert!(
+                !node.chmpx_restarted_by_policy(run()).await,
+                "a run we are starting"
+            );
             node.record_chmpx_run().await;
         }
-        assert!(!node.chmpx_restarted_by_policy(run()).await, "the run we recorded is no crash");
+        assert!(
+            !node.chmpx_restarted_by_policy(run()).await,
+            "the run we recorded is no crash"
+        );
         set("t4");
         assert!(node.chmpx_restarted_by_policy(run()).await);
     }

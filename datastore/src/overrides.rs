@@ -7,8 +7,16 @@
 use serde_json::{Map, Value};
 
 /// Parameter names, as in validation-rules.json.
-pub const PARAMETERS: &[&str] =
-    &["cluster-name", "extdata-url", "chmpx-server-port", "chmpx-server-ctlport", "chmpx-slave-ctlport", "http_proxy", "https_proxy", "no_proxy"];
+pub const PARAMETERS: &[&str] = &[
+    "cluster-name",
+    "extdata-url",
+    "chmpx-server-port",
+    "chmpx-server-ctlport",
+    "chmpx-slave-ctlport",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
 
 /// The lowest port the rules allow.
 pub const MIN_PORT: u16 = 1000;
@@ -97,7 +105,11 @@ fn url(name: &str, value: &str, problems: &mut Vec<String>) -> bool {
 impl Parameters {
     /// These parameters with `changes` applied (or removed, when `remove`).
     /// Fails with every problem found; `self` is untouched either way.
-    pub fn with(&self, changes: &Map<String, Value>, remove: bool) -> Result<Parameters, Vec<String>> {
+    pub fn with(
+        &self,
+        changes: &Map<String, Value>,
+        remove: bool,
+    ) -> Result<Parameters, Vec<String>> {
         let mut next = self.clone();
         let mut problems = Vec::new();
         let defaults = Parameters::default();
@@ -113,10 +125,16 @@ impl Parameters {
                 "chmpx-server-port" | "chmpx-server-ctlport" | "chmpx-slave-ctlport" => {
                     let (slot, default) = match name.as_str() {
                         "chmpx-server-port" => (&mut next.server_port, defaults.server_port),
-                        "chmpx-server-ctlport" => (&mut next.server_ctlport, defaults.server_ctlport),
+                        "chmpx-server-ctlport" => {
+                            (&mut next.server_ctlport, defaults.server_ctlport)
+                        }
                         _ => (&mut next.slave_ctlport, defaults.slave_ctlport),
                     };
-                    *slot = if remove || text(value).is_none() { default } else { port(name, value, &mut problems).unwrap_or(*slot) };
+                    *slot = if remove || text(value).is_none() {
+                        default
+                    } else {
+                        port(name, value, &mut problems).unwrap_or(*slot)
+                    };
                 }
                 "http_proxy" | "https_proxy" => {
                     let v = if remove { None } else { text(value) };
@@ -130,12 +148,18 @@ impl Parameters {
                     }
                 }
                 "no_proxy" => next.no_proxy = if remove { None } else { text(value) },
-                other => problems.push(format!("{other}: not a K2HDKC configuration parameter (known: {})", PARAMETERS.join(", "))),
+                other => problems.push(format!(
+                    "{other}: not a K2HDKC configuration parameter (known: {})",
+                    PARAMETERS.join(", ")
+                )),
             }
         }
         let ports = [next.server_port, next.server_ctlport, next.slave_ctlport];
         if ports[0] == ports[1] || ports[0] == ports[2] || ports[1] == ports[2] {
-            problems.push("chmpx-server-port, chmpx-server-ctlport and chmpx-slave-ctlport must differ".into());
+            problems.push(
+                "chmpx-server-port, chmpx-server-ctlport and chmpx-slave-ctlport must differ"
+                    .into(),
+            );
         }
         if problems.is_empty() {
             Ok(next)
@@ -149,7 +173,11 @@ impl Parameters {
     pub fn from_config_contents(text_in: &str) -> Result<Parameters, Vec<String>> {
         let mut values = Map::new();
         for line in text_in.lines().map(str::trim) {
-            if line.is_empty() || line.starts_with('#') || line.starts_with(';') || line.starts_with('[') {
+            if line.is_empty()
+                || line.starts_with('#')
+                || line.starts_with(';')
+                || line.starts_with('[')
+            {
                 continue;
             }
             if let Some((k, v)) = line.split_once('=') {
@@ -202,7 +230,12 @@ mod tests {
             .unwrap();
         assert_eq!(p.cluster_name.as_deref(), Some("c1"));
         assert_eq!(p.server_port, 18020);
-        let back = p.with(&map(json!({"cluster-name": null, "chmpx-server-port": 1})), true).unwrap();
+        let back = p
+            .with(
+                &map(json!({"cluster-name": null, "chmpx-server-port": 1})),
+                true,
+            )
+            .unwrap();
         assert_eq!(back.cluster_name, None);
         assert_eq!(back.server_port, 8020);
     }
@@ -224,14 +257,23 @@ mod tests {
     /// a port above a C short's range is refused before anything changes.
     #[test]
     fn ports_chmpx_cannot_hold_are_refused() {
-        let err = Parameters::default().with(&map(json!({"chmpx-server-port": 40020})), false).unwrap_err();
-        assert!(err[0].contains("chmpx cannot use ports above 32767"), "{err:?}");
-        assert!(Parameters::default().with(&map(json!({"chmpx-server-port": 32767})), false).is_ok());
+        let err = Parameters::default()
+            .with(&map(json!({"chmpx-server-port": 40020})), false)
+            .unwrap_err();
+        assert!(
+            err[0].contains("chmpx cannot use ports above 32767"),
+            "{err:?}"
+        );
+        assert!(Parameters::default()
+            .with(&map(json!({"chmpx-server-port": 32767})), false)
+            .is_ok());
     }
 
     #[test]
     fn ports_must_differ() {
-        let err = Parameters::default().with(&map(json!({"chmpx-server-ctlport": 8020})), false).unwrap_err();
+        let err = Parameters::default()
+            .with(&map(json!({"chmpx-server-ctlport": 8020})), false)
+            .unwrap_err();
         assert!(err[0].contains("must differ"));
     }
 }

@@ -81,23 +81,40 @@ struct Server<'a> {
 }
 
 fn servers<'a>(facts: &'a IniFacts, default_ctlport: u16) -> Vec<Server<'a>> {
-    facts.servers.iter().map(|e| Server { entry: e, ctlport: e.ctlport.or(facts.ctlport).unwrap_or(default_ctlport) }).collect()
+    facts
+        .servers
+        .iter()
+        .map(|e| Server {
+            entry: e,
+            ctlport: e.ctlport.or(facts.ctlport).unwrap_or(default_ctlport),
+        })
+        .collect()
 }
 
 fn describe(s: &NodeStatus) -> String {
-    format!("[{}][{}][{}][{}][{}]", s.ring, s.live, s.action, s.merge, s.suspend)
+    format!(
+        "[{}][{}][{}][{}][{}]",
+        s.ring, s.live, s.action, s.merge, s.suspend
+    )
 }
 
 /// Takes this node (the `[SVRNODE]` whose CUK is `cuk`) out of the ring.
 /// `self_ctl` is this node's control address (chmpx listens on all
 /// interfaces; the agent talks to it on loopback). Others are reached at
 /// their ini names. Waits at most `bound` for the ring to agree.
-pub async fn leave(facts: &IniFacts, cuk: &str, self_ctl: &str, default_ctlport: u16, bound: Duration) -> Result<Left, LeaveError> {
+pub async fn leave(
+    facts: &IniFacts,
+    cuk: &str,
+    self_ctl: &str,
+    default_ctlport: u16,
+    bound: Duration,
+) -> Result<Left, LeaveError> {
     let all = servers(facts, default_ctlport);
     let Some(me) = all.iter().find(|s| s.entry.cuk.as_deref() == Some(cuk)) else {
         return Ok(Left::NotInIni);
     };
-    let arg = chmpx::serviceout_argument(facts.id_type, me.entry, me.ctlport).map_err(LeaveError::Command)?;
+    let arg = chmpx::serviceout_argument(facts.id_type, me.entry, me.ctlport)
+        .map_err(LeaveError::Command)?;
     let command = format!("SERVICEOUT {arg}");
 
     // Ask this node first; when its chmpx is gone, any live server takes
@@ -105,8 +122,11 @@ pub async fn leave(facts: &IniFacts, cuk: &str, self_ctl: &str, default_ctlport:
     // ring merges (chmpx refuses as "operating") or a control port answers
     // late: a late answer is a busy ring, not an absent one, and the
     // command may still have been taken.
-    let others: Vec<String> =
-        all.iter().filter(|s| s.entry.cuk.as_deref() != Some(cuk)).map(|s| format!("{}:{}", s.entry.name, s.ctlport)).collect();
+    let others: Vec<String> = all
+        .iter()
+        .filter(|s| s.entry.cuk.as_deref() != Some(cuk))
+        .map(|s| format!("{}:{}", s.entry.name, s.ctlport))
+        .collect();
     let ask: Vec<String> = std::iter::once(self_ctl.to_owned()).chain(others).collect();
     let deadline = Instant::now() + bound;
     let slow = SLOW_ANSWER.min(bound);
@@ -120,7 +140,9 @@ pub async fn leave(facts: &IniFacts, cuk: &str, self_ctl: &str, default_ctlport:
                     break;
                 }
                 Err(e @ ChmpxError::Timeout(..)) => busy.push(e.to_string()),
-                Err(e) => tracing::debug!(server = %addr, error = %e, "no answer to SERVICEOUT here"),
+                Err(e) => {
+                    tracing::debug!(server = %addr, error = %e, "no answer to SERVICEOUT here")
+                }
             }
         }
         match answered {
@@ -132,8 +154,14 @@ pub async fn leave(facts: &IniFacts, cuk: &str, self_ctl: &str, default_ctlport:
             }
             answered => {
                 if Instant::now() >= deadline {
-                    let last = answered.map(|(a, r)| format!("{a}: {r}")).unwrap_or_else(|| busy.join("; "));
-                    return Err(LeaveError::NotOut { bound, command, last });
+                    let last = answered
+                        .map(|(a, r)| format!("{a}: {r}"))
+                        .unwrap_or_else(|| busy.join("; "));
+                    return Err(LeaveError::NotOut {
+                        bound,
+                        command,
+                        last,
+                    });
                 }
             }
         }
@@ -176,7 +204,10 @@ pub async fn leave(facts: &IniFacts, cuk: &str, self_ctl: &str, default_ctlport:
             match chmpx::all_status_within(addr, slow).await {
                 Ok(list) => {
                     alive.insert(addr.clone());
-                    match list.iter().find(|s: &&ServerStatus| s.is(facts.id_type, me.entry, me.ctlport)) {
+                    match list
+                        .iter()
+                        .find(|s: &&ServerStatus| s.is(facts.id_type, me.entry, me.ctlport))
+                    {
                         Some(s) if s.status.ring == "SERVICE OUT" => {
                             confirmed.insert(addr.clone());
                         }
@@ -202,14 +233,24 @@ pub async fn leave(facts: &IniFacts, cuk: &str, self_ctl: &str, default_ctlport:
             }
         }
         if pending.is_empty() && !confirmed.is_empty() && alive.is_subset(&confirmed) {
-            tracing::info!(confirmed_by = confirmed.len(), "left the ring: [SERVICE OUT]");
-            return Ok(Left::Out { command, confirmed_by: confirmed.len() });
+            tracing::info!(
+                confirmed_by = confirmed.len(),
+                "left the ring: [SERVICE OUT]"
+            );
+            return Ok(Left::Out {
+                command,
+                confirmed_by: confirmed.len(),
+            });
         }
         if !pending.is_empty() {
             last = pending.join("; ");
         }
         if Instant::now() >= deadline {
-            return Err(LeaveError::NotOut { bound, command, last });
+            return Err(LeaveError::NotOut {
+                bound,
+                command,
+                last,
+            });
         }
         tokio::time::sleep(POLL).await;
     }
@@ -225,7 +266,11 @@ struct MergeDriver {
 
 impl MergeDriver {
     fn new(addr: String) -> Self {
-        Self { addr, pending_since: None, merge_sent: None }
+        Self {
+            addr,
+            pending_since: None,
+            merge_sent: None,
+        }
     }
 
     /// Looks at the leaving node's status as this server shows it.
@@ -242,13 +287,17 @@ impl MergeDriver {
                 if due.elapsed() >= PENDING_GRACE {
                     self.merge_sent = Some(Instant::now());
                     match chmpx::command_within(&self.addr, "MERGE", SLOW_ANSWER).await {
-                        Ok(r) => tracing::info!(server = %self.addr, reply = %r.trim(), "the deletion stayed [Pending]: MERGE"),
+                        Ok(r) => {
+                            tracing::info!(server = %self.addr, reply = %r.trim(), "the deletion stayed [Pending]: MERGE")
+                        }
                         Err(e) => tracing::warn!(server = %self.addr, error = %e, "MERGE not sent"),
                     }
                 }
             }
             "Done" => match chmpx::command_within(&self.addr, "COMPMERGE", SLOW_ANSWER).await {
-                Ok(r) => tracing::info!(server = %self.addr, reply = %r.trim(), "merge done: COMPMERGE"),
+                Ok(r) => {
+                    tracing::info!(server = %self.addr, reply = %r.trim(), "merge done: COMPMERGE")
+                }
                 Err(e) => tracing::warn!(server = %self.addr, error = %e, "COMPMERGE not sent"),
             },
             _ => self.pending_since = None,
@@ -291,7 +340,8 @@ mod tests {
                 let n = s.read(&mut buf).await.unwrap();
                 let cmd = String::from_utf8_lossy(&buf[..n]).trim().to_owned();
                 ring.commands.lock().unwrap().push(cmd.clone());
-                let out_now = ring.out.load(Ordering::SeqCst) && ring.polls_after_out.fetch_add(1, Ordering::SeqCst) >= ring.delay_polls;
+                let out_now = ring.out.load(Ordering::SeqCst)
+                    && ring.polls_after_out.fetch_add(1, Ordering::SeqCst) >= ring.delay_polls;
                 let status = if out_now {
                     "0x11(SAFE -> [SERVICE OUT][UP][n/a][Nothing][NoSuspend])"
                 } else if ring.deleting.load(Ordering::SeqCst) {
@@ -335,27 +385,56 @@ mod tests {
     }
 
     fn ring(delay_polls: usize) -> Arc<FakeRing> {
-        Arc::new(FakeRing { lone: false, busy: AtomicUsize::new(0), deleting: AtomicBool::new(false), out: AtomicBool::new(false), polls_after_out: AtomicUsize::new(0), delay_polls, commands: Default::default() })
+        Arc::new(FakeRing {
+            lone: false,
+            busy: AtomicUsize::new(0),
+            deleting: AtomicBool::new(false),
+            out: AtomicBool::new(false),
+            polls_after_out: AtomicUsize::new(0),
+            delay_polls,
+            commands: Default::default(),
+        })
     }
 
     #[tokio::test]
     async fn custom_id_type_leaves_with_the_seed_and_waits_for_service_out() {
         let r = ring(3);
         let addr = serve(r.clone()).await;
-        let left = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(10)).await.unwrap();
-        assert_eq!(left, Left::Out { command: "SERVICEOUT 127.0.0.1:8021:host-a".into(), confirmed_by: 1 });
+        let left = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(
+            left,
+            Left::Out {
+                command: "SERVICEOUT 127.0.0.1:8021:host-a".into(),
+                confirmed_by: 1
+            }
+        );
         let cmds = r.commands.lock().unwrap().clone();
         assert_eq!(cmds[0], "SERVICEOUT 127.0.0.1:8021:host-a");
-        assert!(cmds.iter().filter(|c| *c == "ALLSTATUS").count() >= 4, "waited until ALLSTATUS showed it out: {cmds:?}");
+        assert!(
+            cmds.iter().filter(|c| *c == "ALLSTATUS").count() >= 4,
+            "waited until ALLSTATUS showed it out: {cmds:?}"
+        );
     }
 
     /// Seen on the real chmpx alone on its ring: the status-notice error
     /// after the status changed, and a deletion only MERGE finishes.
     #[tokio::test]
     async fn a_lone_node_is_merged_out_after_the_status_notice_error() {
-        let r = Arc::new(FakeRing { lone: true, busy: AtomicUsize::new(0), deleting: AtomicBool::new(false), out: AtomicBool::new(false), polls_after_out: AtomicUsize::new(0), delay_polls: 0, commands: Default::default() });
+        let r = Arc::new(FakeRing {
+            lone: true,
+            busy: AtomicUsize::new(0),
+            deleting: AtomicBool::new(false),
+            out: AtomicBool::new(false),
+            polls_after_out: AtomicUsize::new(0),
+            delay_polls: 0,
+            commands: Default::default(),
+        });
         let addr = serve(r.clone()).await;
-        let left = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(10)).await.unwrap();
+        let left = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(10))
+            .await
+            .unwrap();
         assert!(matches!(left, Left::Out { .. }), "{left:?}");
         let cmds = r.commands.lock().unwrap().clone();
         assert!(cmds.contains(&"MERGE".to_owned()), "{cmds:?}");
@@ -368,9 +447,17 @@ mod tests {
         let r = ring(0);
         r.busy.store(3, Ordering::SeqCst);
         let addr = serve(r.clone()).await;
-        let left = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(10)).await.unwrap();
+        let left = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(10))
+            .await
+            .unwrap();
         assert!(matches!(left, Left::Out { .. }), "{left:?}");
-        let outs = r.commands.lock().unwrap().iter().filter(|c| c.starts_with("SERVICEOUT")).count();
+        let outs = r
+            .commands
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.starts_with("SERVICEOUT"))
+            .count();
         assert_eq!(outs, 4, "three refusals, then accepted");
     }
 
@@ -389,7 +476,9 @@ mod tests {
                 held.push(s); // never answers
             }
         });
-        let err = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(1)).await.unwrap_err();
+        let err = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(1))
+            .await
+            .unwrap_err();
         assert!(matches!(err, LeaveError::NotOut { .. }), "{err}");
         assert!(err.to_string().contains("no reply within"), "{err}");
     }
@@ -402,9 +491,15 @@ mod tests {
         let r = ring(0);
         let addr = serve(r.clone()).await;
         // An ini that claims NAME while chmpx runs CUSTOM: the 2-part form.
-        let err = leave(&facts(false), "cuk-a", &addr, 8021, Duration::from_secs(5)).await.unwrap_err();
+        let err = leave(&facts(false), "cuk-a", &addr, 8021, Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert!(matches!(err, LeaveError::Refused(_)), "{err}");
-        assert!(err.to_string().contains("must have parameter as server/ctlport"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("must have parameter as server/ctlport"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -412,17 +507,47 @@ mod tests {
         let r = ring(usize::MAX);
         let addr = serve(r).await;
         let t = Instant::now();
-        let err = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_millis(800)).await.unwrap_err();
+        let err = leave(
+            &facts(true),
+            "cuk-a",
+            &addr,
+            8021,
+            Duration::from_millis(800),
+        )
+        .await
+        .unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(5));
-        assert!(err.to_string().contains("[SERVICE IN][UP]"), "names what it saw: {err}");
+        assert!(
+            err.to_string().contains("[SERVICE IN][UP]"),
+            "names what it saw: {err}"
+        );
     }
 
     #[tokio::test]
     async fn nothing_to_leave_without_an_answering_server_or_an_entry() {
         let dead = "127.0.0.1:1";
-        assert_eq!(leave(&facts(true), "cuk-a", dead, 1, Duration::from_secs(1)).await.unwrap(), Left::NoServerAnswers);
-        assert_eq!(leave(&facts(true), "someone-else", dead, 1, Duration::from_secs(1)).await.unwrap(), Left::NotInIni);
+        assert_eq!(
+            leave(&facts(true), "cuk-a", dead, 1, Duration::from_secs(1))
+                .await
+                .unwrap(),
+            Left::NoServerAnswers
+        );
+        assert_eq!(
+            leave(
+                &facts(true),
+                "someone-else",
+                dead,
+                1,
+                Duration::from_secs(1)
+            )
+            .await
+            .unwrap(),
+            Left::NotInIni
+        );
         let no_seed = crate::ini::facts("[GLOBAL]\nGROUP = c1\nCHMPXIDTYPE = CUSTOM\n[SVRNODE]\nNAME = h\nCUK = cuk-a\nCTLPORT = 1\n");
-        assert!(matches!(leave(&no_seed, "cuk-a", dead, 1, Duration::from_secs(1)).await, Err(LeaveError::Command(_))));
+        assert!(matches!(
+            leave(&no_seed, "cuk-a", dead, 1, Duration::from_secs(1)).await,
+            Err(LeaveError::Command(_))
+        ));
     }
 }

@@ -85,8 +85,13 @@ fn network_mode(value: Option<String>, problems: &mut Vec<String>) -> Network {
         return Network::Host;
     }
     let name = v.strip_prefix("container:").unwrap_or("");
-    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if valid {
         Network::Container(name.to_owned())
     } else {
@@ -95,8 +100,17 @@ fn network_mode(value: Option<String>, problems: &mut Vec<String>) -> Network {
     }
 }
 
-fn number<T: std::str::FromStr>(group: &BTreeMap<String, String>, key: &str, default: T, problems: &mut Vec<String>) -> T {
-    match group.get(key).map(|v| v.trim()).filter(|v| !v.is_empty() && *v != "None") {
+fn number<T: std::str::FromStr>(
+    group: &BTreeMap<String, String>,
+    key: &str,
+    default: T,
+    problems: &mut Vec<String>,
+) -> T {
+    match group
+        .get(key)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty() && *v != "None")
+    {
         None => default,
         Some(v) => v.parse().unwrap_or_else(|_| {
             problems.push(format!("[k2hdkc] {key}: not a whole number: {v:?}"));
@@ -107,9 +121,16 @@ fn number<T: std::str::FromStr>(group: &BTreeMap<String, String>, key: &str, def
 
 impl Settings {
     /// Reads the settings; `instance_id_file` is cloud-init's record.
-    pub fn new(ctx: &DriverContext, instance_id_file: &std::path::Path) -> Result<Settings, Vec<String>> {
+    pub fn new(
+        ctx: &DriverContext,
+        instance_id_file: &std::path::Path,
+    ) -> Result<Settings, Vec<String>> {
         let g = &ctx.group;
-        let get = |k: &str| g.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty() && v != "None");
+        let get = |k: &str| {
+            g.get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty() && v != "None")
+        };
         let mut problems = Vec::new();
         let cuk = std::fs::read_to_string(instance_id_file)
             .ok()
@@ -118,18 +139,29 @@ impl Settings {
             .unwrap_or_else(|| ctx.guest_id.clone());
         let base = get("docker_image").unwrap_or_else(|| "antpickax/k2hdkc".into());
         // Trove's convention: the datastore version is the image tag.
-        let has_tag = base.rsplit('/').next().is_some_and(|last| last.contains(':') || last.contains('@'));
+        let has_tag = base
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':') || last.contains('@'));
         let image = match (&ctx.datastore_version, has_tag) {
             (Some(v), false) if !v.is_empty() => format!("{base}:{v}"),
             _ => base,
         };
-        let direct = match (get("k2hr3_api_url"), get("k2hr3_role"), get("k2hr3_role_token")) {
-            (Some(api_url), Some(role_yrn), Some(role_token)) => {
-                Some(RoleAccess { api_url: api_url.trim_end_matches('/').to_owned(), role_yrn, role_token })
-            }
+        let direct = match (
+            get("k2hr3_api_url"),
+            get("k2hr3_role"),
+            get("k2hr3_role_token"),
+        ) {
+            (Some(api_url), Some(role_yrn), Some(role_token)) => Some(RoleAccess {
+                api_url: api_url.trim_end_matches('/').to_owned(),
+                role_yrn,
+                role_token,
+            }),
             (None, None, None) => None,
             _ => {
-                problems.push("[k2hdkc] k2hr3_api_url, k2hr3_role and k2hr3_role_token go together".into());
+                problems.push(
+                    "[k2hdkc] k2hr3_api_url, k2hr3_role and k2hr3_role_token go together".into(),
+                );
                 None
             }
         };
@@ -140,11 +172,17 @@ impl Settings {
             uid: ctx.uid,
             gid: ctx.gid,
             data_dir: ctx.mount_point.clone(),
-            config_dir: get("config_dir").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/etc/antpickax")),
-            run_dir: get("run_dir").map(PathBuf::from).unwrap_or_else(|| ctx.state_dir.join("antpickax")),
+            config_dir: get("config_dir")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/etc/antpickax")),
+            run_dir: get("run_dir")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| ctx.state_dir.join("antpickax")),
             state_dir: ctx.state_dir.clone(),
             direct,
-            poll_interval: Duration::from_millis(number(g, "k2hr3_poll_interval_ms", 2000u64, &mut problems).max(200)),
+            poll_interval: Duration::from_millis(
+                number(g, "k2hr3_poll_interval_ms", 2000u64, &mut problems).max(200),
+            ),
             mq_msg_max: number(g, "mq_msg_max", 1024u32, &mut problems),
             startup_wait: Duration::from_secs(number(g, "startup_wait", 120u64, &mut problems)),
             network: network_mode(get("network_mode"), &mut problems),
@@ -175,7 +213,10 @@ mod tests {
         DriverContext {
             guest_id: "g1".into(),
             datastore_version: Some("1.0.17".into()),
-            group: group.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            group: group
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             mount_point: "/var/lib/antpickax/k2hdkc".into(),
             uid: 1001,
             gid: 1001,
@@ -188,9 +229,17 @@ mod tests {
         let s = Settings::new(&ctx(&[]), std::path::Path::new("/nonexistent")).unwrap();
         assert_eq!(s.image, "antpickax/k2hdkc:1.0.17");
         assert_eq!(s.cuk, "g1", "guest id when cloud-init has no instance id");
-        let s = Settings::new(&ctx(&[("docker_image", "registry:5000/k2hdkc:pinned")]), std::path::Path::new("/nonexistent")).unwrap();
+        let s = Settings::new(
+            &ctx(&[("docker_image", "registry:5000/k2hdkc:pinned")]),
+            std::path::Path::new("/nonexistent"),
+        )
+        .unwrap();
         assert_eq!(s.image, "registry:5000/k2hdkc:pinned");
-        let s = Settings::new(&ctx(&[("docker_image", "registry:5000/k2hdkc")]), std::path::Path::new("/nonexistent")).unwrap();
+        let s = Settings::new(
+            &ctx(&[("docker_image", "registry:5000/k2hdkc")]),
+            std::path::Path::new("/nonexistent"),
+        )
+        .unwrap();
         assert_eq!(s.image, "registry:5000/k2hdkc:1.0.17");
     }
 
@@ -203,18 +252,36 @@ mod tests {
 
     #[test]
     fn partial_direct_access_is_an_error() {
-        let err = Settings::new(&ctx(&[("k2hr3_api_url", "http://k")]), std::path::Path::new("/x")).unwrap_err();
+        let err = Settings::new(
+            &ctx(&[("k2hr3_api_url", "http://k")]),
+            std::path::Path::new("/x"),
+        )
+        .unwrap_err();
         assert!(err[0].contains("go together"));
     }
 
     #[test]
     fn network_mode_is_host_or_a_container() {
         let none = std::path::Path::new("/nonexistent");
-        assert_eq!(Settings::new(&ctx(&[]), none).unwrap().network, Network::Host);
-        assert_eq!(Settings::new(&ctx(&[("network_mode", "host")]), none).unwrap().network, Network::Host);
+        assert_eq!(
+            Settings::new(&ctx(&[]), none).unwrap().network,
+            Network::Host
+        );
+        assert_eq!(
+            Settings::new(&ctx(&[("network_mode", "host")]), none)
+                .unwrap()
+                .network,
+            Network::Host
+        );
         let s = Settings::new(&ctx(&[("network_mode", "container:box-host-1a2b")]), none).unwrap();
         assert_eq!(s.network, Network::Container("box-host-1a2b".into()));
-        for bad in ["bridge", "container:", "container:-x", "container:a b", "ns:/var/run/netns/x"] {
+        for bad in [
+            "bridge",
+            "container:",
+            "container:-x",
+            "container:a b",
+            "ns:/var/run/netns/x",
+        ] {
             let err = Settings::new(&ctx(&[("network_mode", bad)]), none).unwrap_err();
             assert!(err[0].contains("network_mode"), "{bad}: {err:?}");
         }

@@ -81,9 +81,16 @@ pub fn decode(body: &[u8]) -> Result<RpcMessage, (EnvelopeError, Option<ReplyAdd
     if body.len() > MAX_BODY_BYTES {
         return Err((EnvelopeError::TooLarge(body.len()), None));
     }
-    let outer: Value = serde_json::from_slice(body).map_err(|e| (EnvelopeError::NotJson(e.to_string()), None))?;
+    let outer: Value =
+        serde_json::from_slice(body).map_err(|e| (EnvelopeError::NotJson(e.to_string()), None))?;
     let Value::Object(mut outer) = outer else {
-        return Err((EnvelopeError::BadField { field: "body", reason: "not a JSON object" }, None));
+        return Err((
+            EnvelopeError::BadField {
+                field: "body",
+                reason: "not a JSON object",
+            },
+            None,
+        ));
     };
     // oslo accepts an un-enveloped message (pre-2.0 senders) as the message.
     let mut inner = match outer.remove("oslo.version") {
@@ -92,11 +99,25 @@ pub fn decode(body: &[u8]) -> Result<RpcMessage, (EnvelopeError, Option<ReplyAdd
             Some(Value::String(text)) => match serde_json::from_str::<Value>(&text) {
                 Ok(Value::Object(map)) => map,
                 Ok(_) => {
-                    return Err((EnvelopeError::BadField { field: "oslo.message", reason: "not a JSON object" }, None))
+                    return Err((
+                        EnvelopeError::BadField {
+                            field: "oslo.message",
+                            reason: "not a JSON object",
+                        },
+                        None,
+                    ))
                 }
                 Err(e) => return Err((EnvelopeError::NotJson(e.to_string()), None)),
             },
-            _ => return Err((EnvelopeError::BadField { field: "oslo.message", reason: "missing or not text" }, None)),
+            _ => {
+                return Err((
+                    EnvelopeError::BadField {
+                        field: "oslo.message",
+                        reason: "missing or not text",
+                    },
+                    None,
+                ))
+            }
         },
         Some(other) => {
             let shown = match other {
@@ -110,7 +131,10 @@ pub fn decode(body: &[u8]) -> Result<RpcMessage, (EnvelopeError, Option<ReplyAdd
     let msg_id = take_opt_string(&mut inner, "_msg_id");
     let reply_q = take_opt_string(&mut inner, "_reply_q");
     let address = match (&msg_id, &reply_q) {
-        (Ok(Some(m)), Ok(Some(q))) => Some(ReplyAddress { msg_id: m.clone(), reply_q: q.clone() }),
+        (Ok(Some(m)), Ok(Some(q))) => Some(ReplyAddress {
+            msg_id: m.clone(),
+            reply_q: q.clone(),
+        }),
         _ => None,
     };
     let fail = |e: EnvelopeError| (e, address.clone());
@@ -121,16 +145,31 @@ pub fn decode(body: &[u8]) -> Result<RpcMessage, (EnvelopeError, Option<ReplyAdd
     let call_monitor_timeout = match inner.remove("_timeout") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => n.as_f64(),
-        Some(_) => return Err(fail(EnvelopeError::BadField { field: "_timeout", reason: "not a number" })),
+        Some(_) => {
+            return Err(fail(EnvelopeError::BadField {
+                field: "_timeout",
+                reason: "not a number",
+            }))
+        }
     };
     let method = match inner.remove("method") {
         Some(Value::String(m)) if !m.is_empty() => m,
-        _ => return Err(fail(EnvelopeError::BadField { field: "method", reason: "missing or not text" })),
+        _ => {
+            return Err(fail(EnvelopeError::BadField {
+                field: "method",
+                reason: "missing or not text",
+            }))
+        }
     };
     let args = match inner.remove("args") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => map,
-        Some(_) => return Err(fail(EnvelopeError::BadField { field: "args", reason: "not a JSON object" })),
+        Some(_) => {
+            return Err(fail(EnvelopeError::BadField {
+                field: "args",
+                reason: "not a JSON object",
+            }))
+        }
     };
     let version = take_opt_string(&mut inner, "version").map_err(fail)?;
     let namespace = take_opt_string(&mut inner, "namespace").map_err(fail)?;
@@ -140,32 +179,63 @@ pub fn decode(body: &[u8]) -> Result<RpcMessage, (EnvelopeError, Option<ReplyAdd
             context.insert(name.to_owned(), value);
         }
     }
-    Ok(RpcMessage { method, args, version, namespace, unique_id, msg_id, reply_q, call_monitor_timeout, context })
+    Ok(RpcMessage {
+        method,
+        args,
+        version,
+        namespace,
+        unique_id,
+        msg_id,
+        reply_q,
+        call_monitor_timeout,
+        context,
+    })
 }
 
-fn take_opt_string(map: &mut Map<String, Value>, field: &'static str) -> Result<Option<String>, EnvelopeError> {
+fn take_opt_string(
+    map: &mut Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, EnvelopeError> {
     match map.remove(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(EnvelopeError::BadField { field, reason: "not text" }),
+        Some(_) => Err(EnvelopeError::BadField {
+            field,
+            reason: "not text",
+        }),
     }
 }
 
 /// Wraps an inner message in the 2.0 envelope.
 pub fn envelope(inner: &Map<String, Value>) -> Vec<u8> {
     let mut outer = Map::new();
-    outer.insert("oslo.version".into(), Value::String(ENVELOPE_VERSION.into()));
-    outer.insert("oslo.message".into(), Value::String(Value::Object(inner.clone()).to_string()));
+    outer.insert(
+        "oslo.version".into(),
+        Value::String(ENVELOPE_VERSION.into()),
+    );
+    outer.insert(
+        "oslo.message".into(),
+        Value::String(Value::Object(inner.clone()).to_string()),
+    );
     Value::Object(outer).to_string().into_bytes()
 }
 
 /// The body of a reply to a call. `failure` is the JSON text of a
 /// serialized remote exception ([`crate::exception::RemoteFailure::to_json_text`]).
 /// `ending = false` is a call-monitor heartbeat.
-pub fn encode_reply(msg_id: &str, unique_id: &str, result: Option<Value>, failure: Option<String>, ending: bool) -> Vec<u8> {
+pub fn encode_reply(
+    msg_id: &str,
+    unique_id: &str,
+    result: Option<Value>,
+    failure: Option<String>,
+    ending: bool,
+) -> Vec<u8> {
     let mut inner = Map::new();
     inner.insert("result".into(), result.unwrap_or(Value::Null));
-    inner.insert("failure".into(), failure.map(Value::String).unwrap_or(Value::Null));
+    inner.insert(
+        "failure".into(),
+        failure.map(Value::String).unwrap_or(Value::Null),
+    );
     inner.insert("ending".into(), Value::Bool(ending));
     inner.insert("_msg_id".into(), Value::String(msg_id.into()));
     inner.insert("_unique_id".into(), Value::String(unique_id.into()));
@@ -173,7 +243,13 @@ pub fn encode_reply(msg_id: &str, unique_id: &str, result: Option<Value>, failur
 }
 
 /// The body of a cast: method, keyword args, version and flattened context.
-pub fn encode_cast(method: &str, args: Map<String, Value>, version: &str, context: &Map<String, Value>, unique_id: &str) -> Vec<u8> {
+pub fn encode_cast(
+    method: &str,
+    args: Map<String, Value>,
+    version: &str,
+    context: &Map<String, Value>,
+    unique_id: &str,
+) -> Vec<u8> {
     let mut inner = Map::new();
     inner.insert("method".into(), Value::String(method.into()));
     inner.insert("args".into(), Value::Object(args));
@@ -191,7 +267,9 @@ mod tests {
     use serde_json::json;
 
     fn wrap(inner: Value) -> Vec<u8> {
-        json!({"oslo.version": "2.0", "oslo.message": inner.to_string()}).to_string().into_bytes()
+        json!({"oslo.version": "2.0", "oslo.message": inner.to_string()})
+            .to_string()
+            .into_bytes()
     }
 
     #[test]
@@ -220,7 +298,10 @@ mod tests {
     #[test]
     fn wrong_envelope_version_is_refused() {
         let body = json!({"oslo.version": "3.0", "oslo.message": "{}"}).to_string();
-        assert_eq!(decode(body.as_bytes()).unwrap_err().0, EnvelopeError::UnsupportedVersion("3.0".into()));
+        assert_eq!(
+            decode(body.as_bytes()).unwrap_err().0,
+            EnvelopeError::UnsupportedVersion("3.0".into())
+        );
     }
 
     #[test]
@@ -228,15 +309,30 @@ mod tests {
         let body = wrap(json!({"method": "x", "args": [1], "_msg_id": "m", "_reply_q": "q"}));
         let (err, addr) = decode(&body).unwrap_err();
         assert!(matches!(err, EnvelopeError::BadField { field: "args", .. }));
-        assert_eq!(addr, Some(ReplyAddress { msg_id: "m".into(), reply_q: "q".into() }));
+        assert_eq!(
+            addr,
+            Some(ReplyAddress {
+                msg_id: "m".into(),
+                reply_q: "q".into()
+            })
+        );
     }
 
     #[test]
     fn garbage_and_oversize_are_errors() {
-        assert!(matches!(decode(b"not json").unwrap_err().0, EnvelopeError::NotJson(_)));
-        assert!(matches!(decode(b"[1]").unwrap_err().0, EnvelopeError::BadField { .. }));
+        assert!(matches!(
+            decode(b"not json").unwrap_err().0,
+            EnvelopeError::NotJson(_)
+        ));
+        assert!(matches!(
+            decode(b"[1]").unwrap_err().0,
+            EnvelopeError::BadField { .. }
+        ));
         let big = vec![b' '; MAX_BODY_BYTES + 1];
-        assert_eq!(decode(&big).unwrap_err().0, EnvelopeError::TooLarge(MAX_BODY_BYTES + 1));
+        assert_eq!(
+            decode(&big).unwrap_err().0,
+            EnvelopeError::TooLarge(MAX_BODY_BYTES + 1)
+        );
     }
 
     #[test]
@@ -245,7 +341,10 @@ mod tests {
         let outer: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(outer["oslo.version"], "2.0");
         let inner: Value = serde_json::from_str(outer["oslo.message"].as_str().unwrap()).unwrap();
-        assert_eq!(inner, json!({"result": true, "failure": null, "ending": true, "_msg_id": "m1", "_unique_id": "u"}));
+        assert_eq!(
+            inner,
+            json!({"result": true, "failure": null, "ending": true, "_msg_id": "m1", "_unique_id": "u"})
+        );
     }
 
     #[test]

@@ -44,10 +44,17 @@ impl TroveException {
     /// The message as Trove would format it.
     pub fn message(&self) -> String {
         match self {
-            Self::NotSupported { operation, datastore } => {
-                format!("The '{operation}' operation is not supported for the '{datastore}' datastore.")
+            Self::NotSupported {
+                operation,
+                datastore,
+            } => {
+                format!(
+                    "The '{operation}' operation is not supported for the '{datastore}' datastore."
+                )
             }
-            Self::BadRequest(m) | Self::NotFound(m) | Self::Unprocessable(m) | Self::Error(m) => m.clone(),
+            Self::BadRequest(m) | Self::NotFound(m) | Self::Unprocessable(m) | Self::Error(m) => {
+                m.clone()
+            }
         }
     }
 
@@ -56,10 +63,17 @@ impl TroveException {
         // TroveError(message=None, **kwargs): a message given positionally
         // is used as the format string, so escape '%' for the rebuild.
         let (args, kwargs) = match self {
-            Self::NotSupported { operation, datastore } => {
-                (json!([]), json!({"operation": operation, "datastore": datastore}))
-            }
-            other => (json!([other.message().replace('%', "%%")]), Value::Object(Map::new())),
+            Self::NotSupported {
+                operation,
+                datastore,
+            } => (
+                json!([]),
+                json!({"operation": operation, "datastore": datastore}),
+            ),
+            other => (
+                json!([other.message().replace('%', "%%")]),
+                Value::Object(Map::new()),
+            ),
         };
         json!({
             "class": self.class_name(),
@@ -114,17 +128,25 @@ mod tests {
 
     #[test]
     fn not_supported_carries_kwargs_for_the_rebuild() {
-        let e = TroveException::NotSupported { operation: "create_user".into(), datastore: "k2hdkc".into() };
+        let e = TroveException::NotSupported {
+            operation: "create_user".into(),
+            datastore: "k2hdkc".into(),
+        };
         let v: Value = serde_json::from_str(&e.to_failure_text()).unwrap();
         assert_eq!(v["class"], "DatastoreOperationNotSupported");
         assert_eq!(v["module"], "trove.common.exception");
         assert_eq!(v["kwargs"]["operation"], "create_user");
-        assert_eq!(v["message"], "The 'create_user' operation is not supported for the 'k2hdkc' datastore.");
+        assert_eq!(
+            v["message"],
+            "The 'create_user' operation is not supported for the 'k2hdkc' datastore."
+        );
     }
 
     #[test]
     fn percent_in_messages_survives_trove_formatting() {
-        let v: Value = serde_json::from_str(&TroveException::Error("disk 100% full".into()).to_failure_text()).unwrap();
+        let v: Value =
+            serde_json::from_str(&TroveException::Error("disk 100% full".into()).to_failure_text())
+                .unwrap();
         assert_eq!(v["args"][0], "disk 100%% full");
         assert_eq!(v["message"], "disk 100% full");
     }

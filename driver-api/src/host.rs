@@ -116,7 +116,10 @@ pub struct HostError {
 impl HostError {
     /// A host error.
     pub fn new(context: impl Into<String>, cause: impl std::fmt::Display) -> Self {
-        Self { context: context.into(), cause: cause.to_string() }
+        Self {
+            context: context.into(),
+            cause: cause.to_string(),
+        }
     }
 }
 
@@ -137,5 +140,10 @@ pub trait Containers: Send + Sync + 'static {
     /// Removes it (stopped or not).
     async fn remove(&self, name: &str) -> Result<(), HostError>;
     /// Runs a command in it, bounded by `timeout`.
-    async fn exec(&self, name: &str, argv: &[String], timeout: Duration) -> Result<ExecOutput, HostError>;
+    async fn exec(
+        &self,
+        name: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, HostError>;
 }

@@ -33,8 +33,9 @@ pub use request::{GuestMethod, Kind};
 pub use status::ServiceStatus;
 
 use request::{
-    ApplyOverridesRequest, CreateBackupRequest, GuestLogActionRequest, PrepareRequest, RebuildRequest,
-    ResetConfigurationRequest, StartWithConfRequest, StopDbRequest, UpdateOverridesRequest, UpgradeRequest,
+    ApplyOverridesRequest, CreateBackupRequest, GuestLogActionRequest, PrepareRequest,
+    RebuildRequest, ResetConfigurationRequest, StartWithConfRequest, StopDbRequest,
+    UpdateOverridesRequest, UpgradeRequest,
 };
 
 /// A driver's failure, by what the caller can do about it. The agent maps
@@ -69,7 +70,10 @@ pub enum DatastoreError {
 impl DatastoreError {
     /// Shorthand for [`DatastoreError::Failed`].
     pub fn failed(context: impl Into<String>, cause: impl std::fmt::Display) -> Self {
-        Self::Failed { context: context.into(), cause: cause.to_string() }
+        Self::Failed {
+            context: context.into(),
+            cause: cause.to_string(),
+        }
     }
 
     /// The Trove exception an RPC caller receives for this error.
@@ -79,9 +83,10 @@ impl DatastoreError {
                 operation: method.name().to_owned(),
                 datastore: datastore.to_owned(),
             },
-            Self::NoSuchMethod(name) => {
-                TroveException::NotSupported { operation: name.clone(), datastore: datastore.to_owned() }
-            }
+            Self::NoSuchMethod(name) => TroveException::NotSupported {
+                operation: name.clone(),
+                datastore: datastore.to_owned(),
+            },
             Self::BadRequest(m) => TroveException::BadRequest(m.clone()),
             Self::NotFound(m) => TroveException::NotFound(m.clone()),
             Self::Conflict(m) => TroveException::Unprocessable(m.clone()),
@@ -137,12 +142,16 @@ pub trait Datastore: Send + Sync + 'static {
 
     /// Starts the datastore with a new configuration.
     async fn start_db_with_conf_changes(&self, _request: &StartWithConfRequest) -> Result<()> {
-        Err(DatastoreError::NotSupported(GuestMethod::StartDbWithConfChanges))
+        Err(DatastoreError::NotSupported(
+            GuestMethod::StartDbWithConfChanges,
+        ))
     }
 
     /// Restores the base configuration.
     async fn reset_configuration(&self, _request: &ResetConfigurationRequest) -> Result<()> {
-        Err(DatastoreError::NotSupported(GuestMethod::ResetConfiguration))
+        Err(DatastoreError::NotSupported(
+            GuestMethod::ResetConfiguration,
+        ))
     }
 
     /// Stores configuration-group values (validated first; nothing changes
@@ -230,13 +239,19 @@ mod tests {
         let rt = futures_lite_block_on(Nothing.restart());
         let trove = rt.unwrap_err().to_trove("nothing");
         assert_eq!(trove.class_name(), "DatastoreOperationNotSupported");
-        assert_eq!(trove.message(), "The 'restart' operation is not supported for the 'nothing' datastore.");
+        assert_eq!(
+            trove.message(),
+            "The 'restart' operation is not supported for the 'nothing' datastore."
+        );
     }
 
     #[test]
     fn failures_keep_context_and_cause() {
         let e = DatastoreError::failed("register node with K2HR3", "HTTP 503");
-        assert_eq!(e.to_trove("k2hdkc"), TroveException::Error("register node with K2HR3: HTTP 503".into()));
+        assert_eq!(
+            e.to_trove("k2hdkc"),
+            TroveException::Error("register node with K2HR3: HTTP 503".into())
+        );
     }
 
     // A ready-future executor so this crate needs no runtime dependency.

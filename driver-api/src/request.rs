@@ -387,7 +387,10 @@ pub struct UpgradeRequest {
 }
 
 /// Deserializes decoded keyword arguments into a method's argument struct.
-pub fn parse_args<T: DeserializeOwned>(method: GuestMethod, args: Map<String, Value>) -> Result<T, RequestError> {
+pub fn parse_args<T: DeserializeOwned>(
+    method: GuestMethod,
+    args: Map<String, Value>,
+) -> Result<T, RequestError> {
     serde_json::from_value(Value::Object(args)).map_err(|e| RequestError::BadArguments {
         method: method.name(),
         reason: scrub_serde_message(&e.to_string()),
@@ -459,7 +462,9 @@ mod tests {
             "overrides": {"cluster-name": "c1"}, "cluster_config": null,
             "snapshot": null, "modules": null, "ds_version": "1.0.17"
         });
-        let Value::Object(map) = args else { unreachable!() };
+        let Value::Object(map) = args else {
+            unreachable!()
+        };
         let p: PrepareRequest = parse_args(GuestMethod::Prepare, map).unwrap();
         assert_eq!(p.memory_mb, Some(2048));
         assert_eq!(p.overrides.unwrap()["cluster-name"], "c1");
@@ -467,8 +472,11 @@ mod tests {
 
     #[test]
     fn wrong_types_name_the_field_but_not_the_value() {
-        let Value::Object(map) = json!({"overrides": "s3cr3t", "remove": false}) else { unreachable!() };
-        let err = parse_args::<UpdateOverridesRequest>(GuestMethod::UpdateOverrides, map).unwrap_err();
+        let Value::Object(map) = json!({"overrides": "s3cr3t", "remove": false}) else {
+            unreachable!()
+        };
+        let err =
+            parse_args::<UpdateOverridesRequest>(GuestMethod::UpdateOverrides, map).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("update_overrides"), "{text}");
         assert!(!text.contains("s3cr3t"), "{text}");
@@ -476,8 +484,11 @@ mod tests {
 
     #[test]
     fn unknown_arguments_are_refused() {
-        let Value::Object(map) = json!({"fs_path": null, "bogus": 1}) else { unreachable!() };
-        let err = parse_args::<FilesystemStatsRequest>(GuestMethod::GetFilesystemStats, map).unwrap_err();
+        let Value::Object(map) = json!({"fs_path": null, "bogus": 1}) else {
+            unreachable!()
+        };
+        let err =
+            parse_args::<FilesystemStatsRequest>(GuestMethod::GetFilesystemStats, map).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
     }
 }

@@ -66,8 +66,8 @@ impl RpcKey {
     }
 
     fn encrypt_with_iv(&self, plain: &[u8], iv: [u8; IV_LEN]) -> String {
-        let cipher = Encryptor::new(&self.aes_key.into(), &iv.into())
-            .encrypt_padded_vec_mut::<Pkcs7>(plain);
+        let cipher =
+            Encryptor::new(&self.aes_key.into(), &iv.into()).encrypt_padded_vec_mut::<Pkcs7>(plain);
         let mut out = Vec::with_capacity(IV_LEN + cipher.len());
         out.extend_from_slice(&iv);
         out.extend_from_slice(&cipher);
@@ -143,7 +143,10 @@ impl SecureCodec {
     }
 
     /// The incoming context: `{"context": <ciphertext>}` when secure.
-    pub fn decode_context(&self, context: Map<String, Value>) -> Result<Map<String, Value>, SecureError> {
+    pub fn decode_context(
+        &self,
+        context: Map<String, Value>,
+    ) -> Result<Map<String, Value>, SecureError> {
         let Some(key) = &self.key else {
             return Ok(context);
         };
@@ -170,11 +173,18 @@ impl SecureCodec {
     }
 
     /// The context of a conductor cast.
-    pub fn encode_conductor_context(&self, guest_id: &str, context: &Map<String, Value>) -> Map<String, Value> {
+    pub fn encode_conductor_context(
+        &self,
+        guest_id: &str,
+        context: &Map<String, Value>,
+    ) -> Map<String, Value> {
         match &self.key {
             Some(key) => {
                 let mut out = Map::new();
-                out.insert("context".into(), Value::String(key.encrypt_json(&Value::Object(context.clone()))));
+                out.insert(
+                    "context".into(),
+                    Value::String(key.encrypt_json(&Value::Object(context.clone()))),
+                );
                 out.insert("csz-instance-id".into(), Value::String(guest_id.to_owned()));
                 out
             }
@@ -219,7 +229,10 @@ mod tests {
     fn wrong_key_is_an_error_not_garbage() {
         let text = RpcKey::new("right").encrypt_json(&json!({"x": 1}));
         let err = RpcKey::new("wrong").decrypt_json(&text).unwrap_err();
-        assert!(matches!(err, SecureError::BadCiphertext | SecureError::NotJson));
+        assert!(matches!(
+            err,
+            SecureError::BadCiphertext | SecureError::NotJson
+        ));
     }
 
     #[test]
@@ -248,12 +261,16 @@ mod tests {
     #[test]
     fn conductor_entity_shape() {
         let codec = SecureCodec::new(Some("k"));
-        let Value::String(text) = codec.encode_conductor_entity("g1", &json!({"service_status": "healthy"})) else {
+        let Value::String(text) =
+            codec.encode_conductor_entity("g1", &json!({"service_status": "healthy"}))
+        else {
             panic!("conductor entity must be JSON text");
         };
         let outer: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(outer["csz-instance-id"], "g1");
-        let inner = RpcKey::new("k").decrypt_json(outer["entity"].as_str().unwrap()).unwrap();
+        let inner = RpcKey::new("k")
+            .decrypt_json(outer["entity"].as_str().unwrap())
+            .unwrap();
         assert_eq!(inner, json!({"service_status": "healthy"}));
     }
 

@@ -58,7 +58,10 @@ impl ControlPlane {
     /// Starts one with a fresh queue name; panics (with plane.py's log) if
     /// it is not ready within 90 s.
     pub async fn start() -> ControlPlane {
-        let work = tempfile::Builder::new().prefix("controlplane-").tempdir().expect("a temporary directory");
+        let work = tempfile::Builder::new()
+            .prefix("controlplane-")
+            .tempdir()
+            .expect("a temporary directory");
         let queue = format!("trove-conductor-test-{}", uuid::Uuid::new_v4().simple());
         let log = std::fs::File::create(work.path().join("plane.log")).expect("plane.log");
         let mut child = Command::new(peer_python())
@@ -74,7 +77,13 @@ impl ControlPlane {
             .expect("plane.py starts (is the venv made? run tests/run)");
         let stdin = child.stdin.take().unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut cp = ControlPlane { child, stdin, lines, work, queue };
+        let mut cp = ControlPlane {
+            child,
+            stdin,
+            lines,
+            work,
+            queue,
+        };
         match cp.next(START_WITHIN).await {
             Some(v) if v["ready"] == true => cp,
             other => panic!(
@@ -87,16 +96,35 @@ impl ControlPlane {
 
     /// The instance rows (status NEW) and the files trove injects.
     pub async fn create_instance(&mut self, name: &str) -> Instance {
-        let v = self.send(json!({"op": "create-instance", "name": name})).await;
-        let id = v["id"].as_str().unwrap_or_else(|| panic!("create-instance failed: {v}")).to_owned();
-        let file = |n: &str| v["files"][n].as_str().unwrap_or_else(|| panic!("create-instance returned no {n}")).to_owned();
+        let v = self
+            .send(json!({"op": "create-instance", "name": name}))
+            .await;
+        let id = v["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("create-instance failed: {v}"))
+            .to_owned();
+        let file = |n: &str| {
+            v["files"][n]
+                .as_str()
+                .unwrap_or_else(|| panic!("create-instance returned no {n}"))
+                .to_owned()
+        };
         let (guest_info, guest_config) = (file("guest_info.conf"), file("trove-guestagent.conf"));
         let key = guest_info
             .lines()
-            .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == "instance_rpc_encr_key").map(|(_, v)| v.trim().to_owned()))
+            .find_map(|l| {
+                l.split_once('=')
+                    .filter(|(k, _)| k.trim() == "instance_rpc_encr_key")
+                    .map(|(_, v)| v.trim().to_owned())
+            })
             .filter(|k| !k.is_empty())
             .expect("guest_info.conf has instance_rpc_encr_key");
-        Instance { id, key, guest_info, guest_config }
+        Instance {
+            id,
+            key,
+            guest_info,
+            guest_config,
+        }
     }
 
     /// The status trove-conductor stored for the instance, by its
@@ -104,7 +132,10 @@ impl ControlPlane {
     /// "shutdown", ...
     pub async fn status(&mut self, id: &str) -> String {
         let v = self.status_row(id).await;
-        v["status"].as_str().unwrap_or_else(|| panic!("status of {id} failed: {v}")).to_owned()
+        v["status"]
+            .as_str()
+            .unwrap_or_else(|| panic!("status of {id} failed: {v}"))
+            .to_owned()
     }
 
     /// The whole stored row: status, api_status, updated_at,
@@ -115,7 +146,12 @@ impl ControlPlane {
 
     /// Polls the stored status every 200 ms until it is `until`; Err names
     /// the last status seen.
-    pub async fn wait_status(&mut self, id: &str, until: &str, within: Duration) -> Result<(), String> {
+    pub async fn wait_status(
+        &mut self,
+        id: &str,
+        until: &str,
+        within: Duration,
+    ) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let v = self.status_row(id).await;
@@ -124,8 +160,16 @@ impl ControlPlane {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                let last = if now.is_empty() { format!("no status ({v})") } else { format!("{now:?}") };
-                let conductor = if v["conductor_running"] == false { "; trove-conductor has exited" } else { "" };
+                let last = if now.is_empty() {
+                    format!("no status ({v})")
+                } else {
+                    format!("{now:?}")
+                };
+                let conductor = if v["conductor_running"] == false {
+                    "; trove-conductor has exited"
+                } else {
+                    ""
+                };
                 return Err(format!("instance {id}: stored status not {until:?} within {within:?}; last seen {last}{conductor}"));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -140,7 +184,11 @@ impl ControlPlane {
     /// trove-conductor's log, without the option dump it logs at start
     /// (trove does not mask inst_rpc_key_encr_key there).
     pub fn conductor_log(&self) -> String {
-        self.log("conductor.log").lines().filter(|l| !l.contains("log_opt_values")).collect::<Vec<_>>().join("\n")
+        self.log("conductor.log")
+            .lines()
+            .filter(|l| !l.contains("log_opt_values"))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn log(&self, name: &str) -> String {
@@ -153,7 +201,10 @@ impl ControlPlane {
         if self.stdin.write_all(b"{\"op\":\"quit\"}\n").await.is_ok() {
             let _ = self.next(REPLY_WITHIN).await;
         }
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
             let _ = self.child.kill().await;
         }
     }
@@ -161,16 +212,25 @@ impl ControlPlane {
     async fn send(&mut self, command: Value) -> Value {
         let mut line = command.to_string();
         line.push('\n');
-        self.stdin.write_all(line.as_bytes()).await.expect("plane.py stdin");
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("plane.py stdin");
         match self.next(REPLY_WITHIN).await {
             Some(v) => v,
-            None => panic!("plane.py did not answer {command} within {REPLY_WITHIN:?}; plane.log:\n{}", self.log("plane.log")),
+            None => panic!(
+                "plane.py did not answer {command} within {REPLY_WITHIN:?}; plane.log:\n{}",
+                self.log("plane.log")
+            ),
         }
     }
 
     async fn next(&mut self, within: Duration) -> Option<Value> {
         match tokio::time::timeout(within, self.lines.next_line()).await {
-            Ok(Ok(Some(line))) => Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("plane.py printed non-JSON {line:?}: {e}"))),
+            Ok(Ok(Some(line))) => Some(
+                serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("plane.py printed non-JSON {line:?}: {e}")),
+            ),
             _ => None,
         }
     }
@@ -185,13 +245,30 @@ mod tests {
     async fn plane_creates_an_instance_with_status_new() {
         let mut cp = ControlPlane::start().await;
         let inst = cp.create_instance("controlplane-selftest").await;
-        assert!(inst.guest_info.contains(&format!("guest_id={}", inst.id)), "guest_info.conf names the instance");
+        assert!(
+            inst.guest_info.contains(&format!("guest_id={}", inst.id)),
+            "guest_info.conf names the instance"
+        );
         assert!(inst.key.len() >= 16, "an instance key");
-        assert!(inst.guest_config.contains(&format!("conductor_queue = {}", cp.queue)), "{}", inst.guest_config);
-        assert!(inst.guest_config.contains("report_interval = 1"), "{}", inst.guest_config);
+        assert!(
+            inst.guest_config
+                .contains(&format!("conductor_queue = {}", cp.queue)),
+            "{}",
+            inst.guest_config
+        );
+        assert!(
+            inst.guest_config.contains("report_interval = 1"),
+            "{}",
+            inst.guest_config
+        );
         assert_eq!(cp.status(&inst.id).await, "new");
-        cp.wait_status(&inst.id, "new", Duration::from_secs(5)).await.unwrap();
-        let err = cp.wait_status(&inst.id, "healthy", Duration::from_millis(500)).await.unwrap_err();
+        cp.wait_status(&inst.id, "new", Duration::from_secs(5))
+            .await
+            .unwrap();
+        let err = cp
+            .wait_status(&inst.id, "healthy", Duration::from_millis(500))
+            .await
+            .unwrap_err();
         assert!(err.contains("\"new\""), "{err}");
         let other = cp.create_instance("controlplane-selftest-2").await;
         assert_ne!(other.id, inst.id);

@@ -35,11 +35,16 @@ pub fn transport_url() -> String {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 fn peer_python() -> PathBuf {
-    std::env::var_os("PEER_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv/bin/python"))
+    std::env::var_os("PEER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/python"))
 }
 
 /// A fresh guest id per test, so tests share the broker without meeting.
@@ -48,7 +53,12 @@ pub fn guest_id() -> String {
 }
 
 /// Agent configuration text for `guest_id`, as Trove would inject it.
-pub fn config_text(guest_id: &str, key: Option<&str>, state_dir: &std::path::Path, mount_point: &std::path::Path) -> String {
+pub fn config_text(
+    guest_id: &str,
+    key: Option<&str>,
+    state_dir: &std::path::Path,
+    mount_point: &std::path::Path,
+) -> String {
     format!(
         "[DEFAULT]\nguest_id = {guest_id}\ndatastore_manager = k2hdkc\ndatastore_version = 1.0.17\ntenant_id = tenant1\n\
          instance_rpc_encr_key = {key}\ntransport_url = {url}\ncontrol_exchange = trove\nreport_interval = 1\n\
@@ -79,7 +89,12 @@ pub struct FakeDatastore {
 impl FakeDatastore {
     /// A driver whose operations take `delay`.
     pub fn new(delay: Duration) -> Arc<Self> {
-        Arc::new(Self { delay, prepares: AtomicUsize::new(0), restarts: AtomicUsize::new(0), status: std::sync::Mutex::new(ServiceStatus::Healthy) })
+        Arc::new(Self {
+            delay,
+            prepares: AtomicUsize::new(0),
+            restarts: AtomicUsize::new(0),
+            status: std::sync::Mutex::new(ServiceStatus::Healthy),
+        })
     }
 }
 
@@ -160,32 +175,57 @@ impl Default for AgentSetup {
 /// Starts the agent and waits (bounded) until it consumes.
 pub async fn start_agent(setup: AgentSetup) -> RunningAgent {
     let mut agent = spawn_agent(setup).await;
-    assert!(agent.wait_ready(Duration::from_secs(20)).await, "agent consuming within 20 s");
+    assert!(
+        agent.wait_ready(Duration::from_secs(20)).await,
+        "agent consuming within 20 s"
+    );
     agent
 }
 
 /// The TLS material `tests/setup.sh` made (CA, wrong CA, broker cert).
 pub fn tls_dir() -> PathBuf {
-    std::env::var_os("TEST_TLS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp/k2hdkc-trove-test-tls"))
+    std::env::var_os("TEST_TLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/k2hdkc-trove-test-tls"))
 }
 
 /// Starts the agent without waiting for it to consume. `TEST_LOG=debug`
 /// shows the agents' logs.
 pub async fn spawn_agent(setup: AgentSetup) -> RunningAgent {
     if let Ok(filter) = std::env::var("TEST_LOG") {
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
     }
     let mount = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let state_dir = setup.state_dir.clone().unwrap_or_else(|| state.path().to_path_buf());
-    let text = config_text(&setup.guest_id, setup.key.as_deref(), &state_dir, mount.path()) + &setup.extra;
+    let state_dir = setup
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| state.path().to_path_buf());
+    let text = config_text(
+        &setup.guest_id,
+        setup.key.as_deref(),
+        &state_dir,
+        mount.path(),
+    ) + &setup.extra;
     let config = Config::from_texts([("test.conf", text.as_str())]).expect("valid test config");
     let (tx, rx) = oneshot::channel::<()>();
     let (ready_tx, ready_rx) = oneshot::channel();
-    let datastore = setup.datastore.unwrap_or_else(|| agent::datastore_for(&config).expect("driver for the test config"));
-    let task = tokio::spawn(agent::run(config, datastore, async move { let _ = rx.await; }, move |h| {
-        let _ = ready_tx.send(h.ready);
-    }));
+    let datastore = setup
+        .datastore
+        .unwrap_or_else(|| agent::datastore_for(&config).expect("driver for the test config"));
+    let task = tokio::spawn(agent::run(
+        config,
+        datastore,
+        async move {
+            let _ = rx.await;
+        },
+        move |h| {
+            let _ = ready_tx.send(h.ready);
+        },
+    ));
     let ready = ready_rx.await.expect("agent started");
     RunningAgent {
         guest_id: setup.guest_id,
@@ -205,7 +245,10 @@ impl RunningAgent {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        tokio::time::timeout(Duration::from_secs(30), &mut self.task).await.expect("agent stops within 30 s").unwrap();
+        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+            .await
+            .expect("agent stops within 30 s")
+            .unwrap();
     }
 
     /// Takes the agent's temporary directories, so they outlive it (an
@@ -223,7 +266,10 @@ impl RunningAgent {
 
     /// Waits for `run` to return.
     pub async fn join(mut self, within: Duration) {
-        tokio::time::timeout(within, &mut self.task).await.expect("agent stopped in time").unwrap();
+        tokio::time::timeout(within, &mut self.task)
+            .await
+            .expect("agent stopped in time")
+            .unwrap();
     }
 
     /// Whether the consumers are up now.
@@ -233,7 +279,9 @@ impl RunningAgent {
 
     /// Waits until consumers are up again (after a broker restart).
     pub async fn wait_ready(&mut self, within: Duration) -> bool {
-        tokio::time::timeout(within, self.ready.wait_for(|r| *r)).await.is_ok()
+        tokio::time::timeout(within, self.ready.wait_for(|r| *r))
+            .await
+            .is_ok()
     }
 }
 
@@ -257,7 +305,11 @@ impl Peer {
             .expect("peer.py starts (is the venv made? run tests/run)");
         let stdin = child.stdin.take().unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Peer { child, stdin, lines }
+        Peer {
+            child,
+            stdin,
+            lines,
+        }
     }
 
     /// The control plane's client for `guest_id` (trove.guestagent.api.API).
@@ -274,8 +326,22 @@ impl Peer {
     /// trove-conductor's RPC server with its host-side serializer.
     pub async fn conductor(guest_id: &str, key: &str, queue: &str) -> Peer {
         let url = transport_url();
-        let mut p = Peer::spawn(&["conductor", "--url", &url, "--guest-id", guest_id, "--key", key, "--queue", queue]).await;
-        let ready = p.next(Duration::from_secs(30)).await.expect("conductor peer ready");
+        let mut p = Peer::spawn(&[
+            "conductor",
+            "--url",
+            &url,
+            "--guest-id",
+            guest_id,
+            "--key",
+            key,
+            "--queue",
+            queue,
+        ])
+        .await;
+        let ready = p
+            .next(Duration::from_secs(30))
+            .await
+            .expect("conductor peer ready");
         assert_eq!(ready["ready"], true, "{ready}");
         p
     }
@@ -284,25 +350,43 @@ impl Peer {
     pub async fn send(&mut self, command: Value) -> Value {
         let mut line = command.to_string();
         line.push('\n');
-        self.stdin.write_all(line.as_bytes()).await.expect("peer stdin");
-        self.next(Duration::from_secs(120)).await.expect("peer replied")
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("peer stdin");
+        self.next(Duration::from_secs(120))
+            .await
+            .expect("peer replied")
     }
 
     /// A `call` through trove's guest API; `direct` shows the remote class.
-    pub async fn call(&mut self, method: &str, kwargs: Value, timeout_s: u64, direct: bool) -> Value {
+    pub async fn call(
+        &mut self,
+        method: &str,
+        kwargs: Value,
+        timeout_s: u64,
+        direct: bool,
+    ) -> Value {
         self.send(serde_json::json!({"op": "call", "method": method, "kwargs": kwargs, "timeout": timeout_s, "direct": direct})).await
     }
 
     /// The next JSON line, if one comes within `within`.
     pub async fn next(&mut self, within: Duration) -> Option<Value> {
         match tokio::time::timeout(within, self.lines.next_line()).await {
-            Ok(Ok(Some(line))) => Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("peer printed non-JSON {line:?}: {e}"))),
+            Ok(Ok(Some(line))) => Some(
+                serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("peer printed non-JSON {line:?}: {e}")),
+            ),
             _ => None,
         }
     }
 
     /// Reads lines until one matches, within `within` overall.
-    pub async fn next_matching(&mut self, within: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+    pub async fn next_matching(
+        &mut self,
+        within: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -339,17 +423,29 @@ pub mod raw {
     impl Raw {
         /// Connects.
         pub async fn connect() -> Raw {
-            let conn = Connection::connect(&format!("amqp://guest:guest@{}/%2f", rabbit_host()), ConnectionProperties::default())
-                .await
-                .expect("raw AMQP connection");
+            let conn = Connection::connect(
+                &format!("amqp://guest:guest@{}/%2f", rabbit_host()),
+                ConnectionProperties::default(),
+            )
+            .await
+            .expect("raw AMQP connection");
             let channel = conn.create_channel().await.unwrap();
-            Raw { _conn: conn, channel }
+            Raw {
+                _conn: conn,
+                channel,
+            }
         }
 
         /// Publishes `body` to queue `queue` through the default exchange.
         pub async fn publish(&self, queue: &str, body: &[u8]) {
             self.channel
-                .basic_publish("".into(), queue.to_owned().into(), BasicPublishOptions::default(), body, BasicProperties::default())
+                .basic_publish(
+                    "".into(),
+                    queue.to_owned().into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    BasicProperties::default(),
+                )
                 .await
                 .unwrap()
                 .await
@@ -360,12 +456,28 @@ pub mod raw {
         pub async fn reply_queue(&self) -> (String, Consumer) {
             let name = format!("reply_{}", uuid::Uuid::new_v4().simple());
             self.channel
-                .queue_declare(name.clone().into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+                .queue_declare(
+                    name.clone().into(),
+                    QueueDeclareOptions {
+                        exclusive: true,
+                        auto_delete: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
                 .await
                 .unwrap();
             let consumer = self
                 .channel
-                .basic_consume(name.clone().into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+                .basic_consume(
+                    name.clone().into(),
+                    "".into(),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
                 .await
                 .unwrap();
             (name, consumer)
@@ -424,7 +536,9 @@ pub fn k2hdkc_image() -> String {
             let chosen = match std::env::var("K2HDKC_TEST_IMAGE") {
                 Ok(i) if !i.is_empty() => i,
                 _ => {
-                    let real = std::process::Command::new("docker").args(["image", "inspect", REAL_IMAGE]).output();
+                    let real = std::process::Command::new("docker")
+                        .args(["image", "inspect", REAL_IMAGE])
+                        .output();
                     if real.is_ok_and(|o| o.status.success()) {
                         REAL_IMAGE.to_owned()
                     } else {
@@ -446,7 +560,11 @@ pub fn ensure_standin_image() {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
         let script = repo_root().join("tests/standins/k2hdkc-image/build.sh");
-        let status = std::process::Command::new("bash").arg(script).arg(STANDIN_IMAGE).status().expect("build.sh runs");
+        let status = std::process::Command::new("bash")
+            .arg(script)
+            .arg(STANDIN_IMAGE)
+            .status()
+            .expect("build.sh runs");
         assert!(status.success(), "building the stand-in image failed");
     });
 }
@@ -463,26 +581,56 @@ impl K2hr3StandIn {
     pub async fn start(cluster: &str, ports: (u16, u16, u16)) -> K2hr3StandIn {
         let mut child = Command::new(peer_python())
             .arg(repo_root().join("tests/standins/k2hr3/k2hr3_standin.py"))
-            .args(["--listen", "127.0.0.1:0", "--tenant", "trove", "--role", cluster])
-            .args(["--server-port", &ports.0.to_string(), "--server-ctlport", &ports.1.to_string(), "--slave-ctlport", &ports.2.to_string()])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--tenant",
+                "trove",
+                "--role",
+                cluster,
+            ])
+            .args([
+                "--server-port",
+                &ports.0.to_string(),
+                "--server-ctlport",
+                &ports.1.to_string(),
+                "--slave-ctlport",
+                &ports.2.to_string(),
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("K2HR3 stand-in starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.expect("stand-in ready").unwrap().unwrap();
-        K2hr3StandIn { child, info: serde_json::from_str(&line).unwrap() }
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("stand-in ready")
+            .unwrap()
+            .unwrap();
+        K2hr3StandIn {
+            child,
+            info: serde_json::from_str(&line).unwrap(),
+        }
     }
 
     /// GET on the stand-in (its K2HR3 API or its test controls).
     pub async fn get(&self, path: &str) -> Value {
-        http_json("GET", &format!("{}{}", self.info["url"].as_str().unwrap(), path), None).await
+        http_json(
+            "GET",
+            &format!("{}{}", self.info["url"].as_str().unwrap(), path),
+            None,
+        )
+        .await
     }
 
     /// The k2hdkc.ini K2HR3 renders now for the role (members included).
     pub async fn rendered_ini(&self) -> String {
-        let url = format!("{}/v1/resource/{}", self.info["url"].as_str().unwrap(), self.info["resource_yrn"].as_str().unwrap());
+        let url = format!(
+            "{}/v1/resource/{}",
+            self.info["url"].as_str().unwrap(),
+            self.info["resource_yrn"].as_str().unwrap()
+        );
         let token = format!("R={}", self.info["role_token"].as_str().unwrap());
         let v = http_json_auth("GET", &url, None, Some(&token)).await;
         v["resource"].as_str().unwrap_or_default().to_owned()
@@ -490,7 +638,12 @@ impl K2hr3StandIn {
 
     /// Sets a fault mode (`ok`, `down`, `error500`, `slow`).
     pub async fn fault(&self, mode: &str) {
-        http_json("POST", &format!("{}/_standin/fault", self.info["url"].as_str().unwrap()), Some(serde_json::json!({"mode": mode}))).await;
+        http_json(
+            "POST",
+            &format!("{}/_standin/fault", self.info["url"].as_str().unwrap()),
+            Some(serde_json::json!({"mode": mode})),
+        )
+        .await;
     }
 
     /// Stops it.
@@ -505,16 +658,32 @@ pub async fn http_json(method: &str, url: &str, body: Option<Value>) -> Value {
 }
 
 /// Same, with an `x-auth-token` header.
-pub async fn http_json_auth(method: &str, url: &str, body: Option<Value>, token: Option<&str>) -> Value {
+pub async fn http_json_auth(
+    method: &str,
+    url: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> Value {
     let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
-    let mut stream = tokio::net::TcpStream::connect(host).await.expect("stand-in reachable");
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut stream = tokio::net::TcpStream::connect(host)
+        .await
+        .expect("stand-in reachable");
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = token.map(|t| format!("x-auth-token: {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("x-auth-token: {t}\r\n"))
+        .unwrap_or_default();
     let req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-    tokio::io::AsyncWriteExt::write_all(&mut stream, req.as_bytes()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, req.as_bytes())
+        .await
+        .unwrap();
     let mut out = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut out).await.unwrap();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut out)
+        .await
+        .unwrap();
     let text = String::from_utf8_lossy(&out);
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     serde_json::from_str(body.trim()).unwrap_or(Value::String(body.to_owned()))
@@ -522,7 +691,10 @@ pub async fn http_json_auth(method: &str, url: &str, body: Option<Value>, token:
 
 /// Docker CLI (test code only, argv).
 pub fn docker(args: &[&str]) -> String {
-    let out = std::process::Command::new("docker").args(args).output().expect("docker CLI");
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -533,18 +705,34 @@ impl K2hr3StandIn {
     /// refuses an ini with two servers on one address and port, and
     /// nothing may be reached outside this machine.
     pub async fn add_member(&self, ip: &str, port: u16, cuk: &str) {
-        let v = http_json("POST", &format!("{}/_standin/member", self.info["url"].as_str().unwrap()), Some(serde_json::json!({"ip": ip, "port": port, "cuk": cuk, "tag": cuk}))).await;
+        let v = http_json(
+            "POST",
+            &format!("{}/_standin/member", self.info["url"].as_str().unwrap()),
+            Some(serde_json::json!({"ip": ip, "port": port, "cuk": cuk, "tag": cuk})),
+        )
+        .await;
         assert_eq!(v["result"], true, "{v}");
     }
 
     /// Removes a member [`K2hr3StandIn::add_member`] added.
     pub async fn remove_member(&self, cuk: &str) {
-        let v = http_json("DELETE", &format!("{}/_standin/member?cuk={cuk}", self.info["url"].as_str().unwrap()), None).await;
+        let v = http_json(
+            "DELETE",
+            &format!(
+                "{}/_standin/member?cuk={cuk}",
+                self.info["url"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
         assert_eq!(v["result"], true, "{v}");
     }
 
     /// The calls the stand-in recorded.
     pub async fn calls(&self) -> Vec<Value> {
-        self.get("/_standin/calls").await["calls"].as_array().cloned().unwrap_or_default()
+        self.get("/_standin/calls").await["calls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }

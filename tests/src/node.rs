@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::{docker, k2hdkc_image, node_ports, start_agent, AgentSetup, K2hr3StandIn, Peer, RunningAgent};
+use crate::{
+    docker, k2hdkc_image, node_ports, start_agent, AgentSetup, K2hr3StandIn, Peer, RunningAgent,
+};
 
 /// A heartbeat's `service_status`.
 pub fn status_of(v: &Value) -> &str {
-    v["kwargs"]["payload"]["service_status"].as_str().unwrap_or("")
+    v["kwargs"]["payload"]["service_status"]
+        .as_str()
+        .unwrap_or("")
 }
 
 /// One K2HDKC node under test: the agent in-process, Trove's client and a
@@ -36,7 +40,12 @@ pub struct ContainerGuard(pub String);
 
 impl Drop for ContainerGuard {
     fn drop(&mut self) {
-        let ids = docker(&["ps", "-aq", "--filter", &format!("label=org.openstack.trove.instance={}", self.0)]);
+        let ids = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=org.openstack.trove.instance={}", self.0),
+        ]);
         for id in ids.split_whitespace() {
             docker(&["rm", "-f", id]);
         }
@@ -45,7 +54,10 @@ impl Drop for ContainerGuard {
 
 /// Seconds since the epoch.
 pub fn epoch_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 /// A node on the k2hdkc test image with `extra` agent config appended;
@@ -66,13 +78,27 @@ pub async fn node(extra: &str) -> Node {
     let trove = Peer::client(&guest, Some(&key), &[]).await;
     let config_dir = agent.mount_point.join("etc");
     let _containers = ContainerGuard(guest);
-    Node { agent, trove, conductor, k2hr3, ports, config_dir, conductor_queue: queue, _containers, since: 0.0 }
+    Node {
+        agent,
+        trove,
+        conductor,
+        k2hr3,
+        ports,
+        config_dir,
+        conductor_queue: queue,
+        _containers,
+        since: 0.0,
+    }
 }
 
 /// Stops the node's agent, then starts a new one on the same guest (same
 /// state, config and data directories). Returns the directories to keep.
 pub async fn restart_agent(mut n: Node) -> (Node, Vec<tempfile::TempDir>) {
-    let (guest, key, state) = (n.agent.guest_id.clone(), n.agent.key.clone(), n.agent.state_dir.clone());
+    let (guest, key, state) = (
+        n.agent.guest_id.clone(),
+        n.agent.key.clone(),
+        n.agent.state_dir.clone(),
+    );
     let mount = n.agent.mount_point.clone();
     let keep = n.agent.take_dirs();
     let extra = format!(
@@ -81,13 +107,43 @@ pub async fn restart_agent(mut n: Node) -> (Node, Vec<tempfile::TempDir>) {
         k2hdkc_image(),
         m = mount.display()
     );
-    let Node { agent, trove, conductor, k2hr3, ports, config_dir, conductor_queue, _containers, .. } = n;
+    let Node {
+        agent,
+        trove,
+        conductor,
+        k2hr3,
+        ports,
+        config_dir,
+        conductor_queue,
+        _containers,
+        ..
+    } = n;
     agent.stop().await;
     // The old agent's last periodic heartbeats may still be unread; only
     // what the new process sends counts from here on.
     let since = epoch_now();
-    let agent = start_agent(AgentSetup { guest_id: guest, key, extra, datastore: None, state_dir: Some(state) }).await;
-    (Node { agent, trove, conductor, k2hr3, ports, config_dir, conductor_queue, _containers, since }, keep)
+    let agent = start_agent(AgentSetup {
+        guest_id: guest,
+        key,
+        extra,
+        datastore: None,
+        state_dir: Some(state),
+    })
+    .await;
+    (
+        Node {
+            agent,
+            trove,
+            conductor,
+            k2hr3,
+            ports,
+            config_dir,
+            conductor_queue,
+            _containers,
+            since,
+        },
+        keep,
+    )
 }
 
 impl Node {
@@ -108,24 +164,41 @@ impl Node {
         }})).await
     }
 
-    pub async fn heartbeat(&mut self, within: Duration, want: impl Fn(&str) -> bool) -> Option<String> {
+    pub async fn heartbeat(
+        &mut self,
+        within: Duration,
+        want: impl Fn(&str) -> bool,
+    ) -> Option<String> {
         self.conductor
             .next_matching(within, |v| {
-                v["method"] == "heartbeat" && v["kwargs"]["sent"].as_f64().unwrap_or(f64::MAX) >= self.since && want(status_of(v))
+                v["method"] == "heartbeat"
+                    && v["kwargs"]["sent"].as_f64().unwrap_or(f64::MAX) >= self.since
+                    && want(status_of(v))
             })
             .await
             .map(|v| status_of(&v).to_owned())
     }
 
     pub fn containers(&self) -> Vec<String> {
-        let out = docker(&["ps", "-a", "--filter", &format!("label=org.openstack.trove.instance={}", self.agent.guest_id), "--format", "{{.Names}} {{.State}}"]);
+        let out = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=org.openstack.trove.instance={}", self.agent.guest_id),
+            "--format",
+            "{{.Names}} {{.State}}",
+        ]);
         let mut v: Vec<String> = out.lines().map(str::to_owned).collect();
         v.sort();
         v
     }
 
     pub async fn cleanup(self) {
-        let names: Vec<String> = self.containers().iter().filter_map(|l| l.split_whitespace().next().map(str::to_owned)).collect();
+        let names: Vec<String> = self
+            .containers()
+            .iter()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect();
         for n in names {
             docker(&["rm", "-f", &n]);
         }
@@ -135,4 +208,3 @@ impl Node {
         self.k2hr3.stop().await;
     }
 }
-

@@ -15,11 +15,21 @@ pub fn agent_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .current_dir(repo_root())
-                .args(["build", "--locked", "-q", "-p", "agent", "--bin", "trove-guestagent"])
-                .status()
-                .expect("cargo runs");
+            let status = std::process::Command::new(
+                std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+            )
+            .current_dir(repo_root())
+            .args([
+                "build",
+                "--locked",
+                "-q",
+                "-p",
+                "agent",
+                "--bin",
+                "trove-guestagent",
+            ])
+            .status()
+            .expect("cargo runs");
             assert!(status.success(), "building trove-guestagent failed");
             repo_root().join("target/debug/trove-guestagent")
         })
@@ -37,7 +47,11 @@ impl AgentProcess {
     /// Starts the agent on `config_dir`.
     pub fn start(config_dir: &Path) -> AgentProcess {
         let log = config_dir.parent().unwrap_or(config_dir).join("agent.log");
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("agent.log");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("agent.log");
         let child = Command::new(agent_binary())
             .arg("--config-dir")
             .arg(config_dir)
@@ -61,9 +75,14 @@ impl AgentProcess {
     /// SIGTERM (systemd stop) and a bounded wait for the exit.
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
         }
-        if tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .is_err()
+        {
             self.kill().await;
         }
     }

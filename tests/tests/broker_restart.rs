@@ -10,7 +10,10 @@ use e2e_tests::{start_agent, AgentSetup, Peer};
 use serde_json::json;
 
 fn rabbitmqctl(args: &[&str]) {
-    let status = std::process::Command::new("rabbitmqctl").args(args).status().expect("rabbitmqctl runs");
+    let status = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .status()
+        .expect("rabbitmqctl runs");
     assert!(status.success(), "rabbitmqctl {args:?}");
 }
 
@@ -18,19 +21,28 @@ fn rabbitmqctl(args: &[&str]) {
 async fn agent_serves_again_after_broker_restart() {
     let mut agent = start_agent(AgentSetup::new()).await;
     let mut trove = Peer::client(&agent.guest_id, agent.key.as_deref(), &[]).await;
-    assert_eq!(trove.call("rpc_ping", json!({}), 10, false).await["result"], true);
+    assert_eq!(
+        trove.call("rpc_ping", json!({}), 10, false).await["result"],
+        true
+    );
 
     rabbitmqctl(&["stop_app"]);
     let t = Instant::now();
     while agent.is_ready() {
-        assert!(t.elapsed() < Duration::from_secs(10), "agent never noticed the broker going away");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "agent never noticed the broker going away"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let back = Instant::now();
     rabbitmqctl(&["start_app"]);
     rabbitmqctl(&["await_startup"]);
 
-    assert!(agent.wait_ready(Duration::from_secs(30)).await, "agent consuming again");
+    assert!(
+        agent.wait_ready(Duration::from_secs(30)).await,
+        "agent consuming again"
+    );
     let reconnect = back.elapsed();
     // The peer (oslo.messaging) reconnects on its own too.
     let mut ok = false;
@@ -42,7 +54,10 @@ async fn agent_serves_again_after_broker_restart() {
     }
     assert!(ok, "rpc_ping answered after the broker restart");
     eprintln!("agent consuming again {reconnect:?} after start_app");
-    assert!(reconnect < Duration::from_secs(10), "reconnected within seconds, took {reconnect:?}");
+    assert!(
+        reconnect < Duration::from_secs(10),
+        "reconnected within seconds, took {reconnect:?}"
+    );
     trove.quit().await;
     agent.stop().await;
 }

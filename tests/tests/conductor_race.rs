@@ -32,13 +32,20 @@ async fn guest(cp: &mut ControlPlane, name: &str, fast_success: bool) -> Guest {
         key: Some(inst.key.clone()),
         // Periodic reports would mend a lost cast a second later: one
         // report_interval longer than the test leaves only prepare's own casts.
-        extra: format!("[DEFAULT]\nconductor_queue = {}\nreport_interval = 300\n", cp.queue),
+        extra: format!(
+            "[DEFAULT]\nconductor_queue = {}\nreport_interval = 300\n",
+            cp.queue
+        ),
         datastore: fast_success.then(|| FakeDatastore::new(Duration::ZERO) as _),
         state_dir: None,
     };
     let agent = start_agent(setup).await;
     let trove = Peer::client(&inst.id, Some(&inst.key), &[]).await;
-    Guest { agent, trove, id: inst.id }
+    Guest {
+        agent,
+        trove,
+        id: inst.id,
+    }
 }
 
 async fn prepare_many(fast_success: bool, extdata_url: &str, expected: &str) {
@@ -47,7 +54,14 @@ async fn prepare_many(fast_success: bool, extdata_url: &str, expected: &str) {
     for batch in 0..REPEATS.div_ceil(AT_ONCE) {
         let mut guests = Vec::new();
         for i in 0..AT_ONCE.min(REPEATS - batch * AT_ONCE) {
-            guests.push(guest(&mut cp, &format!("race-{}", batch * AT_ONCE + i), fast_success).await);
+            guests.push(
+                guest(
+                    &mut cp,
+                    &format!("race-{}", batch * AT_ONCE + i),
+                    fast_success,
+                )
+                .await,
+            );
         }
         let overrides = json!({"cluster-name": "race", "extdata-url": extdata_url});
         for g in &mut guests {
@@ -56,8 +70,15 @@ async fn prepare_many(fast_success: bool, extdata_url: &str, expected: &str) {
             assert_eq!(r["ok"], true, "{r}");
         }
         for g in &guests {
-            if let Err(e) = cp.wait_status(&g.id, expected, Duration::from_secs(30)).await {
-                panic!("instance {}: {e}\nconductor log:\n{}", g.id, cp.conductor_log());
+            if let Err(e) = cp
+                .wait_status(&g.id, expected, Duration::from_secs(30))
+                .await
+            {
+                panic!(
+                    "instance {}: {e}\nconductor log:\n{}",
+                    g.id,
+                    cp.conductor_log()
+                );
             }
         }
         // No older status lands after the end status: still stored later.
@@ -70,7 +91,10 @@ async fn prepare_many(fast_success: bool, extdata_url: &str, expected: &str) {
     }
     cp.stop().await;
     assert_eq!(stored.len(), REPEATS);
-    assert!(stored.iter().all(|s| s == expected), "stored after 3 s: {stored:?}");
+    assert!(
+        stored.iter().all(|s| s == expected),
+        "stored after 3 s: {stored:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,7 +50,14 @@ impl Host {
     }
 
     fn containers(&self) -> Vec<String> {
-        let out = docker(&["ps", "-a", "--filter", &format!("label=org.openstack.trove.instance={}", self.inst.id), "--format", "{{.Names}} {{.State}}"]);
+        let out = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=org.openstack.trove.instance={}", self.inst.id),
+            "--format",
+            "{{.Names}} {{.State}}",
+        ]);
         out.lines().map(str::to_owned).collect()
     }
 
@@ -79,27 +86,49 @@ async fn wait_for(what: &str, within: Duration, check: impl Fn() -> bool) {
 
 /// Starts a prepare that hangs in K2HR3 (the stand-in answers after
 /// `delay` s) and kills the agent while it does.
-async fn prepare_and_kill(cp: &mut ControlPlane, host: &Host, k2hr3: &K2hr3StandIn, ports: (u16, u16, u16), delay: u64) -> AgentProcess {
-    http_json("POST", &format!("{}/_standin/fault", k2hr3.info["url"].as_str().unwrap()), Some(json!({"mode": "slow", "delay_s": delay}))).await;
+async fn prepare_and_kill(
+    cp: &mut ControlPlane,
+    host: &Host,
+    k2hr3: &K2hr3StandIn,
+    ports: (u16, u16, u16),
+    delay: u64,
+) -> AgentProcess {
+    http_json(
+        "POST",
+        &format!("{}/_standin/fault", k2hr3.info["url"].as_str().unwrap()),
+        Some(json!({"mode": "slow", "delay_s": delay})),
+    )
+    .await;
     let mut agent = AgentProcess::start(&host.conf_dir());
     let mut trove = Peer::client(&host.inst.id, Some(&host.inst.key), &[]).await;
     let overrides = json!({
         "cluster-name": format!("c{}", ports.0), "extdata-url": k2hr3.info["extdata_url"],
         "chmpx-server-port": ports.0, "chmpx-server-ctlport": ports.1, "chmpx-slave-ctlport": ports.2,
     });
-    let r = trove.send(json!({"op": "cast", "method": "prepare", "kwargs": {
-        "memory_mb": 1024, "packages": [], "databases": [], "users": [], "overrides": overrides}})).await;
+    let r = trove
+        .send(json!({"op": "cast", "method": "prepare", "kwargs": {
+        "memory_mb": 1024, "packages": [], "databases": [], "users": [], "overrides": overrides}}))
+        .await;
     assert_eq!(r["ok"], true, "{r}");
     trove.quit().await;
-    if let Err(e) = cp.wait_status(&host.inst.id, "building", Duration::from_secs(30)).await {
+    if let Err(e) = cp
+        .wait_status(&host.inst.id, "building", Duration::from_secs(30))
+        .await
+    {
         panic!("{e}\nagent log:\n{}", agent.log());
     }
     // In K2HR3 now (the call is recorded before the stand-in stalls).
     let request = host.state("prepare-request.json");
-    wait_for("prepare waiting on K2HR3", Duration::from_secs(10), || request.exists()).await;
+    wait_for("prepare waiting on K2HR3", Duration::from_secs(10), || {
+        request.exists()
+    })
+    .await;
     let t = std::time::Instant::now();
     while k2hr3.calls().await.is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(10), "prepare never reached K2HR3");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "prepare never reached K2HR3"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mode = std::fs::metadata(&request).unwrap().permissions().mode();
@@ -121,16 +150,33 @@ async fn an_agent_killed_mid_prepare_resumes_it_after_a_restart() {
         let killed = prepare_and_kill(&mut cp, &host, &k2hr3, ports, 6).await;
         k2hr3.fault("ok").await;
         let agent = AgentProcess::start(&host.conf_dir());
-        if let Err(e) = cp.wait_status(&host.inst.id, "healthy", Duration::from_secs(90)).await {
+        if let Err(e) = cp
+            .wait_status(&host.inst.id, "healthy", Duration::from_secs(90))
+            .await
+        {
             panic!("round {round}: {e}\nagent log:\n{}", agent.log());
         }
         let log = agent.log();
-        assert!(log.contains("the agent restarted during prepare; resuming it"), "round {round}: {log}");
-        assert!(!host.state("prepare-request.json").exists(), "round {round}: the request is removed when prepare ends");
+        assert!(
+            log.contains("the agent restarted during prepare; resuming it"),
+            "round {round}: {log}"
+        );
+        assert!(
+            !host.state("prepare-request.json").exists(),
+            "round {round}: the request is removed when prepare ends"
+        );
         assert!(host.state("prepare-end").exists(), "round {round}");
         let running = host.containers();
-        assert_eq!(running.iter().filter(|l| l.ends_with("running")).count(), 2, "round {round}: {running:?}");
-        assert_eq!(cp.status(&host.inst.id).await, "healthy", "round {round}: still healthy");
+        assert_eq!(
+            running.iter().filter(|l| l.ends_with("running")).count(),
+            2,
+            "round {round}: {running:?}"
+        );
+        assert_eq!(
+            cp.status(&host.inst.id).await,
+            "healthy",
+            "round {round}: still healthy"
+        );
         drop(killed);
         agent.stop().await;
         k2hr3.stop().await;
@@ -151,14 +197,29 @@ async fn an_agent_restarted_too_late_reports_the_interrupted_prepare_failed() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     k2hr3.fault("ok").await;
     let agent = AgentProcess::start(&host.conf_dir());
-    if let Err(e) = cp.wait_status(&host.inst.id, "failed to spawn", Duration::from_secs(30)).await {
+    if let Err(e) = cp
+        .wait_status(&host.inst.id, "failed to spawn", Duration::from_secs(30))
+        .await
+    {
         panic!("{e}\nagent log:\n{}", agent.log());
     }
     let log = agent.log();
-    assert!(log.contains("the agent restarted during prepare and state_change_wait_time (4s) has passed"), "{log}");
-    assert!(!host.state("prepare-request.json").exists(), "no request (and its secrets) left");
+    assert!(
+        log.contains(
+            "the agent restarted during prepare and state_change_wait_time (4s) has passed"
+        ),
+        "{log}"
+    );
+    assert!(
+        !host.state("prepare-request.json").exists(),
+        "no request (and its secrets) left"
+    );
     assert!(host.state("prepare-failed").exists());
-    assert!(host.containers().is_empty(), "nothing started: {:?}", host.containers());
+    assert!(
+        host.containers().is_empty(),
+        "nothing started: {:?}",
+        host.containers()
+    );
     // Still reported later (report_interval = 1 s here), never building again.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(cp.status(&host.inst.id).await, "failed to spawn");

@@ -13,66 +13,126 @@ use serde_json::{json, Value};
 async fn prepare_brings_up_a_registered_configured_healthy_node_and_stop_db_leaves() {
     let mut n = node("").await;
     assert_eq!(n.prepare().await["ok"], true);
-    assert_eq!(n.heartbeat(Duration::from_secs(30), |_| true).await.as_deref(), Some("building"));
-    let end = n.heartbeat(Duration::from_secs(90), |s| s != "building").await;
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(30), |_| true)
+            .await
+            .as_deref(),
+        Some("building")
+    );
+    let end = n
+        .heartbeat(Duration::from_secs(90), |s| s != "building")
+        .await;
     assert_eq!(end.as_deref(), Some("healthy"), "prepare ends healthy");
 
     // Registered in K2HR3, and the ini on disk is K2HR3's, made this node's.
     let rendered = n.k2hr3.rendered_ini().await;
     // The guest id is this node's CUK here (no cloud-init instance id).
-    assert!(rendered.contains(&n.agent.guest_id), "node listed in the resource:\n{rendered}");
+    assert!(
+        rendered.contains(&n.agent.guest_id),
+        "node listed in the resource:\n{rendered}"
+    );
     let on_disk = std::fs::read_to_string(n.config_dir.join("k2hdkc.ini")).unwrap();
-    assert_eq!(on_disk, rendered.replace("__SELF_INSTANCE_ID__", &n.agent.guest_id));
+    assert_eq!(
+        on_disk,
+        rendered.replace("__SELF_INSTANCE_ID__", &n.agent.guest_id)
+    );
 
     // Two containers, running as the database user on the host network.
     let names = n.containers();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.iter().all(|l| l.ends_with("running")), "{names:?}");
     let chmpx = format!("k2hdkc-chmpx-{}", n.agent.guest_id);
-    assert_eq!(docker(&["inspect", "-f", "{{.Config.User}} {{.HostConfig.NetworkMode}} {{.HostConfig.RestartPolicy.Name}}", &chmpx]), "1001:1001 host unless-stopped");
+    assert_eq!(
+        docker(&[
+            "inspect",
+            "-f",
+            "{{.Config.User}} {{.HostConfig.NetworkMode}} {{.HostConfig.RestartPolicy.Name}}",
+            &chmpx
+        ]),
+        "1001:1001 host unless-stopped"
+    );
 
     // k2hdkc opened its K2HFILE in the data volume: the agent made the
     // directory the ini names, owned by the database user.
     let k2hfile = n.agent.mount_point.join("data/k2hdkc.k2h");
     assert!(k2hfile.exists(), "{} exists", k2hfile.display());
-    let owner = |p: &std::path::Path| std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(p).unwrap());
-    assert_eq!((owner(k2hfile.parent().unwrap()), owner(&k2hfile)), (1001, 1001));
+    let owner =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(p).unwrap());
+    assert_eq!(
+        (owner(k2hfile.parent().unwrap()), owner(&k2hfile)),
+        (1001, 1001)
+    );
 
     // The ring is CUSTOM-id (as the K2HDKC template renders it): chmpx, the
     // real one and the stand-in alike, refuses the two-part SERVICEOUT the
     // agent once sent, and the node stays in service.
     let ctl = format!("127.0.0.1:{}", n.ports.1);
-    let reply = datastore::chmpx::command(&ctl, &format!("SERVICEOUT 127.0.0.1:{}", n.ports.1)).await.unwrap();
+    let reply = datastore::chmpx::command(&ctl, &format!("SERVICEOUT 127.0.0.1:{}", n.ports.1))
+        .await
+        .unwrap();
     assert_eq!(reply.trim(), "ERROR: SERVICEOUT command must have parameter as server/ctlport.(ex: \"SERVICEOUT servername.fqdn:ctlport\")");
-    assert!(datastore::chmpx::self_status(&ctl).await.unwrap().is_serving());
+    assert!(datastore::chmpx::self_status(&ctl)
+        .await
+        .unwrap()
+        .is_serving());
 
     // Periodic heartbeats say healthy.
-    assert_eq!(n.heartbeat(Duration::from_secs(10), |s| s == "healthy").await.as_deref(), Some("healthy"));
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(10), |s| s == "healthy")
+            .await
+            .as_deref(),
+        Some("healthy")
+    );
 
     // Membership converges: another node joins the role, this node's ini
     // follows (poll interval 500 ms here).
-    n.k2hr3.add_member("127.0.0.2", n.ports.0, "another-node-cuk").await;
+    n.k2hr3
+        .add_member("127.0.0.2", n.ports.0, "another-node-cuk")
+        .await;
     let path = n.config_dir.join("k2hdkc.ini");
     let t = std::time::Instant::now();
-    while !std::fs::read_to_string(&path).unwrap().contains("another-node-cuk") {
-        assert!(t.elapsed() < Duration::from_secs(15), "ini never picked up the new member");
+    while !std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("another-node-cuk")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "ini never picked up the new member"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), n.k2hr3.rendered_ini().await.replace("__SELF_INSTANCE_ID__", &n.agent.guest_id));
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        n.k2hr3
+            .rendered_ini()
+            .await
+            .replace("__SELF_INSTANCE_ID__", &n.agent.guest_id)
+    );
     // It leaves again (a member that never runs slows the real chmpx's
     // control port for seconds at a time: rings with dead members are the
     // cluster tests' business).
     n.k2hr3.remove_member("another-node-cuk").await;
     let t = std::time::Instant::now();
-    while std::fs::read_to_string(&path).unwrap().contains("another-node-cuk") {
-        assert!(t.elapsed() < Duration::from_secs(15), "ini never dropped the member");
+    while std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("another-node-cuk")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "ini never dropped the member"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // restart: back to healthy.
     let r = n.trove.call("restart", json!({}), 60, false).await;
     assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(n.heartbeat(Duration::from_secs(10), |s| s == "healthy").await.as_deref(), Some("healthy"));
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(10), |s| s == "healthy")
+            .await
+            .as_deref(),
+        Some("healthy")
+    );
 
     // stop_db: leaves the ring and K2HR3, stops the containers. What the
     // ring showed last before chmpx went away must be this node out.
@@ -80,13 +140,32 @@ async fn prepare_brings_up_a_registered_configured_healthy_node_and_stop_db_leav
     let r = n.trove.call("stop_db", json!({}), 60, false).await;
     assert_eq!(r["ok"], true, "{r}");
     let seen = watch.await.unwrap();
-    assert_eq!(seen.last().map(String::as_str), Some("SERVICE OUT"), "ALLSTATUS before the containers stopped: {seen:?}");
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("SERVICE OUT"),
+        "ALLSTATUS before the containers stopped: {seen:?}"
+    );
     let rendered = n.k2hr3.rendered_ini().await;
-    assert!(!rendered.contains(&n.agent.guest_id), "membership removed:\n{rendered}");
-    assert!(!rendered.contains("[SVRNODE]"), "no server left:\n{rendered}");
-    assert!(n.containers().iter().all(|l| !l.ends_with("running")), "{:?}", n.containers());
+    assert!(
+        !rendered.contains(&n.agent.guest_id),
+        "membership removed:\n{rendered}"
+    );
+    assert!(
+        !rendered.contains("[SVRNODE]"),
+        "no server left:\n{rendered}"
+    );
+    assert!(
+        n.containers().iter().all(|l| !l.ends_with("running")),
+        "{:?}",
+        n.containers()
+    );
     // (Heartbeats sent before stop_db may still be unread here.)
-    assert_eq!(n.heartbeat(Duration::from_secs(5), |s| s == "shutdown").await.as_deref(), Some("shutdown"));
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(5), |s| s == "shutdown")
+            .await
+            .as_deref(),
+        Some("shutdown")
+    );
     n.cleanup().await;
 }
 
@@ -96,15 +175,32 @@ async fn prepare_brings_up_a_registered_configured_healthy_node_and_stop_db_leav
 async fn restart_and_stop_db_report_their_status_at_once() {
     let mut n = node("[DEFAULT]\nreport_interval = 300\n").await;
     assert_eq!(n.prepare().await["ok"], true);
-    assert_eq!(n.heartbeat(Duration::from_secs(90), |s| s == "healthy").await.as_deref(), Some("healthy"));
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(90), |s| s == "healthy")
+            .await
+            .as_deref(),
+        Some("healthy")
+    );
     n.since = e2e_tests::node::epoch_now();
     let r = n.trove.call("restart", json!({}), 60, false).await;
     assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(n.heartbeat(Duration::from_secs(5), |s| s == "healthy").await.as_deref(), Some("healthy"), "healthy after restart");
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(5), |s| s == "healthy")
+            .await
+            .as_deref(),
+        Some("healthy"),
+        "healthy after restart"
+    );
     n.since = e2e_tests::node::epoch_now();
     let r = n.trove.call("stop_db", json!({}), 60, false).await;
     assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(n.heartbeat(Duration::from_secs(5), |s| s == "shutdown").await.as_deref(), Some("shutdown"), "shutdown after stop_db");
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(5), |s| s == "shutdown")
+            .await
+            .as_deref(),
+        Some("shutdown"),
+        "shutdown after stop_db"
+    );
     n.cleanup().await;
 }
 
@@ -122,7 +218,10 @@ fn watch_allstatus(addr: String) -> tokio::task::JoinHandle<Vec<String>> {
                     misses = 0;
                     // A lone node: its entry is the one whose control port is ours.
                     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-                    if let Some(me) = all.iter().find(|s| s.ctlport == Some(port) && s.status.live == "UP") {
+                    if let Some(me) = all
+                        .iter()
+                        .find(|s| s.ctlport == Some(port) && s.status.live == "UP")
+                    {
                         if seen.last() != Some(&me.status.ring) {
                             seen.push(me.status.ring.clone());
                         }
@@ -140,20 +239,40 @@ fn watch_allstatus(addr: String) -> tokio::task::JoinHandle<Vec<String>> {
 async fn killed_server_is_reported_and_recovered_by_the_restart_policy() {
     let mut n = node("").await;
     n.prepare().await;
-    assert_eq!(n.heartbeat(Duration::from_secs(90), |s| s == "healthy").await.as_deref(), Some("healthy"));
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(90), |s| s == "healthy")
+            .await
+            .as_deref(),
+        Some("healthy")
+    );
     let chmpx = format!("k2hdkc-chmpx-{}", n.agent.guest_id);
     // A crash, not `docker kill` (which Docker counts as a stop on purpose
     // and does not restart): SIGKILL the process from the host.
     let pid = docker(&["inspect", "-f", "{{.State.Pid}}", &chmpx]);
-    assert!(std::process::Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap()
+        .success());
     // Docker may bring it back before the next round looks: the agent
     // still sees the new run and reports the crash once. (A round that
     // catches the dying process may say `running` first: its control port
     // no longer answers.)
-    let bad = n.heartbeat(Duration::from_secs(5), |s| s == "crashed").await;
-    assert_eq!(bad.as_deref(), Some("crashed"), "reported within a few report_intervals");
+    let bad = n
+        .heartbeat(Duration::from_secs(5), |s| s == "crashed")
+        .await;
+    assert_eq!(
+        bad.as_deref(),
+        Some("crashed"),
+        "reported within a few report_intervals"
+    );
     // Docker restarts it (unless-stopped); the node serves again.
-    assert_eq!(n.heartbeat(Duration::from_secs(60), |s| s == "healthy").await.as_deref(), Some("healthy"));
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(60), |s| s == "healthy")
+            .await
+            .as_deref(),
+        Some("healthy")
+    );
     n.cleanup().await;
 }
 
@@ -162,13 +281,29 @@ async fn k2hr3_down_during_prepare_fails_naming_k2hr3() {
     let mut n = node("").await;
     n.k2hr3.fault("down").await;
     n.prepare().await;
-    let end = n.heartbeat(Duration::from_secs(90), |s| s != "building").await;
+    let end = n
+        .heartbeat(Duration::from_secs(90), |s| s != "building")
+        .await;
     assert_eq!(end.as_deref(), Some("failed to spawn"));
     // Bounded retries: the agent tried EXTDATA a few times, then gave up.
     n.k2hr3.fault("ok").await;
-    let tries = n.k2hr3.calls().await.iter().filter(|c| c["path"].as_str().unwrap_or("").starts_with("/v1/extdata/")).count();
-    assert_eq!(tries, datastore::k2hr3::ATTEMPTS as usize, "retried a bounded number of times");
-    assert!(n.containers().is_empty(), "nothing started: {:?}", n.containers());
+    let tries = n
+        .k2hr3
+        .calls()
+        .await
+        .iter()
+        .filter(|c| c["path"].as_str().unwrap_or("").starts_with("/v1/extdata/"))
+        .count();
+    assert_eq!(
+        tries,
+        datastore::k2hr3::ATTEMPTS as usize,
+        "retried a bounded number of times"
+    );
+    assert!(
+        n.containers().is_empty(),
+        "nothing started: {:?}",
+        n.containers()
+    );
     n.cleanup().await;
 }
 
@@ -176,17 +311,34 @@ async fn k2hr3_down_during_prepare_fails_naming_k2hr3() {
 async fn bad_overrides_are_rejected_with_nothing_changed() {
     let mut n = node("").await;
     n.prepare().await;
-    assert_eq!(n.heartbeat(Duration::from_secs(90), |s| s == "healthy" || s == "failed to spawn").await.as_deref(), Some("healthy"));
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(90), |s| s == "healthy"
+            || s == "failed to spawn")
+            .await
+            .as_deref(),
+        Some("healthy")
+    );
     let before = std::fs::read_to_string(n.config_dir.join("k2hdkc.ini")).unwrap();
     let chmpx = format!("k2hdkc-chmpx-{}", n.agent.guest_id);
     let started = docker(&["inspect", "-f", "{{.Id}} {{.State.StartedAt}}", &chmpx]);
     let r = n.trove.send(json!({"op": "call", "method": "update_overrides", "kwargs": {"overrides": {"chmpx-server-port": 80, "colour": "red"}}, "timeout": 30, "direct": true})).await;
     assert_eq!(r["class"], "BadRequest", "{r}");
     assert!(r["message"].as_str().unwrap().contains("colour"), "{r}");
-    assert_eq!(std::fs::read_to_string(n.config_dir.join("k2hdkc.ini")).unwrap(), before);
+    assert_eq!(
+        std::fs::read_to_string(n.config_dir.join("k2hdkc.ini")).unwrap(),
+        before
+    );
     // The node was not touched: same containers, still serving.
-    assert_eq!(docker(&["inspect", "-f", "{{.Id}} {{.State.StartedAt}}", &chmpx]), started);
-    assert_eq!(n.heartbeat(Duration::from_secs(10), |s| s == "healthy").await.as_deref(), Some("healthy"));
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Id}} {{.State.StartedAt}}", &chmpx]),
+        started
+    );
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(10), |s| s == "healthy")
+            .await
+            .as_deref(),
+        Some("healthy")
+    );
     n.cleanup().await;
 }
 
@@ -194,14 +346,29 @@ async fn bad_overrides_are_rejected_with_nothing_changed() {
 async fn restarted_agent_resumes_without_a_second_prepare() {
     let mut n = node("").await;
     n.prepare().await;
-    assert_eq!(n.heartbeat(Duration::from_secs(90), |s| s != "building").await.as_deref(), Some("healthy"));
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(90), |s| s != "building")
+            .await
+            .as_deref(),
+        Some("healthy")
+    );
     let registrations = |calls: &[Value]| calls.iter().filter(|c| c["method"] == "PUT").count();
     assert_eq!(registrations(&n.k2hr3.calls().await), 1);
 
     // The agent process goes away (containers keep running) and comes back.
     let (mut n, _keep) = restart_agent(n).await;
-    assert_eq!(n.heartbeat(Duration::from_secs(10), |_| true).await.as_deref(), Some("healthy"), "heartbeats resume");
-    assert_eq!(registrations(&n.k2hr3.calls().await), 1, "no second prepare, no second registration");
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(10), |_| true)
+            .await
+            .as_deref(),
+        Some("healthy"),
+        "heartbeats resume"
+    );
+    assert_eq!(
+        registrations(&n.k2hr3.calls().await),
+        1,
+        "no second prepare, no second registration"
+    );
     n.cleanup().await;
 }
 
@@ -209,35 +376,77 @@ async fn restarted_agent_resumes_without_a_second_prepare() {
 async fn valid_overrides_are_applied_and_the_node_rejoins() {
     let mut n = node("").await;
     n.prepare().await;
-    assert_eq!(n.heartbeat(Duration::from_secs(90), |s| s == "healthy" || s == "failed to spawn").await.as_deref(), Some("healthy"));
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(90), |s| s == "healthy"
+            || s == "failed to spawn")
+            .await
+            .as_deref(),
+        Some("healthy")
+    );
     let chmpx = format!("k2hdkc-chmpx-{}", n.agent.guest_id);
     let before = docker(&["inspect", "-f", "{{.Id}}", &chmpx]);
     let r = n.trove.send(json!({"op": "call", "method": "update_overrides", "kwargs": {"overrides": {"cluster-name": "renamed"}}, "timeout": 60, "direct": true})).await;
     assert_eq!(r["ok"], true, "{r}");
     // A cluster change restarts the node: new containers, registered again, serving.
     assert_ne!(docker(&["inspect", "-f", "{{.Id}}", &chmpx]), before);
-    let puts = n.k2hr3.calls().await.iter().filter(|c| c["method"] == "PUT").count();
-    let deletes = n.k2hr3.calls().await.iter().filter(|c| c["method"] == "DELETE").count();
+    let puts = n
+        .k2hr3
+        .calls()
+        .await
+        .iter()
+        .filter(|c| c["method"] == "PUT")
+        .count();
+    let deletes = n
+        .k2hr3
+        .calls()
+        .await
+        .iter()
+        .filter(|c| c["method"] == "DELETE")
+        .count();
     assert_eq!((puts, deletes), (2, 1), "left and joined again");
-    assert_eq!(n.heartbeat(Duration::from_secs(10), |s| s == "healthy").await.as_deref(), Some("healthy"));
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(10), |s| s == "healthy")
+            .await
+            .as_deref(),
+        Some("healthy")
+    );
 
     // A port change: the operator changes the K2HR3 resource's ports and
     // the configuration group together; the node leaves on the old ports
     // and serves on the new ones.
     let new = node_ports();
     let url = format!("{}/_standin/ports", n.k2hr3.info["url"].as_str().unwrap());
-    e2e_tests::http_json("POST", &url, Some(json!({"server_port": new.0, "server_ctlport": new.1, "slave_ctlport": new.2}))).await;
+    e2e_tests::http_json(
+        "POST",
+        &url,
+        Some(json!({"server_port": new.0, "server_ctlport": new.1, "slave_ctlport": new.2})),
+    )
+    .await;
     let watch = watch_allstatus(format!("127.0.0.1:{}", n.ports.1));
     let r = n.trove.send(json!({"op": "call", "method": "update_overrides", "kwargs": {"overrides": {
         "chmpx-server-port": new.0, "chmpx-server-ctlport": new.1, "chmpx-slave-ctlport": new.2}}, "timeout": 90, "direct": true})).await;
     assert_eq!(r["ok"], true, "{r}");
     let seen = watch.await.unwrap();
-    assert_eq!(seen.last().map(String::as_str), Some("SERVICE OUT"), "left on the old ports first: {seen:?}");
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("SERVICE OUT"),
+        "left on the old ports first: {seen:?}"
+    );
     let ini = std::fs::read_to_string(n.config_dir.join("k2hdkc.ini")).unwrap();
-    assert!(ini.contains(&format!("CTLPORT                = {}", new.1)), "{ini}");
-    let st = datastore::chmpx::self_status(&format!("127.0.0.1:{}", new.1)).await.expect("chmpx on the new control port");
+    assert!(
+        ini.contains(&format!("CTLPORT                = {}", new.1)),
+        "{ini}"
+    );
+    let st = datastore::chmpx::self_status(&format!("127.0.0.1:{}", new.1))
+        .await
+        .expect("chmpx on the new control port");
     assert!(st.is_serving(), "{st:?}");
-    assert_eq!(n.heartbeat(Duration::from_secs(10), |s| s == "healthy").await.as_deref(), Some("healthy"));
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(10), |s| s == "healthy")
+            .await
+            .as_deref(),
+        Some("healthy")
+    );
     n.cleanup().await;
 }
 
@@ -245,14 +454,31 @@ async fn valid_overrides_are_applied_and_the_node_rejoins() {
 async fn stop_db_for_good_keeps_the_node_down_across_an_agent_restart() {
     let mut n = node("").await;
     n.prepare().await;
-    assert_eq!(n.heartbeat(Duration::from_secs(90), |s| s == "healthy" || s == "failed to spawn").await.as_deref(), Some("healthy"));
+    assert_eq!(
+        n.heartbeat(Duration::from_secs(90), |s| s == "healthy"
+            || s == "failed to spawn")
+            .await
+            .as_deref(),
+        Some("healthy")
+    );
     // API 1.0's form of stop_db carries do_not_start_on_reboot.
     let r = n.trove.send(json!({"op": "call", "method": "stop_db", "kwargs": {"do_not_start_on_reboot": true}, "timeout": 60, "raw": true, "direct": true, "version": "1.0"})).await;
     assert_eq!(r["ok"], true, "{r}");
     let (mut n, _keep) = restart_agent(n).await;
     let first = n.heartbeat(Duration::from_secs(10), |_| true).await;
-    let states = docker(&["ps", "-a", "--filter", &format!("label=org.openstack.trove.instance={}", n.agent.guest_id), "--format", "{{.Names}} {{.Status}}"]);
+    let states = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=org.openstack.trove.instance={}", n.agent.guest_id),
+        "--format",
+        "{{.Names}} {{.Status}}",
+    ]);
     assert_eq!(first.as_deref(), Some("shutdown"), "containers: {states}");
-    assert!(n.containers().iter().all(|l| !l.ends_with("running")), "{:?}", n.containers());
+    assert!(
+        n.containers().iter().all(|l| !l.ends_with("running")),
+        "{:?}",
+        n.containers()
+    );
     n.cleanup().await;
 }

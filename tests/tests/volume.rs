@@ -15,13 +15,29 @@ impl Loop {
     fn new(mib: u64) -> Loop {
         let image = tempfile::NamedTempFile::new().unwrap();
         image.as_file().set_len(mib * 1024 * 1024).unwrap();
-        let out = Command::new("losetup").args(["-f", "--show"]).arg(image.path()).output().expect("losetup runs (tests need root)");
-        assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
-        Loop { device: PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()), image }
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(image.path())
+            .output()
+            .expect("losetup runs (tests need root)");
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Loop {
+            device: PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()),
+            image,
+        }
     }
     fn grow(&self, mib: u64) {
         self.image.as_file().set_len(mib * 1024 * 1024).unwrap();
-        assert!(Command::new("losetup").arg("-c").arg(&self.device).status().unwrap().success());
+        assert!(Command::new("losetup")
+            .arg("-c")
+            .arg(&self.device)
+            .status()
+            .unwrap()
+            .success());
     }
 }
 
@@ -41,9 +57,16 @@ fn size_mib(path: &Path) -> u64 {
 }
 
 fn nix_stat(path: &Path) -> u64 {
-    let out = Command::new("stat").args(["-f", "-c", "%S %b"]).arg(path).output().unwrap();
+    let out = Command::new("stat")
+        .args(["-f", "-c", "%S %b"])
+        .arg(path)
+        .output()
+        .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    let v: Vec<u64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    let v: Vec<u64> = text
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
     v[0] * v[1]
 }
 
@@ -54,17 +77,38 @@ async fn blank_volume_is_formatted_once_mounted_owned_and_grown() {
     let mp = mnt.path().join("data");
     let opts = VolumeOptions::default();
 
-    assert_eq!(ensure_mounted(&lo.device, &mp, 1001, 1001, &opts).await.unwrap(), "formatted and mounted");
+    assert_eq!(
+        ensure_mounted(&lo.device, &mp, 1001, 1001, &opts)
+            .await
+            .unwrap(),
+        "formatted and mounted"
+    );
     assert_eq!(mount_point_of(&lo.device).as_deref(), Some(mp.as_path()));
     let meta = std::fs::metadata(&mp).unwrap();
-    assert_eq!((std::os::unix::fs::MetadataExt::uid(&meta), std::os::unix::fs::MetadataExt::gid(&meta)), (1001, 1001));
+    assert_eq!(
+        (
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            std::os::unix::fs::MetadataExt::gid(&meta)
+        ),
+        (1001, 1001)
+    );
     std::fs::write(mp.join("keep"), "data").unwrap();
-    assert_eq!(ensure_mounted(&lo.device, &mp, 1001, 1001, &opts).await.unwrap(), "already mounted");
+    assert_eq!(
+        ensure_mounted(&lo.device, &mp, 1001, 1001, &opts)
+            .await
+            .unwrap(),
+        "already mounted"
+    );
 
     // Remount after unmount: the existing filesystem is kept, never reformatted.
     unmount(&mp).await.unwrap();
     assert!(mount_point_of(&lo.device).is_none());
-    assert_eq!(ensure_mounted(&lo.device, &mp, 1001, 1001, &opts).await.unwrap(), "mounted");
+    assert_eq!(
+        ensure_mounted(&lo.device, &mp, 1001, 1001, &opts)
+            .await
+            .unwrap(),
+        "mounted"
+    );
     assert_eq!(std::fs::read_to_string(mp.join("keep")).unwrap(), "data");
 
     // Grow the device, then the filesystem (offline: this sandbox's kernel
@@ -73,7 +117,9 @@ async fn blank_volume_is_formatted_once_mounted_owned_and_grown() {
     unmount(&mp).await.unwrap();
     lo.grow(128);
     resize(&lo.device, &mp, false, &opts).await.unwrap();
-    ensure_mounted(&lo.device, &mp, 1001, 1001, &opts).await.unwrap();
+    ensure_mounted(&lo.device, &mp, 1001, 1001, &opts)
+        .await
+        .unwrap();
     let after = size_mib(&mp);
     assert!(after > before + 40, "grew from {before} MiB to {after} MiB");
     assert_eq!(std::fs::read_to_string(mp.join("keep")).unwrap(), "data");
@@ -82,7 +128,15 @@ async fn blank_volume_is_formatted_once_mounted_owned_and_grown() {
 
 #[tokio::test]
 async fn missing_device_is_a_named_error() {
-    let err = ensure_mounted(Path::new("/dev/no-such-volume"), Path::new("/tmp/x"), 1001, 1001, &VolumeOptions::default()).await.unwrap_err();
+    let err = ensure_mounted(
+        Path::new("/dev/no-such-volume"),
+        Path::new("/tmp/x"),
+        1001,
+        1001,
+        &VolumeOptions::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.contains("/dev/no-such-volume"), "{err}");
 }
 

@@ -267,10 +267,20 @@ impl Merged {
                 }
                 continue;
             };
-            let group = if section.eq_ignore_ascii_case("default") { "DEFAULT" } else { section };
+            let group = if section.eq_ignore_ascii_case("default") {
+                "DEFAULT"
+            } else {
+                section
+            };
             let entries = self.groups.entry(group.to_owned()).or_default();
             for (key, value) in props.iter() {
-                entries.insert(normalize_key(key), Setting { value: unquote(value.trim()).to_owned(), file: file.to_owned() });
+                entries.insert(
+                    normalize_key(key),
+                    Setting {
+                        value: unquote(value.trim()).to_owned(),
+                        file: file.to_owned(),
+                    },
+                );
             }
         }
     }
@@ -282,7 +292,10 @@ fn normalize_key(key: &str) -> String {
 
 fn unquote(value: &str) -> &str {
     let bytes = value.as_bytes();
-    if bytes.len() >= 2 && (bytes[0] == b'"' || bytes[0] == b'\'') && bytes[0] == bytes[bytes.len() - 1] {
+    if bytes.len() >= 2
+        && (bytes[0] == b'"' || bytes[0] == b'\'')
+        && bytes[0] == bytes[bytes.len() - 1]
+    {
         &value[1..value.len() - 1]
     } else {
         value
@@ -344,7 +357,9 @@ impl Config {
 
     /// Parses configuration texts, each named by its file, later ones
     /// winning. This is what tests use.
-    pub fn from_texts<'a>(texts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Config, ConfigError> {
+    pub fn from_texts<'a>(
+        texts: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Config, ConfigError> {
         let mut merged = Merged::default();
         let mut problems = Vec::new();
         for (name, text) in texts {
@@ -363,7 +378,11 @@ impl Config {
         let r = &self.rabbit;
         let d = &self.datastore;
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "<unset>".into());
-        let path = |v: &Option<PathBuf>| v.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<unset>".into());
+        let path = |v: &Option<PathBuf>| {
+            v.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "<unset>".into())
+        };
         let mut out = String::new();
         let mut line = |k: &str, v: String| {
             out.push_str(k);
@@ -377,36 +396,74 @@ impl Config {
         line("tenant_id", opt(&self.tenant_id));
         line(
             "instance_rpc_encr_key",
-            if self.instance_rpc_encr_key.is_some() { "*** (secure RPC on)".into() } else { "<unset> (plain RPC)".into() },
+            if self.instance_rpc_encr_key.is_some() {
+                "*** (secure RPC on)".into()
+            } else {
+                "<unset> (plain RPC)".into()
+            },
         );
         line("transport_url", self.transport_url.masked());
         line("control_exchange", self.control_exchange.clone());
         line("conductor_queue", self.conductor_queue.clone());
-        line("report_interval", self.report_interval.as_secs().to_string());
-        line("state_change_wait_time", self.state_change_wait_time.as_secs().to_string());
-        line("graceful_shutdown_timeout", self.graceful_shutdown_timeout.as_secs().to_string());
+        line(
+            "report_interval",
+            self.report_interval.as_secs().to_string(),
+        );
+        line(
+            "state_change_wait_time",
+            self.state_change_wait_time.as_secs().to_string(),
+        );
+        line(
+            "graceful_shutdown_timeout",
+            self.graceful_shutdown_timeout.as_secs().to_string(),
+        );
         line("debug", self.debug.to_string());
         line("state_dir", self.state_dir.display().to_string());
-        line("\n[oslo_messaging_rabbit]\namqp_durable_queues", r.amqp_durable_queues.to_string());
+        line(
+            "\n[oslo_messaging_rabbit]\namqp_durable_queues",
+            r.amqp_durable_queues.to_string(),
+        );
         line("amqp_auto_delete", r.amqp_auto_delete.to_string());
         line("rabbit_ha_queues", r.rabbit_ha_queues.to_string());
         line("rabbit_quorum_queue", r.rabbit_quorum_queue.to_string());
-        line("rabbit_transient_quorum_queue", r.rabbit_transient_quorum_queue.to_string());
-        line("rabbit_transient_queues_ttl", r.rabbit_transient_queues_ttl.to_string());
+        line(
+            "rabbit_transient_quorum_queue",
+            r.rabbit_transient_quorum_queue.to_string(),
+        );
+        line(
+            "rabbit_transient_queues_ttl",
+            r.rabbit_transient_queues_ttl.to_string(),
+        );
         line("rabbit_stream_fanout", r.rabbit_stream_fanout.to_string());
-        line("rabbit_qos_prefetch_count", r.rabbit_qos_prefetch_count.to_string());
-        line("heartbeat_timeout_threshold", r.heartbeat_timeout_threshold.to_string());
+        line(
+            "rabbit_qos_prefetch_count",
+            r.rabbit_qos_prefetch_count.to_string(),
+        );
+        line(
+            "heartbeat_timeout_threshold",
+            r.heartbeat_timeout_threshold.to_string(),
+        );
         line("ssl", r.ssl.to_string());
         line("ssl_ca_file", path(&r.ssl_ca_file));
         line("ssl_cert_file", path(&r.ssl_cert_file));
         line("ssl_key_file", path(&r.ssl_key_file));
-        line(&format!("\n[{}]\nmount_point", d.name), d.mount_point.display().to_string());
+        line(
+            &format!("\n[{}]\nmount_point", d.name),
+            d.mount_point.display().to_string(),
+        );
         line("device_path", d.device_path.display().to_string());
         line("database_service_uid", d.database_service_uid.to_string());
         line("database_service_gid", d.database_service_gid.to_string());
         for (k, v) in &d.values {
-            if !matches!(k.as_str(), "mount_point" | "device_path" | "database_service_uid" | "database_service_gid") {
-                let shown = if is_secret_key(k) { "***".to_owned() } else { v.clone() };
+            if !matches!(
+                k.as_str(),
+                "mount_point" | "device_path" | "database_service_uid" | "database_service_gid"
+            ) {
+                let shown = if is_secret_key(k) {
+                    "***".to_owned()
+                } else {
+                    v.clone()
+                };
                 line(k, shown);
             }
         }
@@ -417,12 +474,13 @@ impl Config {
 /// Keys whose values are secrets wherever they appear.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "token", "secret", "encr_key", "credential"].iter().any(|s| k.contains(s))
+    ["password", "token", "secret", "encr_key", "credential"]
+        .iter()
+        .any(|s| k.contains(s))
 }
 
 const UPSTREAM_DEFAULT_OPTIONS: &str = include_str!("upstream_default_options.txt");
 const UPSTREAM_RABBIT_OPTIONS: &str = include_str!("upstream_rabbit_options.txt");
-
 
 /// Typed reads over the merged view, collecting every problem.
 struct Typed<'a> {
@@ -440,19 +498,28 @@ impl<'a> Typed<'a> {
     }
 
     fn problem(&mut self, file: &str, group: &str, key: &str, reason: impl Into<String>) {
-        self.problems.push(ConfigProblem { file: file.to_owned(), key: format!("[{group}] {key}"), reason: reason.into() });
+        self.problems.push(ConfigProblem {
+            file: file.to_owned(),
+            key: format!("[{group}] {key}"),
+            reason: reason.into(),
+        });
     }
 
     /// A string; empty or `None` count as unset.
     fn opt_str(&self, group: &str, key: &str) -> Option<String> {
-        self.raw(group, key).map(|s| s.value.clone()).filter(|v| !v.is_empty() && v != "None")
+        self.raw(group, key)
+            .map(|s| s.value.clone())
+            .filter(|v| !v.is_empty() && v != "None")
     }
 
     fn required_str(&mut self, group: &str, key: &str, why: &str) -> String {
         match self.opt_str(group, key) {
             Some(v) => v,
             None => {
-                let file = self.raw(group, key).map(|s| s.file.clone()).unwrap_or_else(|| "<all files>".into());
+                let file = self
+                    .raw(group, key)
+                    .map(|s| s.file.clone())
+                    .unwrap_or_else(|| "<all files>".into());
                 self.problem(&file, group, key, format!("missing: {why}"));
                 String::new()
             }
@@ -460,25 +527,35 @@ impl<'a> Typed<'a> {
     }
 
     fn str_or(&self, group: &str, key: &str, default: &str) -> String {
-        self.opt_str(group, key).unwrap_or_else(|| default.to_owned())
+        self.opt_str(group, key)
+            .unwrap_or_else(|| default.to_owned())
     }
 
     fn bool_or(&mut self, group: &str, key: &str, default: bool) -> bool {
-        let Some(setting) = self.raw(group, key) else { return default };
+        let Some(setting) = self.raw(group, key) else {
+            return default;
+        };
         match setting.value.to_ascii_lowercase().as_str() {
             "" | "none" => default,
             "true" | "yes" | "on" | "1" => true,
             "false" | "no" | "off" | "0" => false,
             _ => {
                 let file = setting.file.clone();
-                self.problem(&file, group, key, "not a boolean (true/false, yes/no, on/off, 1/0)");
+                self.problem(
+                    &file,
+                    group,
+                    key,
+                    "not a boolean (true/false, yes/no, on/off, 1/0)",
+                );
                 default
             }
         }
     }
 
     fn uint_or<T: std::str::FromStr + Copy>(&mut self, group: &str, key: &str, default: T) -> T {
-        let Some(setting) = self.raw(group, key) else { return default };
+        let Some(setting) = self.raw(group, key) else {
+            return default;
+        };
         let v = setting.value.trim();
         if v.is_empty() || v == "None" {
             return default;
@@ -487,14 +564,27 @@ impl<'a> Typed<'a> {
             Ok(n) => n,
             Err(_) => {
                 let file = setting.file.clone();
-                self.problem(&file, group, key, format!("not a whole number in range: {v:?}"));
+                self.problem(
+                    &file,
+                    group,
+                    key,
+                    format!("not a whole number in range: {v:?}"),
+                );
                 default
             }
         }
     }
 
-    fn check_known(&mut self, group: &str, known: &[&str], ignored: &mut Vec<String>, used: &[&str]) {
-        let Some(entries) = self.merged.groups.get(group) else { return };
+    fn check_known(
+        &mut self,
+        group: &str,
+        known: &[&str],
+        ignored: &mut Vec<String>,
+        used: &[&str],
+    ) {
+        let Some(entries) = self.merged.groups.get(group) else {
+            return;
+        };
         for (key, setting) in entries {
             if used.contains(&key.as_str()) {
                 continue;
@@ -503,7 +593,12 @@ impl<'a> Typed<'a> {
                 ignored.push(format!("[{group}] {key} (from {})", setting.file));
             } else {
                 let file = setting.file.clone();
-                self.problem(&file, group, key, "unknown option (not a Trove, oslo or agent option; typo?)");
+                self.problem(
+                    &file,
+                    group,
+                    key,
+                    "unknown option (not a Trove, oslo or agent option; typo?)",
+                );
             }
         }
     }
@@ -512,15 +607,26 @@ impl<'a> Typed<'a> {
         const D: &str = "DEFAULT";
         const R: &str = "oslo_messaging_rabbit";
         let guest_id = self.required_str(D, "guest_id", "Trove injects it in guest_info.conf");
-        let datastore_manager = self.required_str(D, "datastore_manager", "Trove injects it in guest_info.conf");
-        let url_text = self.required_str(D, "transport_url", "the RabbitMQ URL, e.g. rabbit://user:pass@host:5672/");
+        let datastore_manager = self.required_str(
+            D,
+            "datastore_manager",
+            "Trove injects it in guest_info.conf",
+        );
+        let url_text = self.required_str(
+            D,
+            "transport_url",
+            "the RabbitMQ URL, e.g. rabbit://user:pass@host:5672/",
+        );
         let transport_url = if url_text.is_empty() {
             TransportUrl::default()
         } else {
             match TransportUrl::parse(&url_text) {
                 Ok(url) => url,
                 Err(reason) => {
-                    let file = self.raw(D, "transport_url").map(|s| s.file.clone()).unwrap_or_default();
+                    let file = self
+                        .raw(D, "transport_url")
+                        .map(|s| s.file.clone())
+                        .unwrap_or_default();
                     self.problem(&file, D, "transport_url", reason);
                     TransportUrl::default()
                 }
@@ -552,18 +658,39 @@ impl<'a> Typed<'a> {
             ssl_key_file: self.opt_str(R, "ssl_key_file").map(PathBuf::from),
         };
         if rabbit.rabbit_quorum_queue && rabbit.rabbit_ha_queues {
-            let file = self.raw(R, "rabbit_quorum_queue").map(|s| s.file.clone()).unwrap_or_default();
-            self.problem(&file, R, "rabbit_quorum_queue", "cannot be combined with rabbit_ha_queues (oslo.messaging refuses it too)");
+            let file = self
+                .raw(R, "rabbit_quorum_queue")
+                .map(|s| s.file.clone())
+                .unwrap_or_default();
+            self.problem(
+                &file,
+                R,
+                "rabbit_quorum_queue",
+                "cannot be combined with rabbit_ha_queues (oslo.messaging refuses it too)",
+            );
         }
         if rabbit.ssl_cert_file.is_some() != rabbit.ssl_key_file.is_some() {
-            self.problem("<all files>", R, "ssl_cert_file", "ssl_cert_file and ssl_key_file go together");
+            self.problem(
+                "<all files>",
+                R,
+                "ssl_cert_file",
+                "ssl_cert_file and ssl_key_file go together",
+            );
         }
 
-        let group_name = if datastore_manager.is_empty() { "k2hdkc".to_owned() } else { datastore_manager.clone() };
+        let group_name = if datastore_manager.is_empty() {
+            "k2hdkc".to_owned()
+        } else {
+            datastore_manager.clone()
+        };
         let uid = self.uint_or::<u32>(&group_name, "database_service_uid", 1001);
         let gid = self.uint_or::<u32>(&group_name, "database_service_gid", uid);
         let datastore = DatastoreGroup {
-            mount_point: PathBuf::from(self.str_or(&group_name, "mount_point", datastore::DEFAULT_MOUNT_POINT)),
+            mount_point: PathBuf::from(self.str_or(
+                &group_name,
+                "mount_point",
+                datastore::DEFAULT_MOUNT_POINT,
+            )),
             device_path: PathBuf::from(self.str_or(&group_name, "device_path", "/dev/vdb")),
             database_service_uid: uid,
             database_service_gid: gid,
@@ -571,7 +698,11 @@ impl<'a> Typed<'a> {
                 .merged
                 .groups
                 .get(&group_name)
-                .map(|g| g.iter().map(|(k, s)| (k.clone(), s.value.clone())).collect())
+                .map(|g| {
+                    g.iter()
+                        .map(|(k, s)| (k.clone(), s.value.clone()))
+                        .collect()
+                })
                 .unwrap_or_default(),
             name: group_name.clone(),
         };
@@ -596,7 +727,11 @@ impl<'a> Typed<'a> {
             "mount_options",
             "volume_format_timeout",
         ];
-        let known_default: Vec<&str> = UPSTREAM_DEFAULT_OPTIONS.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let known_default: Vec<&str> = UPSTREAM_DEFAULT_OPTIONS
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         self.check_known(D, &known_default, &mut ignored, USED_DEFAULT);
         const USED_RABBIT: &[&str] = &[
             "amqp_durable_queues",
@@ -620,7 +755,11 @@ impl<'a> Typed<'a> {
             "ssl_cert_file",
             "ssl_key_file",
         ];
-        let known_rabbit: Vec<&str> = UPSTREAM_RABBIT_OPTIONS.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let known_rabbit: Vec<&str> = UPSTREAM_RABBIT_OPTIONS
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         self.check_known(R, &known_rabbit, &mut ignored, USED_RABBIT);
         if group_name == datastore::MANAGER {
             // Every [k2hdkc] key is handed to the driver, so none is "ignored".
@@ -641,12 +780,20 @@ impl<'a> Typed<'a> {
             debug: self.bool_or(D, "debug", false),
             rabbit,
             datastore,
-            state_dir: PathBuf::from(self.str_or(D, "agent_state_dir", "/var/lib/trove-guestagent")),
+            state_dir: PathBuf::from(self.str_or(
+                D,
+                "agent_state_dir",
+                "/var/lib/trove-guestagent",
+            )),
             volume: crate::volume::VolumeOptions {
                 fstype: self.str_or(D, "volume_fstype", "ext4"),
                 format_options: self.str_or(D, "format_options", "-m 5"),
                 mount_options: self.str_or(D, "mount_options", "defaults,noatime"),
-                format_timeout: Duration::from_secs(self.uint_or::<u64>(D, "volume_format_timeout", 120)),
+                format_timeout: Duration::from_secs(self.uint_or::<u64>(
+                    D,
+                    "volume_format_timeout",
+                    120,
+                )),
             },
             ignored,
             datastore_manager,
@@ -678,10 +825,17 @@ mod tests {
 
     #[test]
     fn reads_trove_injected_files() {
-        let c = load(&[("guest_info.conf", GUEST_INFO), ("trove-guestagent.conf", AGENT_CONF)]).unwrap();
+        let c = load(&[
+            ("guest_info.conf", GUEST_INFO),
+            ("trove-guestagent.conf", AGENT_CONF),
+        ])
+        .unwrap();
         assert_eq!(c.guest_id, "0f6a3c38-1111");
         assert_eq!(c.datastore_manager, "k2hdkc");
-        assert_eq!(c.instance_rpc_encr_key.as_ref().unwrap().expose(), "TOPSECRETKEY");
+        assert_eq!(
+            c.instance_rpc_encr_key.as_ref().unwrap().expose(),
+            "TOPSECRETKEY"
+        );
         assert_eq!(c.transport_url.hosts.len(), 2);
         assert_eq!(c.transport_url.hosts[1].host, "10.0.0.2");
         assert_eq!(c.transport_url.hosts[0].password.expose(), "pa@ss");
@@ -692,7 +846,10 @@ mod tests {
         assert_eq!(c.datastore.database_service_uid, 1001);
         assert!(c.debug);
         assert!(c.ignored.iter().any(|i| i.contains("log_dir")));
-        assert!(c.ignored.iter().any(|i| i.contains("kombu_reconnect_delay")));
+        assert!(c
+            .ignored
+            .iter()
+            .any(|i| i.contains("kombu_reconnect_delay")));
     }
 
     #[test]
@@ -700,7 +857,10 @@ mod tests {
         let c = load(&[
             ("a.conf", GUEST_INFO),
             ("b.conf", AGENT_CONF),
-            ("c.conf", "[DEFAULT]\nreport_interval = 5\ninstance_rpc_encr_key = None\n"),
+            (
+                "c.conf",
+                "[DEFAULT]\nreport_interval = 5\ninstance_rpc_encr_key = None\n",
+            ),
         ])
         .unwrap();
         assert_eq!(c.report_interval, Duration::from_secs(5));
@@ -717,10 +877,22 @@ mod tests {
         .unwrap_err();
         let text = err.to_string();
         assert_eq!(err.0.len(), 4, "{text}");
-        assert!(text.contains("bad.conf: [DEFAULT] report_intervall: unknown option"), "{text}");
-        assert!(text.contains("bad.conf: [DEFAULT] state_change_wait_time: not a whole number"), "{text}");
-        assert!(text.contains("bad.conf: [oslo_messaging_rabbit] ssl: not a boolean"), "{text}");
-        assert!(text.contains("bad.conf: [k2hdkc] mount_pont: unknown option"), "{text}");
+        assert!(
+            text.contains("bad.conf: [DEFAULT] report_intervall: unknown option"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bad.conf: [DEFAULT] state_change_wait_time: not a whole number"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bad.conf: [oslo_messaging_rabbit] ssl: not a boolean"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bad.conf: [k2hdkc] mount_pont: unknown option"),
+            "{text}"
+        );
         assert!(text.lines().all(|l| l.starts_with("config error: ")));
     }
 
@@ -735,14 +907,21 @@ mod tests {
     #[test]
     fn malformed_lines_name_the_line() {
         let err = load(&[("broken.conf", "[DEFAULT\nguest_id = x\n")]).unwrap_err();
-        assert!(err.to_string().starts_with("config error: broken.conf: line "), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("config error: broken.conf: line "),
+            "{err}"
+        );
     }
 
     #[test]
     fn dashes_quotes_and_hashes_are_taken_as_oslo_does() {
         let c = load(&[
             ("g.conf", GUEST_INFO),
-            ("t.conf", "[DEFAULT]\ntransport-url = \"rabbit://u:p#w;x@h:5672/\"\n"),
+            (
+                "t.conf",
+                "[DEFAULT]\ntransport-url = \"rabbit://u:p#w;x@h:5672/\"\n",
+            ),
         ])
         .unwrap();
         assert_eq!(c.transport_url.hosts[0].password.expose(), "p#w;x");
@@ -753,7 +932,10 @@ mod tests {
         let c = load(&[("g.conf", GUEST_INFO), ("t.conf", AGENT_CONF)]).unwrap();
         let shown = c.render();
         assert!(!shown.contains("TOPSECRETKEY"), "{shown}");
-        assert!(!shown.contains("pa@ss") && !shown.contains("pa%40ss"), "{shown}");
+        assert!(
+            !shown.contains("pa@ss") && !shown.contains("pa%40ss"),
+            "{shown}"
+        );
         assert!(shown.contains("guest_id = 0f6a3c38-1111"), "{shown}");
         assert!(!format!("{c:?}").contains("TOPSECRETKEY"));
     }
@@ -761,9 +943,21 @@ mod tests {
     #[test]
     fn config_dir_reads_conf_files_sorted() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("b.conf"), "[DEFAULT]\nreport_interval = 7\n").unwrap();
-        std::fs::write(dir.path().join("a.conf"), format!("{GUEST_INFO}report_interval = 3\n")).unwrap();
-        std::fs::write(dir.path().join("c.conf"), AGENT_CONF.replace("report_interval = 10\n", "")).unwrap();
+        std::fs::write(
+            dir.path().join("b.conf"),
+            "[DEFAULT]\nreport_interval = 7\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("a.conf"),
+            format!("{GUEST_INFO}report_interval = 3\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("c.conf"),
+            AGENT_CONF.replace("report_interval = 10\n", ""),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "[DEFAULT]\nbogus=1\n").unwrap();
         let c = Config::load(&[Source::Dir(dir.path().to_path_buf())]).unwrap();
         assert_eq!(c.report_interval, Duration::from_secs(7));

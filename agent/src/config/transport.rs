@@ -32,11 +32,17 @@ pub struct TransportUrl {
 impl TransportUrl {
     /// Parses the URL; the error text never contains the password.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (scheme, rest) = text.split_once("://").ok_or("not a URL (expected rabbit://...)")?;
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or("not a URL (expected rabbit://...)")?;
         let mut tls = match scheme {
             "rabbit" | "kombu" | "amqp" => false,
             "rabbit+ssl" | "kombu+ssl" | "amqps" => true,
-            other => return Err(format!("unsupported transport {other:?} (this agent speaks rabbit)")),
+            other => {
+                return Err(format!(
+                    "unsupported transport {other:?} (this agent speaks rabbit)"
+                ))
+            }
         };
         let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
         for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -46,7 +52,10 @@ impl TransportUrl {
             }
         }
         let (netloc, vhost) = rest.split_once('/').unwrap_or((rest, ""));
-        let vhost = percent_decode_str(vhost).decode_utf8().map_err(|_| "virtual host is not UTF-8")?.into_owned();
+        let vhost = percent_decode_str(vhost)
+            .decode_utf8()
+            .map_err(|_| "virtual host is not UTF-8")?
+            .into_owned();
         let default_port = if tls { 5671 } else { 5672 };
         let mut hosts = Vec::new();
         for (i, part) in netloc.split(',').enumerate() {
@@ -64,7 +73,8 @@ impl TransportUrl {
                 }
                 None => ("guest".to_owned(), "guest".to_owned()),
             };
-            let (host, port) = split_host_port(hostport).map_err(|e| format!("broker #{}: {e}", i + 1))?;
+            let (host, port) =
+                split_host_port(hostport).map_err(|e| format!("broker #{}: {e}", i + 1))?;
             hosts.push(BrokerHost {
                 host,
                 port: port.unwrap_or(default_port),
@@ -85,7 +95,11 @@ impl TransportUrl {
             .hosts
             .iter()
             .map(|h| {
-                let host = if h.host.contains(':') { format!("[{}]", h.host) } else { h.host.clone() };
+                let host = if h.host.contains(':') {
+                    format!("[{}]", h.host)
+                } else {
+                    h.host.clone()
+                };
                 format!("{}:***@{}:{}", h.username, host, h.port)
             })
             .collect();
@@ -97,7 +111,12 @@ fn decode(text: &str, index: usize, what: &str) -> Result<String, String> {
     percent_decode_str(text)
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| format!("broker #{}: {what} is not valid percent-encoded UTF-8", index + 1))
+        .map_err(|_| {
+            format!(
+                "broker #{}: {what} is not valid percent-encoded UTF-8",
+                index + 1
+            )
+        })
 }
 
 fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
@@ -128,7 +147,14 @@ mod tests {
     fn several_brokers_with_credentials() {
         let u = TransportUrl::parse("rabbit://a:x@h1:5673,b:y@h2/vh").unwrap();
         assert_eq!(u.hosts.len(), 2);
-        assert_eq!((u.hosts[0].host.as_str(), u.hosts[0].port, u.hosts[0].username.as_str()), ("h1", 5673, "a"));
+        assert_eq!(
+            (
+                u.hosts[0].host.as_str(),
+                u.hosts[0].port,
+                u.hosts[0].username.as_str()
+            ),
+            ("h1", 5673, "a")
+        );
         assert_eq!((u.hosts[1].host.as_str(), u.hosts[1].port), ("h2", 5672));
         assert_eq!(u.hosts[1].password.expose(), "y");
         assert_eq!(u.vhost, "vh");
@@ -155,7 +181,9 @@ mod tests {
         let err = TransportUrl::parse("rabbit://u:hunter2@h:notaport/").unwrap_err();
         assert!(err.contains("bad port"), "{err}");
         assert!(!err.contains("hunter2"));
-        assert!(TransportUrl::parse("http://h/").unwrap_err().contains("unsupported transport"));
+        assert!(TransportUrl::parse("http://h/")
+            .unwrap_err()
+            .contains("unsupported transport"));
         assert!(TransportUrl::parse("rabbit:///").is_err());
     }
 

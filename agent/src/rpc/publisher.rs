@@ -43,7 +43,10 @@ impl Publisher {
     async fn current(&self) -> Result<Channel, PublishError> {
         let mut rx = self.channel.clone();
         let wait = async move {
-            rx.wait_for(|c| c.as_ref().is_some_and(|c| c.status().connected())).await.ok().and_then(|c| c.clone())
+            rx.wait_for(|c| c.as_ref().is_some_and(|c| c.status().connected()))
+                .await
+                .ok()
+                .and_then(|c| c.clone())
         };
         match tokio::time::timeout(CHANNEL_WAIT, wait).await {
             Ok(Some(channel)) => Ok(channel),
@@ -53,7 +56,12 @@ impl Publisher {
 
     /// Publishes `body` to `exchange` with `routing_key`, as kombu does
     /// (JSON content type, UTF-8, persistent).
-    pub async fn publish(&self, exchange: &str, routing_key: &str, body: &[u8]) -> Result<(), PublishError> {
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+    ) -> Result<(), PublishError> {
         let channel = self.current().await?;
         let props = BasicProperties::default()
             .with_content_type(ShortString::from("application/json"))

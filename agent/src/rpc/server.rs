@@ -61,7 +61,13 @@ pub async fn link_task(
     control: LinkControl,
 ) {
     let fanout_unique = uuid::Uuid::new_v4().simple().to_string();
-    let specs = topology::rpc_server_consumers(&config.rabbit, &target.exchange, &target.topic, &target.server, &fanout_unique);
+    let specs = topology::rpc_server_consumers(
+        &config.rabbit,
+        &target.exchange,
+        &target.topic,
+        &target.server,
+        &fanout_unique,
+    );
     let mut start = 0usize;
     let mut attempt = 0u64;
     loop {
@@ -69,7 +75,17 @@ pub async fn link_task(
             return;
         }
         let started = Instant::now();
-        match serve_once(&config, &specs, start, &channel_tx, &ready_tx, &deliveries, &control).await {
+        match serve_once(
+            &config,
+            &specs,
+            start,
+            &channel_tx,
+            &ready_tx,
+            &deliveries,
+            &control,
+        )
+        .await
+        {
             Ok(()) => return,
             Err(e) => {
                 channel_tx.send_replace(None);
@@ -79,7 +95,8 @@ pub async fn link_task(
                     attempt = 0;
                 }
                 let r = &config.rabbit;
-                let delay = (r.rabbit_retry_interval + r.rabbit_retry_backoff * attempt).min(r.rabbit_interval_max);
+                let delay = (r.rabbit_retry_interval + r.rabbit_retry_backoff * attempt)
+                    .min(r.rabbit_interval_max);
                 tracing::error!(error = %e, retry_in_s = delay, "broker link down; reconnecting");
                 attempt += 1;
                 start += 1;
@@ -106,11 +123,19 @@ async fn serve_once(
     tracing::info!(broker = %format!("{}:{}", broker.host, broker.port), tls = config.rabbit.ssl, "connected to RabbitMQ");
 
     let publish = conn.create_channel().await?;
-    link::declare_publish_exchange(&publish, &topology::cast_exchange(&config.rabbit, &config.control_exchange)).await?;
+    link::declare_publish_exchange(
+        &publish,
+        &topology::cast_exchange(&config.rabbit, &config.control_exchange),
+    )
+    .await?;
     channel_tx.send_replace(Some(publish));
 
     let consume = conn.create_channel().await?;
-    let prefetch = if config.rabbit.rabbit_qos_prefetch_count > 0 { config.rabbit.rabbit_qos_prefetch_count } else { PREFETCH };
+    let prefetch = if config.rabbit.rabbit_qos_prefetch_count > 0 {
+        config.rabbit.rabbit_qos_prefetch_count
+    } else {
+        PREFETCH
+    };
     link::set_prefetch(&consume, prefetch).await?;
     let mut consumers = Vec::new();
     let mut tags = Vec::new();
@@ -191,7 +216,12 @@ impl Dispatcher {
 
     /// Takes deliveries until `stop` fires, then waits for in-flight work
     /// (at most `drain`).
-    pub async fn run(mut self, mut deliveries: mpsc::Receiver<Delivery>, stop: CancellationToken, drain: Duration) {
+    pub async fn run(
+        mut self,
+        mut deliveries: mpsc::Receiver<Delivery>,
+        stop: CancellationToken,
+        drain: Duration,
+    ) {
         let mut tasks = JoinSet::new();
         loop {
             // Take a slot before taking the message, so the prefetch window
@@ -209,7 +239,11 @@ impl Dispatcher {
                 let _ = delivery.acker.ack(BasicAckOptions::default()).await;
                 continue;
             };
-            let (manager, codec, publisher) = (self.manager.clone(), self.codec.clone(), self.publisher.clone());
+            let (manager, codec, publisher) = (
+                self.manager.clone(),
+                self.codec.clone(),
+                self.publisher.clone(),
+            );
             tasks.spawn(async move {
                 // Acknowledge before running, as oslo does; in the task, so
                 // the dispatcher does not wait on the socket per message.
@@ -226,8 +260,14 @@ impl Dispatcher {
         let pending = tasks.len();
         if pending > 0 {
             tracing::info!(pending, "waiting for in-flight requests");
-            if tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
-                tracing::warn!(abandoned = tasks.len(), "in-flight requests did not finish within graceful_shutdown_timeout");
+            if tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} })
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    abandoned = tasks.len(),
+                    "in-flight requests did not finish within graceful_shutdown_timeout"
+                );
                 tasks.abort_all();
             }
         }
@@ -255,7 +295,14 @@ impl Dispatcher {
                 tracing::warn!(error = %e, bytes = body.len(), "malformed RPC message dropped");
                 if let Some(addr) = address {
                     let failure = TroveException::BadRequest(format!("malformed RPC message: {e}"));
-                    reply(&self.publisher, &addr.reply_q, &addr.msg_id, Err(Failure::Trove(failure)), &self.codec).await;
+                    reply(
+                        &self.publisher,
+                        &addr.reply_q,
+                        &addr.msg_id,
+                        Err(Failure::Trove(failure)),
+                        &self.codec,
+                    )
+                    .await;
                 }
                 None
             }
@@ -264,35 +311,57 @@ impl Dispatcher {
 }
 
 /// Decrypts arguments and context; errors name what failed (never a value).
-fn open(codec: &SecureCodec, msg: &mut RpcMessage) -> Result<(Map<String, Value>, Option<Value>), Failure> {
+fn open(
+    codec: &SecureCodec,
+    msg: &mut RpcMessage,
+) -> Result<(Map<String, Value>, Option<Value>), Failure> {
     let undecryptable = |what: &str, e: driver_api::secure::SecureError| {
         Failure::Trove(TroveException::BadRequest(format!(
             "the guest agent could not decrypt {what} of the request: {e}; \
              the control plane and this guest disagree on instance_rpc_encr_key"
         )))
     };
-    let context = codec.decode_context(std::mem::take(&mut msg.context)).map_err(|e| undecryptable("the context", e))?;
+    let context = codec
+        .decode_context(std::mem::take(&mut msg.context))
+        .map_err(|e| undecryptable("the context", e))?;
     let mut args = Map::new();
     for (name, value) in std::mem::take(&mut msg.args) {
-        let value = codec.decode_entity(value).map_err(|e| undecryptable(&format!("argument '{name}'"), e))?;
+        let value = codec
+            .decode_entity(value)
+            .map_err(|e| undecryptable(&format!("argument '{name}'"), e))?;
         args.insert(name, value);
     }
     Ok((args, context.get("trove_notification").cloned()))
 }
 
-async fn handle(manager: Arc<Manager>, codec: SecureCodec, publisher: Publisher, mut msg: RpcMessage) {
+async fn handle(
+    manager: Arc<Manager>,
+    codec: SecureCodec,
+    publisher: Publisher,
+    mut msg: RpcMessage,
+) {
     let started = Instant::now();
     let method = msg.method.clone();
     let call = msg.is_call();
     // oslo's call monitor: keep the caller's timer alive for long calls.
     let monitor = match (call, msg.call_monitor_timeout) {
         (true, Some(t)) if t > 0.0 => {
-            let (publisher, q, id) = (publisher.clone(), msg.reply_q.clone().unwrap_or_default(), msg.msg_id.clone().unwrap_or_default());
+            let (publisher, q, id) = (
+                publisher.clone(),
+                msg.reply_q.clone().unwrap_or_default(),
+                msg.msg_id.clone().unwrap_or_default(),
+            );
             Some(tokio::spawn(async move {
                 let every = Duration::from_secs_f64((t / 2.0).max(0.5));
                 loop {
                     tokio::time::sleep(every).await;
-                    let body = envelope::encode_reply(&id, &uuid::Uuid::new_v4().simple().to_string(), None, None, false);
+                    let body = envelope::encode_reply(
+                        &id,
+                        &uuid::Uuid::new_v4().simple().to_string(),
+                        None,
+                        None,
+                        false,
+                    );
                     let _ = publisher.publish("", &q, &body).await;
                 }
             }))
@@ -300,7 +369,11 @@ async fn handle(manager: Arc<Manager>, codec: SecureCodec, publisher: Publisher,
         _ => None,
     };
     let outcome = match open(&codec, &mut msg) {
-        Ok((args, notification)) => manager.handle(&method, msg.version.as_deref(), args, notification).await,
+        Ok((args, notification)) => {
+            manager
+                .handle(&method, msg.version.as_deref(), args, notification)
+                .await
+        }
         Err(f) => Err(f),
     };
     if let Some(m) = monitor {
@@ -313,7 +386,9 @@ async fn handle(manager: Arc<Manager>, codec: SecureCodec, publisher: Publisher,
             tracing::debug!(method = %method, call, elapsed_ms, "handled")
         }
         Ok(_) => tracing::info!(method = %method, call, elapsed_ms, "handled"),
-        Err(f) => tracing::warn!(method = %method, call, elapsed_ms, failure = %failure_summary(f), "failed"),
+        Err(f) => {
+            tracing::warn!(method = %method, call, elapsed_ms, failure = %failure_summary(f), "failed")
+        }
     }
     if let (Some(q), Some(id)) = (&msg.reply_q, &msg.msg_id) {
         reply(&publisher, q, id, outcome, &codec).await;
@@ -330,7 +405,13 @@ fn failure_summary(f: &Failure) -> String {
     }
 }
 
-async fn reply(publisher: &Publisher, reply_q: &str, msg_id: &str, outcome: Result<Value, Failure>, codec: &SecureCodec) {
+async fn reply(
+    publisher: &Publisher,
+    reply_q: &str,
+    msg_id: &str,
+    outcome: Result<Value, Failure>,
+    codec: &SecureCodec,
+) {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let body = match outcome {
         Ok(v) => envelope::encode_reply(msg_id, &unique, Some(codec.encode_entity(&v)), None, true),

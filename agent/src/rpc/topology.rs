@@ -60,7 +60,12 @@ pub struct ConsumerSpec {
 }
 
 /// `_get_queue_arguments(rabbit_ha_queues, ttl, quorum, quorum_config, stream)`.
-fn queue_arguments(opts: &RabbitOptions, ttl_secs: u64, quorum: bool, stream: bool) -> BTreeMap<String, ArgValue> {
+fn queue_arguments(
+    opts: &RabbitOptions,
+    ttl_secs: u64,
+    quorum: bool,
+    stream: bool,
+) -> BTreeMap<String, ArgValue> {
     let mut args = BTreeMap::new();
     if opts.rabbit_ha_queues {
         args.insert("x-ha-policy".into(), ArgValue::Str("all".into()));
@@ -69,7 +74,10 @@ fn queue_arguments(opts: &RabbitOptions, ttl_secs: u64, quorum: bool, stream: bo
         args.insert("x-queue-type".into(), ArgValue::Str("quorum".into()));
         let limits = [
             ("x-delivery-limit", opts.rabbit_quorum_delivery_limit),
-            ("x-max-in-memory-length", opts.rabbit_quorum_max_memory_length),
+            (
+                "x-max-in-memory-length",
+                opts.rabbit_quorum_max_memory_length,
+            ),
             ("x-max-in-memory-bytes", opts.rabbit_quorum_max_memory_bytes),
         ];
         for (name, value) in limits {
@@ -109,7 +117,13 @@ pub fn durable(opts: &RabbitOptions) -> bool {
 /// The three consumers of an oslo RPC server for `topic` and `server`:
 /// the topic queue, the server queue and a fanout queue. `unique` makes
 /// the fanout queue's name (oslo uses a random uuid hex).
-pub fn rpc_server_consumers(opts: &RabbitOptions, exchange: &str, topic: &str, server: &str, unique: &str) -> Vec<ConsumerSpec> {
+pub fn rpc_server_consumers(
+    opts: &RabbitOptions,
+    exchange: &str,
+    topic: &str,
+    server: &str,
+    unique: &str,
+) -> Vec<ConsumerSpec> {
     let topic_consumer = |name: String| ConsumerSpec {
         exchange: exchange.to_owned(),
         exchange_type: ExchangeType::Topic,
@@ -125,7 +139,11 @@ pub fn rpc_server_consumers(opts: &RabbitOptions, exchange: &str, topic: &str, s
         delete_on_close: false,
     };
     let stream = opts.rabbit_stream_fanout;
-    let fanout_queue = if stream { format!("{topic}_fanout") } else { format!("{topic}_fanout_{unique}") };
+    let fanout_queue = if stream {
+        format!("{topic}_fanout")
+    } else {
+        format!("{topic}_fanout_{unique}")
+    };
     let fanout = ConsumerSpec {
         exchange: format!("{topic}_fanout"),
         exchange_type: ExchangeType::Fanout,
@@ -134,12 +152,21 @@ pub fn rpc_server_consumers(opts: &RabbitOptions, exchange: &str, topic: &str, s
         queue: fanout_queue,
         durable: opts.rabbit_transient_quorum_queue || stream,
         auto_delete: false,
-        arguments: queue_arguments(opts, opts.rabbit_transient_queues_ttl, opts.rabbit_transient_quorum_queue, stream),
+        arguments: queue_arguments(
+            opts,
+            opts.rabbit_transient_queues_ttl,
+            opts.rabbit_transient_quorum_queue,
+            stream,
+        ),
         routing_key: topic.to_owned(),
         consume_arguments: consume_arguments(opts, stream),
         delete_on_close: !stream,
     };
-    vec![topic_consumer(topic.to_owned()), topic_consumer(format!("{topic}.{server}")), fanout]
+    vec![
+        topic_consumer(topic.to_owned()),
+        topic_consumer(format!("{topic}.{server}")),
+        fanout,
+    ]
 }
 
 /// How casts are published: the control exchange as `topic_send` declares it.
@@ -155,7 +182,11 @@ pub struct PublishExchange {
 
 /// The exchange casts to the conductor go to.
 pub fn cast_exchange(opts: &RabbitOptions, exchange: &str) -> PublishExchange {
-    PublishExchange { name: exchange.to_owned(), durable: durable(opts), auto_delete: opts.amqp_auto_delete }
+    PublishExchange {
+        name: exchange.to_owned(),
+        durable: durable(opts),
+        auto_delete: opts.amqp_auto_delete,
+    }
 }
 
 #[cfg(test)]
@@ -176,17 +207,30 @@ mod tests {
         assert_eq!(c[2].exchange_type, ExchangeType::Fanout);
         assert!(c[2].exchange_auto_delete);
         assert_eq!(c[2].queue, "guestagent.g1_fanout_abc");
-        assert_eq!(c[2].arguments.get("x-expires"), Some(&ArgValue::Int(1_800_000)));
+        assert_eq!(
+            c[2].arguments.get("x-expires"),
+            Some(&ArgValue::Int(1_800_000))
+        );
         assert!(c[2].delete_on_close);
     }
 
     #[test]
     fn quorum_topic_queues_are_durable_with_limits() {
-        let opts = RabbitOptions { rabbit_quorum_queue: true, rabbit_quorum_delivery_limit: 5, ..Default::default() };
+        let opts = RabbitOptions {
+            rabbit_quorum_queue: true,
+            rabbit_quorum_delivery_limit: 5,
+            ..Default::default()
+        };
         let c = rpc_server_consumers(&opts, "trove", "t", "s", "u");
         assert!(c[0].durable && c[0].exchange_durable);
-        assert_eq!(c[0].arguments.get("x-queue-type"), Some(&ArgValue::Str("quorum".into())));
-        assert_eq!(c[0].arguments.get("x-delivery-limit"), Some(&ArgValue::Int(5)));
+        assert_eq!(
+            c[0].arguments.get("x-queue-type"),
+            Some(&ArgValue::Str("quorum".into()))
+        );
+        assert_eq!(
+            c[0].arguments.get("x-delivery-limit"),
+            Some(&ArgValue::Int(5))
+        );
         // Fanout queues follow rabbit_transient_quorum_queue, not rabbit_quorum_queue.
         assert!(!c[2].durable);
         assert!(!c[2].arguments.contains_key("x-queue-type"));
@@ -194,21 +238,41 @@ mod tests {
 
     #[test]
     fn ha_and_stream_fanout() {
-        let opts = RabbitOptions { rabbit_ha_queues: true, rabbit_stream_fanout: true, rabbit_qos_prefetch_count: 10, ..Default::default() };
+        let opts = RabbitOptions {
+            rabbit_ha_queues: true,
+            rabbit_stream_fanout: true,
+            rabbit_qos_prefetch_count: 10,
+            ..Default::default()
+        };
         let c = rpc_server_consumers(&opts, "trove", "t", "s", "u");
-        assert_eq!(c[0].arguments.get("x-ha-policy"), Some(&ArgValue::Str("all".into())));
+        assert_eq!(
+            c[0].arguments.get("x-ha-policy"),
+            Some(&ArgValue::Str("all".into()))
+        );
         assert_eq!(c[2].queue, "t_fanout");
-        assert_eq!(c[2].arguments.get("x-queue-type"), Some(&ArgValue::Str("stream".into())));
-        assert_eq!(c[2].arguments.get("x-max-age"), Some(&ArgValue::Str("1800s".into())));
+        assert_eq!(
+            c[2].arguments.get("x-queue-type"),
+            Some(&ArgValue::Str("stream".into()))
+        );
+        assert_eq!(
+            c[2].arguments.get("x-max-age"),
+            Some(&ArgValue::Str("1800s".into()))
+        );
         assert!(!c[2].arguments.contains_key("x-ha-policy"));
         assert!(c[2].durable);
         assert!(!c[2].delete_on_close);
-        assert_eq!(c[2].consume_arguments.get("x-stream-offset"), Some(&ArgValue::Str("last".into())));
+        assert_eq!(
+            c[2].consume_arguments.get("x-stream-offset"),
+            Some(&ArgValue::Str("last".into()))
+        );
     }
 
     #[test]
     fn ttl_zero_means_no_expiry() {
-        let opts = RabbitOptions { rabbit_transient_queues_ttl: 0, ..Default::default() };
+        let opts = RabbitOptions {
+            rabbit_transient_queues_ttl: 0,
+            ..Default::default()
+        };
         let c = rpc_server_consumers(&opts, "trove", "t", "s", "u");
         assert!(c[2].arguments.is_empty());
     }

@@ -17,21 +17,30 @@ use serde_json::json;
 
 fn parse_docker_time(text: &str) -> Option<SystemTime> {
     // 2026-11-22T15:40:46.123456789Z, via date(1) to keep this simple.
-    let out = std::process::Command::new("date").args(["-d", text, "+%s.%N"]).output().ok()?;
+    let out = std::process::Command::new("date")
+        .args(["-d", text, "+%s.%N"])
+        .output()
+        .ok()?;
     let secs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3);
     let mut results = Vec::new();
     for round in 1..=rounds {
         let ports = node_ports();
         let k2hr3 = K2hr3StandIn::start(&format!("bench{}", ports.0), ports).await;
         let queue = format!("conductor-{}", e2e_tests::guest_id());
         let setup = AgentSetup {
-            extra: format!("[DEFAULT]\nconductor_queue = {queue}\n[k2hdkc]\ndocker_image = {}\n", k2hdkc_image()),
+            extra: format!(
+                "[DEFAULT]\nconductor_queue = {queue}\n[k2hdkc]\ndocker_image = {}\n",
+                k2hdkc_image()
+            ),
             ..AgentSetup::new()
         };
         let (guest, key) = (setup.guest_id.clone(), setup.key.clone().unwrap());
@@ -45,21 +54,39 @@ async fn main() {
         let cast = Instant::now();
         trove.send(json!({"op": "cast", "method": "prepare", "kwargs": {"memory_mb": 1024, "packages": [], "databases": [], "users": [], "overrides": overrides}})).await;
         let healthy = conductor
-            .next_matching(Duration::from_secs(120), |v| v["method"] == "heartbeat" && v["kwargs"]["payload"]["service_status"] != "building")
+            .next_matching(Duration::from_secs(120), |v| {
+                v["method"] == "heartbeat" && v["kwargs"]["payload"]["service_status"] != "building"
+            })
             .await
             .expect("prepare ended");
         let prepare_ms = cast.elapsed().as_secs_f64() * 1000.0;
         let healthy_at = SystemTime::now();
-        assert_eq!(healthy["kwargs"]["payload"]["service_status"], "healthy", "{healthy}");
+        assert_eq!(
+            healthy["kwargs"]["payload"]["service_status"], "healthy",
+            "{healthy}"
+        );
         let chmpx = format!("k2hdkc-chmpx-{guest}");
-        let started = parse_docker_time(&docker(&["inspect", "-f", "{{.State.StartedAt}}", &chmpx])).expect("container start time");
-        let from_container_ms = healthy_at.duration_since(started).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(f64::NAN);
+        let started =
+            parse_docker_time(&docker(&["inspect", "-f", "{{.State.StartedAt}}", &chmpx]))
+                .expect("container start time");
+        let from_container_ms = healthy_at
+            .duration_since(started)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(f64::NAN);
 
         let ini = agent.mount_point.join("etc/k2hdkc.ini");
         let joined = Instant::now();
-        k2hr3.add_member("127.0.0.2", ports.0, "bench-new-member").await;
-        while !std::fs::read_to_string(&ini).unwrap_or_default().contains("bench-new-member") {
-            assert!(joined.elapsed() < Duration::from_secs(60), "membership never converged");
+        k2hr3
+            .add_member("127.0.0.2", ports.0, "bench-new-member")
+            .await;
+        while !std::fs::read_to_string(&ini)
+            .unwrap_or_default()
+            .contains("bench-new-member")
+        {
+            assert!(
+                joined.elapsed() < Duration::from_secs(60),
+                "membership never converged"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let converge_ms = joined.elapsed().as_secs_f64() * 1000.0;
@@ -67,7 +94,9 @@ async fn main() {
         println!("{r}");
         results.push(r);
 
-        trove.send(json!({"op": "call", "method": "stop_db", "kwargs": {}, "timeout": 60})).await;
+        trove
+            .send(json!({"op": "call", "method": "stop_db", "kwargs": {}, "timeout": 60}))
+            .await;
         for name in [chmpx, format!("k2hdkc-server-{guest}")] {
             docker(&["rm", "-f", &name]);
         }

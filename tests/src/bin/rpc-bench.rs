@@ -33,15 +33,33 @@ struct Client {
 
 impl Client {
     async fn connect(url: &str, guest_id: &str, key: &str) -> Arc<Client> {
-        let conn = Connection::connect(url, ConnectionProperties::default()).await.expect("connect to RabbitMQ");
+        let conn = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .expect("connect to RabbitMQ");
         let channel = conn.create_channel().await.unwrap();
         let reply_q = format!("reply_{}", uuid::Uuid::new_v4().simple());
         channel
-            .queue_declare(reply_q.clone().into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+            .queue_declare(
+                reply_q.clone().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
             .await
             .unwrap();
         let mut consumer = channel
-            .basic_consume(reply_q.clone().into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+            .basic_consume(
+                reply_q.clone().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
             .await
             .unwrap();
         let waiters: Waiters = Arc::default();
@@ -49,8 +67,15 @@ impl Client {
         tokio::spawn(async move {
             let _conn = conn;
             while let Some(Ok(d)) = consumer.next().await {
-                let Ok(outer) = serde_json::from_slice::<Value>(&d.data) else { continue };
-                let Some(inner) = outer["oslo.message"].as_str().and_then(|t| serde_json::from_str::<Value>(t).ok()) else { continue };
+                let Ok(outer) = serde_json::from_slice::<Value>(&d.data) else {
+                    continue;
+                };
+                let Some(inner) = outer["oslo.message"]
+                    .as_str()
+                    .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                else {
+                    continue;
+                };
                 if inner["ending"] != true {
                     continue;
                 }
@@ -60,7 +85,13 @@ impl Client {
                 }
             }
         });
-        Arc::new(Client { channel, reply_q, waiters, key: RpcKey::new(key), topic: format!("guestagent.{guest_id}") })
+        Arc::new(Client {
+            channel,
+            reply_q,
+            waiters,
+            key: RpcKey::new(key),
+            topic: format!("guestagent.{guest_id}"),
+        })
     }
 
     /// One `rpc_ping` call; `Ok(latency)` when answered `true` in time.
@@ -77,7 +108,13 @@ impl Client {
         self.waiters.lock().unwrap().insert(msg_id.clone(), tx);
         let started = Instant::now();
         self.channel
-            .basic_publish("trove".into(), self.topic.clone().into(), BasicPublishOptions::default(), body.as_bytes(), json_props())
+            .basic_publish(
+                "trove".into(),
+                self.topic.clone().into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                json_props(),
+            )
             .await
             .map_err(|e| e.to_string())?;
         let reply = match tokio::time::timeout(timeout, rx).await {
@@ -102,13 +139,19 @@ impl Client {
 
 /// kombu decodes a body only when it is labelled JSON, as oslo sends it.
 fn json_props() -> BasicProperties {
-    BasicProperties::default().with_content_type("application/json".into()).with_content_encoding("utf-8".into())
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_content_encoding("utf-8".into())
 }
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -135,16 +178,26 @@ async fn load(client: &Arc<Client>, callers: usize, seconds: f64) -> Value {
         errors += e;
     }
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p).ceil() as usize).saturating_sub(1)).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(f64::NAN);
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(f64::NAN)
+    };
     json!({"callers": callers, "calls": all.len(), "errors": errors, "p50_ms": pct(0.50), "p99_ms": pct(0.99), "per_second": all.len() as f64 / seconds})
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let split = args.iter().position(|a| a == "--").expect("usage: rpc-bench --label L --guest-id ID --key K [--seconds S] [--url U] -- CMD...");
+    let split = args.iter().position(|a| a == "--").expect(
+        "usage: rpc-bench --label L --guest-id ID --key K [--seconds S] [--url U] -- CMD...",
+    );
     let (opts, cmd) = (&args[1..split], &args[split + 1..]);
-    let get = |name: &str| opts.iter().position(|a| a == name).map(|i| opts[i + 1].clone());
+    let get = |name: &str| {
+        opts.iter()
+            .position(|a| a == name)
+            .map(|i| opts[i + 1].clone())
+    };
     let label = get("--label").unwrap_or_else(|| "agent".into());
     let guest_id = get("--guest-id").expect("--guest-id");
     let key = get("--key").expect("--key");
@@ -189,5 +242,9 @@ async fn main() {
 
 fn nix_kill(pid: u32) -> std::io::Result<()> {
     // SIGTERM through the kill(1) argv, not a shell string.
-    std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().map(|_| ())
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .map(|_| ())
 }
