@@ -14,9 +14,12 @@
 //! is locked` on sqlite, a duplicate key on MySQL), or both pass the `sent`
 //! check and the older status is saved last. The sender therefore spaces
 //! casts [`CAST_SPACING`] apart, and sends a cast that changed what the
-//! conductor knows (a new status, a backup's new state) once more
-//! [`CONFIRM_AFTER`] later with a fresh `sent`, unless a newer one of the
-//! same kind left meanwhile: whatever the race lost, the repeat stores.
+//! conductor knows (a new status, a backup's new state) again at each of
+//! [`CONFIRM_AT`] with a fresh `sent`, unless a newer one of the same kind
+//! left meanwhile: whatever the race lost, a repeat stores. There are two
+//! because the conductor checks `sent` before it saves, so a worker that
+//! stalls between the two (seen once in CI, on a loaded 2-core machine,
+//! with the first repeat already stored) saves the older status last.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -42,8 +45,9 @@ pub const CONDUCTOR_API_VERSION: &str = "1.0";
 /// heartbeat takes a conductor worker some milliseconds; this leaves
 /// room for a loaded one.
 pub const CAST_SPACING: Duration = Duration::from_millis(500);
-/// When a cast that changed something is repeated.
-pub const CONFIRM_AFTER: Duration = Duration::from_secs(2);
+/// When a cast that changed something is repeated, counted from when it
+/// first left.
+pub const CONFIRM_AT: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(8)];
 
 /// One cast, before serialization. `sent` is added when it leaves.
 #[derive(Debug, Clone)]
@@ -202,7 +206,9 @@ impl Sink for Publisher {
 struct Pacing {
     last_sent: Option<Instant>,
     said: HashMap<String, Map<String, Value>>,
-    due: HashMap<String, (Instant, Cast)>,
+    /// Per kind: when the next repeat is due, the cast, and which of
+    /// [`CONFIRM_AT`] it is.
+    due: HashMap<String, (Instant, Cast, usize)>,
 }
 
 impl Pacing {
@@ -213,14 +219,21 @@ impl Pacing {
         }
     }
 
-    /// After `cast` left at `now` (`repeat`: it was itself a repeat):
-    /// schedules its repeat if it changed what its kind says.
-    fn sent(&mut self, cast: &Cast, now: Instant, repeat: bool) {
+    /// After `cast` left at `now` (`repeat`: which of [`CONFIRM_AT`] it
+    /// was, if a repeat): schedules its next repeat, for a cast that
+    /// changed what its kind says.
+    fn sent(&mut self, cast: &Cast, now: Instant, repeat: Option<usize>) {
         self.last_sent = Some(now);
         let Some(kind) = &cast.kind else { return };
-        if !repeat && self.said.get(kind) != Some(&cast.args) {
-            self.due
-                .insert(kind.clone(), (now + CONFIRM_AFTER, cast.clone()));
+        let next = match repeat {
+            None if self.said.get(kind) != Some(&cast.args) => Some((now + CONFIRM_AT[0], 0)),
+            Some(n) if n + 1 < CONFIRM_AT.len() => {
+                Some((now + (CONFIRM_AT[n + 1] - CONFIRM_AT[n]), n + 1))
+            }
+            _ => None,
+        };
+        if let Some((at, n)) = next {
+            self.due.insert(kind.clone(), (at, cast.clone(), n));
         }
         self.said.insert(kind.clone(), cast.args.clone());
     }
@@ -229,8 +242,8 @@ impl Pacing {
     fn next_due(&self) -> Option<(String, Instant)> {
         self.due
             .iter()
-            .min_by_key(|(_, (at, _))| *at)
-            .map(|(k, (at, _))| (k.clone(), *at))
+            .min_by_key(|(_, (at, _, _))| *at)
+            .map(|(k, (at, _, _))| (k.clone(), *at))
     }
 }
 
@@ -248,25 +261,25 @@ async fn sender(
             // New casts first: one of them may supersede the repeat.
             biased;
             c = rx.recv(), if open => match c {
-                Some(c) => (c, false),
+                Some(c) => (c, None),
                 None => { open = false; continue; }
             },
             _ = async { tokio::time::sleep_until(due.as_ref().map_or_else(Instant::now, |d| d.1)).await }, if due.is_some() && open => {
                 let kind = due.map(|d| d.0).unwrap_or_default();
-                match pacing.due.remove(&kind) { Some((_, c)) => (c, true), None => continue }
+                match pacing.due.remove(&kind) { Some((_, c, n)) => (c, Some(n)), None => continue }
             }
             else => {
-                // Closed: the repeats still due leave now (shutdown is
-                // bounded by the caller's flush timeout).
+                // Closed: the repeats still due leave now, once (shutdown
+                // is bounded by the caller's flush timeout).
                 let Some((kind, _)) = due else { break };
-                match pacing.due.remove(&kind) { Some((_, c)) => (c, true), None => continue }
+                match pacing.due.remove(&kind) { Some((_, c, _)) => (c, Some(CONFIRM_AT.len())), None => continue }
             }
         };
         pacing.accept(&cast);
         if let Some(last) = pacing.last_sent {
             tokio::time::sleep_until(last + CAST_SPACING).await;
         }
-        publish(&cast, &target, &codec, &sink, repeat).await;
+        publish(&cast, &target, &codec, &sink, repeat.is_some()).await;
         pacing.sent(&cast, Instant::now(), repeat);
     }
 }
@@ -387,13 +400,23 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(10)).await;
         let hb = rec.heartbeats();
         let statuses: Vec<&str> = hb.iter().map(|(_, s, _)| s.as_str()).collect();
-        // building is superseded before its repeat is due; the failure is repeated.
-        assert_eq!(statuses, ["building", "failed to spawn", "failed to spawn"]);
+        // building is superseded before its repeat is due; the failure is
+        // repeated at each confirm delay, then no more.
+        assert_eq!(
+            statuses,
+            [
+                "building",
+                "failed to spawn",
+                "failed to spawn",
+                "failed to spawn"
+            ]
+        );
         assert!(hb[1].0 - hb[0].0 >= CAST_SPACING, "spaced");
         assert!(
-            hb[2].0 - hb[1].0 >= CONFIRM_AFTER,
-            "repeated after the confirm delay"
+            hb[2].0 - hb[1].0 >= CONFIRM_AT[0],
+            "repeated after the first confirm delay"
         );
+        assert!(hb[3].0 - hb[1].0 >= CONFIRM_AT[1], "and after the second");
         assert!(hb.windows(2).all(|w| w[1].2 > w[0].2), "sent grows: {hb:?}");
         drop(c);
         task.await.unwrap();
@@ -405,20 +428,20 @@ mod tests {
         c.heartbeat(ServiceStatus::Healthy);
         tokio::time::sleep(Duration::from_secs(5)).await;
         c.heartbeat(ServiceStatus::Healthy);
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(
             rec.heartbeats().len(),
             3,
-            "the first one repeated once, the same status again not"
+            "the same status again cancels the second repeat, and is not repeated"
         );
         c.heartbeat(ServiceStatus::Shutdown);
         tokio::time::sleep(Duration::from_secs(1)).await;
         c.heartbeat(ServiceStatus::Healthy);
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
         let statuses: Vec<String> = rec.heartbeats().into_iter().map(|(_, s, _)| s).collect();
         assert_eq!(
             statuses,
-            ["healthy", "healthy", "healthy", "shutdown", "healthy", "healthy"],
+            ["healthy", "healthy", "healthy", "shutdown", "healthy", "healthy", "healthy"],
             "no stale shutdown repeat after healthy"
         );
         drop(c);

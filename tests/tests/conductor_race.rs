@@ -6,7 +6,8 @@
 //! handled them at once, one lost its `conductor_lastseen` insert or saved
 //! out of order, and `building` stayed stored for good. Here each prepare
 //! ends within milliseconds, 20 times each way, and the stored status must
-//! be the end status every time, and still be it a while later.
+//! be the end status every time, and still be it once the agent's last
+//! confirmation has landed.
 
 use std::time::Duration;
 
@@ -50,7 +51,7 @@ async fn guest(cp: &mut ControlPlane, name: &str, fast_success: bool) -> Guest {
 
 async fn prepare_many(fast_success: bool, extdata_url: &str, expected: &str) {
     let mut cp = ControlPlane::start().await;
-    let mut stored = Vec::new();
+    let mut all = Vec::new();
     for batch in 0..REPEATS.div_ceil(AT_ONCE) {
         let mut guests = Vec::new();
         for i in 0..AT_ONCE.min(REPEATS - batch * AT_ONCE) {
@@ -81,20 +82,32 @@ async fn prepare_many(fast_success: bool, extdata_url: &str, expected: &str) {
                 );
             }
         }
-        // No older status lands after the end status: still stored later.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        for g in guests {
-            stored.push(cp.status(&g.id).await);
-            g.trove.quit().await;
-            g.agent.stop().await;
+        all.extend(guests);
+    }
+    // No older status lands after the end status: still stored once the
+    // agent's last confirmation has had time to land.
+    tokio::time::sleep(agent::conductor::CONFIRM_AT[1] + Duration::from_secs(3)).await;
+    let mut stored = Vec::new();
+    for g in &all {
+        stored.push(cp.status(&g.id).await);
+    }
+    if !stored.iter().all(|s| s == expected) {
+        let mut why = String::new();
+        for (g, s) in all.iter().zip(&stored).filter(|(_, s)| *s != expected) {
+            let row = cp.status_row(&g.id).await;
+            why.push_str(&format!("\ninstance {} stored {s:?}: {row}\n", g.id));
+            for l in cp.conductor_log().lines().filter(|l| l.contains(&g.id)) {
+                why.push_str(&format!("    {l}\n"));
+            }
         }
+        panic!("stored later: {stored:?}{why}");
+    }
+    for g in all {
+        g.trove.quit().await;
+        g.agent.stop().await;
     }
     cp.stop().await;
     assert_eq!(stored.len(), REPEATS);
-    assert!(
-        stored.iter().all(|s| s == expected),
-        "stored after 3 s: {stored:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
