@@ -15,8 +15,10 @@ use driver_api::request::{
 use driver_api::{Datastore, DatastoreError, ServiceStatus};
 
 pub mod chmpx;
+pub mod cluster;
 pub mod ini;
 pub mod k2hr3;
+pub mod merge;
 pub mod node;
 pub mod overrides;
 pub mod ring;
@@ -74,6 +76,8 @@ pub const DEFAULT_MOUNT_POINT: &str = "/var/lib/antpickax/k2hdkc";
 /// The K2HDKC driver.
 pub struct K2hdkc {
     node: node::Node,
+    /// Serializes the cluster's ring steps on this node.
+    ring_steps: tokio::sync::Mutex<()>,
 }
 
 impl K2hdkc {
@@ -87,6 +91,7 @@ impl K2hdkc {
         tracing::info!(cuk = %settings.cuk, image = %settings.image, "K2HDKC driver ready");
         Ok(Self {
             node: node::Node::new(settings, containers),
+            ring_steps: Default::default(),
         })
     }
 }
@@ -106,24 +111,38 @@ impl Datastore for K2hdkc {
     }
 
     async fn prepare(&self, request: &PrepareRequest) -> driver_api::Result<ServiceStatus> {
+        let member = request
+            .cluster_config
+            .as_ref()
+            .is_some_and(|c| !c.is_null());
         self.node
             .prepare(
                 request.config_contents.as_deref(),
                 request.overrides.as_ref(),
+                member,
             )
             .await?;
-        // A cluster member waits for cluster_complete before it reports healthy.
-        Ok(
-            if request
-                .cluster_config
-                .as_ref()
-                .is_some_and(|c| !c.is_null())
-            {
-                ServiceStatus::InstanceReady
-            } else {
-                ServiceStatus::Healthy
-            },
-        )
+        // A cluster member waits for cluster_complete before it reports
+        // healthy: the taskmanager puts it into the ring first.
+        Ok(if member {
+            ServiceStatus::InstanceReady
+        } else {
+            ServiceStatus::Healthy
+        })
+    }
+
+    async fn custom_method(
+        &self,
+        name: &str,
+        args: &serde_json::Map<String, serde_json::Value>,
+    ) -> driver_api::Result<serde_json::Value> {
+        if !cluster::is_ring_method(name) {
+            return Err(DatastoreError::NoSuchMethod(name.to_owned()));
+        }
+        // One ring step at a time on a node: they restart containers and
+        // read what the previous one left.
+        let _one = self.ring_steps.lock().await;
+        cluster::handle(&self.node, name, args).await
     }
 
     async fn restart(&self) -> driver_api::Result<()> {

@@ -15,6 +15,7 @@ use tokio::sync::Mutex;
 use crate::chmpx;
 use crate::ini;
 use crate::k2hr3::{self, ExtdataNames, K2hr3, RoleAccess};
+use crate::merge;
 use crate::overrides::Parameters;
 use crate::ring;
 use crate::settings::Settings;
@@ -44,6 +45,9 @@ fn host_tag() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_default()
 }
+/// How long a join may wait at `[ADD][Pending]` before the node merges
+/// the ring itself (AUTOMERGE starts a merge within a second).
+const PENDING_GRACE: Duration = Duration::from_secs(2);
 /// Grace for chmpx to leave on SIGINT.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -56,6 +60,10 @@ struct Saved {
     role_token: Option<String>,
     /// stop_db(do_not_start_on_reboot=True) was asked.
     stopped: bool,
+    /// A cluster member: its ring steps come from Trove's cluster
+    /// taskmanager, not from the node itself.
+    #[serde(default)]
+    member: bool,
 }
 
 /// The live node.
@@ -70,6 +78,19 @@ struct Live {
     chmpx_run: Option<String>,
 }
 
+/// This node as the ring steps of a cluster see it.
+#[derive(Debug, Clone)]
+pub struct RingView {
+    /// This node's CUK (its `[SVRNODE]` in the ini).
+    pub cuk: String,
+    /// This node's control address.
+    pub ctl: String,
+    /// The server control port the parameters give.
+    pub ctlport: u16,
+    /// The ini chmpx runs with.
+    pub facts: ini::IniFacts,
+}
+
 /// The K2HDKC node.
 pub struct Node {
     settings: Settings,
@@ -79,6 +100,8 @@ pub struct Node {
     /// Operations that start or stop containers on purpose, in progress:
     /// a new chmpx run then is not a crash.
     changing: std::sync::atomic::AtomicU32,
+    /// A cluster member (see [`Saved::member`]).
+    member: std::sync::atomic::AtomicBool,
 }
 
 /// Marks a deliberate container change for as long as it lives.
@@ -130,6 +153,7 @@ impl Node {
             http,
             live: Mutex::new(live),
             changing: Default::default(),
+            member: saved.member.into(),
         }
     }
 
@@ -173,10 +197,13 @@ impl Node {
 
     /// `prepare`: parameters, K2HR3 registration, ini, containers, wait
     /// for service. Safe to re-run.
+    /// A cluster `member` is ready once chmpx and k2hdkc run: the cluster
+    /// taskmanager puts it into the ring.
     pub async fn prepare(
         &self,
         config_contents: Option<&str>,
         overrides: Option<&Map<String, Value>>,
+        member: bool,
     ) -> Result<(), DatastoreError> {
         let base = match config_contents {
             Some(text) => Parameters::from_config_contents(text)
@@ -199,12 +226,14 @@ impl Node {
             }
         };
         let client = K2hr3::new(self.http_for(&params), access);
-        self.save(&params, Some(client.access()), false)?;
         {
             let mut live = self.live.lock().await;
             live.params = params.clone();
             live.k2hr3 = Some(client.clone());
         }
+        self.member
+            .store(member, std::sync::atomic::Ordering::SeqCst);
+        self.save(&params, Some(client.access()), false)?;
         self.join(&client, &params).await?;
         self.start_watcher().await;
         Ok(())
@@ -237,8 +266,10 @@ impl Node {
             .map_err(|e| failed("start chmpx", e))?;
 
         // A node that is not the first server waits for the first one, as
-        // the old image does, so the ring forms from one node.
-        let first = facts.servers.first().cloned();
+        // the old image does, so the ring forms from one node. Cluster
+        // members start together and are put into the ring afterwards.
+        let member = self.is_member();
+        let first = facts.servers.first().cloned().filter(|_| !member);
         if let Some(first) = first.filter(|f| f.cuk.as_deref() != Some(s.cuk.as_str())) {
             let port = first
                 .ctlport
@@ -253,9 +284,79 @@ impl Node {
             .run(&self.server_spec(params))
             .await
             .map_err(|e| failed("start k2hdkc", e))?;
-        self.wait_self_serving(params).await?;
+        if member {
+            self.wait_attached(params).await?;
+        } else {
+            self.wait_self_serving(params).await?;
+        }
         self.record_chmpx_run().await;
         Ok(())
+    }
+
+    /// Whether this node is a cluster member.
+    pub fn is_member(&self) -> bool {
+        self.member.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// This node as the cluster's ring steps see it.
+    pub async fn ring_view(&self) -> Result<RingView, DatastoreError> {
+        let params = self.live.lock().await.params.clone();
+        let text = std::fs::read_to_string(self.ini_path())
+            .map_err(|e| failed(&format!("read {}", self.ini_path().display()), e))?;
+        Ok(RingView {
+            cuk: self.settings.cuk.clone(),
+            ctl: self.ctl_addr(&params),
+            ctlport: params.server_ctlport,
+            facts: ini::facts(&text),
+        })
+    }
+
+    /// Restarts k2hdkc alone, chmpx running on: chmpx then marks this node
+    /// pending, so the next merge moves this node's new ranges to it
+    /// (CONTRACTS.md §7). Not a crash for the status rounds.
+    pub async fn reattach(&self) -> Result<(), DatastoreError> {
+        let _changing = self.changing();
+        let name = self.settings.server_container();
+        self.containers
+            .stop(&name, STOP_GRACE)
+            .await
+            .map_err(|e| failed("stop k2hdkc", e))?;
+        self.containers
+            .start(&name)
+            .await
+            .map_err(|e| failed("start k2hdkc", e))
+    }
+
+    /// Waits until chmpx is up with k2hdkc attached (`NoSuspend`),
+    /// whatever its place in the ring: what a cluster member needs before
+    /// the taskmanager puts it into the ring.
+    pub async fn wait_attached(&self, params: &Parameters) -> Result<(), DatastoreError> {
+        let addr = self.ctl_addr(params);
+        let deadline = Instant::now() + self.settings.startup_wait;
+        let mut last = String::from("no answer yet");
+        while Instant::now() < deadline {
+            match chmpx::self_status(&addr).await {
+                Ok(st) if st.live == "UP" && st.suspend == "NoSuspend" => {
+                    tracing::info!(status = %format!("[{}][{}][{}][{}][{}]", st.ring, st.live, st.action, st.merge, st.suspend), "chmpx up with k2hdkc attached");
+                    return Ok(());
+                }
+                Ok(st) => {
+                    last = format!(
+                        "[{}][{}][{}][{}][{}]",
+                        st.ring, st.live, st.action, st.merge, st.suspend
+                    )
+                }
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(failed(
+            "wait for k2hdkc to attach to chmpx",
+            format!(
+                "not attached after {:?}; last: {last}",
+                self.settings.startup_wait
+            ),
+        ))
     }
 
     /// Remembers the chmpx run this node just started, so that the first
@@ -358,10 +459,11 @@ impl Node {
         let addr = self.ctl_addr(params);
         let deadline = Instant::now() + self.settings.startup_wait;
         let mut asked = false;
+        let mut pending_since: Option<Instant> = None;
         let mut last = String::from("no answer yet");
         while Instant::now() < deadline {
             match chmpx::self_status(&addr).await {
-                Ok(st) if st.is_serving() => {
+                Ok(st) if st.is_serving() && st.merge != "Pending" => {
                     tracing::info!("this node serves: [SERVICE IN][UP][NoSuspend]");
                     return Ok(());
                 }
@@ -375,6 +477,29 @@ impl Node {
                             tracing::warn!(error = %e, "SERVICEIN refused; waiting");
                         }
                         asked = true;
+                    }
+                    // AUTOMERGE off (the shipped template): the join waits
+                    // at [ADD][Pending] for a merge, which AUTOMERGE would
+                    // have started within a second.
+                    let pending =
+                        st.ring == "SERVICE IN" && st.action == "ADD" && st.merge == "Pending";
+                    match (pending, pending_since) {
+                        (true, None) => pending_since = Some(Instant::now()),
+                        (true, Some(t)) if t.elapsed() >= PENDING_GRACE => {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            tracing::info!("the join waits at [ADD][Pending] (AUTOMERGE off): merging the ring");
+                            merge::merge_ring(
+                                &addr,
+                                &[],
+                                params.server_ctlport,
+                                merge::MergeBounds::within(left),
+                            )
+                            .await
+                            .map_err(|e| failed("merge the ring after SERVICEIN", e))?;
+                            pending_since = None;
+                        }
+                        (false, _) => pending_since = None,
+                        _ => {}
                     }
                     last = format!(
                         "[{}][{}][{}][{}][{}]",
@@ -838,6 +963,7 @@ impl Node {
             role_yrn: access.map(|a| a.role_yrn.clone()),
             role_token: access.map(|a| a.role_token.clone()),
             stopped,
+            member: self.is_member(),
         };
         store_saved(&self.settings.state_dir, &saved).map_err(|e| failed("save node state", e))
     }

@@ -139,7 +139,7 @@ up() {
 
     step "K2HR3 stand-in on $BOX_GATEWAY:$BOX_K2HR3_PORT"
     spawn k2hr3 "$PEER_PYTHON" tests/standins/k2hr3/k2hr3_standin.py --role box \
-        --listen "$BOX_GATEWAY:$BOX_K2HR3_PORT"
+        --listen "$BOX_GATEWAY:$BOX_K2HR3_PORT" --automerge off
     wait_http "http://$BOX_GATEWAY:$BOX_K2HR3_PORT/_standin/calls" 20 k2hr3
     grep -m1 '^{' "$BOX_DIR/logs/k2hr3.log" >"$BOX_DIR/k2hr3.json"
 

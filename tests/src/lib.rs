@@ -577,8 +577,17 @@ pub struct K2hr3StandIn {
 }
 
 impl K2hr3StandIn {
-    /// Starts one for a cluster on these ports.
+    /// Starts one for a cluster on these ports (template AUTOMERGE on).
     pub async fn start(cluster: &str, ports: (u16, u16, u16)) -> K2hr3StandIn {
+        Self::start_with(cluster, ports, true).await
+    }
+
+    /// Starts one whose template has AUTOMERGE `automerge`.
+    pub async fn start_with(
+        cluster: &str,
+        ports: (u16, u16, u16),
+        automerge: bool,
+    ) -> K2hr3StandIn {
         let mut child = Command::new(peer_python())
             .arg(repo_root().join("tests/standins/k2hr3/k2hr3_standin.py"))
             .args([
@@ -596,6 +605,8 @@ impl K2hr3StandIn {
                 &ports.1.to_string(),
                 "--slave-ctlport",
                 &ports.2.to_string(),
+                "--automerge",
+                if automerge { "on" } else { "off" },
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

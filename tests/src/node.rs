@@ -61,12 +61,17 @@ pub fn epoch_now() -> f64 {
 }
 
 /// A node on the k2hdkc test image with `extra` agent config appended;
-/// not prepared yet.
+/// not prepared yet. Its K2HR3 template has AUTOMERGE on.
 pub async fn node(extra: &str) -> Node {
+    node_with(extra, true).await
+}
+
+/// [`node`] whose K2HR3 template has AUTOMERGE `automerge`.
+pub async fn node_with(extra: &str, automerge: bool) -> Node {
     let image = k2hdkc_image();
     let ports = node_ports();
     let cluster = format!("c{}", ports.0);
-    let k2hr3 = K2hr3StandIn::start(&cluster, ports).await;
+    let k2hr3 = K2hr3StandIn::start_with(&cluster, ports, automerge).await;
     let queue = format!("conductor-{}", crate::guest_id());
     let setup = AgentSetup {
         extra: format!("[DEFAULT]\nconductor_queue = {queue}\n[k2hdkc]\ndocker_image = {image}\nstartup_wait = 30\nk2hr3_poll_interval_ms = 500\n{extra}"),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use e2e_tests::docker;
-use e2e_tests::node::{node, restart_agent};
+use e2e_tests::node::{node, node_with, restart_agent};
 use e2e_tests::node_ports;
 use serde_json::{json, Value};
 
@@ -481,6 +481,46 @@ async fn stop_db_for_good_keeps_the_node_down_across_an_agent_restart() {
         "{{.Names}} {{.Status}}",
     ]);
     assert_eq!(first.as_deref(), Some("shutdown"), "containers: {states}");
+    assert!(
+        n.containers().iter().all(|l| !l.ends_with("running")),
+        "{:?}",
+        n.containers()
+    );
+    n.cleanup().await;
+}
+
+/// With the template packaging/k2hr3 ships (AUTOMERGE off, so that the
+/// cluster's merges are the agent's to run), a lone node's SERVICEIN
+/// leaves it at [ADD][Pending]: the agent merges it in and it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_node_with_automerge_off_is_merged_in_and_serves() {
+    let mut n = node_with("", false).await;
+    assert_eq!(n.prepare().await["ok"], true);
+    let end = n
+        .heartbeat(Duration::from_secs(90), |s| s != "building")
+        .await;
+    assert_eq!(end.as_deref(), Some("healthy"), "prepare ends healthy");
+    let on_disk = std::fs::read_to_string(n.config_dir.join("k2hdkc.ini")).unwrap();
+    assert!(
+        on_disk.contains("AUTOMERGE              = off"),
+        "{on_disk}"
+    );
+    let ctl = format!("127.0.0.1:{}", n.ports.1);
+    let st = datastore::chmpx::self_status(&ctl).await.unwrap();
+    assert_eq!(
+        (
+            st.ring.as_str(),
+            st.live.as_str(),
+            st.action.as_str(),
+            st.merge.as_str(),
+            st.suspend.as_str()
+        ),
+        ("SERVICE IN", "UP", "n/a", "Nothing", "NoSuspend"),
+        "merged in: {st:?}"
+    );
+    // It leaves as cleanly: out of the ring before its containers stop.
+    let r = n.trove.call("stop_db", json!({}), 60, false).await;
+    assert_eq!(r["ok"], true, "{r}");
     assert!(
         n.containers().iter().all(|l| !l.ends_with("running")),
         "{:?}",

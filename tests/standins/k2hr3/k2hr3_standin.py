@@ -6,6 +6,7 @@ api_resource, api_extdata), with state in memory.
   k2hr3_standin.py --listen 127.0.0.1:0 --tenant T --role NAME
                    [--role-token TOKEN] [--server-port 8020]
                    [--server-ctlport 8021] [--slave-ctlport 8031]
+                   [--automerge on|off]
 
 Prints one JSON line when ready: url, role_yrn, resource_yrn, role_token,
 extdata_url.
@@ -84,7 +85,7 @@ def render_ini(cfg, hosts):
         "MQRWTIMEOUT            = 500",
         "MQRETRYCNT             = 10000",
         "MQACK                  = no",
-        "AUTOMERGE              = on",
+        "AUTOMERGE              = %s" % cfg.automerge,
         "DOMERGE                = on",
         "MERGETIMEOUT           = 0",
         "SOCKTHREADCNT          = 8",
@@ -242,6 +243,9 @@ def main():
     p.add_argument("--server-port", type=int, default=8020)
     p.add_argument("--server-ctlport", type=int, default=8021)
     p.add_argument("--slave-ctlport", type=int, default=8031)
+    p.add_argument("--automerge", choices=("on", "off"), default="on",
+                   help="the template's AUTOMERGE; off as packaging/k2hr3 ships it, "
+                        "where the agent and the cluster taskmanager run the merges")
     cfg = p.parse_args()
     host, port = cfg.listen.rsplit(":", 1)
     server = ThreadingHTTPServer((host, int(port)), Handler)

@@ -101,6 +101,8 @@ pub struct Node {
     ring: Status,
     attached: bool,
     attached_since: Option<Instant>,
+    /// A k2hdkc has attached before (a later attach is a restart).
+    was_attached: bool,
     out_by_command: bool,
     /// `SUSPENDMERGE` is in force (chmpx `is_auto_merge_suspend`).
     merge_suspended: bool,
@@ -191,6 +193,7 @@ impl Node {
             ring,
             attached: false,
             attached_since: None,
+            was_attached: false,
             out_by_command: false,
             merge_suspended: false,
             timer: None,
@@ -231,6 +234,14 @@ impl Node {
             self.attached_since = attached.then_some(now);
             self.last_update = SystemTime::now();
             crate::msg!("k2hdkc {}; status now {}", if attached { "attached" } else { "detached" }, self.status().line());
+            // A k2hdkc restarted on a node in service: chmpx marks the node
+            // pending, so the next merge brings it the ranges it owns now
+            // (CONTRACTS.md §7: "restart k2hdkc on each remaining node (each
+            // goes [n/a][Pending])").
+            if attached && self.was_attached && self.me.server && self.ring == st(Ring::In, true, Action::NoAct, Op::Nothing) {
+                self.set(st(Ring::In, true, Action::NoAct, Op::Pending), "k2hdkc attached again");
+            }
+            self.was_attached |= attached;
         }
         if let Some((at, next)) = self.timer {
             if now >= at {
@@ -831,6 +842,27 @@ mod tests {
         say(&mut n, "MERGE", t);
         n.tick(t + Duration::from_secs(6), true);
         assert!(self_line(&mut n, t).contains("[ADD][Done]"));
+        say(&mut n, "COMPMERGE", t);
+        assert!(self_line(&mut n, t).contains("[SERVICE IN][UP][n/a][Nothing][NoSuspend]"));
+    }
+
+    #[test]
+    fn a_restarted_k2hdkc_leaves_the_node_pending_for_the_next_merge() {
+        let mut n = node(&SERVER_INI.replace("AUTOMERGE           = on", "AUTOMERGE = off"));
+        let t = Instant::now();
+        n.tick(t, true);
+        say(&mut n, "SERVICEIN", t);
+        say(&mut n, "MERGE", t);
+        n.tick(t + Duration::from_secs(1), true);
+        say(&mut n, "COMPMERGE", t);
+        assert!(self_line(&mut n, t).contains("[SERVICE IN][UP][n/a][Nothing][NoSuspend]"));
+        n.tick(t + Duration::from_secs(2), false);
+        assert!(self_line(&mut n, t).contains("[SERVICE IN][UP][n/a][Nothing][Suspend]"), "k2hdkc stopped");
+        n.tick(t + Duration::from_secs(3), true);
+        assert!(self_line(&mut n, t).contains("[SERVICE IN][UP][n/a][Pending][NoSuspend]"), "attached again: pending");
+        say(&mut n, "MERGE", t);
+        n.tick(t + Duration::from_secs(4), true);
+        assert!(self_line(&mut n, t).contains("[n/a][Done]"));
         say(&mut n, "COMPMERGE", t);
         assert!(self_line(&mut n, t).contains("[SERVICE IN][UP][n/a][Nothing][NoSuspend]"));
     }

@@ -1,0 +1,380 @@
+//! The ring steps Trove's k2hdkc cluster taskmanager asks a member for
+//! (`packaging/trove/src/trove_k2hdkc/cluster/guestagent.py`): custom
+//! guest methods, each a typed request with a bounded wait, each answering
+//! a JSON object.
+//!
+//! | method                     | does                                               |
+//! |----------------------------|----------------------------------------------------|
+//! | `k2hdkc_ring_status`       | this node's CUK and ring name, `ALLSTATUS`, ini CUKs |
+//! | `k2hdkc_ring_converge`     | waits until the ini lists exactly the given CUKs   |
+//! | `k2hdkc_ring_service_in`   | `SERVICEIN` of this node, until the ring shows it  |
+//! | `k2hdkc_ring_service_out`  | `SERVICEOUT` of a member, in the ini's grammar     |
+//! | `k2hdkc_ring_reattach`     | restarts k2hdkc so chmpx marks this node pending   |
+//! | `k2hdkc_ring_merge`        | merges the whole ring and waits ([`crate::merge`]) |
+//!
+//! The order that keeps every key (CONTRACTS.md §7) is the taskmanager's:
+//! these steps do one thing each and say what they saw.
+
+use std::time::{Duration, Instant};
+
+use driver_api::DatastoreError;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::chmpx::{self, ChmpxError};
+use crate::merge;
+use crate::node::{Node, RingView};
+
+/// The longest wait a caller may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+/// The wait when the caller names none.
+const DEFAULT_WAIT: Duration = Duration::from_secs(120);
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(250);
+/// How long one control command may take (a merging chmpx answers late).
+const SLOW_ANSWER: Duration = Duration::from_secs(10);
+
+const NOT_ALLOWED: &str = "ERROR: Could not change status, because status is not allowed.";
+const OPERATING: &str = "ERROR: Could not change status, because server is operating now.";
+const ALREADY_OUT: &str = "SUCCEED: Already server has been SERVICEOUT.";
+
+/// Every method's bound: `timeout` in seconds.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Bound {
+    timeout: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Converge {
+    cuks: Vec<String>,
+    timeout: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceOut {
+    cuk: String,
+    timeout: Option<u64>,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(
+    method: &str,
+    args: &Map<String, Value>,
+) -> Result<T, DatastoreError> {
+    serde_json::from_value(Value::Object(args.clone()))
+        .map_err(|e| DatastoreError::BadRequest(format!("{method}: {e}")))
+}
+
+fn bound(timeout: Option<u64>) -> Result<Duration, DatastoreError> {
+    let d = timeout.map(Duration::from_secs).unwrap_or(DEFAULT_WAIT);
+    if d.is_zero() || d > MAX_WAIT {
+        return Err(DatastoreError::BadRequest(format!(
+            "timeout must be between 1 and {} seconds",
+            MAX_WAIT.as_secs()
+        )));
+    }
+    Ok(d)
+}
+
+/// Whether `name` is one of this module's methods.
+pub fn is_ring_method(name: &str) -> bool {
+    name.starts_with("k2hdkc_ring_")
+}
+
+/// Runs one ring step on `node`.
+pub async fn handle(
+    node: &Node,
+    method: &str,
+    args: &Map<String, Value>,
+) -> Result<Value, DatastoreError> {
+    if !node.is_member() && method != "k2hdkc_ring_status" {
+        return Err(DatastoreError::Conflict(format!(
+            "{method}: this instance was not prepared as a cluster member"
+        )));
+    }
+    let started = Instant::now();
+    let out = match method {
+        "k2hdkc_ring_status" => {
+            parse::<Bound>(method, args)?;
+            status(&node.ring_view().await?).await
+        }
+        "k2hdkc_ring_converge" => {
+            let req: Converge = parse(method, args)?;
+            converge(node, &req.cuks, bound(req.timeout)?).await
+        }
+        "k2hdkc_ring_service_in" => {
+            let req: Bound = parse(method, args)?;
+            service_in(&node.ring_view().await?, bound(req.timeout)?).await
+        }
+        "k2hdkc_ring_service_out" => {
+            let req: ServiceOut = parse(method, args)?;
+            service_out(&node.ring_view().await?, &req.cuk, bound(req.timeout)?).await
+        }
+        "k2hdkc_ring_reattach" => {
+            let req: Bound = parse(method, args)?;
+            reattach(node, bound(req.timeout)?).await
+        }
+        "k2hdkc_ring_merge" => {
+            let req: Bound = parse(method, args)?;
+            ring_merge(&node.ring_view().await?, bound(req.timeout)?).await
+        }
+        other => return Err(DatastoreError::NoSuchMethod(other.to_owned())),
+    };
+    match &out {
+        Ok(v) => {
+            tracing::info!(method, seconds = started.elapsed().as_secs_f64(), result = %v, "ring step done")
+        }
+        Err(e) => {
+            tracing::error!(method, seconds = started.elapsed().as_secs_f64(), error = %e, "ring step failed")
+        }
+    }
+    out
+}
+
+fn describe(s: &chmpx::NodeStatus) -> String {
+    format!(
+        "[{}][{}][{}][{}][{}]",
+        s.ring, s.live, s.action, s.merge, s.suspend
+    )
+}
+
+fn ini_cuks(view: &RingView) -> Vec<String> {
+    view.facts
+        .servers
+        .iter()
+        .filter_map(|n| n.cuk.clone())
+        .collect()
+}
+
+async fn status(view: &RingView) -> Result<Value, DatastoreError> {
+    let servers = chmpx::all_status_within(&view.ctl, SLOW_ANSWER)
+        .await
+        .map_err(|e| DatastoreError::failed("read ALLSTATUS", e))?;
+    let name = view
+        .facts
+        .servers
+        .iter()
+        .find(|n| n.cuk.as_deref() == Some(view.cuk.as_str()))
+        .map(|n| n.name.clone())
+        .unwrap_or_default();
+    Ok(json!({
+        "cuk": view.cuk,
+        "name": name,
+        "ini_cuks": ini_cuks(view),
+        "servers": servers.iter().map(|s| json!({
+            "name": s.name, "cuk": s.cuk, "seed": s.custom_id_seed,
+            "status": describe(&s.status),
+            "ring": s.status.ring, "live": s.status.live, "action": s.status.action,
+            "merge": s.status.merge, "suspend": s.status.suspend,
+            "enable_hash": s.hashes.0, "pending_hash": s.hashes.1,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+async fn converge(node: &Node, cuks: &[String], within: Duration) -> Result<Value, DatastoreError> {
+    let mut want: Vec<String> = cuks.to_vec();
+    want.sort();
+    want.dedup();
+    if want.is_empty() {
+        return Err(DatastoreError::BadRequest(
+            "k2hdkc_ring_converge: no CUK given".into(),
+        ));
+    }
+    let deadline = Instant::now() + within;
+    loop {
+        let mut have = ini_cuks(&node.ring_view().await?);
+        have.sort();
+        if have == want {
+            return Ok(json!({ "cuks": have }));
+        }
+        if Instant::now() >= deadline {
+            return Err(DatastoreError::failed(
+                "wait for k2hdkc.ini to list the cluster's members",
+                format!("after {within:?} it lists {have:?}, not {want:?} (K2HR3 registrations not visible yet?)"),
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Sends `command` to `addr` until chmpx takes it: a merging ring refuses
+/// with "operating", a busy chmpx answers late.
+async fn send_until(
+    addr: &str,
+    command: &str,
+    deadline: Instant,
+) -> Result<String, DatastoreError> {
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match chmpx::command_within(addr, command, SLOW_ANSWER).await {
+            Ok(r) if r.trim_start().starts_with(OPERATING) => last = r.trim().to_owned(),
+            Ok(r) => return Ok(r.trim().to_owned()),
+            Err(e @ ChmpxError::Timeout(..)) => last = e.to_string(),
+            Err(e) => {
+                return Err(DatastoreError::failed(
+                    format!("send {command} to {addr}"),
+                    e,
+                ))
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Err(DatastoreError::failed(
+        format!("send {command} to {addr}"),
+        format!("not taken in time; last: {last}"),
+    ))
+}
+
+async fn self_status(view: &RingView) -> Result<chmpx::NodeStatus, DatastoreError> {
+    chmpx::command_within(&view.ctl, "SELFSTATUS", SLOW_ANSWER)
+        .await
+        .and_then(|r| chmpx::parse_selfstatus(&r))
+        .map_err(|e| DatastoreError::failed("read SELFSTATUS", e))
+}
+
+async fn service_in(view: &RingView, within: Duration) -> Result<Value, DatastoreError> {
+    let deadline = Instant::now() + within;
+    let st = self_status(view).await?;
+    if st.ring == "SERVICE IN" {
+        return Ok(json!({ "status": describe(&st), "reply": "already in the ring" }));
+    }
+    let reply = send_until(&view.ctl, "SERVICEIN", deadline).await?;
+    if !reply.starts_with("SUCCEED") && !reply.starts_with(NOT_ALLOWED) {
+        return Err(DatastoreError::failed("SERVICEIN", reply));
+    }
+    loop {
+        let st = self_status(view).await?;
+        if st.ring == "SERVICE IN" {
+            return Ok(json!({ "status": describe(&st), "reply": reply }));
+        }
+        if Instant::now() >= deadline {
+            return Err(DatastoreError::failed(
+                "SERVICEIN",
+                format!("`{reply}`, but still {} after {within:?}", describe(&st)),
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn service_out(
+    view: &RingView,
+    cuk: &str,
+    within: Duration,
+) -> Result<Value, DatastoreError> {
+    let deadline = Instant::now() + within;
+    let node = view
+        .facts
+        .servers
+        .iter()
+        .find(|n| n.cuk.as_deref() == Some(cuk))
+        .ok_or_else(|| {
+            DatastoreError::BadRequest(format!(
+                "k2hdkc_ring_service_out: no server with CUK {cuk} in this node's k2hdkc.ini"
+            ))
+        })?;
+    let ctlport = node.ctlport.or(view.facts.ctlport).unwrap_or(view.ctlport);
+    let arg = chmpx::serviceout_argument(view.facts.id_type, node, ctlport)
+        .map_err(|e| DatastoreError::failed("build SERVICEOUT", e))?;
+    let command = format!("SERVICEOUT {arg}");
+    let reply = send_until(&view.ctl, &command, deadline).await?;
+    let took = reply.starts_with("SUCCEED") || reply.starts_with(ALREADY_OUT);
+    // Refused as "not allowed": fine when it is already on its way out.
+    if !took && !reply.starts_with(NOT_ALLOWED) {
+        return Err(DatastoreError::failed(format!("`{command}`"), reply));
+    }
+    loop {
+        let servers = chmpx::all_status_within(&view.ctl, SLOW_ANSWER)
+            .await
+            .unwrap_or_default();
+        let it = servers
+            .iter()
+            .find(|s| s.is(view.facts.id_type, node, ctlport));
+        if let Some(s) = it {
+            if s.status.ring == "SERVICE OUT" || s.status.action == "DELETE" {
+                return Ok(
+                    json!({ "command": command, "reply": reply, "status": describe(&s.status) }),
+                );
+            }
+        }
+        if Instant::now() >= deadline {
+            let seen = it
+                .map(|s| describe(&s.status))
+                .unwrap_or_else(|| "not listed".into());
+            return Err(DatastoreError::failed(
+                format!("`{command}`"),
+                format!("`{reply}`, but the ring shows it {seen} after {within:?}"),
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn reattach(node: &Node, within: Duration) -> Result<Value, DatastoreError> {
+    let deadline = Instant::now() + within;
+    node.reattach().await?;
+    let view = node.ring_view().await?;
+    loop {
+        match self_status(&view).await {
+            Ok(st) if st.live == "UP" && st.suspend == "NoSuspend" => {
+                return Ok(json!({ "status": describe(&st) }))
+            }
+            Ok(st) if Instant::now() >= deadline => {
+                return Err(DatastoreError::failed(
+                    "restart k2hdkc",
+                    format!("not attached again after {within:?}: {}", describe(&st)),
+                ))
+            }
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            _ => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+async fn ring_merge(view: &RingView, within: Duration) -> Result<Value, DatastoreError> {
+    let others: Vec<String> = view
+        .facts
+        .servers
+        .iter()
+        .filter(|n| n.cuk.as_deref() != Some(view.cuk.as_str()))
+        .map(|n| {
+            format!(
+                "{}:{}",
+                n.name,
+                n.ctlport.or(view.facts.ctlport).unwrap_or(view.ctlport)
+            )
+        })
+        .collect();
+    let report = merge::merge_ring(
+        &view.ctl,
+        &others,
+        view.ctlport,
+        merge::MergeBounds::within(within),
+    )
+    .await
+    .map_err(|e| DatastoreError::failed("merge the ring", e))?;
+    serde_json::to_value(report).map_err(|e| DatastoreError::failed("report the merge", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_typed_and_bounded() {
+        let args = |v: Value| v.as_object().unwrap().clone();
+        assert!(parse::<Converge>("m", &args(json!({"cuks": ["a"], "timeout": 5}))).is_ok());
+        let e = parse::<Converge>("m", &args(json!({"cuks": "a"}))).unwrap_err();
+        assert!(e.to_string().contains("m: invalid type"), "{e}");
+        assert!(
+            parse::<Bound>("m", &args(json!({"timeout": 5, "extra": 1}))).is_err(),
+            "unknown fields refused"
+        );
+        assert!(bound(Some(0)).is_err());
+        assert!(bound(Some(7200)).is_err());
+        assert_eq!(bound(None).unwrap(), DEFAULT_WAIT);
+        assert!(is_ring_method("k2hdkc_ring_merge") && !is_ring_method("prepare"));
+    }
+}

@@ -1,0 +1,434 @@
+//! Merging the whole ring so every key sits on its owner (CONTRACTS.md §7).
+//!
+//! Measured on the real chmpx: reads go to a key's primary owner only, and
+//! a merge moves data only into servers that are `[Pending]` when it
+//! starts. A membership change therefore ends with every server of the
+//! ring pending (the joining one by `SERVICEIN`, the others by a k2hdkc
+//! restart, the leaving one by `SERVICEOUT`), then `MERGE`, a wait until
+//! every server is `[Done]`, and `COMPMERGE`. This module runs that last
+//! part and watches it through `ALLSTATUS`, which has no progress counter:
+//! the merge is over when no server shows Pending, Doing or Done and every
+//! server's Enable hash equals its Pending hash.
+//!
+//! chmpx answers its control port seconds late while it merges: a slow
+//! answer is a busy server, never a dead one. A merge that stays `[Doing]`
+//! beyond [`MergeBounds::stuck_after`] is aborted (`ABORTMERGE`, which
+//! freed the hung join measured in §7) and started again, at most
+//! [`MergeBounds::repairs`] times.
+//!
+//! The real chmpx spreads `MERGE`, `COMPMERGE` and `ABORTMERGE` to the
+//! whole ring from the server that takes them; each command is also sent
+//! to every server whose own status asks for it, which a server that
+//! already took it refuses harmlessly.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::chmpx::{self, ChmpxError, ServerStatus};
+
+/// How often the ring is looked at.
+const POLL: Duration = Duration::from_millis(250);
+/// How long one control command may take during a merge.
+const SLOW_ANSWER: Duration = Duration::from_secs(10);
+/// The least time between two sends of the same command.
+const RESEND_AFTER: Duration = Duration::from_secs(2);
+/// How long the ring must look settled, twice in a row, to be merged.
+const SETTLED_FOR: Duration = Duration::from_secs(1);
+/// When nothing to merge ever showed: statuses reach `ALLSTATUS` through
+/// status notices, so a change just made may show a moment later.
+const NOTHING_SHOWED_AFTER: Duration = Duration::from_secs(3);
+
+/// The bounds of one merge.
+#[derive(Debug, Clone, Copy)]
+pub struct MergeBounds {
+    /// The whole merge, repairs included.
+    pub total: Duration,
+    /// A server `[Doing]` this long is stuck.
+    pub stuck_after: Duration,
+    /// How many stuck merges are aborted and started again.
+    pub repairs: usize,
+}
+
+impl MergeBounds {
+    /// Bounds from the caller's total: a stuck merge is one that takes a
+    /// quarter of it (at least 30 s).
+    pub fn within(total: Duration) -> MergeBounds {
+        MergeBounds {
+            total,
+            stuck_after: (total / 4).max(Duration::from_secs(30)),
+            repairs: 2,
+        }
+    }
+}
+
+/// How a merge went.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct MergeReport {
+    /// Seconds from start to a settled ring.
+    pub seconds: f64,
+    /// The commands sent, in order, with where and the reply.
+    pub commands: Vec<String>,
+    /// What was repaired (a stuck merge aborted and started again).
+    pub repairs: Vec<String>,
+    /// Whether any server had something to merge.
+    pub merged: bool,
+}
+
+/// Why the ring did not merge.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// No server of the ring answers `ALLSTATUS`.
+    #[error("no server of the ring answers ALLSTATUS: {0}")]
+    NoAnswer(String),
+    /// Not settled in time.
+    #[error(
+        "the ring did not finish merging within {bound:?}; last seen: {last}; repairs: {repairs:?}"
+    )]
+    Timeout {
+        /// The bound.
+        bound: Duration,
+        /// The servers as last seen.
+        last: String,
+        /// The repairs tried.
+        repairs: Vec<String>,
+    },
+    /// Stuck again after every repair.
+    #[error("the merge stayed stuck at [Doing] on {server} after {repairs} repairs (ABORTMERGE and MERGE); last seen: {last}")]
+    Stuck {
+        /// The server.
+        server: String,
+        /// How many repairs were tried.
+        repairs: usize,
+        /// The servers as last seen.
+        last: String,
+    },
+}
+
+/// One server of the ring, as `ALLSTATUS` shows it, with where its own
+/// control port is.
+fn control_addr(s: &ServerStatus, default_ctlport: u16) -> String {
+    format!("{}:{}", s.name, s.ctlport.unwrap_or(default_ctlport))
+}
+
+/// One line per server: name, status, hashes.
+pub fn describe(servers: &[ServerStatus]) -> String {
+    servers
+        .iter()
+        .map(|s| {
+            format!(
+                "{} [{}][{}][{}][{}][{}] hash {}/{}",
+                s.name,
+                s.status.ring,
+                s.status.live,
+                s.status.action,
+                s.status.merge,
+                s.status.suspend,
+                s.hashes.0,
+                s.hashes.1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What the ring asks for next.
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    /// Nothing pending, no merge running, hashes agree.
+    Settled,
+    /// Some server is pending and none is merging: start the merge.
+    Start,
+    /// Some server is merging.
+    Merging,
+    /// Every server that merged is done: complete it.
+    Complete,
+}
+
+fn phase(servers: &[ServerStatus]) -> Phase {
+    let has = |m: &str| servers.iter().any(|s| s.status.merge == m);
+    if has("Doing") {
+        Phase::Merging
+    } else if has("Pending") {
+        Phase::Start
+    } else if has("Done") {
+        Phase::Complete
+    } else if servers.iter().all(|s| s.hashes.0 == s.hashes.1) {
+        Phase::Settled
+    } else {
+        // Hashes still differ with no status asking for anything: the
+        // status notices are on their way.
+        Phase::Merging
+    }
+}
+
+/// Merges the ring `coordinator` (a control address) belongs to, within
+/// `bounds`. `others` are further control addresses to read `ALLSTATUS`
+/// from when the coordinator answers late.
+pub async fn merge_ring(
+    coordinator: &str,
+    others: &[String],
+    default_ctlport: u16,
+    bounds: MergeBounds,
+) -> Result<MergeReport, MergeError> {
+    let start = Instant::now();
+    let deadline = start + bounds.total;
+    let mut report = MergeReport::default();
+    let mut last_sent: Vec<(String, Instant)> = Vec::new();
+    let mut doing_since: Option<(String, Instant)> = None;
+    let mut settled_since: Option<Instant> = None;
+    let mut last = String::from("nothing read yet");
+    let readers: Vec<String> = std::iter::once(coordinator.to_owned())
+        .chain(others.iter().cloned())
+        .collect();
+
+    loop {
+        if Instant::now() >= deadline {
+            return Err(MergeError::Timeout {
+                bound: bounds.total,
+                last,
+                repairs: report.repairs,
+            });
+        }
+        let servers = match read_ring(&readers).await {
+            Ok(s) => s,
+            Err(ReadError::Busy(why)) => {
+                // A merging chmpx answers late: wait, do not give up.
+                last = why;
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            Err(ReadError::None(why)) => return Err(MergeError::NoAnswer(why)),
+        };
+        last = describe(&servers);
+        let now = Instant::now();
+        let phase = phase(&servers);
+        if phase != Phase::Settled {
+            settled_since = None;
+            report.merged = true;
+        }
+        match phase {
+            Phase::Settled => {
+                let since = *settled_since.get_or_insert(now);
+                let long_enough = now.duration_since(since) >= SETTLED_FOR;
+                if long_enough
+                    && (report.merged || now.duration_since(start) >= NOTHING_SHOWED_AFTER)
+                {
+                    report.seconds = start.elapsed().as_secs_f64();
+                    tracing::info!(seconds = report.seconds, merged = report.merged, repairs = report.repairs.len(), ring = %last, "ring merged");
+                    return Ok(report);
+                }
+            }
+            Phase::Start => {
+                doing_since = None;
+                // The down servers pending deletion take the merge from
+                // the coordinator; live pending ones from themselves.
+                let mut targets = vec![coordinator.to_owned()];
+                for s in servers
+                    .iter()
+                    .filter(|s| s.status.merge == "Pending" && s.status.live == "UP")
+                {
+                    targets.push(control_addr(s, default_ctlport));
+                }
+                send_each(&targets, "MERGE", &mut last_sent, &mut report).await;
+            }
+            Phase::Complete => {
+                doing_since = None;
+                let mut targets = vec![coordinator.to_owned()];
+                for s in servers
+                    .iter()
+                    .filter(|s| s.status.merge == "Done" && s.status.live == "UP")
+                {
+                    targets.push(control_addr(s, default_ctlport));
+                }
+                send_each(&targets, "COMPMERGE", &mut last_sent, &mut report).await;
+            }
+            Phase::Merging => {
+                let Some(doing) = servers.iter().find(|s| s.status.merge == "Doing") else {
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                };
+                let since = match &doing_since {
+                    Some((name, t)) if *name == doing.name => *t,
+                    _ => {
+                        doing_since = Some((doing.name.clone(), now));
+                        now
+                    }
+                };
+                if now.duration_since(since) >= bounds.stuck_after {
+                    if report.repairs.len() >= bounds.repairs {
+                        return Err(MergeError::Stuck {
+                            server: doing.name.clone(),
+                            repairs: report.repairs.len(),
+                            last,
+                        });
+                    }
+                    let what = format!(
+                        "{} stayed [Doing] for {:.0} s: ABORTMERGE, then MERGE again",
+                        doing.name,
+                        now.duration_since(since).as_secs_f64()
+                    );
+                    tracing::warn!(ring = %last, "{what}");
+                    report.repairs.push(what);
+                    let mut targets = vec![coordinator.to_owned()];
+                    for s in servers
+                        .iter()
+                        .filter(|s| s.status.merge == "Doing" && s.status.live == "UP")
+                    {
+                        targets.push(control_addr(s, default_ctlport));
+                    }
+                    last_sent.clear();
+                    send_each(&targets, "ABORTMERGE", &mut last_sent, &mut report).await;
+                    doing_since = None;
+                }
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+enum ReadError {
+    /// Some server answered late: the ring is busy.
+    Busy(String),
+    /// Nothing listens.
+    None(String),
+}
+
+/// `ALLSTATUS` from the first reader that answers in time.
+async fn read_ring(readers: &[String]) -> Result<Vec<ServerStatus>, ReadError> {
+    let mut late = Vec::new();
+    let mut refused = Vec::new();
+    for addr in readers {
+        match chmpx::all_status_within(addr, SLOW_ANSWER).await {
+            Ok(s) if !s.is_empty() => return Ok(s),
+            Ok(_) => late.push(format!("{addr}: empty ALLSTATUS")),
+            Err(e @ ChmpxError::Timeout(..)) => late.push(e.to_string()),
+            Err(e) => refused.push(e.to_string()),
+        }
+    }
+    if late.is_empty() {
+        Err(ReadError::None(refused.join("; ")))
+    } else {
+        Err(ReadError::Busy(late.join("; ")))
+    }
+}
+
+/// Sends `command` to each target (once per [`RESEND_AFTER`] each),
+/// recording replies. Refusals are expected: a server that already took
+/// the ring's command says it cannot change its status now.
+async fn send_each(
+    targets: &[String],
+    command: &str,
+    last_sent: &mut Vec<(String, Instant)>,
+    report: &mut MergeReport,
+) {
+    let mut seen = Vec::new();
+    for addr in targets {
+        if seen.contains(addr) {
+            continue;
+        }
+        seen.push(addr.clone());
+        let key = format!("{command} {addr}");
+        if last_sent
+            .iter()
+            .any(|(k, t)| *k == key && t.elapsed() < RESEND_AFTER)
+        {
+            continue;
+        }
+        last_sent.retain(|(k, _)| *k != key);
+        last_sent.push((key, Instant::now()));
+        let reply = match chmpx::command_within(addr, command, SLOW_ANSWER).await {
+            Ok(r) => r.trim().to_owned(),
+            Err(e) => e.to_string(),
+        };
+        tracing::info!(server = %addr, command, reply = %reply, "merge step");
+        report.commands.push(format!("{command} @ {addr}: {reply}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chmpx::NodeStatus;
+
+    fn server(name: &str, status: &str, hashes: (&str, &str)) -> ServerStatus {
+        let parts: Vec<&str> = status
+            .trim_matches(|c| c == '[' || c == ']')
+            .split("][")
+            .collect();
+        ServerStatus {
+            name: name.into(),
+            ctlport: Some(8021),
+            cuk: String::new(),
+            custom_id_seed: String::new(),
+            status: NodeStatus {
+                ring: parts[0].into(),
+                live: parts[1].into(),
+                action: parts[2].into(),
+                merge: parts[3].into(),
+                suspend: parts[4].into(),
+            },
+            hashes: (hashes.0.into(), hashes.1.into()),
+        }
+    }
+
+    #[test]
+    fn phases_follow_the_statuses_and_hashes() {
+        let ok = ("0x1", "0x1");
+        let serving = |n| server(n, "[SERVICE IN][UP][n/a][Nothing][NoSuspend]", ok);
+        assert_eq!(phase(&[serving("a"), serving("b")]), Phase::Settled);
+        assert_eq!(
+            phase(&[
+                serving("a"),
+                server("b", "[SERVICE IN][UP][ADD][Pending][NoSuspend]", ok)
+            ]),
+            Phase::Start
+        );
+        assert_eq!(
+            phase(&[
+                server("a", "[SERVICE IN][UP][n/a][Done][NoSuspend]", ok),
+                server("b", "[SERVICE IN][UP][ADD][Doing][NoSuspend]", ok)
+            ]),
+            Phase::Merging
+        );
+        assert_eq!(
+            phase(&[
+                server("a", "[SERVICE IN][UP][n/a][Done][NoSuspend]", ok),
+                serving("b")
+            ]),
+            Phase::Complete
+        );
+        assert_eq!(
+            phase(&[
+                serving("a"),
+                server(
+                    "b",
+                    "[SERVICE IN][UP][n/a][Nothing][NoSuspend]",
+                    ("0x1", "0x2")
+                )
+            ]),
+            Phase::Merging,
+            "hashes still differ"
+        );
+        // A down server pending deletion is merged too.
+        assert_eq!(
+            phase(&[
+                serving("a"),
+                server("b", "[SERVICE IN][DOWN][DELETE][Pending][NoSuspend]", ok)
+            ]),
+            Phase::Start
+        );
+    }
+
+    #[test]
+    fn stuck_bound_is_a_quarter_of_the_total_at_least_30_s() {
+        assert_eq!(
+            MergeBounds::within(Duration::from_secs(600)).stuck_after,
+            Duration::from_secs(150)
+        );
+        assert_eq!(
+            MergeBounds::within(Duration::from_secs(60)).stuck_after,
+            Duration::from_secs(30)
+        );
+    }
+}
