@@ -420,6 +420,135 @@ mod tests {
         );
     }
 
+    /// A two-server ring behind one control port, as `ALLSTATUS` shows
+    /// it: both pending; MERGE takes both to Doing, which turns Done after
+    /// a few reads unless the ring is set to stick once (the hung join of
+    /// §7) until ABORTMERGE; COMPMERGE ends it.
+    struct FakeRing {
+        state: std::sync::Mutex<(&'static str, usize, bool)>,
+        commands: std::sync::Mutex<Vec<String>>,
+    }
+
+    async fn serve(ring: std::sync::Arc<FakeRing>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 256];
+                let n = s.read(&mut buf).await.unwrap();
+                let cmd = String::from_utf8_lossy(&buf[..n]).trim().to_owned();
+                let reply = {
+                    let mut st = ring.state.lock().unwrap();
+                    if cmd != "ALLSTATUS" {
+                        ring.commands.lock().unwrap().push(cmd.clone());
+                    }
+                    match cmd.as_str() {
+                        "MERGE" if st.0 == "Pending" => {
+                            *st = ("Doing", 0, st.2);
+                            "SUCCEED\n".to_owned()
+                        }
+                        "ABORTMERGE" => {
+                            *st = ("Pending", 0, false);
+                            "SUCCEED\n".to_owned()
+                        }
+                        "COMPMERGE" if st.0 == "Done" => {
+                            *st = ("Nothing", 0, false);
+                            "SUCCEED\n".to_owned()
+                        }
+                        "ALLSTATUS" => {
+                            if st.0 == "Doing" && !st.2 {
+                                st.1 += 1;
+                                if st.1 >= 3 {
+                                    st.0 = "Done";
+                                }
+                            }
+                            let block = |i: usize, name: &str| {
+                                format!("No.{i}\n  Server Name = {name}\n    Control Port = 8021\n    CUK = c{i}\n    Custom ID Seed = s{i}\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][n/a][{}][NoSuspend])\n    Enable Hash Value = 0x1\n    Pending Hash Value = 0x1\n", st.0)
+                            };
+                            format!("RING Name = c1\n{}{}", block(1, "127.0.0.1"), block(2, "127.0.0.1"))
+                        }
+                        _ => "ERROR: Could not change status, because some servers could not be changed its status now.\n".to_owned(),
+                    }
+                };
+                s.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        addr
+    }
+
+    fn fake(stick: bool) -> std::sync::Arc<FakeRing> {
+        std::sync::Arc::new(FakeRing {
+            state: std::sync::Mutex::new(("Pending", 0, stick)),
+            commands: Default::default(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_pending_ring_is_merged_then_completed() {
+        let ring = fake(false);
+        let addr = serve(ring.clone()).await;
+        let report = merge_ring(
+            &addr,
+            &[],
+            8021,
+            MergeBounds::within(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+        assert!(report.merged && report.repairs.is_empty(), "{report:?}");
+        let cmds = ring.commands.lock().unwrap().clone();
+        assert_eq!(cmds.first().map(String::as_str), Some("MERGE"), "{cmds:?}");
+        assert!(cmds.contains(&"COMPMERGE".to_owned()), "{cmds:?}");
+        assert!(!cmds.contains(&"ABORTMERGE".to_owned()), "{cmds:?}");
+        assert_eq!(ring.state.lock().unwrap().0, "Nothing");
+    }
+
+    #[tokio::test]
+    async fn a_merge_stuck_at_doing_is_aborted_and_started_again() {
+        let ring = fake(true);
+        let addr = serve(ring.clone()).await;
+        let bounds = MergeBounds {
+            total: Duration::from_secs(60),
+            stuck_after: Duration::from_secs(1),
+            repairs: 2,
+        };
+        let report = merge_ring(&addr, &[], 8021, bounds).await.unwrap();
+        assert_eq!(report.repairs.len(), 1, "{report:?}");
+        assert!(report.repairs[0].contains("stayed [Doing]"), "{report:?}");
+        let cmds = ring.commands.lock().unwrap().clone();
+        let order: Vec<&str> = cmds
+            .iter()
+            .map(String::as_str)
+            .filter(|c| *c != "COMPMERGE")
+            .collect();
+        assert!(
+            order
+                .windows(3)
+                .any(|w| w == ["MERGE", "ABORTMERGE", "MERGE"]),
+            "{cmds:?}"
+        );
+        assert_eq!(ring.state.lock().unwrap().0, "Nothing");
+    }
+
+    #[tokio::test]
+    async fn a_merge_that_sticks_after_every_repair_fails_naming_the_server() {
+        let ring = fake(true);
+        let addr = serve(ring.clone()).await;
+        let bounds = MergeBounds {
+            total: Duration::from_secs(60),
+            stuck_after: Duration::from_secs(1),
+            repairs: 0,
+        };
+        let e = merge_ring(&addr, &[], 8021, bounds).await.unwrap_err();
+        assert!(matches!(e, MergeError::Stuck { .. }), "{e}");
+        assert!(
+            e.to_string().contains("127.0.0.1") && e.to_string().contains("[Doing]"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn stuck_bound_is_a_quarter_of_the_total_at_least_30_s() {
         assert_eq!(

@@ -1,0 +1,76 @@
+# Sourced by the box's drivers (tests/cluster): the real `openstack` CLI on
+# a box that is up, and waits that poll trove-api directly with the CLI's
+# token (a CLI run costs about 2 s of imports, which would blur timings).
+#
+#   source tests/box/cli.sh; box_cli_init
+#   os database cluster list        the CLI, bounded
+#   api_get clusters/ID             trove-api's JSON, or "gone" / "HTTP nnn"
+#   wait_until "cluster_task ID" NONE 300   until a command prints WANT (a glob)
+#   k2hr3_hosts                     the addresses registered in the K2HR3 role
+
+now() { date +%s.%N; }
+since() { python3 -c 'import sys; print("%.1f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$1" "$(now)"; }
+
+box_cli_init() {
+    # shellcheck disable=SC1091
+    source "$BOX_DIR/demo-openrc"
+    PEER_BIN=$(cd .venv/bin && pwd)
+    k2hr3=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$BOX_DIR/k2hr3.json")
+    extdata=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["extdata_url"])' "$BOX_DIR/k2hr3.json")
+    token=$(os token issue -f value -c id)
+    api="http://127.0.0.1:${BOX_TROVE_PORT:-8779}/v1.0/$(os token issue -f value -c project_id)"
+    net_id=$(os network show k2hdkc-box -f value -c id 2>/dev/null || true)
+    [ -n "$net_id" ] || { echo "the network k2hdkc-box is not there (openstack network show)" >&2; return 1; }
+}
+
+os() { timeout 180 "$PEER_BIN/openstack" "$@"; }
+
+api_get() {  # PATH under the tenant's API: the JSON, or "gone" (404), or "HTTP nnn"
+    local out
+    out=$(curl -s --max-time 10 -H "X-Auth-Token: $token" -w '\n%{http_code}' "$api/$1") || { echo "?"; return; }
+    case ${out##*$'\n'} in
+        404) echo gone ;;
+        200) printf '%s\n' "${out%$'\n'*}" ;;
+        *) echo "HTTP ${out##*$'\n'}" ;;
+    esac
+}
+
+instance_state() {  # INSTANCE: "status/operating_status", or "gone"
+    local j
+    j=$(api_get "instances/$1")
+    case $j in \{*) python3 -c 'import json,sys; i=json.loads(sys.argv[1])["instance"]; print("%s/%s" % (i["status"], i.get("operating_status", "")))' "$j" ;; *) echo "$j" ;; esac
+}
+
+cluster_task() {  # CLUSTER: its task name (NONE when idle), or "gone"
+    local j
+    j=$(api_get "clusters/$1")
+    case $j in \{*) python3 -c 'import json,sys; print(json.loads(sys.argv[1])["cluster"]["task"]["name"])' "$j" ;; *) echo "$j" ;; esac
+}
+
+cluster_members() {  # CLUSTER: "id status/operating_status" per member
+    local j id
+    j=$(api_get "clusters/$1")
+    case $j in \{*) ;; *) return 0 ;; esac
+    for id in $(python3 -c 'import json,sys; print(" ".join(i["id"] for i in json.loads(sys.argv[1])["cluster"]["instances"]))' "$j"); do
+        echo "$id $(instance_state "$id")"
+    done
+}
+
+wait_until() {  # COMMAND WANT SECONDS: until COMMAND prints WANT (a glob); prints the last output
+    local cmd=$1 want=$2 secs=$3 out="" end
+    end=$(( $(date +%s) + secs ))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        out=$(eval "$cmd")
+        # shellcheck disable=SC2053
+        if [[ $out == $want ]]; then printf '%s\n' "$out"; return 0; fi
+        sleep 0.5
+    done
+    printf '%s (after %s s)\n' "$out" "$secs"
+    return 1
+}
+
+k2hr3_hosts() {  # the addresses registered in the K2HR3 role now
+    curl -s --max-time 10 "$k2hr3/_standin/calls" | python3 -c '
+import json, sys
+print(" ".join(sorted({h["ip"] for h in json.load(sys.stdin)["hosts"]})))'
+}
