@@ -25,6 +25,8 @@ const START: &str = "prepare-start";
 const END: &str = "prepare-end";
 const REQUEST: &str = "prepare-request.json";
 const FAILED: &str = "prepare-failed";
+/// A cluster member prepared, waiting for `cluster_complete`.
+const AWAITING_CLUSTER: &str = "cluster-pending";
 
 /// A prepare under way, as kept on disk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +111,23 @@ impl Journal {
     pub fn complete(&self) -> std::io::Result<()> {
         std::fs::write(self.path(END), format!("{}\n", now_epoch()))?;
         remove(&self.path(REQUEST))
+    }
+
+    /// Prepare left a cluster member ready (`instance ready`): until
+    /// `cluster_complete`, that is its status, as upstream's
+    /// `end_install(post_processing=True)` leaves it.
+    pub fn await_cluster(&self, waiting: bool) -> std::io::Result<()> {
+        if waiting {
+            std::fs::create_dir_all(&self.dir)?;
+            std::fs::write(self.path(AWAITING_CLUSTER), format!("{}\n", now_epoch()))
+        } else {
+            remove(&self.path(AWAITING_CLUSTER))
+        }
+    }
+
+    /// Whether a cluster member still waits for `cluster_complete`.
+    pub fn awaiting_cluster(&self) -> bool {
+        self.path(AWAITING_CLUSTER).exists()
     }
 
     /// Prepare failed for `cause` (must hold no secret).

@@ -220,7 +220,14 @@ impl Manager {
             }
             return;
         }
-        let status = self.datastore.status().await;
+        // A cluster member says `instance ready` until cluster_complete:
+        // its ring is the taskmanager's to form, and the taskmanager waits
+        // for exactly that status.
+        let status = if self.journal.awaiting_cluster() {
+            ServiceStatus::InstanceReady
+        } else {
+            self.datastore.status().await
+        };
         self.report(status);
     }
 
@@ -354,6 +361,9 @@ impl Manager {
             }
             GuestMethod::ClusterComplete => {
                 let status = self.datastore.cluster_complete().await.map_err(trove)?;
+                if let Err(e) = self.journal.await_cluster(false) {
+                    tracing::error!(error = %e, "could not clear the cluster-pending marker");
+                }
                 self.report(status);
                 Ok(Value::Null)
             }
@@ -481,6 +491,9 @@ impl Manager {
         };
         match outcome {
             Ok(status) => {
+                if let Err(e) = self.journal.await_cluster(status == ServiceStatus::InstanceReady) {
+                    tracing::error!(error = %e, "could not write the cluster-pending marker");
+                }
                 if let Err(e) = self.journal.complete() {
                     tracing::error!(error = %e, "could not write the prepare-end marker; a restarted agent would prepare again");
                 }
