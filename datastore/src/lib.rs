@@ -48,6 +48,8 @@ pub const OPTIONS: &[&str] = &[
     "ignore_users",
     "cluster_support",
     "min_cluster_member_count",
+    "cluster_merge_timeout",
+    "cluster_member_timeout",
     "api_strategy",
     "taskmanager_strategy",
     "guestagent_strategy",

@@ -83,13 +83,14 @@ def test_options_resolve_with_the_agents_defaults(fresh):
     assert fresh["replication_namespace"] is None
     assert fresh["root_controller"] is None
     assert fresh["root_on_create"] is False
-    assert fresh["cluster_support"] is False
+    assert fresh["cluster_support"] is True
     assert fresh["database_service_uid"] == "1001"
     assert fresh["config_dir"] == "/etc/antpickax"
     assert fresh["k2hr3_poll_interval_ms"] == 2000
-    # no cluster strategy options until the strategies exist
-    for name in ("api_strategy", "taskmanager_strategy", "guestagent_strategy"):
-        assert name not in fresh["names"]
+    # the cluster strategies and their options (tests/test_cluster.py)
+    for name in ("api_strategy", "taskmanager_strategy", "guestagent_strategy",
+                 "min_cluster_member_count", "cluster_merge_timeout", "cluster_member_timeout"):
+        assert name in fresh["names"]
 
 
 def test_registry_ext_parser_and_notification_id(fresh):
@@ -187,7 +188,7 @@ def test_unsupported_operations_are_refused_by_trove():
     with pytest.raises(exception.DatastoreOperationNotSupported):
         ext_service.RootController().load_root_controller("k2hdkc")
     assert ext_service.RootController().load_root_controller("mysql") is not None  # the control
-    assert strategy.load_taskmanager_strategy("k2hdkc") is None
+    assert type(strategy.load_taskmanager_strategy("k2hdkc")).__name__ == "K2hdkcTaskManagerStrategy"
 
 
 def test_registry_ext_names_a_class_that_refuses_to_run():

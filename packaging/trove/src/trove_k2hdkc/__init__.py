@@ -38,6 +38,18 @@ NOTIFICATION_SERVICE_ID = "e70f0f22-50c6-469d-90d5-efc2a270a0e4"
 #: slave control), as the configuration template's defaults.
 CHMPX_PORTS = (8020, 8021, 8031)
 
+#: The cluster strategies (``[k2hdkc] api_strategy`` and the others): the
+#: three modules of :mod:`trove_k2hdkc.cluster`, laid out as Trove's own.
+CLUSTER_STRATEGIES = {
+    "api": "trove_k2hdkc.cluster.api.K2hdkcAPIStrategy",
+    "taskmanager": "trove_k2hdkc.cluster.taskmanager.K2hdkcTaskManagerStrategy",
+    "guestagent": "trove_k2hdkc.cluster.guestagent.K2hdkcGuestAgentStrategy",
+}
+
+#: Fewest members of a k2hdkc cluster: K2HDKC keeps each key on its owner
+#: and one more server (``REPLICA = 1``), so a ring needs two servers.
+MIN_CLUSTER_MEMBERS = 2
+
 #: Where the guest mounts the data volume (the agent's default).
 MOUNT_POINT = "/var/lib/antpickax/k2hdkc"
 

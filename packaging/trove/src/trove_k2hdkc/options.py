@@ -3,8 +3,10 @@
 Two kinds of options share the group, as Trove's own datastore groups do:
 
 - what the Trove control plane reads through ``CONF.get(manager)`` for a
-  k2hdkc instance (security group ports, volume, replication, root,
-  clusters, backups);
+  k2hdkc instance or cluster (security group ports, volume, replication,
+  root, backups; clusters: ``cluster_support``, the three ``*_strategy``
+  classes, ``min_cluster_member_count`` and the ring step timeouts
+  ``cluster_merge_timeout`` and ``cluster_member_timeout``);
 - what the K2HDKC guest agent reads from the same group in
   ``trove-guestagent.conf`` (image, K2HR3 access, timings). Trove's
   processes never read these; registering them documents them
@@ -12,11 +14,14 @@ Two kinds of options share the group, as Trove's own datastore groups do:
   ``[k2hdkc]`` text serve both files.
 
 Every name here is one the agent accepts (``datastore/src/lib.rs``
-``OPTIONS``), and the defaults are the agent's.
+``OPTIONS``), so one ``[k2hdkc]`` text serves both files; the defaults of
+the agent's options are the agent's.
 """
 
 from trove_k2hdkc import CHMPX_PORTS
+from trove_k2hdkc import CLUSTER_STRATEGIES
 from trove_k2hdkc import MANAGER
+from trove_k2hdkc import MIN_CLUSTER_MEMBERS
 from trove_k2hdkc import MOUNT_POINT
 
 
@@ -65,9 +70,30 @@ def build(ports_type=None):
                         "DatastoreOperationNotSupported (K2HDKC has no root user)."),
         cfg.BoolOpt("root_on_create", default=False,
                     help="Enable root at instance creation (not a K2HDKC concept)."),
-        cfg.BoolOpt("cluster_support", default=False,
-                    help="Whether clusters of this datastore can be created. Off until "
-                         "the k2hdkc cluster strategies exist."),
+        cfg.BoolOpt("cluster_support", default=True,
+                    help="Whether clusters of this datastore can be created (openstack "
+                         "database cluster create). The members form one K2HDKC ring; "
+                         "see the api_strategy, taskmanager_strategy and "
+                         "guestagent_strategy options."),
+        cfg.StrOpt("api_strategy", default=CLUSTER_STRATEGIES["api"],
+                   help="Class that validates and starts k2hdkc cluster create, grow, "
+                        "shrink and restart requests in trove-api."),
+        cfg.StrOpt("taskmanager_strategy", default=CLUSTER_STRATEGIES["taskmanager"],
+                   help="Class that runs the k2hdkc cluster ring steps in "
+                        "trove-taskmanager."),
+        cfg.StrOpt("guestagent_strategy", default=CLUSTER_STRATEGIES["guestagent"],
+                   help="Class of the guest RPC client with the k2hdkc_ring_* calls."),
+        cfg.IntOpt("min_cluster_member_count", default=MIN_CLUSTER_MEMBERS, min=MIN_CLUSTER_MEMBERS,
+                   help="Fewest members a k2hdkc cluster may have, at create and after a "
+                        "shrink. K2HDKC keeps every key on two servers (REPLICA = 1), so "
+                        "fewer than %d is refused." % MIN_CLUSTER_MEMBERS),
+        cfg.IntOpt("cluster_merge_timeout", default=600, min=1, max=3600,
+                   help="Seconds one whole-ring merge (k2hdkc_ring_merge) may take during "
+                        "cluster create, grow and shrink. The RPC waits a little longer."),
+        cfg.IntOpt("cluster_member_timeout", default=120, min=1, max=3600,
+                   help="Seconds any other ring step on one member may take "
+                        "(k2hdkc_ring_converge, service in/out, reattach, leaving the "
+                        "K2HR3 role at shrink, a restart). The RPC waits a little longer."),
         # --- read by the guest agent (trove-guestagent.conf) ---------------
         cfg.StrOpt("docker_image", default="antpickax/k2hdkc",
                    help="The k2hdkc server image. Without a tag, the datastore version "
