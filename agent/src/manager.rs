@@ -491,7 +491,10 @@ impl Manager {
         };
         match outcome {
             Ok(status) => {
-                if let Err(e) = self.journal.await_cluster(status == ServiceStatus::InstanceReady) {
+                if let Err(e) = self
+                    .journal
+                    .await_cluster(status == ServiceStatus::InstanceReady)
+                {
                     tracing::error!(error = %e, "could not write the cluster-pending marker");
                 }
                 if let Err(e) = self.journal.complete() {

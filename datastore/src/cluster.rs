@@ -6,7 +6,7 @@
 //! | method                     | does                                               |
 //! |----------------------------|----------------------------------------------------|
 //! | `k2hdkc_ring_status`       | this node's CUK and ring name, `ALLSTATUS`, ini CUKs |
-//! | `k2hdkc_ring_converge`     | waits until the ini lists exactly the given CUKs   |
+//! | `k2hdkc_ring_converge`     | waits until the ini lists exactly the given CUKs, and chmpx sees them all UP |
 //! | `k2hdkc_ring_service_in`   | `SERVICEIN` of this node, until the ring shows it  |
 //! | `k2hdkc_ring_service_out`  | `SERVICEOUT` of a member, in the ini's grammar     |
 //! | `k2hdkc_ring_reattach`     | restarts k2hdkc so chmpx marks this node pending   |
@@ -183,16 +183,48 @@ async fn converge(node: &Node, cuks: &[String], within: Duration) -> Result<Valu
         ));
     }
     let deadline = Instant::now() + within;
-    loop {
-        let mut have = ini_cuks(&node.ring_view().await?);
+    let view = loop {
+        let view = node.ring_view().await?;
+        let mut have = ini_cuks(&view);
         have.sort();
         if have == want {
-            return Ok(json!({ "cuks": have }));
+            break view;
         }
         if Instant::now() >= deadline {
             return Err(DatastoreError::failed(
                 "wait for k2hdkc.ini to list the cluster's members",
                 format!("after {within:?} it lists {have:?}, not {want:?} (K2HR3 registrations not visible yet?)"),
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    // Then until this chmpx has reached every one of them: a SERVICEIN
+    // sent before that finds "no server on RING", and each node would
+    // form a ring of its own (seen on the real chmpx).
+    let mut last;
+    loop {
+        match chmpx::all_status_within(&view.ctl, SLOW_ANSWER).await {
+            Ok(servers) => {
+                let down: Vec<&str> = want
+                    .iter()
+                    .filter(|c| {
+                        !servers
+                            .iter()
+                            .any(|s| s.cuk == **c && s.status.live == "UP")
+                    })
+                    .map(String::as_str)
+                    .collect();
+                if down.is_empty() {
+                    return Ok(json!({ "cuks": want, "ring": merge::describe(&servers) }));
+                }
+                last = format!("not UP yet: {down:?}; ring: {}", merge::describe(&servers));
+            }
+            Err(e) => last = e.to_string(),
+        }
+        if Instant::now() >= deadline {
+            return Err(DatastoreError::failed(
+                "wait for chmpx to reach every member",
+                format!("after {within:?}: {last}"),
             ));
         }
         tokio::time::sleep(POLL).await;
@@ -334,22 +366,27 @@ async fn reattach(node: &Node, within: Duration) -> Result<Value, DatastoreError
 }
 
 async fn ring_merge(view: &RingView, within: Duration) -> Result<Value, DatastoreError> {
-    let others: Vec<String> = view
+    let members: Vec<(String, String)> = view
         .facts
         .servers
         .iter()
-        .filter(|n| n.cuk.as_deref() != Some(view.cuk.as_str()))
         .map(|n| {
-            format!(
-                "{}:{}",
-                n.name,
-                n.ctlport.or(view.facts.ctlport).unwrap_or(view.ctlport)
-            )
+            let cuk = n.cuk.clone().unwrap_or_default();
+            let addr = if cuk == view.cuk {
+                view.ctl.clone()
+            } else {
+                format!(
+                    "{}:{}",
+                    n.name,
+                    n.ctlport.or(view.facts.ctlport).unwrap_or(view.ctlport)
+                )
+            };
+            (cuk, addr)
         })
         .collect();
     let report = merge::merge_ring(
         &view.ctl,
-        &others,
+        &members,
         view.ctlport,
         merge::MergeBounds::within(within),
     )

@@ -51,13 +51,15 @@ pub struct MergeBounds {
 }
 
 impl MergeBounds {
-    /// Bounds from the caller's total: a stuck merge is one that takes a
-    /// quarter of it (at least 30 s).
+    /// Bounds from the caller's total: a server `[Doing]` for a twentieth
+    /// of it (30 s to 120 s) is stuck. A merge of 10,000 keys took about
+    /// 4-10 s on the real ring; a hung join never ends (CONTRACTS.md §7,
+    /// and seen again on a grow 3 -> 4 in the box, freed by ABORTMERGE).
     pub fn within(total: Duration) -> MergeBounds {
         MergeBounds {
             total,
-            stuck_after: (total / 4).max(Duration::from_secs(30)),
-            repairs: 2,
+            stuck_after: (total / 20).clamp(Duration::from_secs(30), Duration::from_secs(120)),
+            repairs: 3,
         }
     }
 }
@@ -105,10 +107,15 @@ pub enum MergeError {
     },
 }
 
-/// One server of the ring, as `ALLSTATUS` shows it, with where its own
-/// control port is.
-fn control_addr(s: &ServerStatus, default_ctlport: u16) -> String {
-    format!("{}:{}", s.name, s.ctlport.unwrap_or(default_ctlport))
+/// Where a server of `ALLSTATUS` takes commands: the address the ini
+/// gives for its CUK (chmpx shows peers under their reverse-DNS names,
+/// which the agent may not resolve), else its name.
+fn control_addr(s: &ServerStatus, members: &[(String, String)], default_ctlport: u16) -> String {
+    members
+        .iter()
+        .find(|(cuk, _)| !cuk.is_empty() && *cuk == s.cuk)
+        .map(|(_, addr)| addr.clone())
+        .unwrap_or_else(|| format!("{}:{}", s.name, s.ctlport.unwrap_or(default_ctlport)))
 }
 
 /// One line per server: name, status, hashes.
@@ -163,11 +170,12 @@ fn phase(servers: &[ServerStatus]) -> Phase {
 }
 
 /// Merges the ring `coordinator` (a control address) belongs to, within
-/// `bounds`. `others` are further control addresses to read `ALLSTATUS`
-/// from when the coordinator answers late.
+/// `bounds`. `members` are the ini's servers as (CUK, control address),
+/// this node's with the coordinator's address: where commands go, and
+/// where `ALLSTATUS` is read when the coordinator answers late.
 pub async fn merge_ring(
     coordinator: &str,
-    others: &[String],
+    members: &[(String, String)],
     default_ctlport: u16,
     bounds: MergeBounds,
 ) -> Result<MergeReport, MergeError> {
@@ -178,9 +186,12 @@ pub async fn merge_ring(
     let mut doing_since: Option<(String, Instant)> = None;
     let mut settled_since: Option<Instant> = None;
     let mut last = String::from("nothing read yet");
-    let readers: Vec<String> = std::iter::once(coordinator.to_owned())
-        .chain(others.iter().cloned())
-        .collect();
+    let mut readers: Vec<String> = vec![coordinator.to_owned()];
+    for (_, addr) in members {
+        if !readers.contains(addr) {
+            readers.push(addr.clone());
+        }
+    }
 
     loop {
         if Instant::now() >= deadline {
@@ -228,7 +239,7 @@ pub async fn merge_ring(
                     .iter()
                     .filter(|s| s.status.merge == "Pending" && s.status.live == "UP")
                 {
-                    targets.push(control_addr(s, default_ctlport));
+                    targets.push(control_addr(s, members, default_ctlport));
                 }
                 send_each(&targets, "MERGE", &mut last_sent, &mut report).await;
             }
@@ -239,7 +250,7 @@ pub async fn merge_ring(
                     .iter()
                     .filter(|s| s.status.merge == "Done" && s.status.live == "UP")
                 {
-                    targets.push(control_addr(s, default_ctlport));
+                    targets.push(control_addr(s, members, default_ctlport));
                 }
                 send_each(&targets, "COMPMERGE", &mut last_sent, &mut report).await;
             }
@@ -275,7 +286,7 @@ pub async fn merge_ring(
                         .iter()
                         .filter(|s| s.status.merge == "Doing" && s.status.live == "UP")
                     {
-                        targets.push(control_addr(s, default_ctlport));
+                        targets.push(control_addr(s, members, default_ctlport));
                     }
                     last_sent.clear();
                     send_each(&targets, "ABORTMERGE", &mut last_sent, &mut report).await;
@@ -550,14 +561,18 @@ mod tests {
     }
 
     #[test]
-    fn stuck_bound_is_a_quarter_of_the_total_at_least_30_s() {
+    fn stuck_bound_is_a_twentieth_of_the_total_within_30_to_120_s() {
         assert_eq!(
             MergeBounds::within(Duration::from_secs(600)).stuck_after,
-            Duration::from_secs(150)
+            Duration::from_secs(30)
         );
         assert_eq!(
-            MergeBounds::within(Duration::from_secs(60)).stuck_after,
-            Duration::from_secs(30)
+            MergeBounds::within(Duration::from_secs(1200)).stuck_after,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            MergeBounds::within(Duration::from_secs(3600)).stuck_after,
+            Duration::from_secs(120)
         );
     }
 }

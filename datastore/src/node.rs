@@ -749,6 +749,14 @@ impl Node {
     }
 
     /// `stop_db`: leave the ring (SERVICEOUT), leave K2HR3, stop.
+    ///
+    /// A cluster member's ring steps are the cluster taskmanager's: it
+    /// stops without SERVICEOUT. Trove's reboot and delete both send
+    /// `stop_db` without the flag, and a reboot must not change the
+    /// membership, so a member leaves K2HR3 only when told it is removed
+    /// (`do_not_start_on_reboot`, what the k2hdkc cluster strategy sends
+    /// after the ring gave its data away, or to every member on a cluster
+    /// delete).
     pub async fn stop(&self, do_not_start_on_reboot: bool) -> Result<(), DatastoreError> {
         let _changing = self.changing();
         self.stop_watcher().await;
@@ -757,7 +765,14 @@ impl Node {
             live.stopped = true;
             (live.params.clone(), live.k2hr3.clone())
         };
-        if let Err(e) = self.leave_ring(&params).await {
+        let member = self.is_member();
+        let client = client.filter(|_| !member || do_not_start_on_reboot);
+        if member {
+            tracing::info!(
+                removed = do_not_start_on_reboot,
+                "a cluster member stops: no ring step here"
+            );
+        } else if let Err(e) = self.leave_ring(&params).await {
             // Still a member: keep it registered, serving and watched.
             self.live.lock().await.stopped = false;
             self.start_watcher().await;
@@ -853,11 +868,15 @@ impl Node {
     }
 
     /// `restart`: stop both containers and start them again, rejoining.
+    /// A cluster member does not leave the ring for it (its ring steps
+    /// are the cluster taskmanager's; the replica serves meanwhile).
     pub async fn restart(&self) -> Result<(), DatastoreError> {
         let _changing = self.changing();
         self.stop_watcher().await;
         let params = self.live.lock().await.params.clone();
-        if let Err(e) = self.leave_ring(&params).await {
+        if self.is_member() {
+            tracing::info!("a cluster member restarts: no ring step here");
+        } else if let Err(e) = self.leave_ring(&params).await {
             self.start_watcher().await;
             return Err(e);
         }

@@ -24,6 +24,7 @@ from trove.cluster import models as cluster_models
 from trove.cluster.tasks import ClusterTasks
 from trove.cluster.views import ClusterView
 from trove.common import cfg
+from trove.common import clients
 from trove.common import exception
 from trove.common import server_group as srv_grp
 from trove.common.strategies.cluster import base
@@ -217,6 +218,30 @@ class K2hdkcCluster(cluster_models.Cluster):
     def _members(self):
         return inst_models.DBInstance.find_all(cluster_id=self.id,
                                                deleted=False).all()
+
+    def delete(self):
+        """Trove's delete, after telling every member to leave K2HR3.
+
+        Trove stops each member with ``stop_db`` (no flag: the same call
+        its reboot makes, which must not change the membership) and then
+        deletes the server. Here each member first gets a ``stop_db`` cast
+        with ``do_not_start_on_reboot=True``, which the agent of a member
+        takes as "removed": it leaves the K2HR3 role and stops, with no
+        ring step (the whole ring goes). The agent handles calls in order,
+        so Trove's own ``stop_db`` waits behind it.
+        """
+        self.validate_cluster_available([ClusterTasks.NONE,
+                                         ClusterTasks.DELETING])
+        for db_inst in self._members():
+            try:
+                guest = clients.create_guest_client(
+                    self.context, db_inst.id, self.datastore_version.manager)
+                guest.leave_for_cluster_delete()
+            except Exception as exc:  # the member may be gone already
+                LOG.warning("k2hdkc cluster %(c)s: member %(m)s not told to "
+                            "leave K2HR3 before delete: %(e)s",
+                            {"c": self.id, "m": db_inst.id, "e": exc})
+        super(K2hdkcCluster, self).delete()
 
     def grow(self, instances, image_id=None):
         LOG.info("Growing k2hdkc cluster %s by %d members.", self.id,

@@ -118,6 +118,12 @@ class K2hdkcGuestAgentAPI(guest_api.API):
                           version=self.API_BASE_VERSION,
                           do_not_start_on_reboot=True)
 
+    def leave_for_cluster_delete(self):
+        """The cast form of :meth:`stop_db_for_removal`, for a cluster
+        delete: every member leaves K2HR3 and stops, none waits."""
+        self._cast("stop_db", self.API_BASE_VERSION,
+                   do_not_start_on_reboot=True)
+
     def restart_member(self, timeout=None):
         """``restart`` with a bound that covers leaving and joining the
         ring again (Trove's ``restart`` waits ``agent_call_high_timeout``)."""
