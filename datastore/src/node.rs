@@ -260,6 +260,9 @@ impl Node {
             .await
             .map_err(|e| failed("get the k2hdkc image", e))?;
         self.ensure_run_dir()?;
+        if self.is_member() {
+            self.wait_known_by_peers(&facts, params).await;
+        }
         self.containers
             .run(&self.chmpx_spec(params))
             .await
@@ -291,6 +294,48 @@ impl Node {
         }
         self.record_chmpx_run().await;
         Ok(())
+    }
+
+    /// Waits (bounded) until every running server of the ini lists this
+    /// node in `ALLSTATUS`: their chmpx has loaded the ini with it. Seen on
+    /// the real chmpx: a new member that connects to a server whose ini
+    /// does not have it yet is refused ("could not allow from this
+    /// server") and its chmpx never opens its control port. Servers that
+    /// do not answer (not started yet, or down) are not waited for.
+    async fn wait_known_by_peers(&self, facts: &ini::IniFacts, params: &Parameters) {
+        let me = self.settings.cuk.as_str();
+        let peers: Vec<String> = facts
+            .servers
+            .iter()
+            .filter(|n| n.cuk.as_deref() != Some(me))
+            .map(|n| {
+                format!(
+                    "{}:{}",
+                    n.name,
+                    n.ctlport.or(facts.ctlport).unwrap_or(params.server_ctlport)
+                )
+            })
+            .collect();
+        let deadline = Instant::now() + self.settings.startup_wait.min(Duration::from_secs(60));
+        loop {
+            let mut waiting = Vec::new();
+            for addr in &peers {
+                if let Ok(servers) = chmpx::all_status_within(addr, Duration::from_secs(3)).await {
+                    if !servers.iter().any(|s| s.cuk == me) {
+                        waiting.push(addr.clone());
+                    }
+                }
+            }
+            if waiting.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(servers = ?waiting, "these servers still do not list this node; starting chmpx anyway");
+                return;
+            }
+            tracing::info!(servers = ?waiting, "waiting for the ring's servers to load the ini with this node");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Whether this node is a cluster member.
