@@ -259,16 +259,30 @@ async fn send_until(
     ))
 }
 
-async fn self_status(view: &RingView) -> Result<chmpx::NodeStatus, DatastoreError> {
-    chmpx::command_within(&view.ctl, "SELFSTATUS", SLOW_ANSWER)
-        .await
-        .and_then(|r| chmpx::parse_selfstatus(&r))
-        .map_err(|e| DatastoreError::failed("read SELFSTATUS", e))
+/// This node's status; a late answer is asked again until `deadline`
+/// (a merging chmpx answers its control port seconds late).
+async fn self_status(
+    view: &RingView,
+    deadline: Instant,
+) -> Result<chmpx::NodeStatus, DatastoreError> {
+    loop {
+        match chmpx::command_within(&view.ctl, "SELFSTATUS", SLOW_ANSWER)
+            .await
+            .and_then(|r| chmpx::parse_selfstatus(&r))
+        {
+            Ok(st) => return Ok(st),
+            Err(e @ ChmpxError::Timeout(..)) if Instant::now() < deadline => {
+                tracing::info!(error = %e, "chmpx answers late; asking again");
+            }
+            Err(e) => return Err(DatastoreError::failed("read SELFSTATUS", e)),
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 async fn service_in(view: &RingView, within: Duration) -> Result<Value, DatastoreError> {
     let deadline = Instant::now() + within;
-    let st = self_status(view).await?;
+    let st = self_status(view, deadline).await?;
     if st.ring == "SERVICE IN" {
         return Ok(json!({ "status": describe(&st), "reply": "already in the ring" }));
     }
@@ -277,7 +291,7 @@ async fn service_in(view: &RingView, within: Duration) -> Result<Value, Datastor
         return Err(DatastoreError::failed("SERVICEIN", reply));
     }
     loop {
-        let st = self_status(view).await?;
+        let st = self_status(view, deadline).await?;
         if st.ring == "SERVICE IN" {
             return Ok(json!({ "status": describe(&st), "reply": reply }));
         }
@@ -349,7 +363,7 @@ async fn reattach(node: &Node, within: Duration) -> Result<Value, DatastoreError
     node.reattach().await?;
     let view = node.ring_view().await?;
     loop {
-        match self_status(&view).await {
+        match self_status(&view, deadline).await {
             Ok(st) if st.live == "UP" && st.suspend == "NoSuspend" => {
                 return Ok(json!({ "status": describe(&st) }))
             }
