@@ -35,6 +35,9 @@ const SLOW_ANSWER: Duration = Duration::from_secs(10);
 const RESEND_AFTER: Duration = Duration::from_secs(2);
 /// How long the ring must look settled, twice in a row, to be merged.
 const SETTLED_FOR: Duration = Duration::from_secs(1);
+/// How long only the coordinator is given MERGE or COMPMERGE before the
+/// servers that still ask for it get it themselves.
+const FAN_OUT_AFTER: Duration = Duration::from_secs(5);
 /// When nothing to merge ever showed: statuses reach `ALLSTATUS` through
 /// status notices, so a change just made may show a moment later.
 const NOTHING_SHOWED_AFTER: Duration = Duration::from_secs(3);
@@ -185,6 +188,8 @@ pub async fn merge_ring(
     let mut last_sent: Vec<(String, Instant)> = Vec::new();
     let mut doing_since: Option<(String, Instant)> = None;
     let mut settled_since: Option<Instant> = None;
+    // When the ring began asking for MERGE (true) or COMPMERGE (false).
+    let mut phase_since: Option<(bool, Instant)> = None;
     let mut last = String::from("nothing read yet");
     let mut readers: Vec<String> = vec![coordinator.to_owned()];
     for (_, addr) in members {
@@ -230,31 +235,37 @@ pub async fn merge_ring(
                     return Ok(report);
                 }
             }
-            Phase::Start => {
+            Phase::Start | Phase::Complete => {
                 doing_since = None;
-                // The down servers pending deletion take the merge from
-                // the coordinator; live pending ones from themselves.
-                let mut targets = vec![coordinator.to_owned()];
-                for s in servers
-                    .iter()
-                    .filter(|s| s.status.merge == "Pending" && s.status.live == "UP")
-                {
-                    targets.push(control_addr(s, members, default_ctlport));
+                let (command, wanted) = if phase == Phase::Start {
+                    ("MERGE", "Pending")
+                } else {
+                    ("COMPMERGE", "Done")
+                };
+                // The real chmpx spreads the command to the ring from the
+                // server that takes it; a second MERGE from another server
+                // while the first spreads was followed, twice in the box,
+                // by a join hung at [Doing]. So the coordinator alone
+                // first; the servers still asking for it get it
+                // themselves only after FAN_OUT_AFTER (a ring that does
+                // not spread it, like the stand-in's).
+                if phase_since.is_some_and(|(start, _)| start != (phase == Phase::Start)) {
+                    phase_since = None;
                 }
-                send_each(&targets, "MERGE", &mut last_sent, &mut report).await;
-            }
-            Phase::Complete => {
-                doing_since = None;
+                let first = *phase_since.get_or_insert((phase == Phase::Start, now));
                 let mut targets = vec![coordinator.to_owned()];
-                for s in servers
-                    .iter()
-                    .filter(|s| s.status.merge == "Done" && s.status.live == "UP")
-                {
-                    targets.push(control_addr(s, members, default_ctlport));
+                if now.duration_since(first.1) >= FAN_OUT_AFTER {
+                    for s in servers
+                        .iter()
+                        .filter(|s| s.status.merge == wanted && s.status.live == "UP")
+                    {
+                        targets.push(control_addr(s, members, default_ctlport));
+                    }
                 }
-                send_each(&targets, "COMPMERGE", &mut last_sent, &mut report).await;
+                send_each(&targets, command, &mut last_sent, &mut report).await;
             }
             Phase::Merging => {
+                phase_since = None;
                 let Some(doing) = servers.iter().find(|s| s.status.merge == "Doing") else {
                     tokio::time::sleep(POLL).await;
                     continue;

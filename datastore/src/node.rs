@@ -282,6 +282,12 @@ impl Node {
             tracing::info!(first = %addr, "waiting for the first server node to serve");
             self.wait_serving(&addr, "the first server node").await?;
         }
+        if member {
+            // k2hdkc attaches to chmpx's shared memory: started before
+            // chmpx made it, it failed and stayed detached (seen on a
+            // grow's new member, whose chmpx first connects to the ring).
+            self.wait_chmpx_answers(params).await?;
+        }
         self.ensure_k2hfile_dir(&facts)?;
         self.containers
             .run(&self.server_spec(params))
@@ -335,6 +341,25 @@ impl Node {
             }
             tracing::info!(servers = ?waiting, "waiting for the ring's servers to load the ini with this node");
             tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Waits until chmpx answers on its control port (it has set up its
+    /// shared memory by then).
+    async fn wait_chmpx_answers(&self, params: &Parameters) -> Result<(), DatastoreError> {
+        let addr = self.ctl_addr(params);
+        let deadline = Instant::now() + self.settings.startup_wait;
+        loop {
+            match chmpx::self_status(&addr).await {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(failed(
+                        "wait for chmpx to answer",
+                        format!("not within {:?}: {e}", self.settings.startup_wait),
+                    ))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
         }
     }
 

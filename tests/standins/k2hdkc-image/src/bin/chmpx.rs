@@ -129,6 +129,23 @@ fn serve_control(listener: TcpListener, node: Arc<Mutex<Node>>) {
                 }
             };
             let first = text.lines().next().unwrap_or("");
+            // chmpx spreads a merge command to the whole ring from the
+            // server that takes it (RequestMergeStart and friends send it
+            // to every server). The stand-in forwards it with a `ring`
+            // word, which marks it as already spread.
+            let words: Vec<String> = command.split_whitespace().map(str::to_ascii_uppercase).collect();
+            if let [verb] = words.as_slice() {
+                if matches!(verb.as_str(), "MERGE" | "COMPMERGE" | "ABORTMERGE") && first.starts_with("SUCCEED") {
+                    let others = node.lock().unwrap().others();
+                    let verb = verb.clone();
+                    std::thread::spawn(move || {
+                        for (_, name, ctlport) in others {
+                            let r = ask(&name, ctlport, &format!("{verb} ring"), Duration::from_secs(3));
+                            msg!("spread {verb} to {name}:{ctlport}: {:?}", r.as_deref().map(str::trim));
+                        }
+                    });
+                }
+            }
             match command.split_whitespace().next().map(str::to_ascii_uppercase).as_deref() {
                 None => {}
                 // Status queries (peers poll twice a second) only at dump level.
