@@ -361,7 +361,7 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
         done = []
         try:
             for member in members:
-                self._restart_member(context, deadline, member)
+                self._restart_member(context, deadline, member, members)
                 done.append(member)
             LOG.info("k2hdkc cluster %s: %d members restarted in %.1fs.",
                      cluster_id, len(done), time.monotonic() - started)
@@ -373,7 +373,11 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
         finally:
             self.reset_task()
 
-    def _restart_member(self, context, deadline, member):
+    def _restart_member(self, context, deadline, member, members):
+        """Restarts one member and merges it back in: it comes back out of
+        the ring or behind on the writes the replica took meanwhile, so it
+        is serviced in, the others restart their k2hdkc (pending), and the
+        ring is merged, as after a grow."""
         db = DBInstance.find_by(id=member, deleted=False)
         db.set_task_status(InstanceTasks.REBOOTING)
         db.save()
@@ -384,6 +388,11 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
         status.save()
         try:
             self._ring(context, deadline, member, "restart_member")
+            self._ring(context, deadline, member, "k2hdkc_ring_service_in")
+            for other in members:
+                if other != member:
+                    self._ring(context, deadline, other, "k2hdkc_ring_reattach")
+            self._ring(context, deadline, member, "k2hdkc_ring_merge")
             self._wait_healthy(member, guestagent.member_timeout())
         finally:
             db = DBInstance.find_by(id=member, deleted=False)
