@@ -580,6 +580,39 @@ def test_restart_is_a_rolling_restart_in_the_taskmanager(ctx, dsv, casts):
     assert casts.sent == [("restart_cluster", {"cluster_id": cluster_id})]
 
 
+def test_delete_tells_every_member_it_is_removed_before_trove_deletes(ctx, dsv, monkeypatch):
+    from trove.cluster import models as cluster_models
+    from trove_k2hdkc.cluster import api as k2hdkc_api
+
+    cluster_id, ids = make_cluster(ctx, dsv, 3, config_group(ctx, dsv))
+    order = []
+
+    class Guest:
+        def __init__(self, instance_id):
+            self.id = instance_id
+
+        def leave_for_cluster_delete(self):
+            if self.id == ids[1]:
+                raise RuntimeError("guest gone")  # one member already gone: the rest still go
+            order.append(("removed", self.id))
+
+    monkeypatch.setattr(k2hdkc_api.clients, "create_guest_client", lambda _ctx, iid, _mgr: Guest(iid))
+    monkeypatch.setattr(cluster_models.Cluster, "delete", lambda self: order.append(("trove delete", self.id)))
+    load(ctx, cluster_id).delete()
+    assert sorted(order[:-1]) == sorted(("removed", i) for i in ids if i != ids[1])
+    assert order[-1] == ("trove delete", cluster_id), "Trove's delete comes last"
+
+
+def test_the_removal_cast_is_stop_db_at_1_0_with_the_flag(monkeypatch):
+    from trove_k2hdkc.cluster import guestagent
+
+    sent = []
+    api = guestagent.K2hdkcGuestAgentAPI.__new__(guestagent.K2hdkcGuestAgentAPI)
+    monkeypatch.setattr(api, "_cast", lambda method, version, **kw: sent.append((method, version, kw)), raising=False)
+    api.leave_for_cluster_delete()
+    assert sent == [("stop_db", "1.0", {"do_not_start_on_reboot": True})]
+
+
 def test_upgrade_and_configuration_changes_are_refused_naming_k2hdkc(ctx, dsv, casts):
     from trove.cluster.tasks import ClusterTasks
     from trove.common import exception
