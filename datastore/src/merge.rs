@@ -157,12 +157,15 @@ enum Phase {
 
 fn phase(servers: &[ServerStatus]) -> Phase {
     let has = |m: &str| servers.iter().any(|s| s.status.merge == m);
+    // Done before Pending: servers that merged are completed first, a
+    // server the merge did not start (it missed the spread) gets its own
+    // MERGE after that; a ring with both is refused a new MERGE.
     if has("Doing") {
         Phase::Merging
-    } else if has("Pending") {
-        Phase::Start
     } else if has("Done") {
         Phase::Complete
+    } else if has("Pending") {
+        Phase::Start
     } else if servers.iter().all(|s| s.hashes.0 == s.hashes.1) {
         Phase::Settled
     } else {
@@ -431,6 +434,14 @@ mod tests {
             ]),
             Phase::Merging,
             "hashes still differ"
+        );
+        assert_eq!(
+            phase(&[
+                server("a", "[SERVICE IN][UP][n/a][Done][NoSuspend]", ok),
+                server("b", "[SERVICE IN][UP][ADD][Pending][NoSuspend]", ok)
+            ]),
+            Phase::Complete,
+            "a server the merge missed waits for the others' COMPMERGE"
         );
         // A down server pending deletion is merged too.
         assert_eq!(

@@ -517,6 +517,14 @@ impl Node {
             "ALLSTATUS" => Reply::Text(self.allstatus()),
             "SERVICEIN" => self.service_in(now),
             "SERVICEOUT" => self.service_out(args, raw.trim(), now),
+            // `MERGE ring`: the stand-in's spread of a MERGE another server
+            // took (chmpx `MergeStart` on a received merge-start notice:
+            // this server starts when it is pending, with no new check of
+            // the ring, whose statuses the stand-in only knows by polling).
+            "MERGE" if args.first().is_some_and(|a| a == "ring") => {
+                self.merge_start(now, "MERGE spread by another server");
+                text(SUCCEED)
+            }
             "MERGE" => text(self.request_merge_start(now).unwrap_or_else(|e| e)),
             "COMPMERGE" => text(self.request_merge_complete().unwrap_or_else(|e| e)),
             "ABORTMERGE" => text(self.request_merge_abort()),
@@ -865,6 +873,22 @@ mod tests {
         assert!(self_line(&mut n, t).contains("[n/a][Done]"));
         say(&mut n, "COMPMERGE", t);
         assert!(self_line(&mut n, t).contains("[SERVICE IN][UP][n/a][Nothing][NoSuspend]"));
+    }
+
+    #[test]
+    fn a_spread_merge_starts_a_pending_server_whatever_it_last_polled() {
+        let mut n = node(&SERVER_INI.replace("AUTOMERGE           = on", "AUTOMERGE = off"));
+        let t = Instant::now();
+        n.tick(t, true);
+        say(&mut n, "SERVICEIN", t);
+        assert!(self_line(&mut n, t).contains("[ADD][Pending]"));
+        // The ring's other server was last seen [Done]: a MERGE asked here
+        // is refused, the one spread from the server that took it is not.
+        let key = n.others()[0].0.clone();
+        n.peer_report(&key, Some(st(Ring::In, true, Action::NoAct, Op::Done)));
+        assert_eq!(say(&mut n, "MERGE", t), ERROR_SOME_SERVER_STATUS);
+        assert_eq!(say(&mut n, "MERGE ring", t), SUCCEED);
+        assert!(self_line(&mut n, t).contains("[ADD][Doing]"));
     }
 
     #[test]
