@@ -52,6 +52,16 @@ struct Converge {
     timeout: Option<u64>,
 }
 
+/// `k2hdkc_ring_merge`: `rearm_after` (seconds) is how long after a MERGE
+/// that left a server stuck the next MERGE may go (`merge.rs`: chmpx's
+/// lost-answer poll must have ended); default 120, at most the timeout.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Merge {
+    timeout: Option<u64>,
+    rearm_after: Option<u64>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServiceOut {
@@ -117,8 +127,13 @@ pub async fn handle(
             reattach(node, bound(req.timeout)?).await
         }
         "k2hdkc_ring_merge" => {
-            let req: Bound = parse(method, args)?;
-            ring_merge(&node.ring_view().await?, bound(req.timeout)?).await
+            let req: Merge = parse(method, args)?;
+            let within = bound(req.timeout)?;
+            let mut bounds = merge::MergeBounds::within(within);
+            if let Some(secs) = req.rearm_after {
+                bounds.rearm_after = bound(Some(secs))?.min(within);
+            }
+            ring_merge(&node.ring_view().await?, bounds).await
         }
         other => return Err(DatastoreError::NoSuchMethod(other.to_owned())),
     };
@@ -379,7 +394,7 @@ async fn reattach(node: &Node, within: Duration) -> Result<Value, DatastoreError
     }
 }
 
-async fn ring_merge(view: &RingView, within: Duration) -> Result<Value, DatastoreError> {
+async fn ring_merge(view: &RingView, bounds: merge::MergeBounds) -> Result<Value, DatastoreError> {
     let members: Vec<(String, String)> = view
         .facts
         .servers
@@ -398,14 +413,9 @@ async fn ring_merge(view: &RingView, within: Duration) -> Result<Value, Datastor
             (cuk, addr)
         })
         .collect();
-    let report = merge::merge_ring(
-        &view.ctl,
-        &members,
-        view.ctlport,
-        merge::MergeBounds::within(within),
-    )
-    .await
-    .map_err(|e| DatastoreError::failed("merge the ring", e))?;
+    let report = merge::merge_ring(&view.ctl, &members, view.ctlport, bounds)
+        .await
+        .map_err(|e| DatastoreError::failed("merge the ring", e))?;
     serde_json::to_value(report).map_err(|e| DatastoreError::failed("report the merge", e))
 }
 
@@ -423,6 +433,7 @@ mod tests {
             parse::<Bound>("m", &args(json!({"timeout": 5, "extra": 1}))).is_err(),
             "unknown fields refused"
         );
+        assert!(parse::<Merge>("m", &args(json!({"timeout": 600, "rearm_after": 25}))).is_ok());
         assert!(bound(Some(0)).is_err());
         assert!(bound(Some(7200)).is_err());
         assert_eq!(bound(None).unwrap(), DEFAULT_WAIT);

@@ -49,6 +49,7 @@ pub const OPTIONS: &[&str] = &[
     "cluster_support",
     "min_cluster_member_count",
     "cluster_merge_timeout",
+    "cluster_merge_rearm_after",
     "cluster_member_timeout",
     "api_strategy",
     "taskmanager_strategy",

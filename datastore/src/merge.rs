@@ -14,7 +14,15 @@
 //! answer is a busy server, never a dead one. A merge that stays `[Doing]`
 //! beyond [`MergeBounds::stuck_after`] is aborted (`ABORTMERGE`, which
 //! freed the hung join measured in §7) and started again, at most
-//! [`MergeBounds::repairs`] times.
+//! [`MergeBounds::repairs`] times, but only [`MergeBounds::rearm_after`]
+//! after the MERGE it repairs. Read in chmpx 1.0.111 (`lib/chmeventsock.cc`
+//! `MergeWorkerFunc`, `lib/chmeventmq.cc` `PxCltSendMergeGetLastTime`): a
+//! merging server first asks its k2hdkc for its last update time and
+//! clears the "answered" flag only after sending the question, so a quick
+//! answer is lost; it then polls 10^6 times with 1 µs sleeps (its "1 s"
+//! timeout, 66-74 s measured in the box), gives up, and stays `[Doing]`
+//! with nothing running. A MERGE sent while that poll runs was lost too
+//! and left the server stuck through every later repair (CI, and the box).
 //!
 //! The real chmpx spreads `MERGE`, `COMPMERGE` and `ABORTMERGE` to the
 //! whole ring from the server that takes them; each command is also sent
@@ -42,6 +50,10 @@ const FAN_OUT_AFTER: Duration = Duration::from_secs(5);
 /// status notices, so a change just made may show a moment later.
 const NOTHING_SHOWED_AFTER: Duration = Duration::from_secs(3);
 
+/// How long after a MERGE a server's lost request for its k2hdkc's last
+/// update time surely gave up (10^6 sleeps of 1 µs; 66-74 s measured).
+const STUCK_POLL_ENDS: Duration = Duration::from_secs(120);
+
 /// The bounds of one merge.
 #[derive(Debug, Clone, Copy)]
 pub struct MergeBounds {
@@ -51,6 +63,9 @@ pub struct MergeBounds {
     pub stuck_after: Duration,
     /// How many stuck merges are aborted and started again.
     pub repairs: usize,
+    /// After an ABORTMERGE, the least time from the MERGE it repairs to
+    /// the next one: a stuck server's merge thread must have given up.
+    pub rearm_after: Duration,
 }
 
 impl MergeBounds {
@@ -63,6 +78,7 @@ impl MergeBounds {
             total,
             stuck_after: (total / 20).clamp(Duration::from_secs(30), Duration::from_secs(120)),
             repairs: 3,
+            rearm_after: STUCK_POLL_ENDS.min(total / 4),
         }
     }
 }
@@ -193,6 +209,9 @@ pub async fn merge_ring(
     let mut settled_since: Option<Instant> = None;
     // When the ring began asking for MERGE (true) or COMPMERGE (false).
     let mut phase_since: Option<(bool, Instant)> = None;
+    // When the current MERGE attempt began, and when the next may begin.
+    let mut attempt_began: Option<Instant> = None;
+    let mut hold_merge_until: Option<Instant> = None;
     let mut last = String::from("nothing read yet");
     let mut readers: Vec<String> = vec![coordinator.to_owned()];
     for (_, addr) in members {
@@ -255,6 +274,18 @@ pub async fn merge_ring(
                 if phase_since.is_some_and(|(start, _)| start != (phase == Phase::Start)) {
                     phase_since = None;
                 }
+                if phase == Phase::Start {
+                    if let Some(until) = hold_merge_until.filter(|u| now < *u) {
+                        tracing::debug!(
+                            wait_s = until.duration_since(now).as_secs_f64(),
+                            "MERGE again once the stuck merge thread gave up"
+                        );
+                        tokio::time::sleep(POLL).await;
+                        continue;
+                    }
+                    hold_merge_until = None;
+                    attempt_began.get_or_insert(now);
+                }
                 let first = *phase_since.get_or_insert((phase == Phase::Start, now));
                 let mut targets = vec![coordinator.to_owned()];
                 if now.duration_since(first.1) >= FAN_OUT_AFTER {
@@ -288,10 +319,19 @@ pub async fn merge_ring(
                             last,
                         });
                     }
+                    let rearm = attempt_began.unwrap_or(since) + bounds.rearm_after;
+                    if rearm >= deadline {
+                        return Err(MergeError::Stuck {
+                            server: doing.name.clone(),
+                            repairs: report.repairs.len(),
+                            last,
+                        });
+                    }
                     let what = format!(
-                        "{} stayed [Doing] for {:.0} s: ABORTMERGE, then MERGE again",
+                        "{} stayed [Doing] for {:.0} s: ABORTMERGE, then MERGE again in {:.0} s (once its merge thread gave up)",
                         doing.name,
-                        now.duration_since(since).as_secs_f64()
+                        now.duration_since(since).as_secs_f64(),
+                        rearm.saturating_duration_since(now).as_secs_f64()
                     );
                     tracing::warn!(ring = %last, "{what}");
                     report.repairs.push(what);
@@ -305,6 +345,8 @@ pub async fn merge_ring(
                     last_sent.clear();
                     send_each(&targets, "ABORTMERGE", &mut last_sent, &mut report).await;
                     doing_since = None;
+                    attempt_began = None;
+                    hold_merge_until = Some(rearm);
                 }
             }
         }
@@ -460,6 +502,7 @@ mod tests {
     struct FakeRing {
         state: std::sync::Mutex<(&'static str, usize, bool)>,
         commands: std::sync::Mutex<Vec<String>>,
+        sent_at: std::sync::Mutex<Vec<(String, Instant)>>,
     }
 
     async fn serve(ring: std::sync::Arc<FakeRing>) -> String {
@@ -476,6 +519,10 @@ mod tests {
                     let mut st = ring.state.lock().unwrap();
                     if cmd != "ALLSTATUS" {
                         ring.commands.lock().unwrap().push(cmd.clone());
+                        ring.sent_at
+                            .lock()
+                            .unwrap()
+                            .push((cmd.clone(), Instant::now()));
                     }
                     match cmd.as_str() {
                         "MERGE" if st.0 == "Pending" => {
@@ -515,6 +562,7 @@ mod tests {
         std::sync::Arc::new(FakeRing {
             state: std::sync::Mutex::new(("Pending", 0, stick)),
             commands: Default::default(),
+            sent_at: Default::default(),
         })
     }
 
@@ -546,6 +594,7 @@ mod tests {
             total: Duration::from_secs(60),
             stuck_after: Duration::from_secs(1),
             repairs: 2,
+            rearm_after: Duration::from_secs(3),
         };
         let report = merge_ring(&addr, &[], 8021, bounds).await.unwrap();
         assert_eq!(report.repairs.len(), 1, "{report:?}");
@@ -563,6 +612,19 @@ mod tests {
             "{cmds:?}"
         );
         assert_eq!(ring.state.lock().unwrap().0, "Nothing");
+        // The second MERGE waits until the first one's stuck merge thread
+        // gave up (rearm_after), however early the abort came.
+        let merges: Vec<Instant> = ring
+            .sent_at
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(c, _)| c == "MERGE")
+            .map(|(_, t)| *t)
+            .collect();
+        assert!(merges.len() >= 2, "{cmds:?}");
+        let gap = merges[1].duration_since(merges[0]);
+        assert!(gap >= Duration::from_secs(3), "MERGE again after {gap:?}");
     }
 
     #[tokio::test]
@@ -573,6 +635,7 @@ mod tests {
             total: Duration::from_secs(60),
             stuck_after: Duration::from_secs(1),
             repairs: 0,
+            rearm_after: Duration::from_secs(1),
         };
         let e = merge_ring(&addr, &[], 8021, bounds).await.unwrap_err();
         assert!(matches!(e, MergeError::Stuck { .. }), "{e}");

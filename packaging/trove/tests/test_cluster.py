@@ -38,7 +38,8 @@ def trove(trove_models, monkeypatch):
     yield trove_models
     for name in ("usage_timeout", "usage_sleep_time", "cluster_delete_time_out"):
         conf.clear_override(name)
-    for name in ("cluster_member_timeout", "cluster_merge_timeout", "min_cluster_member_count"):
+    for name in ("cluster_member_timeout", "cluster_merge_timeout", "cluster_merge_rearm_after",
+                 "min_cluster_member_count"):
         conf.clear_override(name, group="k2hdkc")
 
 
@@ -326,6 +327,7 @@ def test_options_and_strategies_load_through_trove(trove):
     assert group.min_cluster_member_count == 2
     assert group.cluster_merge_timeout == 600
     assert group.cluster_member_timeout == 120
+    assert group.cluster_merge_rearm_after == 120
     assert group.api_strategy == "trove_k2hdkc.cluster.api.K2hdkcAPIStrategy"
     assert group.taskmanager_strategy == "trove_k2hdkc.cluster.taskmanager.K2hdkcTaskManagerStrategy"
     assert group.guestagent_strategy == "trove_k2hdkc.cluster.guestagent.K2hdkcGuestAgentStrategy"
@@ -386,7 +388,7 @@ def test_the_guest_client_is_trove_s_own_api_with_the_ring_calls(trove, ring):
         ("k2hdkc_ring_service_in", {"timeout": 30}, "1.0", 45),
         ("k2hdkc_ring_service_out", {"cuk": "cuk-x", "timeout": 30}, "1.0", 45),
         ("k2hdkc_ring_reattach", {"timeout": 30}, "1.0", 45),
-        ("k2hdkc_ring_merge", {"timeout": 300}, "1.0", 330),
+        ("k2hdkc_ring_merge", {"timeout": 300, "rearm_after": 120}, "1.0", 330),
         ("cluster_complete", {}, "1.0", cfg.CONF.agent_call_high_timeout),
         ("stop_db", {"do_not_start_on_reboot": True}, "1.0", 45),
         ("restart", {}, "1.0", max(60, cfg.CONF.agent_call_high_timeout) + 18),

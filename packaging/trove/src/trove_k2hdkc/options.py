@@ -6,7 +6,8 @@ Two kinds of options share the group, as Trove's own datastore groups do:
   k2hdkc instance or cluster (security group ports, volume, replication,
   root, backups; clusters: ``cluster_support``, the three ``*_strategy``
   classes, ``min_cluster_member_count`` and the ring step timeouts
-  ``cluster_merge_timeout`` and ``cluster_member_timeout``);
+  ``cluster_merge_timeout``, ``cluster_merge_rearm_after`` and
+  ``cluster_member_timeout``);
 - what the K2HDKC guest agent reads from the same group in
   ``trove-guestagent.conf`` (image, K2HR3 access, timings). Trove's
   processes never read these; registering them documents them
@@ -90,6 +91,12 @@ def build(ports_type=None):
         cfg.IntOpt("cluster_merge_timeout", default=600, min=1, max=3600,
                    help="Seconds one whole-ring merge (k2hdkc_ring_merge) may take during "
                         "cluster create, grow and shrink. The RPC waits a little longer."),
+        cfg.IntOpt("cluster_merge_rearm_after", default=120, min=1, max=3600,
+                   help="When a merge leaves a server stuck at [Doing], the agent aborts "
+                        "it and sends MERGE again only this many seconds after the MERGE "
+                        "it repairs: chmpx 1.0.111 loses a quick answer from k2hdkc and "
+                        "then polls for about 70 s (longer on a loaded host), and a MERGE "
+                        "sent meanwhile is lost too."),
         cfg.IntOpt("cluster_member_timeout", default=120, min=1, max=3600,
                    help="Seconds any other ring step on one member may take "
                         "(k2hdkc_ring_converge, service in/out, reattach, leaving the "

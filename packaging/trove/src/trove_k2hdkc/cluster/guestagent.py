@@ -36,6 +36,12 @@ def merge_timeout():
     return CONF.get(MANAGER).cluster_merge_timeout
 
 
+def merge_rearm_after():
+    """``[k2hdkc] cluster_merge_rearm_after``: after a MERGE that left a
+    server stuck, how long until the next MERGE may go."""
+    return CONF.get(MANAGER).cluster_merge_rearm_after
+
+
 def rpc_timeout(seconds):
     """How long the RPC waits for a step the agent may spend ``seconds``
     on: 10% more, and at least 15 s more (queueing, a slow control port)."""
@@ -95,7 +101,8 @@ class K2hdkcGuestAgentAPI(guest_api.API):
         """Runs and watches a merge of the whole ring from this member.
         Answers ``{"seconds": ..., "repairs": [...]}``."""
         timeout = timeout or merge_timeout()
-        return self._ring("k2hdkc_ring_merge", timeout, timeout=timeout)
+        return self._ring("k2hdkc_ring_merge", timeout, timeout=timeout,
+                          rearm_after=min(merge_rearm_after(), timeout))
 
     def cluster_complete(self):
         """Tells the member that the cluster is built. From then on it
