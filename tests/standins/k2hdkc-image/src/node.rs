@@ -109,6 +109,11 @@ pub struct Node {
     timer: Option<(Instant, Status)>,
     peers: BTreeMap<String, Peer>,
     last_update: SystemTime,
+    /// `STANDIN_LOSE_NEXT_LASTTS <s>`: the next merge here loses k2hdkc's
+    /// answer and its merge thread polls this long.
+    lose_next_last_ts: Option<Duration>,
+    /// Until when the merge thread polls for a lost answer.
+    merge_thread_busy_until: Option<Instant>,
 }
 
 const fn st(ring: Ring, up: bool, action: Action, op: Op) -> Status {
@@ -199,6 +204,8 @@ impl Node {
             timer: None,
             peers: BTreeMap::new(),
             last_update: SystemTime::now(),
+            lose_next_last_ts: None,
+            merge_thread_busy_until: None,
         }
     }
 
@@ -411,6 +418,20 @@ impl Node {
         }
         let doing = Status { op: Op::Doing, suspend: false, ..s };
         self.set(doing, why);
+        // chmpx 1.0.111 `MergeWorkerFunc` first asks k2hdkc for its last
+        // update time (`PxCltSendMergeGetLastTime`) and clears the answered
+        // flag after sending, so a quick answer is lost; the thread polls
+        // (10^6 sleeps of 1 µs, about 70 s), gives up, and the server stays
+        // [Doing]. A merge started while it polls is lost as well.
+        if let Some(poll) = self.lose_next_last_ts.take() {
+            self.merge_thread_busy_until = Some(now + poll);
+            crate::msg!("k2hdkc's last update time answer lost: [Doing] with no merge running; merge thread polls {} s", poll.as_secs());
+            return true;
+        }
+        if self.merge_thread_busy_until.is_some_and(|t| now < t) {
+            crate::msg!("merge lost: the merge thread still polls for a lost answer");
+            return true;
+        }
         self.timer = Some((now + MERGE_TAKES, self.merge_target(doing)));
         true
     }
@@ -542,6 +563,15 @@ impl Node {
             "UPDATESTATUS" if !self.me.server => text(ERROR_ON_SLAVE),
             "UPDATESTATUS" => text(if self.any_peer_up() { SUCCEED } else { SUCCEED_NOSERVER }),
             "DUMP" | "TRACE" | "TRACEVIEW" => text("ERROR: Something error is occured.\n"),
+            // Stand-in only (a real chmpx answers `Unknown command`): the
+            // next merge here hits chmpx's lost-answer race (merge_start).
+            "STANDIN_LOSE_NEXT_LASTTS" if self.me.server => match args.first().and_then(|a| a.parse::<u64>().ok()) {
+                Some(secs) if (1..=600).contains(&secs) => {
+                    self.lose_next_last_ts = Some(Duration::from_secs(secs));
+                    text(SUCCEED)
+                }
+                _ => text(ERROR_PARAMETER),
+            },
             _ => Reply::Text(format!("Unknown command({verb})\n")),
         }
     }
@@ -873,6 +903,27 @@ mod tests {
         assert!(self_line(&mut n, t).contains("[n/a][Done]"));
         say(&mut n, "COMPMERGE", t);
         assert!(self_line(&mut n, t).contains("[SERVICE IN][UP][n/a][Nothing][NoSuspend]"));
+    }
+
+    #[test]
+    fn a_lost_last_update_time_sticks_the_merge_and_the_merges_sent_while_it_polls() {
+        let mut n = node(&SERVER_INI.replace("AUTOMERGE           = on", "AUTOMERGE = off"));
+        let t = Instant::now();
+        n.tick(t, true);
+        say(&mut n, "SERVICEIN", t);
+        assert_eq!(say(&mut n, "STANDIN_LOSE_NEXT_LASTTS 0", t), ERROR_PARAMETER);
+        assert_eq!(say(&mut n, "STANDIN_LOSE_NEXT_LASTTS 20", t), SUCCEED);
+        say(&mut n, "MERGE", t);
+        n.tick(t + Duration::from_secs(10), true);
+        assert!(self_line(&mut n, t).contains("[ADD][Doing]"), "stuck: the answer was lost");
+        assert!(say(&mut n, "ABORTMERGE", t).starts_with("SUCCEED"));
+        say(&mut n, "MERGE", t + Duration::from_secs(11));
+        n.tick(t + Duration::from_secs(19), true);
+        assert!(self_line(&mut n, t).contains("[ADD][Doing]"), "a MERGE while the thread polls is lost too");
+        say(&mut n, "ABORTMERGE", t);
+        say(&mut n, "MERGE", t + Duration::from_secs(21));
+        n.tick(t + Duration::from_secs(22), true);
+        assert!(self_line(&mut n, t).contains("[ADD][Done]"), "after the poll gave up a MERGE works");
     }
 
     #[test]
