@@ -413,7 +413,19 @@ async fn ring_merge(view: &RingView, bounds: merge::MergeBounds) -> Result<Value
             (cuk, addr)
         })
         .collect();
-    let report = merge::merge_ring(&view.ctl, &members, view.ctlport, bounds)
+    let facts = &view.facts;
+    let serviceout = |s: &chmpx::ServerStatus| {
+        facts.servers.iter().find_map(|n| {
+            let ctlport = n.ctlport.or(facts.ctlport).unwrap_or(view.ctlport);
+            if !s.is(facts.id_type, n, ctlport) {
+                return None;
+            }
+            chmpx::serviceout_argument(facts.id_type, n, ctlport)
+                .ok()
+                .map(|arg| format!("SERVICEOUT {arg}"))
+        })
+    };
+    let report = merge::merge_ring(&view.ctl, &members, view.ctlport, &serviceout, bounds)
         .await
         .map_err(|e| DatastoreError::failed("merge the ring", e))?;
     serde_json::to_value(report).map_err(|e| DatastoreError::failed("report the merge", e))

@@ -24,6 +24,13 @@
 //! with nothing running. A MERGE sent while that poll runs was lost too
 //! and left the server stuck through every later repair (CI, and the box).
 //!
+//! `ABORTMERGE` also takes a leaving server's `[DELETE]` back to
+//! `[n/a][Pending]` (chmpx `MergeAbort`): merged like that, the ring kept
+//! the leaver in service with its hash range, and its keys became
+//! unreadable once it stopped (seen on a shrink in the box). So every
+//! server seen leaving is sent its `SERVICEOUT` again after an abort, and
+//! no MERGE goes until it shows `[DELETE]` again.
+//!
 //! The real chmpx spreads `MERGE`, `COMPMERGE` and `ABORTMERGE` to the
 //! whole ring from the server that takes them; each command is also sent
 //! to every server whose own status asks for it, which a server that
@@ -195,10 +202,13 @@ fn phase(servers: &[ServerStatus]) -> Phase {
 /// `bounds`. `members` are the ini's servers as (CUK, control address),
 /// this node's with the coordinator's address: where commands go, and
 /// where `ALLSTATUS` is read when the coordinator answers late.
+/// `serviceout` gives the `SERVICEOUT` command that takes a server out
+/// (in the ini's `CHMPXIDTYPE` grammar), for leavers an abort brought back.
 pub async fn merge_ring(
     coordinator: &str,
     members: &[(String, String)],
     default_ctlport: u16,
+    serviceout: &(dyn Fn(&ServerStatus) -> Option<String> + Sync),
     bounds: MergeBounds,
 ) -> Result<MergeReport, MergeError> {
     let start = Instant::now();
@@ -209,6 +219,9 @@ pub async fn merge_ring(
     let mut settled_since: Option<Instant> = None;
     // When the ring began asking for MERGE (true) or COMPMERGE (false).
     let mut phase_since: Option<(bool, Instant)> = None;
+    // Servers seen leaving ([DELETE]): their key, and the SERVICEOUT that
+    // takes them out again after an ABORTMERGE.
+    let mut leaving: Vec<((String, String, String), String)> = Vec::new();
     // When the current MERGE attempt began, and when the next may begin.
     let mut attempt_began: Option<Instant> = None;
     let mut hold_merge_until: Option<Instant> = None;
@@ -240,6 +253,13 @@ pub async fn merge_ring(
         };
         last = describe(&servers);
         let now = Instant::now();
+        for s in servers.iter().filter(|s| s.status.action == "DELETE") {
+            if !leaving.iter().any(|(k, _)| *k == key(s)) {
+                if let Some(command) = serviceout(s) {
+                    leaving.push((key(s), command));
+                }
+            }
+        }
         let phase = phase(&servers);
         if phase != Phase::Settled {
             settled_since = None;
@@ -280,6 +300,31 @@ pub async fn merge_ring(
                             wait_s = until.duration_since(now).as_secs_f64(),
                             "MERGE again once the stuck merge thread gave up"
                         );
+                        tokio::time::sleep(POLL).await;
+                        continue;
+                    }
+                    // A leaver an abort brought back goes out again first.
+                    let back: Vec<String> = leaving
+                        .iter()
+                        .filter(|(k, _)| {
+                            servers.iter().any(|s| {
+                                key(s) == *k
+                                    && s.status.ring == "SERVICE IN"
+                                    && s.status.action != "DELETE"
+                            })
+                        })
+                        .map(|(_, c)| c.clone())
+                        .collect();
+                    if !back.is_empty() {
+                        for command in &back {
+                            send_each(
+                                &[coordinator.to_owned()],
+                                command,
+                                &mut last_sent,
+                                &mut report,
+                            )
+                            .await;
+                        }
                         tokio::time::sleep(POLL).await;
                         continue;
                     }
@@ -352,6 +397,11 @@ pub async fn merge_ring(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// A server as `ALLSTATUS` names it: name, custom ID seed, CUK.
+fn key(s: &ServerStatus) -> (String, String, String) {
+    (s.name.clone(), s.custom_id_seed.clone(), s.cuk.clone())
 }
 
 enum ReadError {
@@ -503,6 +553,9 @@ mod tests {
         state: std::sync::Mutex<(&'static str, usize, bool)>,
         commands: std::sync::Mutex<Vec<String>>,
         sent_at: std::sync::Mutex<Vec<(String, Instant)>>,
+        /// A third server leaving the ring: "DELETE", "n/a" (in service,
+        /// as ABORTMERGE leaves it), "OUT" (gone), or None (no third).
+        leaver: std::sync::Mutex<Option<&'static str>>,
     }
 
     async fn serve(ring: std::sync::Arc<FakeRing>) -> String {
@@ -524,16 +577,27 @@ mod tests {
                             .unwrap()
                             .push((cmd.clone(), Instant::now()));
                     }
+                    let mut leaver = ring.leaver.lock().unwrap();
                     match cmd.as_str() {
+                        "SERVICEOUT 127.0.0.1:8021:s3" if leaver.is_some() => {
+                            *leaver = Some("DELETE");
+                            "SUCCEED\n".to_owned()
+                        }
                         "MERGE" if st.0 == "Pending" => {
                             *st = ("Doing", 0, st.2);
                             "SUCCEED\n".to_owned()
                         }
                         "ABORTMERGE" => {
+                            if *leaver == Some("DELETE") {
+                                *leaver = Some("n/a");
+                            }
                             *st = ("Pending", 0, false);
                             "SUCCEED\n".to_owned()
                         }
                         "COMPMERGE" if st.0 == "Done" => {
+                            if *leaver == Some("DELETE") {
+                                *leaver = Some("OUT");
+                            }
                             *st = ("Nothing", 0, false);
                             "SUCCEED\n".to_owned()
                         }
@@ -547,7 +611,12 @@ mod tests {
                             let block = |i: usize, name: &str| {
                                 format!("No.{i}\n  Server Name = {name}\n    Control Port = 8021\n    CUK = c{i}\n    Custom ID Seed = s{i}\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][n/a][{}][NoSuspend])\n    Enable Hash Value = 0x1\n    Pending Hash Value = 0x1\n", st.0)
                             };
-                            format!("RING Name = c1\n{}{}", block(1, "127.0.0.1"), block(2, "127.0.0.1"))
+                            let third = match *leaver {
+                                None => String::new(),
+                                Some("OUT") => "No.3\n  Server Name = 127.0.0.1\n    Control Port = 8021\n    CUK = c3\n    Custom ID Seed = s3\n    Server Status = 0x0(SAFE -> [SERVICE OUT][UP][n/a][Nothing][NoSuspend])\n    Enable Hash Value = 0xffffffffffffffff\n    Pending Hash Value = 0xffffffffffffffff\n".to_owned(),
+                                Some(action) => format!("No.3\n  Server Name = 127.0.0.1\n    Control Port = 8021\n    CUK = c3\n    Custom ID Seed = s3\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][{action}][{}][NoSuspend])\n    Enable Hash Value = 0x2\n    Pending Hash Value = 0x2\n", st.0),
+                            };
+                            format!("RING Name = c1\n{}{}{third}", block(1, "127.0.0.1"), block(2, "127.0.0.1"))
                         }
                         _ => "ERROR: Could not change status, because some servers could not be changed its status now.\n".to_owned(),
                     }
@@ -563,6 +632,7 @@ mod tests {
             state: std::sync::Mutex::new(("Pending", 0, stick)),
             commands: Default::default(),
             sent_at: Default::default(),
+            leaver: Default::default(),
         })
     }
 
@@ -574,6 +644,7 @@ mod tests {
             &addr,
             &[],
             8021,
+            &|_| None,
             MergeBounds::within(Duration::from_secs(60)),
         )
         .await
@@ -596,7 +667,9 @@ mod tests {
             repairs: 2,
             rearm_after: Duration::from_secs(3),
         };
-        let report = merge_ring(&addr, &[], 8021, bounds).await.unwrap();
+        let report = merge_ring(&addr, &[], 8021, &|_| None, bounds)
+            .await
+            .unwrap();
         assert_eq!(report.repairs.len(), 1, "{report:?}");
         assert!(report.repairs[0].contains("stayed [Doing]"), "{report:?}");
         let cmds = ring.commands.lock().unwrap().clone();
@@ -628,6 +701,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_leaver_that_an_abort_brought_back_is_serviced_out_again_before_the_next_merge() {
+        let ring = fake(true);
+        *ring.leaver.lock().unwrap() = Some("DELETE");
+        let addr = serve(ring.clone()).await;
+        let bounds = MergeBounds {
+            total: Duration::from_secs(60),
+            stuck_after: Duration::from_secs(1),
+            repairs: 2,
+            rearm_after: Duration::from_secs(2),
+        };
+        let serviceout = |s: &ServerStatus| {
+            (s.custom_id_seed == "s3").then(|| "SERVICEOUT 127.0.0.1:8021:s3".to_owned())
+        };
+        merge_ring(&addr, &[], 8021, &serviceout, bounds)
+            .await
+            .unwrap();
+        assert_eq!(*ring.leaver.lock().unwrap(), Some("OUT"), "the leaver left");
+        let cmds: Vec<String> = ring
+            .commands
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| !c.starts_with("COMPMERGE"))
+            .cloned()
+            .collect();
+        let abort = cmds
+            .iter()
+            .position(|c| c == "ABORTMERGE")
+            .expect("aborted");
+        let out = cmds
+            .iter()
+            .position(|c| c.starts_with("SERVICEOUT"))
+            .expect("serviced out again");
+        let merge_again = cmds.iter().rposition(|c| c == "MERGE").unwrap();
+        assert!(abort < out && out < merge_again, "{cmds:?}");
+    }
+
+    #[tokio::test]
     async fn a_merge_that_sticks_after_every_repair_fails_naming_the_server() {
         let ring = fake(true);
         let addr = serve(ring.clone()).await;
@@ -637,7 +748,9 @@ mod tests {
             repairs: 0,
             rearm_after: Duration::from_secs(1),
         };
-        let e = merge_ring(&addr, &[], 8021, bounds).await.unwrap_err();
+        let e = merge_ring(&addr, &[], 8021, &|_| None, bounds)
+            .await
+            .unwrap_err();
         assert!(matches!(e, MergeError::Stuck { .. }), "{e}");
         assert!(
             e.to_string().contains("127.0.0.1") && e.to_string().contains("[Doing]"),

@@ -562,6 +562,7 @@ impl Node {
                                 &addr,
                                 &[],
                                 params.server_ctlport,
+                                &|_| None,
                                 merge::MergeBounds::within(left),
                             )
                             .await
