@@ -748,6 +748,10 @@ impl Node {
             ipc: Ipc::Container(s.chmpx_container()),
             pid_of: Some(s.chmpx_container()),
             sysctls: Default::default(),
+            // The chmpx library inside k2hdkc is silent by default
+            // (`CHMDBGMODE`): its errors (a lost merge request, a full
+            // queue) would never reach the container's log.
+            env: vec!["CHMDBGMODE=ERR".to_owned()],
             ..self.chmpx_spec(params)
         }
     }
