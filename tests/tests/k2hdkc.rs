@@ -506,7 +506,13 @@ async fn a_lone_node_with_automerge_off_is_merged_in_and_serves() {
         "{on_disk}"
     );
     let ctl = format!("127.0.0.1:{}", n.ports.1);
-    let st = datastore::chmpx::self_status(&ctl).await.unwrap();
+    // The probe checks the answer, not the speed: chmpx answered its
+    // control port seconds late right after a ring formed, on a loaded CI
+    // machine past the default 3 s.
+    let reply = datastore::chmpx::command_within(&ctl, "SELFSTATUS", Duration::from_secs(20))
+        .await
+        .unwrap();
+    let st = datastore::chmpx::parse_selfstatus(&reply).unwrap();
     assert_eq!(
         (
             st.ring.as_str(),

@@ -83,7 +83,7 @@ def render_ini(cfg, hosts):
         "RETRYCNT               = 500",
         "CONTIMEOUT             = 1000",
         "MQRWTIMEOUT            = 500",
-        "MQRETRYCNT             = 40000",
+        "MQRETRYCNT             = 10000",
         "MQACK                  = no",
         "AUTOMERGE              = %s" % cfg.automerge,
         "DOMERGE                = on",
