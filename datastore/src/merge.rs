@@ -551,7 +551,7 @@ mod tests {
     /// §7) until ABORTMERGE; COMPMERGE ends it.
     struct FakeRing {
         state: std::sync::Mutex<(&'static str, usize, bool)>,
-        commands: std::sync::Mutex<Vec<String>>,
+        /// Every command but ALLSTATUS, with when it came.
         sent_at: std::sync::Mutex<Vec<(String, Instant)>>,
         /// A third server leaving the ring: "DELETE", "n/a" (in service,
         /// as ABORTMERGE leaves it), "OUT" (gone), or None (no third).
@@ -571,7 +571,6 @@ mod tests {
                 let reply = {
                     let mut st = ring.state.lock().unwrap();
                     if cmd != "ALLSTATUS" {
-                        ring.commands.lock().unwrap().push(cmd.clone());
                         ring.sent_at
                             .lock()
                             .unwrap()
@@ -627,10 +626,30 @@ mod tests {
         addr
     }
 
+    impl FakeRing {
+        fn commands(&self) -> Vec<String> {
+            self.sent_at
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(c, _)| c.clone())
+                .collect()
+        }
+    }
+
+    /// Bounds short enough for a test: stuck after 1 s.
+    fn quick(repairs: usize, rearm_s: u64) -> MergeBounds {
+        MergeBounds {
+            total: Duration::from_secs(60),
+            stuck_after: Duration::from_secs(1),
+            repairs,
+            rearm_after: Duration::from_secs(rearm_s),
+        }
+    }
+
     fn fake(stick: bool) -> std::sync::Arc<FakeRing> {
         std::sync::Arc::new(FakeRing {
             state: std::sync::Mutex::new(("Pending", 0, stick)),
-            commands: Default::default(),
             sent_at: Default::default(),
             leaver: Default::default(),
         })
@@ -650,7 +669,7 @@ mod tests {
         .await
         .unwrap();
         assert!(report.merged && report.repairs.is_empty(), "{report:?}");
-        let cmds = ring.commands.lock().unwrap().clone();
+        let cmds = ring.commands();
         assert_eq!(cmds.first().map(String::as_str), Some("MERGE"), "{cmds:?}");
         assert!(cmds.contains(&"COMPMERGE".to_owned()), "{cmds:?}");
         assert!(!cmds.contains(&"ABORTMERGE".to_owned()), "{cmds:?}");
@@ -661,18 +680,13 @@ mod tests {
     async fn a_merge_stuck_at_doing_is_aborted_and_started_again() {
         let ring = fake(true);
         let addr = serve(ring.clone()).await;
-        let bounds = MergeBounds {
-            total: Duration::from_secs(60),
-            stuck_after: Duration::from_secs(1),
-            repairs: 2,
-            rearm_after: Duration::from_secs(3),
-        };
+        let bounds = quick(2, 3);
         let report = merge_ring(&addr, &[], 8021, &|_| None, bounds)
             .await
             .unwrap();
         assert_eq!(report.repairs.len(), 1, "{report:?}");
         assert!(report.repairs[0].contains("stayed [Doing]"), "{report:?}");
-        let cmds = ring.commands.lock().unwrap().clone();
+        let cmds = ring.commands();
         let order: Vec<&str> = cmds
             .iter()
             .map(String::as_str)
@@ -705,12 +719,7 @@ mod tests {
         let ring = fake(true);
         *ring.leaver.lock().unwrap() = Some("DELETE");
         let addr = serve(ring.clone()).await;
-        let bounds = MergeBounds {
-            total: Duration::from_secs(60),
-            stuck_after: Duration::from_secs(1),
-            repairs: 2,
-            rearm_after: Duration::from_secs(2),
-        };
+        let bounds = quick(2, 2);
         let serviceout = |s: &ServerStatus| {
             (s.custom_id_seed == "s3").then(|| "SERVICEOUT 127.0.0.1:8021:s3".to_owned())
         };
@@ -719,12 +728,9 @@ mod tests {
             .unwrap();
         assert_eq!(*ring.leaver.lock().unwrap(), Some("OUT"), "the leaver left");
         let cmds: Vec<String> = ring
-            .commands
-            .lock()
-            .unwrap()
-            .iter()
+            .commands()
+            .into_iter()
             .filter(|c| !c.starts_with("COMPMERGE"))
-            .cloned()
             .collect();
         let abort = cmds
             .iter()
@@ -742,12 +748,7 @@ mod tests {
     async fn a_merge_that_sticks_after_every_repair_fails_naming_the_server() {
         let ring = fake(true);
         let addr = serve(ring.clone()).await;
-        let bounds = MergeBounds {
-            total: Duration::from_secs(60),
-            stuck_after: Duration::from_secs(1),
-            repairs: 0,
-            rearm_after: Duration::from_secs(1),
-        };
+        let bounds = quick(0, 1);
         let e = merge_ring(&addr, &[], 8021, &|_| None, bounds)
             .await
             .unwrap_err();
