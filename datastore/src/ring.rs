@@ -249,7 +249,7 @@ pub async fn leave(
             return Err(LeaveError::NotOut {
                 bound,
                 command,
-                last,
+                last: format!("{last}{}", merge.outcome()),
             });
         }
         tokio::time::sleep(POLL).await;
@@ -262,6 +262,9 @@ struct MergeDriver {
     addr: String,
     pending_since: Option<Instant>,
     merge_sent: Option<Instant>,
+    /// The last command sent and its outcome, for the error that ends a
+    /// leave the ring did not finish.
+    last: Option<String>,
 }
 
 impl MergeDriver {
@@ -270,7 +273,16 @@ impl MergeDriver {
             addr,
             pending_since: None,
             merge_sent: None,
+            last: None,
         }
+    }
+
+    /// `; last MERGE: <reply>` when a command was sent, else nothing.
+    fn outcome(&self) -> String {
+        self.last
+            .as_ref()
+            .map(|l| format!("; {l}"))
+            .unwrap_or_default()
     }
 
     /// Looks at the leaving node's status as this server shows it.
@@ -288,17 +300,25 @@ impl MergeDriver {
                     self.merge_sent = Some(Instant::now());
                     match chmpx::command_within(&self.addr, "MERGE", SLOW_ANSWER).await {
                         Ok(r) => {
-                            tracing::info!(server = %self.addr, reply = %r.trim(), "the deletion stayed [Pending]: MERGE")
+                            tracing::info!(server = %self.addr, reply = %r.trim(), "the deletion stayed [Pending]: MERGE");
+                            self.last = Some(format!("last MERGE answered: {}", r.trim()));
                         }
-                        Err(e) => tracing::warn!(server = %self.addr, error = %e, "MERGE not sent"),
+                        Err(e) => {
+                            tracing::warn!(server = %self.addr, error = %e, "MERGE not sent");
+                            self.last = Some(format!("last MERGE failed: {e}"));
+                        }
                     }
                 }
             }
             "Done" => match chmpx::command_within(&self.addr, "COMPMERGE", SLOW_ANSWER).await {
                 Ok(r) => {
-                    tracing::info!(server = %self.addr, reply = %r.trim(), "merge done: COMPMERGE")
+                    tracing::info!(server = %self.addr, reply = %r.trim(), "merge done: COMPMERGE");
+                    self.last = Some(format!("last COMPMERGE answered: {}", r.trim()));
                 }
-                Err(e) => tracing::warn!(server = %self.addr, error = %e, "COMPMERGE not sent"),
+                Err(e) => {
+                    tracing::warn!(server = %self.addr, error = %e, "COMPMERGE not sent");
+                    self.last = Some(format!("last COMPMERGE failed: {e}"));
+                }
             },
             _ => self.pending_since = None,
         }
@@ -321,6 +341,9 @@ mod tests {
         /// Alone on the ring, as the real chmpx: SERVICEOUT answers the
         /// status-notice error, the deletion waits for MERGE.
         lone: bool,
+        /// MERGE answers success and changes nothing (chmpx while its
+        /// previous merge still runs).
+        merge_ignored: bool,
         /// SERVICEOUTs refused as "operating" (a merge under way) first.
         busy: AtomicUsize,
         deleting: AtomicBool,
@@ -362,6 +385,7 @@ mod tests {
                         ring.out.store(true, Ordering::SeqCst);
                         "SUCCEED\n".to_owned()
                     }
+                    ["MERGE"] if ring.merge_ignored => "SUCCEED: There no server on RING.\n".to_owned(),
                     ["MERGE"] if ring.deleting.load(Ordering::SeqCst) => {
                         ring.out.store(true, Ordering::SeqCst);
                         "SUCCEED: There no server on RING.\n".to_owned()
@@ -387,6 +411,7 @@ mod tests {
     fn ring(delay_polls: usize) -> Arc<FakeRing> {
         Arc::new(FakeRing {
             lone: false,
+            merge_ignored: false,
             busy: AtomicUsize::new(0),
             deleting: AtomicBool::new(false),
             out: AtomicBool::new(false),
@@ -424,6 +449,7 @@ mod tests {
     async fn a_lone_node_is_merged_out_after_the_status_notice_error() {
         let r = Arc::new(FakeRing {
             lone: true,
+            merge_ignored: false,
             busy: AtomicUsize::new(0),
             deleting: AtomicBool::new(false),
             out: AtomicBool::new(false),
@@ -438,6 +464,32 @@ mod tests {
         assert!(matches!(left, Left::Out { .. }), "{left:?}");
         let cmds = r.commands.lock().unwrap().clone();
         assert!(cmds.contains(&"MERGE".to_owned()), "{cmds:?}");
+    }
+
+    /// A deletion that MERGE does not finish fails the leave in its
+    /// bound, and the error says what the last MERGE got.
+    #[tokio::test]
+    async fn a_deletion_no_merge_finishes_fails_naming_the_merge_reply() {
+        let r = Arc::new(FakeRing {
+            lone: true,
+            merge_ignored: true,
+            busy: AtomicUsize::new(0),
+            deleting: AtomicBool::new(false),
+            out: AtomicBool::new(false),
+            polls_after_out: AtomicUsize::new(0),
+            delay_polls: 0,
+            commands: Default::default(),
+        });
+        let addr = serve(r.clone()).await;
+        let err = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(4))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[DELETE][Pending]"), "{err}");
+        assert!(
+            err.contains("last MERGE answered: SUCCEED: There no server on RING."),
+            "{err}"
+        );
     }
 
     /// A node that has just joined is still merging: chmpx refuses

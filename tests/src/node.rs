@@ -11,6 +11,34 @@ use crate::{
     docker, k2hdkc_image, node_ports, start_agent, AgentSetup, K2hr3StandIn, Peer, RunningAgent,
 };
 
+/// The node tests' `startup_wait`: each ring step's bound (a leave, a
+/// join). The production default is 120 s; a loaded 2-core CI machine once
+/// needed more than 30 s for a lone node's leave.
+pub const STARTUP_WAIT_S: u64 = 90;
+
+/// How long a test waits for a guest call that may leave and join the
+/// ring (`restart`: both steps, each bounded by [`STARTUP_WAIT_S`]).
+pub const RING_STEP_S: u64 = 2 * STARTUP_WAIT_S + 20;
+
+/// `msgqueue_bytes = 0` where the engine cannot raise RLIMIT_MSGQUEUE
+/// (its root lacks CAP_SYS_RESOURCE, as in this sandbox): the agent's
+/// default would fail every container start there.
+fn msgqueue_line() -> &'static str {
+    let cap_sys_resource = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|eff| eff >> 24 & 1 == 1);
+    if cap_sys_resource {
+        ""
+    } else {
+        "msgqueue_bytes = 0\n"
+    }
+}
+
 /// A heartbeat's `service_status`.
 pub fn status_of(v: &Value) -> &str {
     v["kwargs"]["payload"]["service_status"]
@@ -74,7 +102,7 @@ pub async fn node_with(extra: &str, automerge: bool) -> Node {
     let k2hr3 = K2hr3StandIn::start_with(&cluster, ports, automerge).await;
     let queue = format!("conductor-{}", crate::guest_id());
     let setup = AgentSetup {
-        extra: format!("[DEFAULT]\nconductor_queue = {queue}\n[k2hdkc]\ndocker_image = {image}\nstartup_wait = 30\nk2hr3_poll_interval_ms = 500\n{extra}"),
+        extra: format!("[DEFAULT]\nconductor_queue = {queue}\n[k2hdkc]\ndocker_image = {image}\nstartup_wait = {STARTUP_WAIT_S}\nk2hr3_poll_interval_ms = 500\n{}{extra}", msgqueue_line()),
         ..AgentSetup::new()
     };
     let (guest, key) = (setup.guest_id.clone(), setup.key.clone().unwrap());
@@ -107,9 +135,10 @@ pub async fn restart_agent(mut n: Node) -> (Node, Vec<tempfile::TempDir>) {
     let mount = n.agent.mount_point.clone();
     let keep = n.agent.take_dirs();
     let extra = format!(
-        "[DEFAULT]\nconductor_queue = {}\n[k2hdkc]\ndocker_image = {}\nstartup_wait = 30\nk2hr3_poll_interval_ms = 500\nmount_point = {m}\nconfig_dir = {m}/etc\n",
+        "[DEFAULT]\nconductor_queue = {}\n[k2hdkc]\ndocker_image = {}\nstartup_wait = {STARTUP_WAIT_S}\nk2hr3_poll_interval_ms = 500\nmount_point = {m}\nconfig_dir = {m}/etc\n{}",
         n.conductor_queue,
         k2hdkc_image(),
+        msgqueue_line(),
         m = mount.display()
     );
     let Node {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use e2e_tests::docker;
-use e2e_tests::node::{node, node_with, restart_agent};
+use e2e_tests::node::{node, node_with, restart_agent, RING_STEP_S};
 use e2e_tests::node_ports;
 use serde_json::{json, Value};
 
@@ -77,10 +77,11 @@ async fn prepare_brings_up_a_registered_configured_healthy_node_and_stop_db_leav
     .await
     .unwrap();
     assert_eq!(reply.trim(), "ERROR: SERVICEOUT command must have parameter as server/ctlport.(ex: \"SERVICEOUT servername.fqdn:ctlport\")");
-    assert!(datastore::chmpx::self_status(&ctl)
+    let st = datastore::chmpx::command_within(&ctl, "SELFSTATUS", Duration::from_secs(20))
         .await
-        .unwrap()
-        .is_serving());
+        .and_then(|r| datastore::chmpx::parse_selfstatus(&r))
+        .unwrap();
+    assert!(st.is_serving(), "{st:?}");
 
     // Periodic heartbeats say healthy.
     assert_eq!(
@@ -131,7 +132,7 @@ async fn prepare_brings_up_a_registered_configured_healthy_node_and_stop_db_leav
     }
 
     // restart: back to healthy.
-    let r = n.trove.call("restart", json!({}), 60, false).await;
+    let r = n.trove.call("restart", json!({}), RING_STEP_S, false).await;
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(
         n.heartbeat(Duration::from_secs(10), |s| s == "healthy")
@@ -143,7 +144,7 @@ async fn prepare_brings_up_a_registered_configured_healthy_node_and_stop_db_leav
     // stop_db: leaves the ring and K2HR3, stops the containers. What the
     // ring showed last before chmpx went away must be this node out.
     let watch = watch_allstatus(format!("127.0.0.1:{}", n.ports.1));
-    let r = n.trove.call("stop_db", json!({}), 60, false).await;
+    let r = n.trove.call("stop_db", json!({}), RING_STEP_S, false).await;
     assert_eq!(r["ok"], true, "{r}");
     let seen = watch.await.unwrap();
     assert_eq!(
@@ -188,7 +189,7 @@ async fn restart_and_stop_db_report_their_status_at_once() {
         Some("healthy")
     );
     n.since = e2e_tests::node::epoch_now();
-    let r = n.trove.call("restart", json!({}), 60, false).await;
+    let r = n.trove.call("restart", json!({}), RING_STEP_S, false).await;
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(
         n.heartbeat(Duration::from_secs(5), |s| s == "healthy")
@@ -198,7 +199,7 @@ async fn restart_and_stop_db_report_their_status_at_once() {
         "healthy after restart"
     );
     n.since = e2e_tests::node::epoch_now();
-    let r = n.trove.call("stop_db", json!({}), 60, false).await;
+    let r = n.trove.call("stop_db", json!({}), RING_STEP_S, false).await;
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(
         n.heartbeat(Duration::from_secs(5), |s| s == "shutdown")
@@ -218,7 +219,7 @@ fn watch_allstatus(addr: String) -> tokio::task::JoinHandle<Vec<String>> {
         let mut seen: Vec<String> = Vec::new();
         let t = std::time::Instant::now();
         let mut misses = 0;
-        while t.elapsed() < Duration::from_secs(60) && misses < 10 {
+        while t.elapsed() < Duration::from_secs(RING_STEP_S) && misses < 10 {
             match datastore::chmpx::all_status(&addr).await {
                 Ok(all) => {
                     misses = 0;
@@ -468,7 +469,7 @@ async fn stop_db_for_good_keeps_the_node_down_across_an_agent_restart() {
         Some("healthy")
     );
     // API 1.0's form of stop_db carries do_not_start_on_reboot.
-    let r = n.trove.send(json!({"op": "call", "method": "stop_db", "kwargs": {"do_not_start_on_reboot": true}, "timeout": 60, "raw": true, "direct": true, "version": "1.0"})).await;
+    let r = n.trove.send(json!({"op": "call", "method": "stop_db", "kwargs": {"do_not_start_on_reboot": true}, "timeout": RING_STEP_S, "raw": true, "direct": true, "version": "1.0"})).await;
     assert_eq!(r["ok"], true, "{r}");
     let (mut n, _keep) = restart_agent(n).await;
     let first = n.heartbeat(Duration::from_secs(10), |_| true).await;
@@ -525,7 +526,7 @@ async fn a_lone_node_with_automerge_off_is_merged_in_and_serves() {
         "merged in: {st:?}"
     );
     // It leaves as cleanly: out of the ring before its containers stop.
-    let r = n.trove.call("stop_db", json!({}), 60, false).await;
+    let r = n.trove.call("stop_db", json!({}), RING_STEP_S, false).await;
     assert_eq!(r["ok"], true, "{r}");
     assert!(
         n.containers().iter().all(|l| !l.ends_with("running")),
