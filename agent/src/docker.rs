@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, ExecConfig, HostConfig, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerStateStatusEnum, ExecConfig, HostConfig, ResourcesUlimits,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
@@ -142,6 +142,16 @@ impl DockerHost {
                 binds: Some(binds),
                 sysctls: (!spec.sysctls.is_empty())
                     .then(|| spec.sysctls.clone().into_iter().collect()),
+                ulimits: (!spec.ulimits.is_empty()).then(|| {
+                    spec.ulimits
+                        .iter()
+                        .map(|u| ResourcesUlimits {
+                            name: Some(u.name.clone()),
+                            soft: Some(u.soft),
+                            hard: Some(u.hard),
+                        })
+                        .collect()
+                }),
                 restart_policy: spec.restart_unless_stopped.then(|| RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                     maximum_retry_count: None,

@@ -67,6 +67,7 @@ pub const OPTIONS: &[&str] = &[
     "k2hr3_role_token",
     "k2hr3_poll_interval_ms",
     "mq_msg_max",
+    "msgqueue_bytes",
     "startup_wait",
     "network_mode",
     "docker_registry_username",

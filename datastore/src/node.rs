@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use driver_api::host::{Bind, ContainerSpec, ContainerState, Containers, Ipc};
+use driver_api::host::{Bind, ContainerSpec, ContainerState, Containers, Ipc, Ulimit};
 use driver_api::{DatastoreError, ServiceStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -732,6 +732,19 @@ impl Node {
             sysctls: [("fs.mqueue.msg_max".to_owned(), s.mq_msg_max.to_string())]
                 .into_iter()
                 .collect(),
+            // The kernel charges every POSIX queue of a uid to that uid,
+            // checked against the opener's RLIMIT_MSGQUEUE (819,200 bytes
+            // by default), and chmpx raises it only as root. A 128-deep
+            // queue takes about 13 KB; every node, slave and client of a
+            // host running as the database user shares the count.
+            ulimits: (s.msgqueue_bytes > 0)
+                .then(|| Ulimit {
+                    name: "msgqueue".into(),
+                    soft: s.msgqueue_bytes,
+                    hard: s.msgqueue_bytes,
+                })
+                .into_iter()
+                .collect(),
             labels: self.labels(),
             env: vec![],
             stop_signal: Some("SIGINT".into()),
@@ -1176,19 +1189,49 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_policy_restart_between_rounds_is_a_crash_and_ours_is_not() {
-        let state = tempfile::tempdir().unwrap();
+    fn settings_with(group: &[(&str, &str)], state: &std::path::Path) -> Settings {
         let ctx = crate::settings::DriverContext {
             guest_id: "g1".into(),
             datastore_version: None,
-            group: Default::default(),
-            mount_point: state.path().join("data"),
+            group: group
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            mount_point: state.join("data"),
             uid: 1001,
             gid: 1001,
-            state_dir: state.path().to_path_buf(),
+            state_dir: state.to_path_buf(),
         };
-        let settings = Settings::new(&ctx, std::path::Path::new("/nonexistent")).unwrap();
+        Settings::new(&ctx, std::path::Path::new("/nonexistent")).unwrap()
+    }
+
+    /// Both containers get the queue limit (k2hdkc opens queues too), and
+    /// `msgqueue_bytes = 0` leaves the engine's default.
+    #[test]
+    fn both_containers_get_the_message_queue_limit_unless_it_is_off() {
+        let state = tempfile::tempdir().unwrap();
+        let engine = Arc::new(Engine(std::sync::Mutex::new(None)));
+        let node = Node::new(settings_with(&[], state.path()), engine.clone());
+        let p = Parameters::default();
+        let want = vec![Ulimit {
+            name: "msgqueue".into(),
+            soft: 64 << 20,
+            hard: 64 << 20,
+        }];
+        assert_eq!(node.chmpx_spec(&p).ulimits, want);
+        assert_eq!(node.server_spec(&p).ulimits, want);
+        let off = Node::new(
+            settings_with(&[("msgqueue_bytes", "0")], state.path()),
+            engine,
+        );
+        assert!(off.chmpx_spec(&p).ulimits.is_empty());
+        assert!(off.server_spec(&p).ulimits.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_policy_restart_between_rounds_is_a_crash_and_ours_is_not() {
+        let state = tempfile::tempdir().unwrap();
+        let settings = settings_with(&[], state.path());
         let engine = Arc::new(Engine(std::sync::Mutex::new(Some("t1".into()))));
         let node = Node::new(settings, engine.clone());
         let set = |t: &str| *engine.0.lock().unwrap() = Some(t.into());

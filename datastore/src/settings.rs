@@ -57,6 +57,8 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// `fs.mqueue.msg_max` for the chmpx IPC namespace.
     pub mq_msg_max: u32,
+    /// `RLIMIT_MSGQUEUE` of both containers in bytes; 0 keeps the engine's.
+    pub msgqueue_bytes: i64,
     /// Bound on waiting for the first node and for this node to serve.
     pub startup_wait: Duration,
     /// The containers' network namespace (`network_mode`: `host`, as in a
@@ -184,6 +186,7 @@ impl Settings {
                 number(g, "k2hr3_poll_interval_ms", 2000u64, &mut problems).max(200),
             ),
             mq_msg_max: number(g, "mq_msg_max", 1024u32, &mut problems),
+            msgqueue_bytes: number(g, "msgqueue_bytes", 64 * 1024 * 1024i64, &mut problems).max(0),
             startup_wait: Duration::from_secs(number(g, "startup_wait", 120u64, &mut problems)),
             network: network_mode(get("network_mode"), &mut problems),
         };

@@ -58,6 +58,8 @@ pub struct ContainerSpec {
     pub binds: Vec<Bind>,
     /// Namespaced kernel parameters (e.g. `fs.mqueue.msg_max`).
     pub sysctls: BTreeMap<String, String>,
+    /// Resource limits of the container's processes (e.g. `msgqueue`).
+    pub ulimits: Vec<Ulimit>,
     /// Labels (e.g. the Trove instance id).
     pub labels: BTreeMap<String, String>,
     /// Environment, `NAME=value`.
@@ -66,6 +68,17 @@ pub struct ContainerSpec {
     pub stop_signal: Option<String>,
     /// Restart policy `unless-stopped`.
     pub restart_unless_stopped: bool,
+}
+
+/// One resource limit (`setrlimit`), by Docker's name for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ulimit {
+    /// Docker's name: `msgqueue`, `nofile`, ...
+    pub name: String,
+    /// Soft limit.
+    pub soft: i64,
+    /// Hard limit.
+    pub hard: i64,
 }
 
 /// A container's state as the engine reports it.

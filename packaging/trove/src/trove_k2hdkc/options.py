@@ -129,6 +129,10 @@ def build(ports_type=None):
                         "uses at least 200)."),
         cfg.IntOpt("mq_msg_max", default=1024,
                    help="fs.mqueue.msg_max of the chmpx IPC namespace."),
+        cfg.IntOpt("msgqueue_bytes", default=67108864,
+                   help="RLIMIT_MSGQUEUE (bytes) of the chmpx and k2hdkc containers; "
+                        "0 keeps the engine's default (819200). Raising it needs "
+                        "CAP_SYS_RESOURCE on the guest's Docker engine."),
         cfg.IntOpt("startup_wait", default=120,
                    help="Seconds to wait for the first node and for this node to serve."),
         cfg.StrOpt("network_mode", default="host",
