@@ -106,6 +106,17 @@ pub struct NodeStatus {
     pub suspend: String,
 }
 
+impl std::fmt::Display for NodeStatus {
+    /// As chmpx prints it: `[SERVICE IN][UP][n/a][Nothing][NoSuspend]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "[{}][{}][{}][{}][{}]",
+            self.ring, self.live, self.action, self.merge, self.suspend
+        )
+    }
+}
+
 impl NodeStatus {
     /// Serving: in the ring, up, k2hdkc attached (the old system's health
     /// check: `[SERVICE IN][UP][n/a][Nothing][NoSuspend]`; a merge in

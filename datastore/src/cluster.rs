@@ -148,13 +148,6 @@ pub async fn handle(
     out
 }
 
-fn describe(s: &chmpx::NodeStatus) -> String {
-    format!(
-        "[{}][{}][{}][{}][{}]",
-        s.ring, s.live, s.action, s.merge, s.suspend
-    )
-}
-
 fn ini_cuks(view: &RingView) -> Vec<String> {
     view.facts
         .servers
@@ -180,7 +173,7 @@ async fn status(view: &RingView) -> Result<Value, DatastoreError> {
         "ini_cuks": ini_cuks(view),
         "servers": servers.iter().map(|s| json!({
             "name": s.name, "cuk": s.cuk, "seed": s.custom_id_seed,
-            "status": describe(&s.status),
+            "status": s.status.to_string(),
             "ring": s.status.ring, "live": s.status.live, "action": s.status.action,
             "merge": s.status.merge, "suspend": s.status.suspend,
             "enable_hash": s.hashes.0, "pending_hash": s.hashes.1,
@@ -299,7 +292,7 @@ async fn service_in(view: &RingView, within: Duration) -> Result<Value, Datastor
     let deadline = Instant::now() + within;
     let st = self_status(view, deadline).await?;
     if st.ring == "SERVICE IN" {
-        return Ok(json!({ "status": describe(&st), "reply": "already in the ring" }));
+        return Ok(json!({ "status": st.to_string(), "reply": "already in the ring" }));
     }
     let reply = send_until(&view.ctl, "SERVICEIN", deadline).await?;
     if !reply.starts_with("SUCCEED") && !reply.starts_with(NOT_ALLOWED) {
@@ -308,12 +301,12 @@ async fn service_in(view: &RingView, within: Duration) -> Result<Value, Datastor
     loop {
         let st = self_status(view, deadline).await?;
         if st.ring == "SERVICE IN" {
-            return Ok(json!({ "status": describe(&st), "reply": reply }));
+            return Ok(json!({ "status": st.to_string(), "reply": reply }));
         }
         if Instant::now() >= deadline {
             return Err(DatastoreError::failed(
                 "SERVICEIN",
-                format!("`{reply}`, but still {} after {within:?}", describe(&st)),
+                format!("`{reply}`, but still {} after {within:?}", st.to_string()),
             ));
         }
         tokio::time::sleep(POLL).await;
@@ -356,13 +349,13 @@ async fn service_out(
         if let Some(s) = it {
             if s.status.ring == "SERVICE OUT" || s.status.action == "DELETE" {
                 return Ok(
-                    json!({ "command": command, "reply": reply, "status": describe(&s.status) }),
+                    json!({ "command": command, "reply": reply, "status": s.status.to_string() }),
                 );
             }
         }
         if Instant::now() >= deadline {
             let seen = it
-                .map(|s| describe(&s.status))
+                .map(|s| s.status.to_string())
                 .unwrap_or_else(|| "not listed".into());
             return Err(DatastoreError::failed(
                 format!("`{command}`"),
@@ -380,12 +373,12 @@ async fn reattach(node: &Node, within: Duration) -> Result<Value, DatastoreError
     loop {
         match self_status(&view, deadline).await {
             Ok(st) if st.live == "UP" && st.suspend == "NoSuspend" => {
-                return Ok(json!({ "status": describe(&st) }))
+                return Ok(json!({ "status": st.to_string() }))
             }
             Ok(st) if Instant::now() >= deadline => {
                 return Err(DatastoreError::failed(
                     "restart k2hdkc",
-                    format!("not attached again after {within:?}: {}", describe(&st)),
+                    format!("not attached again after {within:?}: {}", st.to_string()),
                 ))
             }
             Err(e) if Instant::now() >= deadline => return Err(e),

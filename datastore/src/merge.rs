@@ -148,19 +148,7 @@ fn control_addr(s: &ServerStatus, members: &[(String, String)], default_ctlport:
 pub fn describe(servers: &[ServerStatus]) -> String {
     servers
         .iter()
-        .map(|s| {
-            format!(
-                "{} [{}][{}][{}][{}][{}] hash {}/{}",
-                s.name,
-                s.status.ring,
-                s.status.live,
-                s.status.action,
-                s.status.merge,
-                s.status.suspend,
-                s.hashes.0,
-                s.hashes.1
-            )
-        })
+        .map(|s| format!("{} {} hash {}/{}", s.name, s.status, s.hashes.0, s.hashes.1))
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -407,15 +407,10 @@ impl Node {
         while Instant::now() < deadline {
             match chmpx::self_status(&addr).await {
                 Ok(st) if st.live == "UP" && st.suspend == "NoSuspend" => {
-                    tracing::info!(status = %format!("[{}][{}][{}][{}][{}]", st.ring, st.live, st.action, st.merge, st.suspend), "chmpx up with k2hdkc attached");
+                    tracing::info!(status = %st, "chmpx up with k2hdkc attached");
                     return Ok(());
                 }
-                Ok(st) => {
-                    last = format!(
-                        "[{}][{}][{}][{}][{}]",
-                        st.ring, st.live, st.action, st.merge, st.suspend
-                    )
-                }
+                Ok(st) => last = st.to_string(),
                 Err(e) => last = e.to_string(),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -504,12 +499,7 @@ impl Node {
         while Instant::now() < deadline {
             match chmpx::self_status(addr).await {
                 Ok(st) if st.is_serving() => return Ok(()),
-                Ok(st) => {
-                    last = format!(
-                        "[{}][{}][{}][{}][{}]",
-                        st.ring, st.live, st.action, st.merge, st.suspend
-                    )
-                }
+                Ok(st) => last = st.to_string(),
                 Err(e) => last = e.to_string(),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -572,10 +562,7 @@ impl Node {
                         (false, _) => pending_since = None,
                         _ => {}
                     }
-                    last = format!(
-                        "[{}][{}][{}][{}][{}]",
-                        st.ring, st.live, st.action, st.merge, st.suspend
-                    );
+                    last = st.to_string();
                 }
                 Err(e) => last = e.to_string(),
             }

@@ -91,13 +91,6 @@ fn servers<'a>(facts: &'a IniFacts, default_ctlport: u16) -> Vec<Server<'a>> {
         .collect()
 }
 
-fn describe(s: &NodeStatus) -> String {
-    format!(
-        "[{}][{}][{}][{}][{}]",
-        s.ring, s.live, s.action, s.merge, s.suspend
-    )
-}
-
 /// Takes this node (the `[SVRNODE]` whose CUK is `cuk`) out of the ring.
 /// `self_ctl` is this node's control address (chmpx listens on all
 /// interfaces; the agent talks to it on loopback). Others are reached at
@@ -178,11 +171,11 @@ pub async fn leave(
             .and_then(|r| chmpx::parse_selfstatus(&r))
             .map_err(LeaveError::Refused)?;
         if st.ring == "SERVICE OUT" {
-            tracing::info!(status = %describe(&st), "already out of the ring");
+            tracing::info!(status = %st.to_string(), "already out of the ring");
             return Ok(Left::AlreadyOut);
         }
         leaving = st.action == "DELETE";
-        reply = format!("{reply} (this node shows {})", describe(&st));
+        reply = format!("{reply} (this node shows {})", st.to_string());
     }
     // NOTICE_FAILED: the status changed but nobody was told; the wait
     // below sees whether it did.
@@ -216,7 +209,7 @@ pub async fn leave(
                             if *addr == merge.addr {
                                 merge.step(&s.status).await;
                             }
-                            pending.push(format!("{addr} shows {}", describe(&s.status)))
+                            pending.push(format!("{addr} shows {}", s.status.to_string()))
                         }
                         None => {
                             confirmed.remove(addr);
