@@ -28,6 +28,16 @@ pub enum ChmpxError {
     /// No full reply within the bound.
     #[error("chmpx control port {0}: no reply within {1:?}")]
     Timeout(String, Duration),
+    /// Connected, then the connection broke before the reply (the real
+    /// chmpx resets control connections while it merges or services a
+    /// node in): a live server, busy.
+    #[error("chmpx control port {addr}: connection dropped before the reply: {cause}")]
+    Dropped {
+        /// `host:port`.
+        addr: String,
+        /// Why.
+        cause: String,
+    },
     /// chmpx answered with an error line.
     #[error("chmpx refused {command}: {reply}")]
     Refused {
@@ -39,6 +49,14 @@ pub enum ChmpxError {
     /// The reply has no status line.
     #[error("chmpx reply has no status line")]
     NoStatus,
+}
+
+impl ChmpxError {
+    /// A live server that did not answer this time (late, or it dropped
+    /// the connection): ask again, within the caller's bound.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, ChmpxError::Timeout(..) | ChmpxError::Dropped { .. })
+    }
 }
 
 /// Sends `command` to the control port at `addr` and returns the reply.
@@ -57,14 +75,21 @@ pub async fn command_within(
         addr: addr.to_owned(),
         cause: e.to_string(),
     };
+    let dropped = |e: std::io::Error| ChmpxError::Dropped {
+        addr: addr.to_owned(),
+        cause: e.to_string(),
+    };
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.map_err(io)?;
-        stream.write_all(command.as_bytes()).await.map_err(io)?;
-        stream.write_all(b"\n").await.map_err(io)?;
+        stream
+            .write_all(command.as_bytes())
+            .await
+            .map_err(dropped)?;
+        stream.write_all(b"\n").await.map_err(dropped)?;
         let mut reply = Vec::new();
         let mut buf = [0u8; 4096];
         loop {
-            let n = stream.read(&mut buf).await.map_err(io)?;
+            let n = stream.read(&mut buf).await.map_err(dropped)?;
             if n == 0 || reply.len() + n > MAX_REPLY {
                 break;
             }
@@ -425,5 +450,24 @@ mod tests {
     async fn nothing_listening_is_a_named_io_error() {
         let err = self_status("127.0.0.1:1").await.unwrap_err();
         assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+        assert!(!err.is_busy(), "nobody listens: not a busy server");
+    }
+
+    /// The real chmpx resets control connections while it merges (seen
+    /// on SELFSTATUS during a SERVICEIN, and on MERGE): a busy server.
+    #[tokio::test]
+    async fn a_reset_after_connecting_is_a_busy_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            // Linger 0: close() sends RST instead of FIN.
+            s.set_zero_linger().unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(s);
+        });
+        let err = self_status(&addr).await.unwrap_err();
+        assert!(matches!(err, ChmpxError::Dropped { .. }), "{err:?}");
+        assert!(err.is_busy());
     }
 }

@@ -21,7 +21,7 @@ use driver_api::DatastoreError;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::chmpx::{self, ChmpxError};
+use crate::chmpx;
 use crate::merge;
 use crate::node::{Node, RingView};
 
@@ -251,7 +251,7 @@ async fn send_until(
         match chmpx::command_within(addr, command, SLOW_ANSWER).await {
             Ok(r) if r.trim_start().starts_with(OPERATING) => last = r.trim().to_owned(),
             Ok(r) => return Ok(r.trim().to_owned()),
-            Err(e @ ChmpxError::Timeout(..)) => last = e.to_string(),
+            Err(e) if e.is_busy() => last = e.to_string(),
             Err(e) => {
                 return Err(DatastoreError::failed(
                     format!("send {command} to {addr}"),
@@ -279,7 +279,7 @@ async fn self_status(
             .and_then(|r| chmpx::parse_selfstatus(&r))
         {
             Ok(st) => return Ok(st),
-            Err(e @ ChmpxError::Timeout(..)) if Instant::now() < deadline => {
+            Err(e) if e.is_busy() && Instant::now() < deadline => {
                 tracing::info!(error = %e, "chmpx answers late; asking again");
             }
             Err(e) => return Err(DatastoreError::failed("read SELFSTATUS", e)),

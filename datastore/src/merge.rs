@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::chmpx::{self, ChmpxError, ServerStatus};
+use crate::chmpx::{self, ServerStatus};
 
 /// How often the ring is looked at.
 const POLL: Duration = Duration::from_millis(250);
@@ -407,7 +407,7 @@ async fn read_ring(readers: &[String]) -> Result<Vec<ServerStatus>, ReadError> {
         match chmpx::all_status_within(addr, SLOW_ANSWER).await {
             Ok(s) if !s.is_empty() => return Ok(s),
             Ok(_) => late.push(format!("{addr}: empty ALLSTATUS")),
-            Err(e @ ChmpxError::Timeout(..)) => late.push(e.to_string()),
+            Err(e) if e.is_busy() => late.push(e.to_string()),
             Err(e) => refused.push(e.to_string()),
         }
     }

@@ -132,7 +132,7 @@ pub async fn leave(
                     answered = Some((addr.clone(), reply.trim().to_owned()));
                     break;
                 }
-                Err(e @ ChmpxError::Timeout(..)) => busy.push(e.to_string()),
+                Err(e) if e.is_busy() => busy.push(e.to_string()),
                 Err(e) => {
                     tracing::debug!(server = %addr, error = %e, "no answer to SERVICEOUT here")
                 }
