@@ -526,6 +526,25 @@ pub const STANDIN_IMAGE: &str = "k2hdkc-standin:test";
 /// `shared/tools/k2hdkc-real/build.sh` (CI cannot reach the sources).
 pub const REAL_IMAGE: &str = "k2hdkc-real:1.0.17";
 
+/// `msgqueue_bytes = 0` where the engine cannot raise RLIMIT_MSGQUEUE
+/// (its root lacks CAP_SYS_RESOURCE, as in this sandbox): the agent's
+/// default would fail every container start there.
+pub fn msgqueue_line() -> &'static str {
+    let cap_sys_resource = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|eff| eff >> 24 & 1 == 1);
+    if cap_sys_resource {
+        ""
+    } else {
+        "msgqueue_bytes = 0\n"
+    }
+}
+
 /// The k2hdkc server image the node tests run: `K2HDKC_TEST_IMAGE` if
 /// set, else the real image when it is present, else the stand-in (built
 /// once per test process). `tests/run` prints the same choice at the top.

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::{
-    docker, k2hdkc_image, node_ports, start_agent, AgentSetup, K2hr3StandIn, Peer, RunningAgent,
+    docker, k2hdkc_image, msgqueue_line, node_ports, start_agent, AgentSetup, K2hr3StandIn, Peer,
+    RunningAgent,
 };
 
 /// The node tests' `startup_wait`: each ring step's bound (a leave, a
@@ -19,25 +20,6 @@ pub const STARTUP_WAIT_S: u64 = 90;
 /// How long a test waits for a guest call that may leave and join the
 /// ring (`restart`: both steps, each bounded by [`STARTUP_WAIT_S`]).
 pub const RING_STEP_S: u64 = 2 * STARTUP_WAIT_S + 20;
-
-/// `msgqueue_bytes = 0` where the engine cannot raise RLIMIT_MSGQUEUE
-/// (its root lacks CAP_SYS_RESOURCE, as in this sandbox): the agent's
-/// default would fail every container start there.
-fn msgqueue_line() -> &'static str {
-    let cap_sys_resource = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .is_some_and(|eff| eff >> 24 & 1 == 1);
-    if cap_sys_resource {
-        ""
-    } else {
-        "msgqueue_bytes = 0\n"
-    }
-}
 
 /// A heartbeat's `service_status`.
 pub fn status_of(v: &Value) -> &str {

@@ -33,8 +33,9 @@ impl Host {
                 "[DEFAULT]\nagent_state_dir = {d}/state\nstate_change_wait_time = {state_change_wait_time}\n\
                  [oslo_messaging_rabbit]\nrabbit_retry_interval = 1\nrabbit_retry_backoff = 0\n\
                  [k2hdkc]\nmount_point = {d}/data\ndevice_path = /nonexistent/test-volume\nconfig_dir = {d}/data/etc\n\
-                 docker_image = {}\nstartup_wait = 60\nk2hr3_poll_interval_ms = 500\n",
-                k2hdkc_image()
+                 docker_image = {}\nstartup_wait = 60\nk2hr3_poll_interval_ms = 500\n{}",
+                k2hdkc_image(),
+                e2e_tests::msgqueue_line()
             ),
         )
         .unwrap();

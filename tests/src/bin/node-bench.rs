@@ -38,8 +38,9 @@ async fn main() {
         let queue = format!("conductor-{}", e2e_tests::guest_id());
         let setup = AgentSetup {
             extra: format!(
-                "[DEFAULT]\nconductor_queue = {queue}\n[k2hdkc]\ndocker_image = {}\n",
-                k2hdkc_image()
+                "[DEFAULT]\nconductor_queue = {queue}\n[k2hdkc]\ndocker_image = {}\n{}",
+                k2hdkc_image(),
+                e2e_tests::msgqueue_line()
             ),
             ..AgentSetup::new()
         };
