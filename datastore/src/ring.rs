@@ -414,6 +414,17 @@ mod tests {
         })
     }
 
+    /// Alone on its ring, as the real chmpx; `merge_ignored`: MERGE
+    /// changes nothing.
+    fn lone_ring(merge_ignored: bool) -> Arc<FakeRing> {
+        Arc::new(FakeRing {
+            lone: true,
+            merge_ignored,
+            delay_polls: 0,
+            ..Arc::try_unwrap(ring(0)).ok().unwrap()
+        })
+    }
+
     #[tokio::test]
     async fn custom_id_type_leaves_with_the_seed_and_waits_for_service_out() {
         let r = ring(3);
@@ -440,16 +451,7 @@ mod tests {
     /// after the status changed, and a deletion only MERGE finishes.
     #[tokio::test]
     async fn a_lone_node_is_merged_out_after_the_status_notice_error() {
-        let r = Arc::new(FakeRing {
-            lone: true,
-            merge_ignored: false,
-            busy: AtomicUsize::new(0),
-            deleting: AtomicBool::new(false),
-            out: AtomicBool::new(false),
-            polls_after_out: AtomicUsize::new(0),
-            delay_polls: 0,
-            commands: Default::default(),
-        });
+        let r = lone_ring(false);
         let addr = serve(r.clone()).await;
         let left = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(10))
             .await
@@ -463,16 +465,7 @@ mod tests {
     /// bound, and the error says what the last MERGE got.
     #[tokio::test]
     async fn a_deletion_no_merge_finishes_fails_naming_the_merge_reply() {
-        let r = Arc::new(FakeRing {
-            lone: true,
-            merge_ignored: true,
-            busy: AtomicUsize::new(0),
-            deleting: AtomicBool::new(false),
-            out: AtomicBool::new(false),
-            polls_after_out: AtomicUsize::new(0),
-            delay_polls: 0,
-            commands: Default::default(),
-        });
+        let r = lone_ring(true);
         let addr = serve(r.clone()).await;
         let err = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(4))
             .await
