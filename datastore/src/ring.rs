@@ -401,8 +401,8 @@ mod tests {
         ))
     }
 
-    fn ring(delay_polls: usize) -> Arc<FakeRing> {
-        Arc::new(FakeRing {
+    fn fake(delay_polls: usize) -> FakeRing {
+        FakeRing {
             lone: false,
             merge_ignored: false,
             busy: AtomicUsize::new(0),
@@ -411,7 +411,11 @@ mod tests {
             polls_after_out: AtomicUsize::new(0),
             delay_polls,
             commands: Default::default(),
-        })
+        }
+    }
+
+    fn ring(delay_polls: usize) -> Arc<FakeRing> {
+        Arc::new(fake(delay_polls))
     }
 
     /// Alone on its ring, as the real chmpx; `merge_ignored`: MERGE
@@ -420,8 +424,7 @@ mod tests {
         Arc::new(FakeRing {
             lone: true,
             merge_ignored,
-            delay_polls: 0,
-            ..Arc::try_unwrap(ring(0)).ok().unwrap()
+            ..fake(0)
         })
     }
 
