@@ -162,9 +162,13 @@ impl Conductor {
     }
 }
 
-fn context(target: &ConductorTarget) -> Map<String, Value> {
+/// The request context of a cast. A notification's end or error carries
+/// the notification in the context too (`trove_notification`), as the
+/// upstream guest's context does: trove-conductor's `_notify` deletes
+/// `context.notification` and fails without it.
+fn context(target: &ConductorTarget, notification: Option<&Value>) -> Map<String, Value> {
     let request_id = format!("req-{}", uuid::Uuid::new_v4());
-    let Value::Object(map) = json!({
+    let Value::Object(mut map) = json!({
         "user": null, "tenant": target.tenant_id, "project_id": target.tenant_id,
         "is_admin": false, "read_only": false, "show_deleted": false,
         "auth_token": null, "request_id": request_id, "global_request_id": null,
@@ -172,6 +176,9 @@ fn context(target: &ConductorTarget) -> Map<String, Value> {
     }) else {
         unreachable!("a JSON object literal")
     };
+    if let Some(n) = notification {
+        map.insert("trove_notification".into(), n.clone());
+    }
     map
 }
 
@@ -304,7 +311,10 @@ async fn publish(
             )
         })
         .collect();
-    let ctx = codec.encode_conductor_context(&target.guest_id, &context(target));
+    let ctx = codec.encode_conductor_context(
+        &target.guest_id,
+        &context(target, cast.args.get("serialized_notification")),
+    );
     let body = encode_cast(
         cast.method,
         args,
@@ -467,6 +477,16 @@ mod tests {
             .collect::<Vec<_>>();
         assert_eq!(all, ["notify_end", "heartbeat", "heartbeat"]);
         // notify_end(context, serialized_notification, notification_args) takes no `sent`.
-        assert!(rec.0.lock().unwrap()[0].1["args"].get("sent").is_none());
+        let sent = rec.0.lock().unwrap().clone();
+        assert!(sent[0].1["args"].get("sent").is_none());
+        // trove-conductor needs the notification in the context as well.
+        let note = &sent[0].1["args"]["serialized_notification"];
+        assert_eq!(note["instance_id"], json!("g1"));
+        assert_eq!(
+            &sent[0].1["_context_trove_notification"], note,
+            "{}",
+            sent[0].1
+        );
+        assert!(sent[1].1.get("_context_trove_notification").is_none());
     }
 }
