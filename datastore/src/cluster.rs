@@ -5,7 +5,7 @@
 //!
 //! | method                     | does                                               |
 //! |----------------------------|----------------------------------------------------|
-//! | `k2hdkc_ring_status`       | this node's CUK and ring name, `ALLSTATUS`, ini CUKs |
+//! | `k2hdkc_ring_status`       | this node's CUK and ring name, `ALLSTATUS`, ini CUKs (`error` if no ring) |
 //! | `k2hdkc_ring_converge`     | waits until the ini lists exactly the given CUKs, and chmpx sees them all UP |
 //! | `k2hdkc_ring_service_in`   | `SERVICEIN` of this node, until the ring shows it  |
 //! | `k2hdkc_ring_service_out`  | `SERVICEOUT` of a member, in the ini's grammar     |
@@ -25,6 +25,9 @@ use crate::chmpx;
 use crate::merge;
 use crate::node::{Node, RingView};
 
+/// How long converge waits for chmpx to drop servers the ini no longer
+/// lists (a leaver that stopped; the ini reload drops it at once).
+const EXTRAS_WAIT: Duration = Duration::from_secs(10);
 /// The longest wait a caller may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// The wait when the caller names none.
@@ -32,7 +35,7 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(120);
 /// How often a wait looks again.
 const POLL: Duration = Duration::from_millis(250);
 /// How long one control command may take (a merging chmpx answers late).
-const SLOW_ANSWER: Duration = Duration::from_secs(10);
+pub(crate) const SLOW_ANSWER: Duration = Duration::from_secs(10);
 
 const NOT_ALLOWED: &str = "ERROR: Could not change status, because status is not allowed.";
 const OPERATING: &str = "ERROR: Could not change status, because server is operating now.";
@@ -108,7 +111,7 @@ pub async fn handle(
     let out = match method {
         "k2hdkc_ring_status" => {
             parse::<Bound>(method, args)?;
-            status(&node.ring_view().await?).await
+            status(node).await
         }
         "k2hdkc_ring_converge" => {
             let req: Converge = parse(method, args)?;
@@ -156,10 +159,19 @@ fn ini_cuks(view: &RingView) -> Vec<String> {
         .collect()
 }
 
-async fn status(view: &RingView) -> Result<Value, DatastoreError> {
-    let servers = chmpx::all_status_within(&view.ctl, SLOW_ANSWER)
-        .await
-        .map_err(|e| DatastoreError::failed("read ALLSTATUS", e))?;
+/// This node's CUK and ring. A node whose prepare failed has no ini or
+/// no chmpx: it still answers with its CUK and the cause (`error`), so
+/// that a shrink can remove a member that never joined the ring.
+async fn status(node: &Node) -> Result<Value, DatastoreError> {
+    let no_ring = |e: &dyn std::fmt::Display| json!({ "cuk": node.cuk(), "name": "", "ini_cuks": [], "servers": [], "error": e.to_string() });
+    let view = match node.ring_view().await {
+        Ok(v) => v,
+        Err(e) => return Ok(no_ring(&e)),
+    };
+    let servers = match chmpx::all_status_within(&view.ctl, SLOW_ANSWER).await {
+        Ok(s) => s,
+        Err(e) => return Ok(no_ring(&format!("read ALLSTATUS: {e}"))),
+    };
     let name = view
         .facts
         .servers
@@ -170,7 +182,7 @@ async fn status(view: &RingView) -> Result<Value, DatastoreError> {
     Ok(json!({
         "cuk": view.cuk,
         "name": name,
-        "ini_cuks": ini_cuks(view),
+        "ini_cuks": ini_cuks(&view),
         "servers": servers.iter().map(|s| json!({
             "name": s.name, "cuk": s.cuk, "seed": s.custom_id_seed,
             "status": s.status.to_string(),
@@ -208,8 +220,12 @@ async fn converge(node: &Node, cuks: &[String], within: Duration) -> Result<Valu
     };
     // Then until this chmpx has reached every one of them: a SERVICEIN
     // sent before that finds "no server on RING", and each node would
-    // form a ring of its own (seen on the real chmpx).
+    // form a ring of its own (seen on the real chmpx). And, for a while,
+    // until it dropped the servers the ini no longer lists: chmpx drops
+    // only those that are SERVICE OUT and DOWN when it reloads the ini
+    // (chmpxman UpdateChmpxSvrs), and keeps one that was still UP then.
     let mut last;
+    let extras_until = Instant::now() + EXTRAS_WAIT.min(within);
     loop {
         match chmpx::all_status_within(&view.ctl, SLOW_ANSWER).await {
             Ok(servers) => {
@@ -222,8 +238,18 @@ async fn converge(node: &Node, cuks: &[String], within: Duration) -> Result<Valu
                     })
                     .map(String::as_str)
                     .collect();
-                if down.is_empty() {
-                    return Ok(json!({ "cuks": want, "ring": merge::describe(&servers) }));
+                let extras: Vec<String> = servers
+                    .iter()
+                    .filter(|s| !want.contains(&s.cuk))
+                    .map(|s| format!("{} {}", s.name, s.status))
+                    .collect();
+                if down.is_empty() && (extras.is_empty() || Instant::now() >= extras_until) {
+                    if !extras.is_empty() {
+                        tracing::warn!(kept = ?extras, "chmpx still lists servers its ini no longer has (it kept them at the reload)");
+                    }
+                    return Ok(
+                        json!({ "cuks": want, "ring": merge::describe(&servers), "stale": extras }),
+                    );
                 }
                 last = format!("not UP yet: {down:?}; ring: {}", merge::describe(&servers));
             }
@@ -269,7 +295,7 @@ async fn send_until(
 
 /// This node's status; a late answer is asked again until `deadline`
 /// (a merging chmpx answers its control port seconds late).
-async fn self_status(
+pub(crate) async fn self_status(
     view: &RingView,
     deadline: Instant,
 ) -> Result<chmpx::NodeStatus, DatastoreError> {
@@ -306,7 +332,7 @@ async fn service_in(view: &RingView, within: Duration) -> Result<Value, Datastor
         if Instant::now() >= deadline {
             return Err(DatastoreError::failed(
                 "SERVICEIN",
-                format!("`{reply}`, but still {} after {within:?}", st.to_string()),
+                format!("`{reply}`, but still {st} after {within:?}"),
             ));
         }
         tokio::time::sleep(POLL).await;
@@ -378,7 +404,7 @@ async fn reattach(node: &Node, within: Duration) -> Result<Value, DatastoreError
             Ok(st) if Instant::now() >= deadline => {
                 return Err(DatastoreError::failed(
                     "restart k2hdkc",
-                    format!("not attached again after {within:?}: {}", st.to_string()),
+                    format!("not attached again after {within:?}: {st}"),
                 ))
             }
             Err(e) if Instant::now() >= deadline => return Err(e),
@@ -388,8 +414,40 @@ async fn reattach(node: &Node, within: Duration) -> Result<Value, DatastoreError
 }
 
 async fn ring_merge(view: &RingView, bounds: merge::MergeBounds) -> Result<Value, DatastoreError> {
-    let members: Vec<(String, String)> = view
-        .facts
+    let report = merge_the_ring(view, &view.ctl, bounds).await?;
+    serde_json::to_value(report).map_err(|e| DatastoreError::failed("report the merge", e))
+}
+
+/// Merges the ring `view` belongs to ([`merge::merge_ring`]) from
+/// `coordinator` (a control address), with the ini's members as where
+/// commands go.
+pub(crate) async fn merge_the_ring(
+    view: &RingView,
+    coordinator: &str,
+    bounds: merge::MergeBounds,
+) -> Result<merge::MergeReport, DatastoreError> {
+    let members = member_addresses(view);
+    let facts = &view.facts;
+    let serviceout = |s: &chmpx::ServerStatus| {
+        facts.servers.iter().find_map(|n| {
+            let ctlport = n.ctlport.or(facts.ctlport).unwrap_or(view.ctlport);
+            if !s.is(facts.id_type, n, ctlport) {
+                return None;
+            }
+            chmpx::serviceout_argument(facts.id_type, n, ctlport)
+                .ok()
+                .map(|arg| format!("SERVICEOUT {arg}"))
+        })
+    };
+    merge::merge_ring(coordinator, &members, view.ctlport, &serviceout, bounds)
+        .await
+        .map_err(|e| DatastoreError::failed("merge the ring", e))
+}
+
+/// The ini's servers as (CUK, control address), this node's own address
+/// for itself.
+pub(crate) fn member_addresses(view: &RingView) -> Vec<(String, String)> {
+    view.facts
         .servers
         .iter()
         .map(|n| {
@@ -405,23 +463,7 @@ async fn ring_merge(view: &RingView, bounds: merge::MergeBounds) -> Result<Value
             };
             (cuk, addr)
         })
-        .collect();
-    let facts = &view.facts;
-    let serviceout = |s: &chmpx::ServerStatus| {
-        facts.servers.iter().find_map(|n| {
-            let ctlport = n.ctlport.or(facts.ctlport).unwrap_or(view.ctlport);
-            if !s.is(facts.id_type, n, ctlport) {
-                return None;
-            }
-            chmpx::serviceout_argument(facts.id_type, n, ctlport)
-                .ok()
-                .map(|arg| format!("SERVICEOUT {arg}"))
-        })
-    };
-    let report = merge::merge_ring(&view.ctl, &members, view.ctlport, &serviceout, bounds)
-        .await
-        .map_err(|e| DatastoreError::failed("merge the ring", e))?;
-    serde_json::to_value(report).map_err(|e| DatastoreError::failed("report the merge", e))
+        .collect()
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod k2hr3;
 pub mod merge;
 pub mod node;
 pub mod overrides;
+pub mod rejoin;
 pub mod ring;
 pub mod settings;
 

@@ -17,6 +17,7 @@ use crate::ini;
 use crate::k2hr3::{self, ExtdataNames, K2hr3, RoleAccess};
 use crate::merge;
 use crate::overrides::Parameters;
+use crate::rejoin;
 use crate::ring;
 use crate::settings::Settings;
 
@@ -260,9 +261,10 @@ impl Node {
             .await
             .map_err(|e| failed("get the k2hdkc image", e))?;
         self.ensure_run_dir()?;
-        if self.is_member() {
-            self.wait_known_by_peers(&facts, params).await;
-        }
+        // A second lone node too: its chmpx is refused by a first node
+        // that does not list it yet (seen in the quickstart on the real
+        // image: the new node's k2hdkc never attached).
+        self.wait_known_by_peers(&facts, params).await;
         self.containers
             .run(&self.chmpx_spec(params))
             .await
@@ -282,12 +284,11 @@ impl Node {
             tracing::info!(first = %addr, "waiting for the first server node to serve");
             self.wait_serving(&addr, "the first server node").await?;
         }
-        if member {
-            // k2hdkc attaches to chmpx's shared memory: started before
-            // chmpx made it, it failed and stayed detached (seen on a
-            // grow's new member, whose chmpx first connects to the ring).
-            self.wait_chmpx_answers(params).await?;
-        }
+        // k2hdkc attaches to chmpx's shared memory: started before chmpx
+        // made it, it failed and stayed detached (seen on a grow's new
+        // member, whose chmpx first connects to the ring, and on a second
+        // lone node).
+        self.wait_chmpx_answers(params).await?;
         self.ensure_k2hfile_dir(&facts)?;
         self.containers
             .run(&self.server_spec(params))
@@ -361,6 +362,11 @@ impl Node {
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
+    }
+
+    /// This node's CUK, known from the start (before any prepare).
+    pub fn cuk(&self) -> &str {
+        &self.settings.cuk
     }
 
     /// Whether this node is a cluster member.
@@ -645,13 +651,36 @@ impl Node {
                 tracing::warn!(error = %e, "could not prepare the K2HFILE directory on resume");
             }
         }
-        for spec in [self.chmpx_spec(&params), self.server_spec(&params)] {
-            if let Err(e) = self.containers.run(&spec).await {
-                tracing::warn!(error = %e, "could not start a container on resume");
+        // In join's order: k2hdkc attaches to the shared memory chmpx
+        // makes, and a chmpx that just started does not answer its
+        // control port yet (seen in CI: a restart right after a reboot
+        // sent SERVICEOUT to it and got no reply within 10 s).
+        match self.containers.run(&self.chmpx_spec(&params)).await {
+            Ok(()) => {
+                if let Err(e) = self.wait_chmpx_answers(&params).await {
+                    tracing::warn!(error = %e, "chmpx does not answer after resume");
+                }
             }
+            Err(e) => tracing::warn!(error = %e, "could not start chmpx on resume"),
+        }
+        if let Err(e) = self.containers.run(&self.server_spec(&params)).await {
+            tracing::warn!(error = %e, "could not start k2hdkc on resume");
         }
         self.record_chmpx_run().await;
         self.start_watcher().await;
+        if self.is_member() {
+            // Back from a crash or a reboot: merge in what the replicas
+            // took meanwhile. In the background: the agent answers Trove
+            // while it waits.
+            match self.ring_view().await {
+                Ok(view) => {
+                    tokio::spawn(async move {
+                        log_rejoin(rejoin::rejoin(&view, rejoin::REJOIN_WAIT).await)
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot rejoin the ring on resume"),
+            }
+        }
     }
 
     fn volumes(&self) -> Vec<Bind> {
@@ -823,7 +852,7 @@ impl Node {
         }
     }
 
-    /// `stop_db`: leave the ring (SERVICEOUT), leave K2HR3, stop.
+    /// `stop_db`: leave the ring (SERVICEOUT), stop, leave K2HR3.
     ///
     /// A cluster member's ring steps are the cluster taskmanager's: it
     /// stops without SERVICEOUT. Trove's reboot and delete both send
@@ -853,6 +882,11 @@ impl Node {
             self.start_watcher().await;
             return Err(e);
         }
+        // Stopped before it leaves K2HR3: the other nodes' inis drop it
+        // when K2HR3 does, and chmpx drops a server at that reload only
+        // if it is DOWN by then (seen on the real chmpx: a leaver still UP
+        // stayed listed [SERVICE OUT][DOWN] on one member for good).
+        self.stop_containers("stop the k2hdkc containers").await?;
         if let Some(client) = &client {
             client
                 .deregister(
@@ -864,15 +898,6 @@ impl Node {
                 .await
                 .map_err(|e| failed("remove the node from K2HR3", e))?;
             tracing::info!("removed from the K2HR3 role");
-        }
-        for name in [
-            self.settings.server_container(),
-            self.settings.chmpx_container(),
-        ] {
-            self.containers
-                .stop(&name, STOP_GRACE)
-                .await
-                .map_err(|e| failed("stop the k2hdkc containers", e))?;
         }
         let mut saved = load_saved(&self.settings.state_dir).unwrap_or_default();
         saved.stopped = do_not_start_on_reboot;
@@ -907,6 +932,20 @@ impl Node {
                 confirmed_by,
             } => tracing::info!(command = %command, confirmed_by, "left the ring"),
             other => tracing::info!(outcome = ?other, "nothing to leave in the ring"),
+        }
+        Ok(())
+    }
+
+    /// Stops k2hdkc, then chmpx (k2hdkc lives on chmpx's shared memory).
+    async fn stop_containers(&self, what: &str) -> Result<(), DatastoreError> {
+        for name in [
+            self.settings.server_container(),
+            self.settings.chmpx_container(),
+        ] {
+            self.containers
+                .stop(&name, STOP_GRACE)
+                .await
+                .map_err(|e| failed(what, e))?;
         }
         Ok(())
     }
@@ -955,15 +994,7 @@ impl Node {
             self.start_watcher().await;
             return Err(e);
         }
-        for name in [
-            self.settings.server_container(),
-            self.settings.chmpx_container(),
-        ] {
-            self.containers
-                .stop(&name, STOP_GRACE)
-                .await
-                .map_err(|e| failed("stop for restart", e))?;
-        }
+        self.stop_containers("stop for restart").await?;
         let client = self
             .live
             .lock()
@@ -973,6 +1004,9 @@ impl Node {
             .ok_or_else(|| DatastoreError::Conflict("the node was never prepared".into()))?;
         self.join(&client, &params).await?;
         self.start_watcher().await;
+        if self.is_member() {
+            log_rejoin(rejoin::rejoin(&self.ring_view().await?, rejoin::REJOIN_WAIT).await)?;
+        }
         Ok(())
     }
 
@@ -1017,6 +1051,9 @@ impl Node {
                     self.start_watcher().await;
                     return Err(e);
                 }
+                // Down before it leaves K2HR3, as in stop_db: the peers'
+                // chmpx drops it at their ini reload only if it is DOWN.
+                self.stop_containers("stop for new parameters").await?;
                 let _ = client
                     .deregister(
                         old.server_port,
@@ -1029,10 +1066,6 @@ impl Node {
                     self.settings.server_container(),
                     self.settings.chmpx_container(),
                 ] {
-                    self.containers
-                        .stop(&name, STOP_GRACE)
-                        .await
-                        .map_err(|e| failed("stop for new parameters", e))?;
                     self.containers
                         .remove(&name)
                         .await
@@ -1140,6 +1173,26 @@ impl Watcher {
     }
 }
 
+/// Logs how a rejoin went, and passes its error on.
+fn log_rejoin(out: Result<rejoin::Rejoined, DatastoreError>) -> Result<(), DatastoreError> {
+    match &out {
+        Ok(rejoin::Rejoined::Merged(report)) => tracing::info!(
+            seconds = report.seconds,
+            repairs = report.repairs.len(),
+            "back in the ring: merged what this node missed"
+        ),
+        Ok(rejoin::Rejoined::InRing) => tracing::info!("back in the ring: nothing to merge"),
+        Ok(rejoin::Rejoined::NotInRing(st)) => {
+            tracing::info!(status = %st, "not in the ring: the cluster taskmanager puts it in")
+        }
+        Ok(rejoin::Rejoined::Changing(what)) => {
+            tracing::info!(ring = %what, "the ring is changing membership: the taskmanager merges it")
+        }
+        Err(e) => tracing::error!(error = %e, "could not rejoin the ring"),
+    }
+    out.map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1190,6 +1243,32 @@ mod tests {
             state_dir: state.to_path_buf(),
         };
         Settings::new(&ctx, std::path::Path::new("/nonexistent")).unwrap()
+    }
+
+    /// A node whose prepare failed (no ini, no chmpx) still tells the
+    /// taskmanager its CUK, and why it has no ring: a shrink can then
+    /// remove it as a member that never joined.
+    #[tokio::test]
+    async fn a_node_without_a_ring_answers_ring_status_with_its_cuk_and_the_cause() {
+        let state = tempfile::tempdir().unwrap();
+        let engine = Arc::new(Engine(std::sync::Mutex::new(None)));
+        let node = Node::new(settings_with(&[], state.path()), engine);
+        let out = crate::cluster::handle(&node, "k2hdkc_ring_status", &Default::default())
+            .await
+            .unwrap();
+        assert_eq!(out["cuk"], node.cuk());
+        assert!(!node.cuk().is_empty());
+        assert_eq!(out["servers"], serde_json::json!([]));
+        let error = out["error"].as_str().unwrap();
+        assert!(error.contains("k2hdkc.ini"), "{error}");
+        // Ring steps other than status stay refused on a non-member.
+        let e = crate::cluster::handle(&node, "k2hdkc_ring_merge", &Default::default())
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("not prepared as a cluster member"),
+            "{e}"
+        );
     }
 
     /// Both containers get the queue limit (k2hdkc opens queues too), and

@@ -175,7 +175,7 @@ pub async fn leave(
             return Ok(Left::AlreadyOut);
         }
         leaving = st.action == "DELETE";
-        reply = format!("{reply} (this node shows {})", st.to_string());
+        reply = format!("{reply} (this node shows {st})");
     }
     // NOTICE_FAILED: the status changed but nobody was told; the wait
     // below sees whether it did.
@@ -209,7 +209,7 @@ pub async fn leave(
                             if *addr == merge.addr {
                                 merge.step(&s.status).await;
                             }
-                            pending.push(format!("{addr} shows {}", s.status.to_string()))
+                            pending.push(format!("{addr} shows {}", s.status))
                         }
                         None => {
                             confirmed.remove(addr);
