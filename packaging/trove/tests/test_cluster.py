@@ -189,6 +189,13 @@ def cluster_task(cluster_id):
     return DBCluster.find_by(id=cluster_id).task_status
 
 
+def fault_of(instance_id):
+    from trove.instance.models import DBInstanceFault
+
+    fault = DBInstanceFault.find_by(instance_id=instance_id, deleted=False)
+    return "%s | %s" % (fault.message, fault.details)
+
+
 def member_tasks(ids):
     from trove.instance.models import DBInstance
 
@@ -205,6 +212,7 @@ class Ring(object):
         self.calls = []  # (member, method, kwargs, version, timeout)
         self.fail = {}  # (method, member or None) -> message
         self.reports = {}  # member -> status its heartbeat reports after a restart
+        self.no_ring = set()  # members whose prepare failed: no ini, no chmpx
 
     @staticmethod
     def cuk(member):
@@ -219,6 +227,9 @@ class Ring(object):
         if message:
             raise RemoteError("GuestError", message)
         if method == "k2hdkc_ring_status":
+            if member in self.no_ring:
+                return {"cuk": self.cuk(member), "name": "", "servers": [], "ini_cuks": [],
+                        "error": "read k2hdkc.ini: No such file or directory"}
             return {"cuk": self.cuk(member), "name": "10.0.0.%d" % (len(member) % 250), "servers": [], "ini_cuks": []}
         if method == "k2hdkc_ring_converge":
             return {"cuks": sorted(kwargs["cuks"])}
@@ -382,6 +393,8 @@ def test_the_guest_client_is_trove_s_own_api_with_the_ring_calls(trove, ring):
     guest.stop_db_for_removal()
     guest.restart_member()
     got = [(m, k, v, t) for _, m, k, v, t in ring.calls]
+    # Two steps and the agent's rejoin merge (300 s).
+    restart_bound = max(2 * 30 + 300, cfg.CONF.agent_call_high_timeout)
     assert got == [
         ("k2hdkc_ring_status", {}, "1.0", 45),
         ("k2hdkc_ring_converge", {"cuks": ["a", "b"], "timeout": 30}, "1.0", 45),
@@ -391,7 +404,7 @@ def test_the_guest_client_is_trove_s_own_api_with_the_ring_calls(trove, ring):
         ("k2hdkc_ring_merge", {"timeout": 300, "rearm_after": 120}, "1.0", 330),
         ("cluster_complete", {}, "1.0", cfg.CONF.agent_call_high_timeout),
         ("stop_db", {"do_not_start_on_reboot": True}, "1.0", 45),
-        ("restart", {}, "1.0", max(60, cfg.CONF.agent_call_high_timeout) + 18),
+        ("restart", {}, "1.0", restart_bound + max(15, restart_bound // 10)),
     ]
     ring.fail[("k2hdkc_ring_merge", None)] = "merge stuck: [ADD][Doing]"
     with pytest.raises(GuestError, match="merge stuck"):
@@ -732,8 +745,95 @@ def test_grow_cluster_failure_marks_growing_error(ctx, dsv, ring):
     ring.fail[("k2hdkc_ring_service_in", new[0])] = "SERVICEIN refused"
     tasks_for(ctx, cluster_id).grow_cluster(ctx, cluster_id, new)
     assert "k2hdkc_ring_merge" not in ring.methods()
-    assert member_tasks(old + new) == [InstanceTasks.GROWING_ERROR] * 3
+    # The old members serve on: only the new one is in error, its fault
+    # names the step and the cause.
+    assert member_tasks(old + new) == [InstanceTasks.NONE] * 2 + [InstanceTasks.GROWING_ERROR]
     assert cluster_task(cluster_id) == ClusterTasks.NONE
+    fault = fault_of(new[0])
+    assert "grow failed at k2hdkc_ring_service_in" in fault and "SERVICEIN refused" in fault, fault
+
+
+def test_grow_cluster_failure_on_an_old_member_marks_it_too(ctx, dsv, ring):
+    from trove.cluster.tasks import ClusterTasks
+    from trove.instance.service_status import ServiceStatuses
+    from trove.instance.tasks import InstanceTasks
+
+    group = config_group(ctx, dsv)
+    cluster_id, old = make_cluster(ctx, dsv, 3, group, task=ClusterTasks.GROWING_CLUSTER)
+    new = add_members(ctx, dsv, cluster_id, 1, group, ServiceStatuses.INSTANCE_READY)
+    ring.fail[("k2hdkc_ring_reattach", old[1])] = "k2hdkc did not attach within 120s"
+    tasks_for(ctx, cluster_id).grow_cluster(ctx, cluster_id, new)
+    E, N = InstanceTasks.GROWING_ERROR, InstanceTasks.NONE
+    assert member_tasks(old + new) == [N, E, N, E]
+    assert "k2hdkc did not attach" in fault_of(old[1])
+
+
+def test_grow_with_a_member_whose_prepare_failed_leaves_the_ring_alone(ctx, dsv, ring):
+    from trove.cluster.tasks import ClusterTasks
+    from trove.instance.service_status import ServiceStatuses
+    from trove.instance.tasks import InstanceTasks
+
+    group = config_group(ctx, dsv)
+    cluster_id, old = make_cluster(ctx, dsv, 2, group, task=ClusterTasks.GROWING_CLUSTER)
+    new = add_members(ctx, dsv, cluster_id, 1, group, ServiceStatuses.FAILED)
+    tasks_for(ctx, cluster_id).grow_cluster(ctx, cluster_id, new)
+    assert ring.calls == []
+    # Trove's wait marks every member; the old ones serve on and get
+    # their task back.
+    assert member_tasks(old + new) == [InstanceTasks.NONE] * 2 + [InstanceTasks.GROWING_ERROR]
+    assert cluster_task(cluster_id) == ClusterTasks.NONE
+
+
+def test_shrink_removes_a_member_that_never_joined_without_a_merge(ctx, dsv, ring, deletes):
+    from trove.cluster.tasks import ClusterTasks
+    from trove.instance.models import DBInstance
+
+    cluster_id, ids = make_cluster(ctx, dsv, 3, config_group(ctx, dsv), task=ClusterTasks.SHRINKING_CLUSTER)
+    a, b, failed = ids
+    ring.no_ring.add(failed)
+    tasks_for(ctx, cluster_id).shrink_cluster(ctx, cluster_id, [failed])
+    assert ring.steps() == [
+        (a, "k2hdkc_ring_status"), (b, "k2hdkc_ring_status"), (failed, "k2hdkc_ring_status"),
+        (failed, "stop_db"),
+        (a, "k2hdkc_ring_converge"), (b, "k2hdkc_ring_converge"),
+    ]
+    assert deletes == [failed]
+    assert [i.id for i in DBInstance.find_all(cluster_id=cluster_id, deleted=False).all()] == [a, b]
+    assert cluster_task(cluster_id) == ClusterTasks.NONE
+
+
+def test_shrink_hands_over_a_member_without_chmpx_that_the_ring_still_lists(ctx, dsv, ring, deletes):
+    from trove.cluster.tasks import ClusterTasks
+
+    cluster_id, ids = make_cluster(ctx, dsv, 3, config_group(ctx, dsv), task=ClusterTasks.SHRINKING_CLUSTER)
+    a, b, dead = ids
+    ring.no_ring.add(dead)
+    ring_answer = ring.answer
+
+    def answer(member, method, kwargs):
+        out = ring_answer(member, method, kwargs)
+        if method == "k2hdkc_ring_status" and member != dead:
+            out["ini_cuks"] = [Ring.cuk(i) for i in ids]
+        return out
+
+    ring.answer = answer
+    tasks_for(ctx, cluster_id).shrink_cluster(ctx, cluster_id, [dead])
+    # Its keys live on in the replicas: the ring still needs the merge.
+    assert "k2hdkc_ring_service_out" in ring.methods() and "k2hdkc_ring_merge" in ring.methods()
+    assert deletes == [dead]
+
+
+def test_shrink_refuses_when_a_remaining_member_has_no_ring(ctx, dsv, ring, deletes):
+    from trove.cluster.tasks import ClusterTasks
+    from trove.instance.tasks import InstanceTasks
+
+    cluster_id, ids = make_cluster(ctx, dsv, 3, config_group(ctx, dsv), task=ClusterTasks.SHRINKING_CLUSTER)
+    ring.no_ring.add(ids[0])
+    tasks_for(ctx, cluster_id).shrink_cluster(ctx, cluster_id, [ids[2]])
+    assert ring.methods() == ["k2hdkc_ring_status"] * 3
+    assert deletes == []
+    assert member_tasks(ids) == [InstanceTasks.SHRINKING_ERROR] * 3
+    assert "a remaining member has no ring" in fault_of(ids[0])
 
 
 def test_shrink_cluster_hands_the_keys_over_before_deleting(ctx, dsv, ring, deletes):
@@ -808,10 +908,9 @@ def test_restart_cluster_restarts_one_member_at_a_time(ctx, dsv, ring):
     tasks_for(ctx, cluster_id).restart_cluster(ctx, cluster_id)
     expected = []
     for i in ids:
-        # restarted, serviced in, the others pending, merged back
-        expected += [(i, "restart"), (i, "k2hdkc_ring_service_in")]
-        expected += [(o, "k2hdkc_ring_reattach") for o in ids if o != i]
-        expected += [(i, "k2hdkc_ring_merge")]
+        # restarted (the agent merges it back), serviced in and merged if
+        # it came back out; the others are left alone: they miss nothing
+        expected += [(i, "restart"), (i, "k2hdkc_ring_service_in"), (i, "k2hdkc_ring_merge")]
     assert ring.steps() == expected
     assert member_tasks(ids) == [InstanceTasks.NONE] * 3
     assert cluster_task(cluster_id) == ClusterTasks.NONE

@@ -26,6 +26,11 @@ LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
 
 
+#: How long the agent's restart of a member may spend merging back in
+#: what the member missed (``REJOIN_WAIT`` in ``datastore/src/rejoin.rs``).
+REJOIN_WAIT = 300
+
+
 def member_timeout():
     """``[k2hdkc] cluster_member_timeout``: the bound of one ring step."""
     return CONF.get(MANAGER).cluster_member_timeout
@@ -132,8 +137,11 @@ class K2hdkcGuestAgentAPI(guest_api.API):
                    do_not_start_on_reboot=True)
 
     def restart_member(self, timeout=None):
-        """``restart`` with a bound that covers leaving and joining the
-        ring again (Trove's ``restart`` waits ``agent_call_high_timeout``)."""
-        timeout = max(timeout or 2 * member_timeout(), self.agent_high_timeout)
+        """``restart`` with a bound that covers stopping, starting and the
+        merge the member runs to pull what it missed (bounded by
+        :data:`REJOIN_WAIT` in the agent); Trove's own ``restart`` waits
+        only ``agent_call_high_timeout``."""
+        timeout = max(timeout or 2 * member_timeout() + REJOIN_WAIT,
+                      self.agent_high_timeout)
         return self._call("restart", rpc_timeout(timeout),
                           version=self.API_BASE_VERSION)

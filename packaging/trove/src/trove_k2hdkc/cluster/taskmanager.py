@@ -12,7 +12,9 @@ off, an explicit merge after each membership change).
   reattach on the remaining; a merge from a remaining member; then each
   leaving member leaves K2HR3 and stops (``stop_db``); the remaining inis
   list only the remaining CUKs. Only then are the leaving instances
-  deleted. A failure before that deletes nothing.
+  deleted. A failure before that deletes nothing. A leaving member the
+  ring never had (its prepare failed: a grow's failed member) has no key
+  to hand over: no ``SERVICEOUT`` and no merge for it.
 - restart: one member at a time, each back to ``HEALTHY`` before the next.
 
 Every wait has a bound: a merge ``cluster_merge_timeout``, any other step
@@ -22,7 +24,9 @@ whole operation ``cluster_usage_timeout``. Each step is logged with its
 duration. A failure is logged with the step, the member and the cause.
 The members then get the error task (Trove has error tasks for
 instances, not for clusters): ``BUILDING_ERROR_SERVER`` for create,
-``GROWING_ERROR`` for grow, ``SHRINKING_ERROR`` for shrink. The cluster
+``GROWING_ERROR`` for grow (the new members and the one a step failed
+on: the others serve on), ``SHRINKING_ERROR`` for shrink; the member a
+step failed on gets an instance fault naming the step and cause. The cluster
 task goes back to ``NONE``, so that the cluster can be deleted, or the
 operation repeated, and so that Trove refuses to delete its members one
 by one.
@@ -134,7 +138,14 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
 
     def _cuks(self, context, deadline, members):
         """Each member's CUK, from the member itself."""
-        cuks = {}
+        answers = self._ring_statuses(context, deadline, members)
+        return {member: answer["cuk"] for member, answer in answers.items()}
+
+    def _ring_statuses(self, context, deadline, members):
+        """Each member's ``k2hdkc_ring_status`` answer: its CUK, and its
+        ring unless it has none (``error``: a member whose prepare
+        failed). Two members with one CUK fail the step."""
+        answers = {}
         for member in members:
             answer = self._ring(context, deadline, member,
                                 "k2hdkc_ring_status")
@@ -142,15 +153,29 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
             if not cuk:
                 raise RingStepFailed("k2hdkc_ring_status", member,
                                      "no CUK in the answer %s" % _short(answer))
-            cuks[member] = cuk
+            answers[member] = answer
         seen = {}
-        for member, cuk in cuks.items():
+        for member, answer in answers.items():
+            cuk = answer["cuk"]
             if cuk in seen:
                 raise RingStepFailed(
                     "k2hdkc_ring_status", member,
                     "member %s reports the same CUK %s" % (seen[cuk], cuk))
             seen[cuk] = member
-        return cuks
+        return answers
+
+    @staticmethod
+    def _never_joined(answers, leaving, remaining):
+        """The leaving members the ring never had: no ring of their own
+        (their prepare failed) and no remaining member lists their CUK.
+        They hold no key, so they need no SERVICEOUT and no merge."""
+        known = set()
+        for member in remaining:
+            answer = answers[member]
+            known.update(answer.get("ini_cuks") or [])
+            known.update(s.get("cuk") for s in answer.get("servers") or [])
+        return [m for m in leaving
+                if answers[m].get("error") and answers[m]["cuk"] not in known]
 
     @staticmethod
     def _states(members):
@@ -182,16 +207,31 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
                   self._states(members))
         return False
 
-    def _failed(self, operation, cluster_id, exc, status=None):
+    def _failed(self, operation, cluster_id, exc, status=None,
+                members=None):
+        """Logs the failure and marks members with the error task: every
+        member, or only ``members`` and the one the step failed on. The
+        failing member's fault (``instance show``) names the step and
+        the cause."""
         if isinstance(exc, RingStepFailed):
             LOG.error("k2hdkc cluster %(c)s: %(o)s failed at %(s)s on "
                       "member %(m)s: %(e)s",
                       {"c": cluster_id, "o": operation, "s": exc.step,
                        "m": exc.member, "e": exc.cause})
+            inst_models.save_instance_fault(
+                exc.member, "k2hdkc cluster %s failed at %s: %s"
+                % (operation, exc.step, _short(exc.cause, 200)),
+                str(exc))
         else:
             LOG.exception("k2hdkc cluster %s: %s failed: %s", cluster_id,
                           operation, exc)
-        self.update_statuses_on_failure(cluster_id, status=status)
+        if members is None:
+            self.update_statuses_on_failure(cluster_id, status=status)
+            return
+        marked = list(members)
+        if isinstance(exc, RingStepFailed) and exc.member not in marked:
+            marked.append(exc.member)
+        self._mark(marked, status or InstanceTasks.BUILDING_ERROR_SERVER)
 
     # --- create -------------------------------------------------------------
 
@@ -237,9 +277,15 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
             old = [m for m in members if m not in new]
             if not old:
                 raise RingStepFailed("grow", "-", "no existing member")
+            before = self._tasks(old)
             if not self._ready(new, cluster_id):
-                self.update_statuses_on_failure(
-                    cluster_id, status=InstanceTasks.GROWING_ERROR)
+                # Trove's wait marked every member; the ring is untouched
+                # and the old members serve on: only the new ones failed.
+                self._restore(before)
+                self._mark(new, InstanceTasks.GROWING_ERROR)
+                LOG.error("k2hdkc cluster %s: grow stopped before any ring "
+                          "step; shrink the failed members %s away.",
+                          cluster_id, new)
                 return
             everyone = old + new
             cuks = self._cuks(context, deadline, everyone)
@@ -258,7 +304,8 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
                      cluster_id, len(everyone), time.monotonic() - started)
         except Exception as exc:
             self._failed("grow", cluster_id, exc,
-                         status=InstanceTasks.GROWING_ERROR)
+                         status=InstanceTasks.GROWING_ERROR,
+                         members=new)
         finally:
             self.reset_task()
 
@@ -283,14 +330,31 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
                     "shrink", ",".join(leaving),
                     "%d members would remain; K2HDKC needs %d (REPLICA = 1)"
                     % (len(remaining), MIN_CLUSTER_MEMBERS))
-            cuks = self._cuks(context, deadline, remaining + leaving)
+            answers = self._ring_statuses(context, deadline,
+                                          remaining + leaving)
+            for member in remaining:
+                if answers[member].get("error"):
+                    raise RingStepFailed(
+                        "k2hdkc_ring_status", member,
+                        "a remaining member has no ring: %s"
+                        % answers[member]["error"])
+            cuks = {m: answers[m]["cuk"] for m in answers}
+            outside = self._never_joined(answers, leaving, remaining)
+            if outside:
+                LOG.info("k2hdkc cluster %s: %s never joined the ring (%s): "
+                         "nothing to hand over.", cluster_id, outside,
+                         "; ".join(_short(answers[m]["error"], 120)
+                                   for m in outside))
+            in_ring = [m for m in leaving if m not in outside]
             via = remaining[0]
-            for member in leaving:
+            for member in in_ring:
                 self._ring(context, deadline, via, "k2hdkc_ring_service_out",
                            cuk=cuks[member])
-            for member in remaining:
-                self._ring(context, deadline, member, "k2hdkc_ring_reattach")
-            self._ring(context, deadline, via, "k2hdkc_ring_merge")
+            if in_ring:
+                for member in remaining:
+                    self._ring(context, deadline, member,
+                               "k2hdkc_ring_reattach")
+                self._ring(context, deadline, via, "k2hdkc_ring_merge")
             for member in leaving:
                 self._ring(context, deadline, member, "stop_db_for_removal")
             wanted = [cuks[m] for m in remaining]
@@ -340,6 +404,18 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
                  cluster_id, leaving, time.monotonic() - started)
 
     @staticmethod
+    def _tasks(members):
+        return {m: DBInstance.find_by(id=m, deleted=False).get_task_status()
+                for m in members}
+
+    @staticmethod
+    def _restore(tasks):
+        for member, task in tasks.items():
+            db = DBInstance.find_by(id=member, deleted=False)
+            db.set_task_status(task)
+            db.save()
+
+    @staticmethod
     def _mark(members, status):
         if not CONF.update_status_on_fail:
             return
@@ -374,10 +450,12 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
             self.reset_task()
 
     def _restart_member(self, context, deadline, member, members):
-        """Restarts one member and merges it back in: it comes back out of
-        the ring or behind on the writes the replica took meanwhile, so it
-        is serviced in, the others restart their k2hdkc (pending), and the
-        ring is merged, as after a grow."""
+        """Restarts one member and merges it back in. It comes back behind
+        on the writes its replicas took meanwhile; chmpx marks it pending
+        when its k2hdkc attaches, and the agent merges that in before the
+        restart returns (only this member pulls: the others have all they
+        own). A member that came back out of the ring is serviced in and
+        merged here."""
         db = DBInstance.find_by(id=member, deleted=False)
         db.set_task_status(InstanceTasks.REBOOTING)
         db.save()
@@ -389,9 +467,6 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
         try:
             self._ring(context, deadline, member, "restart_member")
             self._ring(context, deadline, member, "k2hdkc_ring_service_in")
-            for other in members:
-                if other != member:
-                    self._ring(context, deadline, other, "k2hdkc_ring_reattach")
             self._ring(context, deadline, member, "k2hdkc_ring_merge")
             self._wait_healthy(member, guestagent.member_timeout())
         finally:
