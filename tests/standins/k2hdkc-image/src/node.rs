@@ -18,9 +18,13 @@
 //!   after the merge; a node serviced out by command never rejoins by
 //!   itself;
 //! - other servers are polled on their control ports: their own status
-//!   when they answer; when they stop answering, `[SERVICE IN][DOWN]
-//!   [DELETE][Pending]` if they were in service (cleared by `MERGE` then
-//!   `COMPMERGE` here), else `[SERVICE OUT][DOWN][n/a][Nothing]`.
+//!   when they answer; when they stop answering, chmpx's
+//!   `CHANGE_CHMPXSTS_TO_DOWN` (in service: `[SERVICE IN][DOWN][n/a]
+//!   [Nothing]`, which AUTOMERGE turns into `[DELETE][Pending]`, cleared by
+//!   `MERGE` then `COMPMERGE` here), else `[SERVICE OUT][DOWN]`;
+//! - a restarted server takes the status the ring kept for it
+//!   ([`Node::adopt`]): back in service after a crash, pending once its
+//!   k2hdkc attaches.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -183,6 +187,17 @@ fn atoi(s: &str) -> i32 {
     (if neg { -n } else { n }) as i32
 }
 
+/// chmpx `CHANGE_CHMPXSTS_TO_DOWN`: a server that stopped answering.
+fn to_down(s: Status) -> Status {
+    match (s.ring, s.up, s.action) {
+        (Ring::In, true, Action::NoAct) | (Ring::In, false, Action::NoAct) => st(Ring::In, false, Action::NoAct, Op::Nothing),
+        (Ring::In, true, Action::Add) => Status::OUT_DOWN,
+        (Ring::In, true, Action::Delete) if s.operating() => st(Ring::In, false, Action::Delete, Op::Done),
+        (Ring::In, _, Action::Delete) => st(Ring::In, false, Action::Delete, Op::Pending),
+        _ => Status::OUT_DOWN,
+    }
+}
+
 impl Node {
     /// A node that just started.
     pub fn new(conf: Conf, me: Me, display_name: String) -> Node {
@@ -207,6 +222,27 @@ impl Node {
             lose_next_last_ts: None,
             merge_thread_busy_until: None,
         }
+    }
+
+    /// A restarted server takes the status the ring kept for it (chmpx
+    /// `InitialAllServerStatus`, then the self-status re-check in
+    /// `lib/chmeventsock.cc`): back `[SERVICE IN]` after a crash, and
+    /// pending again once its k2hdkc attaches.
+    pub fn adopt(&mut self, kept: Status) {
+        if !self.me.server {
+            return;
+        }
+        let normal = st(Ring::In, true, Action::NoAct, Op::Nothing);
+        let next = match (kept.ring, kept.up, kept.action, kept.op) {
+            (Ring::In, true, Action::Add, _) => st(Ring::In, true, Action::Add, Op::Pending),
+            (Ring::In, true, Action::Delete, op) => st(Ring::In, true, Action::Delete, op),
+            (Ring::In, false, Action::Delete, Op::Pending) => st(Ring::In, true, Action::Delete, Op::Pending),
+            (Ring::In, false, Action::Delete, _) => st(Ring::In, true, Action::Delete, Op::Done),
+            (Ring::In, _, _, _) => normal,
+            _ => return,
+        };
+        self.was_attached = true;
+        self.set(next, "the status the ring kept for this server");
     }
 
     /// This node's entry.
@@ -284,9 +320,33 @@ impl Node {
         }
     }
 
-    /// Applies a reloaded configuration.
-    pub fn reload(&mut self, conf: Conf, me: Me) {
-        let keys: Vec<String> = conf.servers.iter().map(Conf::key).collect();
+    /// Applies a reloaded configuration. As chmpx `UpdateChmpxSvrs`, a
+    /// server the new ini lacks is dropped only if this node sees it
+    /// `[SERVICE OUT][DOWN]` with no action; otherwise it stays listed
+    /// (and polled) until a later reload finds it so.
+    pub fn reload(&mut self, mut conf: Conf, me: Me) {
+        let mut keys: Vec<String> = conf.servers.iter().map(Conf::key).collect();
+        let old_me = self.me.server.then_some(self.me.index);
+        let kept: Vec<_> = self
+            .conf
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| Some(*i) != old_me && !keys.contains(&Conf::key(n)))
+            .filter(|(_, n)| {
+                let s = self.peer_status(&Conf::key(n));
+                !(s.ring == Ring::Out && !s.up && s.action == Action::NoAct)
+            })
+            .map(|(_, n)| n.clone())
+            .collect();
+        for n in kept {
+            crate::log::print(
+                crate::log::WAN,
+                &format!("server {} is not in the new configuration but not SERVICE OUT and DOWN: kept", n.name),
+            );
+            keys.push(Conf::key(&n));
+            conf.servers.push(n);
+        }
         self.peers.retain(|k, _| keys.contains(k));
         if me.server != self.me.server {
             self.ring = if me.server {
@@ -316,6 +376,7 @@ impl Node {
     /// Records a poll of another server: its status, or `None` when it did
     /// not answer.
     pub fn peer_report(&mut self, key: &str, status: Option<Status>) {
+        let auto = self.auto_merge();
         let p = self.peers.entry(key.to_owned()).or_default();
         match status {
             Some(s) => {
@@ -324,11 +385,15 @@ impl Node {
                 p.merge_asked = false;
             }
             None if p.down.is_none() => {
-                let was_in = p.seen.is_some_and(|s| s.ring == Ring::In);
-                p.down = Some(if was_in {
-                    st(Ring::In, false, Action::Delete, Op::Pending)
-                } else {
-                    Status::OUT_DOWN
+                let was = p.seen.unwrap_or(Status::OUT_DOWN);
+                p.down = Some(match to_down(was) {
+                    // With AUTOMERGE chmpx then takes the dead server out
+                    // (its leave is merged); without, the ring keeps it
+                    // [SERVICE IN][DOWN] and the replicas serve its keys.
+                    d if auto && d == st(Ring::In, false, Action::NoAct, Op::Nothing) => {
+                        st(Ring::In, false, Action::Delete, Op::Pending)
+                    }
+                    d => d,
                 });
                 p.seen = None;
             }
@@ -802,6 +867,33 @@ mod tests {
         Node::new(c, me, "10.0.0.5".into())
     }
 
+    /// chmpx drops a server the reloaded ini lacks only once it is
+    /// SERVICE OUT and DOWN: a leaver still up when the ini changed stays
+    /// listed until a later reload (seen on the real chmpx after a shrink).
+    #[test]
+    fn a_removed_server_still_up_is_kept_at_reload_until_it_is_out_and_down() {
+        let t = Instant::now();
+        let mut n = node(SERVER_INI);
+        let b = Conf::key(&n.conf.servers[1]);
+        n.peer_report(&b, Some(Status::new(Ring::Out, true, Action::NoAct, Op::Nothing, false)));
+        let without_b = SERVER_INI.replace(
+            "[SVRNODE]\nNAME                = 127.0.0.1\nCUK                 = cuk-b\nPORT                = 18022\nCTLPORT             = 18023\n",
+            "",
+        );
+        assert_ne!(without_b, SERVER_INI);
+        let reload = |n: &mut Node| {
+            let c = load(&without_b, &local()).unwrap();
+            let me = c.find_self(None, None, &local()).unwrap();
+            n.reload(c, me);
+        };
+        reload(&mut n);
+        assert!(say(&mut n, "ALLSTATUS", t).contains("cuk-b"), "kept while up");
+        n.peer_report(&b, None);
+        assert!(say(&mut n, "ALLSTATUS", t).contains("[SERVICE OUT][DOWN]"));
+        reload(&mut n);
+        assert!(!say(&mut n, "ALLSTATUS", t).contains("cuk-b"), "dropped once out and down");
+    }
+
     fn say(n: &mut Node, cmd: &str, now: Instant) -> String {
         match n.command(cmd, now) {
             Reply::Text(t) => t,
@@ -1176,10 +1268,34 @@ mod tests {
         let (mut n, t) = serving(&SERVER_INI.replace("AUTOMERGE           = on", "AUTOMERGE = off"));
         n.peer_report(PEER, Status::from_code(0x21));
         n.peer_report(PEER, None);
+        assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18023", t), SUCCEED, "[SERVICE IN][DOWN] -> [DELETE]");
+        assert!(say(&mut n, "ALLSTATUS", t).contains("[SERVICE IN][DOWN][DELETE][Pending]"));
         assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18023", t), SUCCEED_ALREADY_OUT, "already [DELETE]");
         n.peer_report(PEER, Status::from_code(0x11));
         n.peer_report(PEER, None);
         assert_eq!(say(&mut n, "SERVICEOUT 127.0.0.1:18023", t), SUCCEED_ALREADY_OUT, "out and down");
+    }
+
+    #[test]
+    fn a_crashed_server_is_kept_in_service_and_comes_back_pending() {
+        // AUTOMERGE off: the ring keeps a dead server [SERVICE IN][DOWN].
+        let ini = SERVER_INI.replace("AUTOMERGE           = on", "AUTOMERGE = off");
+        let (mut n, t) = serving(&ini);
+        n.peer_report(PEER, Status::from_code(0x21));
+        n.peer_report(PEER, None);
+        let all = say(&mut n, "ALLSTATUS", t);
+        assert!(all.contains("0x20(SAFE -> [SERVICE IN][DOWN][n/a][Nothing][NoSuspend])"), "{all}");
+        // Restarted, it takes that status: in service, suspended until
+        // k2hdkc attaches, then pending for the merge of what it missed.
+        let mut back = node(&ini);
+        back.adopt(Status::parse_reply(&all.split("\nNo.").nth(2).unwrap().to_owned()).unwrap());
+        assert!(self_line(&mut back, t).contains("[SERVICE IN][UP][n/a][Nothing][Suspend]"));
+        back.tick(t, true);
+        assert!(self_line(&mut back, t).contains("[SERVICE IN][UP][n/a][Pending][NoSuspend]"));
+        // A server the ring never had in service starts out of it.
+        let mut new = node(&ini);
+        new.adopt(Status::OUT_DOWN);
+        assert!(self_line(&mut new, t).contains("[SERVICE OUT][UP]"));
     }
 
     #[test]

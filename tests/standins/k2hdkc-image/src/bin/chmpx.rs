@@ -159,6 +159,30 @@ fn serve_control(listener: TcpListener, node: Arc<Mutex<Node>>) {
     }
 }
 
+/// The status the first answering server keeps for this one (its block
+/// in that server's `ALLSTATUS`), or `None` when no server answers or none
+/// knows it.
+fn kept_status(node: &Node) -> Option<Status> {
+    if !node.me.server {
+        return None;
+    }
+    let (name, ctlport) = (node.entry().name.clone(), node.me.ctlport);
+    node.others().into_iter().find_map(|(_, peer, port)| {
+        let all = ask(&peer, port, "ALLSTATUS", Duration::from_secs(1))?;
+        all.split("\nNo.").find_map(|block| {
+            let field = |k: &str| {
+                block
+                    .lines()
+                    .find(|l| l.trim_start().starts_with(k))
+                    .and_then(|l| l.split_once('=').map(|(_, v)| v.trim().to_owned()))
+            };
+            (field("Server Name")? == name && field("Control Port")? == ctlport.to_string())
+                .then(|| Status::parse_reply(block))
+                .flatten()
+        })
+    })
+}
+
 fn poll_peers(node: Arc<Mutex<Node>>) {
     loop {
         let others = node.lock().unwrap().others();
@@ -262,7 +286,10 @@ fn main() {
         None
     };
 
-    let node = Node::new(conf, me, local.display_name());
+    let mut node = Node::new(conf, me, local.display_name());
+    if let Some(kept) = kept_status(&node) {
+        node.adopt(kept);
+    }
     print!("{}", node.selfstatus());
     let _ = std::io::stdout().flush();
     msg!(
