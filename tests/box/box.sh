@@ -11,6 +11,9 @@
 #                                 remove what it made
 #   bash tests/box/box.sh env     the line to source for `openstack`
 #   bash tests/box/box.sh status  what runs
+#   bash tests/box/box.sh restart taskmanager|conductor
+#                                 that service crashes (SIGKILL) and starts
+#                                 again
 #
 # State in $BOX_DIR (default /var/tmp/k2hdkc-box): pids/, logs/, the
 # openrc files (0600), trove.conf (0600), openstack/ (the stand-ins'
@@ -257,6 +260,9 @@ usage_sleep_time = 1
 state_change_poll_time = 1
 state_change_wait_time = 300
 agent_call_high_timeout = 120
+# A guest whose heartbeats stop shows as such after 30 s (default 90): the
+# guests here report every 10 s (report_interval below; default 30).
+agent_heartbeat_expiry = 30
 
 [database]
 $connection
@@ -273,6 +279,7 @@ CONF
 [DEFAULT]
 transport_url = $mq_guest
 control_exchange = trove
+report_interval = 10
 [k2hdkc]
 docker_image = $image
 startup_wait = 60
@@ -349,10 +356,39 @@ status() {
     done
 }
 
+# A Trove service crashes (SIGKILL to its whole process group: its
+# workers too) and is started again as `up` started it; back once it
+# consumes its queue again.
+crash_restart() {
+    local name=${1:-} queue pid i
+    case $name in
+        conductor) queue=trove-conductor ;;
+        taskmanager) queue=taskmanager ;;
+        *) die "restart: conductor or taskmanager, not '${name}'" ;;
+    esac
+    [ -e "$BOX_DIR/up" ] || die "no box up in $BOX_DIR"
+    PEER_PYTHON=${PEER_PYTHON:-$root/.venv/bin/python}
+    pid=$(pid_of "$name")
+    if [ -n "$pid" ]; then
+        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+        for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    fi
+    echo "=== $(date -u +%FT%TZ) killed (SIGKILL) and started again by box.sh restart" >>"$BOX_DIR/logs/$name.log"
+    spawn "$name" "$(dirname "$PEER_PYTHON")/trove-$name" --config-file "$BOX_DIR/trove.conf"
+    for i in $(seq 1 120); do
+        running "$name" || { tail -n 30 "$BOX_DIR/logs/$name.log" >&2; die "$name exited"; }
+        timeout 20 rabbitmqctl -q list_queues -p "$BOX_VHOST" --no-table-headers name consumers 2>/dev/null |
+            awk -v q="$queue" '$1 == q && $2 > 0 { found = 1 } END { exit !found }' && return 0
+        sleep 0.5
+    done
+    die "$name did not consume its queue $queue again in 60 s"
+}
+
 case ${1:-} in
     up) up ;;
     down) down ;;
     env) [ -s "$BOX_DIR/env" ] && cat "$BOX_DIR/env" || die "no box up in $BOX_DIR" ;;
     status) status ;;
-    *) echo "usage: bash tests/box/box.sh up|down|env|status" >&2; exit 2 ;;
+    restart) crash_restart "${2:-}" ;;
+    *) echo "usage: bash tests/box/box.sh up|down|env|status|restart conductor|taskmanager" >&2; exit 2 ;;
 esac

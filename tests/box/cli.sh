@@ -26,8 +26,10 @@ box_cli_init() {
 os() { timeout 180 "$PEER_BIN/openstack" "$@"; }
 
 api_get() {  # PATH under the tenant's API: the JSON, or "gone" (404), or "HTTP nnn"
+    # 30 s: showing an instance whose guest is dead waits for its
+    # get_filesystem_stats call (Trove: agent_call_low_timeout, 15 s).
     local out
-    out=$(curl -s --max-time 10 -H "X-Auth-Token: $token" -w '\n%{http_code}' "$api/$1") || { echo "?"; return; }
+    out=$(curl -s --max-time 30 -H "X-Auth-Token: $token" -w '\n%{http_code}' "$api/$1") || { echo "?"; return; }
     case ${out##*$'\n'} in
         404) echo gone ;;
         200) printf '%s\n' "${out%$'\n'*}" ;;
