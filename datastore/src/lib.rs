@@ -24,6 +24,7 @@ pub mod overrides;
 pub mod rejoin;
 pub mod ring;
 pub mod settings;
+pub mod watcher;
 
 /// The `datastore_manager` name Trove uses for K2HDKC.
 pub const MANAGER: &str = "k2hdkc";
@@ -120,11 +121,19 @@ impl Datastore for K2hdkc {
             .cluster_config
             .as_ref()
             .is_some_and(|c| !c.is_null());
+        // The size of the ring a member joins (our plugin sends it).
+        let ring_size = request
+            .cluster_config
+            .as_ref()
+            .and_then(|c| c.get("member_count"))
+            .and_then(|n| n.as_u64())
+            .map(|n| n as usize);
         self.node
             .prepare(
                 request.config_contents.as_deref(),
                 request.overrides.as_ref(),
                 member,
+                ring_size,
             )
             .await?;
         // A cluster member waits for cluster_complete before it reports

@@ -1,6 +1,6 @@
 //! A K2HDKC server node's lifecycle: register with K2HR3, write the ini
 //! K2HR3 renders, run chmpx and k2hdkc, report health, leave cleanly, and
-//! keep the ini converged with the role's membership.
+//! start the role watcher (`watcher.rs`) that keeps the ini converged.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use crate::overrides::Parameters;
 use crate::rejoin;
 use crate::ring;
 use crate::settings::Settings;
+use crate::watcher::Watcher;
 
 /// Where the config directory is mounted in the containers.
 pub const CONTAINER_CONFIG_DIR: &str = "/etc/antpickax";
@@ -49,6 +50,8 @@ fn host_tag() -> String {
 /// How long a join may wait at `[ADD][Pending]` before the node merges
 /// the ring itself (AUTOMERGE starts a merge within a second).
 const PENDING_GRACE: Duration = Duration::from_secs(2);
+/// The longest a new member waits for K2HR3 to list its whole ring.
+const RING_LISTED_WAIT: Duration = Duration::from_secs(60);
 /// Grace for chmpx to leave on SIGINT.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -199,12 +202,14 @@ impl Node {
     /// `prepare`: parameters, K2HR3 registration, ini, containers, wait
     /// for service. Safe to re-run.
     /// A cluster `member` is ready once chmpx and k2hdkc run: the cluster
-    /// taskmanager puts it into the ring.
+    /// taskmanager puts it into the ring. `ring_size`, when known, is how
+    /// many servers the ring it joins has.
     pub async fn prepare(
         &self,
         config_contents: Option<&str>,
         overrides: Option<&Map<String, Value>>,
         member: bool,
+        ring_size: Option<usize>,
     ) -> Result<(), DatastoreError> {
         let base = match config_contents {
             Some(text) => Parameters::from_config_contents(text)
@@ -235,13 +240,21 @@ impl Node {
         self.member
             .store(member, std::sync::atomic::Ordering::SeqCst);
         self.save(&params, Some(client.access()), false)?;
-        self.join(&client, &params).await?;
+        self.join(&client, &params, ring_size.filter(|_| member))
+            .await?;
         self.start_watcher().await;
         Ok(())
     }
 
     /// Registers, writes the ini, runs the containers, waits for service.
-    async fn join(&self, client: &K2hr3, params: &Parameters) -> Result<(), DatastoreError> {
+    /// A new cluster member first waits (bounded) until the ini lists the
+    /// `ring_size` servers of its ring.
+    async fn join(
+        &self,
+        client: &K2hr3,
+        params: &Parameters,
+        ring_size: Option<usize>,
+    ) -> Result<(), DatastoreError> {
         let _changing = self.changing();
         let s = &self.settings;
         {
@@ -254,7 +267,10 @@ impl Node {
             .await
             .map_err(|e| failed("register the node with K2HR3", e))?;
         tracing::info!(cuk = %s.cuk, port = params.server_port, "registered with K2HR3");
-        let facts = self.refresh_ini(client).await?;
+        let mut facts = self.refresh_ini(client).await?;
+        if let Some(size) = ring_size {
+            facts = self.wait_ring_listed(client, facts, size).await?;
+        }
 
         self.containers
             .ensure_image(&s.image)
@@ -301,6 +317,43 @@ impl Node {
         }
         self.record_chmpx_run().await;
         Ok(())
+    }
+
+    /// Waits until K2HR3 lists `size` servers, rewriting the ini as it
+    /// grows. Members register together: seen on the real image, chmpx
+    /// started with a partial ini (1, 2 and 3 of 3 servers) was refused by
+    /// its peers, and after the full ini loaded two members saw a third
+    /// DOWN for good. Past [`RING_LISTED_WAIT`] chmpx starts anyway; the
+    /// taskmanager's converge step then names what is missing.
+    async fn wait_ring_listed(
+        &self,
+        client: &K2hr3,
+        mut facts: ini::IniFacts,
+        size: usize,
+    ) -> Result<ini::IniFacts, DatastoreError> {
+        let deadline = Instant::now() + RING_LISTED_WAIT.min(self.settings.startup_wait);
+        let mut said = false;
+        while facts.servers.len() < size {
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    listed = facts.servers.len(),
+                    expected = size,
+                    "K2HR3 still lists fewer servers than the ring has; starting chmpx anyway"
+                );
+                break;
+            }
+            if !said {
+                tracing::info!(
+                    listed = facts.servers.len(),
+                    expected = size,
+                    "waiting for K2HR3 to list every server of the ring"
+                );
+                said = true;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            facts = self.refresh_ini(client).await?;
+        }
+        Ok(facts)
     }
 
     /// Waits (bounded) until every running server of the ini lists this
@@ -626,10 +679,14 @@ impl Node {
             return;
         };
         let (settings, params) = (self.settings.clone(), live.params.clone());
+        let ctl = self.ctl_addr(&params);
         let node = Watcher {
             settings,
             client,
             params,
+            ctl,
+            tag: host_tag(),
+            extra: K2HR3_EXTRA,
         };
         live.watcher = Some(tokio::spawn(node.run()));
     }
@@ -1002,7 +1059,7 @@ impl Node {
             .k2hr3
             .clone()
             .ok_or_else(|| DatastoreError::Conflict("the node was never prepared".into()))?;
-        self.join(&client, &params).await?;
+        self.join(&client, &params, None).await?;
         self.start_watcher().await;
         if self.is_member() {
             log_rejoin(rejoin::rejoin(&self.ring_view().await?, rejoin::REJOIN_WAIT).await)?;
@@ -1071,7 +1128,7 @@ impl Node {
                         .await
                         .map_err(|e| failed("remove for new parameters", e))?;
                 }
-                self.join(&client, &new).await?;
+                self.join(&client, &new, None).await?;
                 self.start_watcher().await;
             }
         }
@@ -1107,70 +1164,6 @@ fn load_saved(dir: &std::path::Path) -> Option<Saved> {
 fn store_saved(dir: &std::path::Path, saved: &Saved) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(saved).map_err(std::io::Error::other)?;
     ini::write_atomic(&saved_path(dir), &text, 0o600).map(|_| ())
-}
-
-/// Keeps the ini converged with the role: re-reads the resource every
-/// `poll_interval`, rewrites the file atomically when it changed (chmpx
-/// picks the new file up through inotify; k2hdkc learns membership from
-/// chmpx), and re-registers if K2HR3 lost this node.
-struct Watcher {
-    settings: Settings,
-    client: K2hr3,
-    params: Parameters,
-}
-
-impl Watcher {
-    async fn run(self) {
-        let path = self.settings.config_dir.join(INI_NAME);
-        let mut failures = 0u32;
-        loop {
-            tokio::time::sleep(self.settings.poll_interval).await;
-            let text = match self.client.resource().await {
-                Ok(t) => ini::personalize(&t, &self.settings.cuk),
-                Err(e) => {
-                    failures += 1;
-                    if failures == 1 || failures % 30 == 0 {
-                        tracing::warn!(error = %e, failures, "cannot re-read k2hdkc.ini from K2HR3; keeping the current file");
-                    }
-                    continue;
-                }
-            };
-            failures = 0;
-            let facts = ini::facts(&text);
-            if !facts
-                .servers
-                .iter()
-                .any(|n| n.cuk.as_deref() == Some(self.settings.cuk.as_str()))
-            {
-                // An ini without this node would make chmpx exit.
-                tracing::warn!("K2HR3 no longer lists this node; registering again");
-                if let Err(e) = self
-                    .client
-                    .register(
-                        self.params.server_port,
-                        &self.settings.cuk,
-                        K2HR3_EXTRA,
-                        &host_tag(),
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %e, "re-registration failed");
-                }
-                continue;
-            }
-            match ini::write_atomic(&path, &text, 0o644) {
-                Ok(true) => tracing::info!(
-                    servers = facts.servers.len(),
-                    slaves = facts.slaves.len(),
-                    "membership changed: k2hdkc.ini updated"
-                ),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, path = %path.display(), "cannot write k2hdkc.ini")
-                }
-            }
-        }
-    }
 }
 
 /// Logs how a rejoin went, and passes its error on.

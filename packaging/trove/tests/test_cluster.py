@@ -440,7 +440,8 @@ def test_create_makes_members_with_the_group_and_casts_create_cluster(ctx, ds, d
     assert [r["name"] for r in created] == ["ring1-member-1", "ring1-member-2", "ring1-member-3"]
     for r in created:
         assert r["configuration_id"] == group
-        assert r["cluster_config"] == {"id": cluster.id, "instance_type": "member"}
+        assert r["cluster_config"] == {"id": cluster.id, "instance_type": "member",
+                                   "member_count": 3}
         assert r["image_id"] == dsv.image_id
         assert (r["flavor_id"], r["volume_size"]) == ("f1", 1)
     assert casts.sent == [("create_cluster", {"cluster_id": cluster.id})]
@@ -528,7 +529,8 @@ def test_grow_adds_members_like_the_others_and_casts_grow_cluster(ctx, dsv, nova
     load(ctx, cluster_id).grow([{"flavor_id": "f1", "volume_size": 1}], None)
     assert [r["name"] for r in created] == ["g-member-4"]
     assert created[0]["configuration_id"] == group
-    assert created[0]["cluster_config"] == {"id": cluster_id, "instance_type": "member"}
+    assert created[0]["cluster_config"] == {"id": cluster_id, "instance_type": "member",
+                                          "member_count": 4}
     assert cluster_task(cluster_id) == ClusterTasks.GROWING_CLUSTER
     assert casts.sent == [("grow_cluster", {"cluster_id": cluster_id, "new_instance_ids": [created[0]["id"]]})]
 

@@ -138,9 +138,13 @@ class K2hdkcCluster(cluster_models.Cluster):
     @staticmethod
     def _create_members(context, db_info, datastore, datastore_version,
                         instances, locality, configuration_id, image_id,
-                        first_number):
+                        first_number, member_count):
         """One Trove instance per node, each a ``member`` of the cluster
-        with the cluster's configuration group."""
+        with the cluster's configuration group. ``member_count`` is the
+        size of the ring the members join: their agents start chmpx once
+        K2HR3 lists that many servers (chmpx started on a partial ini was
+        refused by its peers and saw one of them DOWN for good on the real
+        image)."""
         image = image_id or datastore_version.image_id
         created = []
         number = first_number
@@ -156,7 +160,8 @@ class K2hdkcCluster(cluster_models.Cluster):
                 availability_zone=instance.get("availability_zone"),
                 nics=instance.get("nics"),
                 configuration_id=configuration_id,
-                cluster_config={"id": db_info.id, "instance_type": MEMBER},
+                cluster_config={"id": db_info.id, "instance_type": MEMBER,
+                                "member_count": member_count},
                 volume_type=instance.get("volume_type"),
                 modules=instance.get("modules"),
                 locality=locality,
@@ -194,7 +199,7 @@ class K2hdkcCluster(cluster_models.Cluster):
         try:
             members = cls._create_members(
                 context, db_info, datastore, datastore_version, instances,
-                locality, configuration, image_id, 1)
+                locality, configuration, image_id, 1, len(instances))
         except Exception:
             cls._abandon(db_info)
             raise
@@ -271,7 +276,8 @@ class K2hdkcCluster(cluster_models.Cluster):
             first = next_member_number(self.name, [m.name for m in existing])
             members = self._create_members(
                 self.context, self.db_info, self.ds, self.ds_version,
-                instances, locality, configuration_id, image_id, first)
+                instances, locality, configuration_id, image_id, first,
+                len(existing) + len(instances))
             task_api.load(self.context, manager).grow_cluster(
                 self.id, [m.id for m in members])
         except Exception:
