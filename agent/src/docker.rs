@@ -152,7 +152,7 @@ impl DockerHost {
                         })
                         .collect()
                 }),
-                restart_policy: spec.restart_unless_stopped.then(|| RestartPolicy {
+                restart_policy: spec.restart_unless_stopped.then_some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                     maximum_retry_count: None,
                 }),
