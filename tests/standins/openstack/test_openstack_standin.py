@@ -293,6 +293,14 @@ def test_security_group_rules_and_port_as_trove_creates_them(env):
                                                           "ip_address": "10.213.0.200"}]}})["port"]
     assert p2["fixed_ips"][0]["ip_address"] == "10.213.0.200" and p2["security_groups"] == []
     env.neutron.delete_port(p2["id"])
+    # a freed address is not handed out again at once: Trove deletes an
+    # instance's port while its server is still going down
+    net = {"network_id": env.seeds["network"]["id"], "security_groups": []}
+    p3 = env.neutron.create_port({"port": dict(net)})["port"]
+    env.neutron.delete_port(p3["id"])
+    p4 = env.neutron.create_port({"port": dict(net)})["port"]
+    assert p4["fixed_ips"][0]["ip_address"] != p3["fixed_ips"][0]["ip_address"]
+    env.neutron.delete_port(p4["id"])
     with pytest.raises(neutron_exc.NotFound):
         env.neutron.create_port({"port": {"network_id": env.seeds["network"]["id"],
                                           "security_groups": [str(uuid.uuid4())]}})

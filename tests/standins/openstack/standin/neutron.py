@@ -274,20 +274,29 @@ class Network(Service):
                                    kind="IpAddressAlreadyAllocated")
                 addr = str(ip)
             else:
+                # The next free address after the last one handed out,
+                # wrapping: Trove deletes an instance's port right after
+                # asking Nova to delete the server, and a new guest given
+                # that address at once collided with the old guest host
+                # still going down ("Address already in use").
                 pool = sub["allocation_pools"][0]
                 start = ipaddress.ip_address(pool["start"])
                 end = ipaddress.ip_address(pool["end"])
+                size = int(end) - int(start) + 1
+                last = sub.get("last_allocated")
+                first = (int(ipaddress.ip_address(last)) - int(start) + 1) % size if last else 0
                 addr = None
-                cur = start
-                while cur <= end:
+                for k in range(size):
+                    cur = start + (first + k) % size
                     if str(cur) not in used:
                         addr = str(cur)
                         break
-                    cur += 1
                 if addr is None:
                     raise ApiError(409, "No more IP addresses available on network %s." % network_id,
                                    kind="IpAddressGenerationFailure")
             taken.add(addr)
+            if not r.get("ip_address"):
+                sub["last_allocated"] = addr
             chosen.append({"subnet_id": sid, "ip_address": addr})
         pid = str(uuid.uuid4())
         now = ts()
