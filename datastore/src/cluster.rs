@@ -26,8 +26,9 @@ use crate::merge;
 use crate::node::{Node, RingView};
 
 /// How long converge waits for chmpx to drop servers the ini no longer
-/// lists (a leaver that stopped; the ini reload drops it at once).
-const EXTRAS_WAIT: Duration = Duration::from_secs(10);
+/// lists: the role watcher holds such a change back at most this long
+/// (until chmpx sees the leaver down), and the reload then drops it.
+const EXTRAS_WAIT: Duration = crate::watcher::DROP_HOLD;
 /// The longest wait a caller may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// The wait when the caller names none.

@@ -23,8 +23,8 @@ use crate::overrides::Parameters;
 use crate::settings::Settings;
 
 /// The longest a dropping change is held. A server that died in service
-/// never shows SERVICE OUT; after this the file is written anyway (the
-/// same bound `k2hdkc_ring_converge` allows for stale servers).
+/// never shows SERVICE OUT; after this the file is written anyway.
+/// `k2hdkc_ring_converge` allows stale servers the same time.
 pub const DROP_HOLD: Duration = Duration::from_secs(10);
 /// How often chmpx is asked while a change is held.
 const HOLD_POLL: Duration = Duration::from_millis(500);
