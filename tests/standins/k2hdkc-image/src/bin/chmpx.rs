@@ -67,30 +67,18 @@ fn load(c: &Common, local: &Local) -> Result<(Conf, Me), String> {
     Ok((conf, me))
 }
 
-/// Reads one command: up to a newline or NUL, the peer closing its side,
-/// or a short pause after some bytes (clients that send no newline).
+/// Reads one command as chmpx does (`ChmEventSock::RawReceiveAny` on a
+/// control socket): waits for the socket to be readable, then one `recv`
+/// is the whole command, however much of the client's text it holds. A
+/// client that sends its newline apart gets its connection reset once the
+/// reply is written and the socket closed, as from the real chmpx.
 fn read_command(s: &mut TcpStream) -> String {
-    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
-    let start = Instant::now();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                if buf.iter().any(|b| *b == b'\n' || *b == 0) || buf.len() >= 8192 {
-                    break;
-                }
-            }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                if !buf.is_empty() || start.elapsed() > Duration::from_secs(3) {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    let mut chunk = [0u8; 8192];
+    let buf = match s.read(&mut chunk) {
+        Ok(n) => chunk[..n].to_vec(),
+        Err(_) => Vec::new(),
+    };
     // chmpx takes the text up to a NUL (its words are split on blanks and
     // newlines): keep the first line with its newline.
     let end = match buf.iter().position(|b| *b == b'\n' || *b == 0) {
