@@ -24,6 +24,7 @@ pub mod overrides;
 pub mod rejoin;
 pub mod ring;
 pub mod settings;
+pub mod slave;
 pub mod watcher;
 
 /// The `datastore_manager` name Trove uses for K2HDKC.

@@ -87,37 +87,38 @@ impl Watcher {
                 if old != text {
                     let gone = dropped(&ini::facts(&old), &facts);
                     if !gone.is_empty() {
-                        self.hold_until_out(&gone).await;
+                        hold_until_out(&self.ctl, &gone).await;
                     }
                 }
             }
             write(&path, &text, &facts);
         }
     }
+}
 
-    /// Waits, at most [`DROP_HOLD`], until the local chmpx shows every
-    /// server in `gone` out of service and down (or no longer lists it).
-    async fn hold_until_out(&self, gone: &[NodeEntry]) {
-        let names: Vec<&str> = gone.iter().map(|n| n.name.as_str()).collect();
-        tracing::info!(servers = ?names, "holding the ini change until chmpx sees the leaving servers down");
-        let until = Instant::now() + DROP_HOLD;
-        loop {
-            let last = match chmpx::all_status_within(&self.ctl, ASK_BOUND).await {
-                Ok(seen) => match still_listed(gone, &seen) {
-                    None => return,
-                    Some(what) => what,
-                },
-                // No chmpx to keep the server: a chmpx started later reads
-                // the new file.
-                Err(chmpx::ChmpxError::Io { .. }) => return,
-                Err(e) => e.to_string(),
-            };
-            if Instant::now() + HOLD_POLL >= until {
-                tracing::warn!(last = %last, "chmpx still lists a leaving server after {DROP_HOLD:?}; writing the ini anyway");
-                return;
-            }
-            tokio::time::sleep(HOLD_POLL).await;
+/// Waits, at most [`DROP_HOLD`], until the chmpx at `ctl` shows every
+/// server in `gone` out of service and down (or no longer lists it): a
+/// node's and a slave's chmpx drop a server at a reload only then.
+pub async fn hold_until_out(ctl: &str, gone: &[NodeEntry]) {
+    let names: Vec<&str> = gone.iter().map(|n| n.name.as_str()).collect();
+    tracing::info!(servers = ?names, "holding the ini change until chmpx sees the leaving servers down");
+    let until = Instant::now() + DROP_HOLD;
+    loop {
+        let last = match chmpx::all_status_within(ctl, ASK_BOUND).await {
+            Ok(seen) => match still_listed(gone, &seen) {
+                None => return,
+                Some(what) => what,
+            },
+            // No chmpx to keep the server: a chmpx started later reads
+            // the new file.
+            Err(chmpx::ChmpxError::Io { .. }) => return,
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() + HOLD_POLL >= until {
+            tracing::warn!(last = %last, "chmpx still lists a leaving server after {DROP_HOLD:?}; writing the ini anyway");
+            return;
         }
+        tokio::time::sleep(HOLD_POLL).await;
     }
 }
 
