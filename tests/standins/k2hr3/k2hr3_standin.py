@@ -9,7 +9,10 @@ api_resource, api_extdata), with state in memory.
                    [--automerge on|off]
 
 Prints one JSON line when ready: url, role_yrn, resource_yrn, role_token,
-extdata_url.
+extdata_url, and the same for the cluster's slave role (slave_role_yrn,
+slave_resource_yrn, slave_role_token, slave_extdata_url): the role
+`<role>/slave` with a token of its own, where application hosts register
+(K2HDKC DBaaS's `<cluster>/slave`).
 
 K2HR3 side:
   GET    /v1/extdata/<tenant>/<role>   (User-Agent extdata_k2hr3_trove)
@@ -22,6 +25,10 @@ K2HR3 side:
   GET    /v1/role/<role yrn>                          hosts of the role
   GET    /v1/resource/<resource yrn>                  the k2hdkc.ini rendered
          from the role's current hosts, {"result": true, "resource": "..."}
+  The same four for the slave role with its token; its resource is the
+  template's SLAVE side: MODE = SLAVE, the slave control port, the
+  servers, one [SLVNODE] per registered slave (CUSTOM_ID_SEED = its tag),
+  no [K2HDKC].
 Test controls (not K2HR3):
   POST /_standin/fault {"mode": "ok"|"down"|"error500"|"slow", "delay_s": N}
   POST /_standin/member {"ip": A, "port": N, "cuk": C, "tag": T}
@@ -43,11 +50,11 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-STATE = {"hosts": [], "calls": [], "mode": "ok", "delay": 5.0}
+STATE = {"hosts": [], "slaves": [], "calls": [], "mode": "ok", "delay": 5.0}
 LOCK = threading.Lock()
 
 
-def render_ini(cfg, hosts):
+def render_ini(cfg, hosts, slaves=None):
     """The k2hdkc.ini in the shape of the K2HR3 template the K2HDKC DBaaS
     system stores (buildutils/custom_k2hr3_resource.txt): GLOBAL with
     CHMPXIDTYPE = CUSTOM, one SVRNODE per registered server host whose
@@ -57,13 +64,14 @@ def render_ini(cfg, hosts):
     address (the template uses the tag; an address needs no resolver).
     A member registered without a tag renders an empty seed, which chmpx
     refuses, as it would with the real template."""
+    slave = slaves is not None
     out = [
         "#", "# k2hdkc.ini rendered by the K2HR3 stand-in", "#",
         "[GLOBAL]",
         "FILEVERSION            = 1",
         "DATE                   = %s" % cfg.started,
         "GROUP                  = %s" % cfg.role,
-        "MODE                   = SERVER",
+        "MODE                   = %s" % ("SLAVE" if slave else "SERVER"),
         "CHMPXIDTYPE            = CUSTOM",
         "DELIVERMODE            = hash",
         "MAXCHMPX               = 256",
@@ -75,10 +83,15 @@ def render_ini(cfg, hosts):
         "MAXQPERCLIENTMQ        = 128",
         "MAXMQPERCLIENT         = 16",
         "MAXHISTLOG             = 0",
+    ] + ([
+        "CTLPORT                = %d" % cfg.slave_ctlport,
+        "SELFCTLPORT            = %d" % cfg.slave_ctlport,
+    ] if slave else [
         "PORT                   = %d" % cfg.server_port,
         "CTLPORT                = %d" % cfg.server_ctlport,
         "SELFCTLPORT            = %d" % cfg.server_ctlport,
         "SELFCUK                = __SELF_INSTANCE_ID__",
+    ]) + [
         "RWTIMEOUT              = 10000",
         "RETRYCNT               = 500",
         "CONTIMEOUT             = 1000",
@@ -104,6 +117,12 @@ def render_ini(cfg, hosts):
             out += ["[SVRNODE]", "NAME                   = %s" % h["ip"], "CUK                    = %s" % h["cuk"],
                     "PORT                   = %d" % cfg.server_port, "CTLPORT                = %d" % cfg.server_ctlport,
                     "CUSTOM_ID_SEED         = %s" % h["tag"], "SSL                    = no", ""]
+    if slave:
+        for h in slaves or [{"ip": "127.0.0.1", "tag": "no-slave-yet"}]:
+            out += ["[SLVNODE]", "NAME                   = %s" % h["ip"],
+                    "CTLPORT                = %d" % cfg.slave_ctlport,
+                    "CUSTOM_ID_SEED         = %s" % h["tag"], "SSL                    = no", ""]
+        return "\n".join(out)
     # Slaves may connect from anywhere in the cluster's network.
     out += ["[SLVNODE]", "NAME                   = [.]*", "CTLPORT                = %d" % cfg.slave_ctlport, ""]
     out += ["[K2HDKC]", "RCVTIMEOUT             = 1000", "SVRNODEINI             = /etc/antpickax/k2hdkc.ini",
@@ -150,8 +169,45 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(STATE["delay"])
         return False
 
-    def authorized(self):
-        return self.headers.get("x-auth-token", "") == "R=" + self.cfg.role_token
+    def roles(self):
+        """(role name, role yrn, resource yrn, token, hosts key) of the
+        cluster's server role and of its slave role."""
+        c = self.cfg
+        return [(c.role, c.role_yrn, c.resource_yrn, c.role_token, "hosts"),
+                (c.slave_role, c.slave_role_yrn, c.slave_resource_yrn, c.slave_role_token, "slaves")]
+
+    def authorized(self, token):
+        return self.headers.get("x-auth-token", "") == "R=" + token
+
+    def role_call(self, token, key, q):
+        """PUT (add the caller), DELETE (remove it), GET (list) on a role."""
+        if not self.authorized(token):
+            return self.reply(401, {"result": False, "message": "role token is invalid"})
+        if self.command == "GET":
+            with LOCK:
+                return self.reply(200, {"result": True, "role": {"hosts": {"ips": [
+                    "%s %s %s %s" % (h["ip"], h["port"], h["cuk"], h["extra"]) for h in STATE[key]]}}})
+        try:
+            port = int(q.get("port", "0"))
+        except ValueError:
+            return self.reply(400, {"result": False, "message": "port is not a number"})
+        ident = (self.client_address[0], port, q.get("cuk", ""))
+        entry = {"ip": ident[0], "port": port, "cuk": ident[2], "extra": q.get("extra", ""), "tag": q.get("tag", "")}
+        with LOCK:
+            known = [i for i, h in enumerate(STATE[key]) if (h["ip"], h["port"], h["cuk"]) == ident]
+            if self.command == "DELETE":
+                STATE[key] = [h for h in STATE[key] if (h["ip"], h["port"], h["cuk"]) != ident]
+            elif known:
+                # Registering again keeps the host where it was.
+                STATE[key][known[0]] = entry
+            else:
+                STATE[key].append(entry)
+        if self.command == "DELETE":
+            # K2HR3 answers a removal with 204 and no body.
+            self.send_response(204)
+            self.end_headers()
+            return None
+        return self.reply(201, {"result": True, "message": None})
 
     def handle_any(self):
         url = urllib.parse.urlsplit(self.path)
@@ -160,7 +216,6 @@ class Handler(BaseHTTPRequestHandler):
             return
         q = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
         path = urllib.parse.unquote(url.path)
-        role_path = "/v1/role/" + self.cfg.role_yrn
         if self.command == "POST" and path == "/_standin/fault":
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
             STATE["mode"] = body.get("mode", "ok")
@@ -186,49 +241,27 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {"result": True})
         if self.command == "GET" and path == "/_standin/calls":
             with LOCK:
-                return self.reply(200, {"result": True, "calls": STATE["calls"], "hosts": STATE["hosts"]})
-        if self.command == "GET" and path == "/v1/extdata/%s/%s" % (self.cfg.tenant, self.cfg.role):
-            if self.headers.get("User-Agent") != "extdata_k2hr3_trove":
-                return self.reply(400, {"result": False, "message": "unknown user agent"})
-            text = ("#!/bin/sh\n# (the rest of k2hr3-init.sh is left out of the stand-in)\n"
-                    'K2HR3_ROLE_TOKEN="%s"\nK2HR3_ROLE_NAME="%s"\nK2HR3_ROLE_TENANT="%s"\n'
-                    'K2HR3_API_HOST_URI="%s"\nK2HR3_ERROR_MSG="null"\n') % (
-                self.cfg.role_token, self.cfg.role_yrn, self.cfg.tenant, self.cfg.url)
-            return self.reply(200, text=text)
-        if path == role_path and self.command in ("PUT", "DELETE", "GET"):
-            if not self.authorized():
-                return self.reply(401, {"result": False, "message": "role token is invalid"})
-            if self.command == "GET":
+                return self.reply(200, {"result": True, "calls": STATE["calls"], "hosts": STATE["hosts"],
+                                        "slaves": STATE["slaves"]})
+        for name, yrn, resource_yrn, token, key in self.roles():
+            if self.command == "GET" and path == "/v1/extdata/%s/%s" % (self.cfg.tenant, name):
+                if self.headers.get("User-Agent") != "extdata_k2hr3_trove":
+                    return self.reply(400, {"result": False, "message": "unknown user agent"})
+                text = ("#!/bin/sh\n# (the rest of k2hr3-init.sh is left out of the stand-in)\n"
+                        'K2HR3_ROLE_TOKEN="%s"\nK2HR3_ROLE_NAME="%s"\nK2HR3_ROLE_TENANT="%s"\n'
+                        'K2HR3_API_HOST_URI="%s"\nK2HR3_ERROR_MSG="null"\n') % (token, yrn, self.cfg.tenant, self.cfg.url)
+                return self.reply(200, text=text)
+            if path == "/v1/role/" + yrn and self.command in ("PUT", "DELETE", "GET"):
+                return self.role_call(token, key, q)
+            if self.command == "GET" and path == "/v1/resource/" + resource_yrn:
+                if not self.authorized(token):
+                    return self.reply(401, {"result": False, "message": "role token is invalid"})
                 with LOCK:
-                    return self.reply(200, {"result": True, "role": {"hosts": {"ips": [
-                        "%s %s %s %s" % (h["ip"], h["port"], h["cuk"], h["extra"]) for h in STATE["hosts"]]}}})
-            try:
-                port = int(q.get("port", "0"))
-            except ValueError:
-                return self.reply(400, {"result": False, "message": "port is not a number"})
-            key = (self.client_address[0], port, q.get("cuk", ""))
-            entry = {"ip": key[0], "port": port, "cuk": key[2], "extra": q.get("extra", ""), "tag": q.get("tag", "")}
-            with LOCK:
-                known = [i for i, h in enumerate(STATE["hosts"]) if (h["ip"], h["port"], h["cuk"]) == key]
-                if self.command == "DELETE":
-                    STATE["hosts"] = [h for h in STATE["hosts"] if (h["ip"], h["port"], h["cuk"]) != key]
-                elif known:
-                    # Registering again keeps the host where it was.
-                    STATE["hosts"][known[0]] = entry
-                else:
-                    STATE["hosts"].append(entry)
-            if self.command == "DELETE":
-                # K2HR3 answers a removal with 204 and no body.
-                self.send_response(204)
-                self.end_headers()
-                return None
-            return self.reply(201, {"result": True, "message": None})
-        if self.command == "GET" and path == "/v1/resource/" + self.cfg.resource_yrn:
-            if not self.authorized():
-                return self.reply(401, {"result": False, "message": "role token is invalid"})
-            with LOCK:
-                text = render_ini(self.cfg, list(STATE["hosts"]))
-            return self.reply(200, {"result": True, "message": None, "resource": text})
+                    if key == "slaves":
+                        text = render_ini(self.cfg, list(STATE["hosts"]), list(STATE["slaves"]))
+                    else:
+                        text = render_ini(self.cfg, list(STATE["hosts"]))
+                return self.reply(200, {"result": True, "message": None, "resource": text})
         return self.reply(404, {"result": False, "message": "no such path: " + path})
 
     do_GET = do_PUT = do_DELETE = do_POST = handle_any
@@ -255,10 +288,18 @@ def main():
     cfg.role_token = cfg.role_token or secrets.token_hex(16)
     cfg.role_yrn = "yrn:yahoo:::%s:role:%s" % (cfg.tenant, cfg.role)
     cfg.resource_yrn = "yrn:yahoo:::%s:resource:%s" % (cfg.tenant, cfg.role)
+    cfg.slave_role = cfg.role + "/slave"
+    cfg.slave_role_token = secrets.token_hex(16)
+    cfg.slave_role_yrn = "yrn:yahoo:::%s:role:%s" % (cfg.tenant, cfg.slave_role)
+    cfg.slave_resource_yrn = "yrn:yahoo:::%s:resource:%s" % (cfg.tenant, cfg.slave_role)
     Handler.cfg = cfg
     print(json.dumps({"url": cfg.url, "role_yrn": cfg.role_yrn, "resource_yrn": cfg.resource_yrn,
                       "role_token": cfg.role_token,
-                      "extdata_url": "%s/v1/extdata/%s/%s" % (cfg.url, cfg.tenant, cfg.role)}), flush=True)
+                      "extdata_url": "%s/v1/extdata/%s/%s" % (cfg.url, cfg.tenant, cfg.role),
+                      "slave_role_yrn": cfg.slave_role_yrn, "slave_resource_yrn": cfg.slave_resource_yrn,
+                      "slave_role_token": cfg.slave_role_token,
+                      "slave_extdata_url": "%s/v1/extdata/%s/%s" % (cfg.url, cfg.tenant, cfg.slave_role)}),
+          flush=True)
     server.serve_forever()
 
 
