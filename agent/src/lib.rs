@@ -12,6 +12,7 @@ pub mod host;
 pub mod journal;
 pub mod manager;
 pub mod rpc;
+pub mod slave;
 pub mod volume;
 
 use std::future::Future;

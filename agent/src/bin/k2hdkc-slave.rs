@@ -1,0 +1,160 @@
+//! `k2hdkc-slave`: joins this host to a K2HDKC cluster as a chmpx slave,
+//! so local applications reach the cluster. Parses flags and hands over
+//! to `agent::slave`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use agent::slave::config::{SlaveConfig, DEFAULT_PATH};
+use agent::slave::status::{self, Recorded};
+use clap::{Parser, Subcommand};
+
+/// Joins this host to a K2HDKC cluster as a chmpx slave: registers it in
+/// the cluster's slave role in K2HR3, runs chmpx (SLAVE mode) in a
+/// container and keeps its ini following the cluster as it grows and
+/// shrinks. On SIGTERM it stops chmpx and leaves the role.
+///
+/// The config file (key = value, 0600 when it holds a token):
+///   extdata_url       the cluster's slave EXTDATA URL (K2HR3 gives the role,
+///                     its token and the API URL), or instead:
+///   k2hr3_api_url, role, role_token
+///   image             k2hdkc image with chmpx [antpickax/k2hdkc:1.0.17]
+///   ctlport           the slave's control port [the resource's, 8031]
+///   container         the container's name [k2hdkc-slave]
+///   state_dir         ini, chmpx's files, state [/var/lib/k2hdkc-slave]
+///   seed              this slave's id, unique per slave [the host name]
+///   network           host, or container:NAME [host]
+///   poll_interval_ms  how often K2HR3 is read [2000]
+///   uid, gid          the database user the container runs as [1001]
+///   msgqueue_bytes    chmpx's RLIMIT_MSGQUEUE [67108864]
+///   ca_file           CA bundle for K2HR3's TLS [the system's]
+///
+/// Applications attach to the slave from a container that shares its IPC
+/// and PID namespaces and mounts STATE_DIR/etc at /etc/antpickax and
+/// STATE_DIR/run at /var/lib/antpickax, as the same user:
+///   docker run --ipc container:k2hdkc-slave --pid container:k2hdkc-slave
+///     --user 1001:1001 -v /var/lib/k2hdkc-slave/etc:/etc/antpickax:ro
+///     -v /var/lib/k2hdkc-slave/run:/var/lib/antpickax IMAGE
+///     k2hdkclinetool -conf /etc/antpickax/slave.ini -ctlport 8031
+#[derive(Parser, Debug)]
+#[command(name = "k2hdkc-slave", version, verbatim_doc_comment)]
+struct Cli {
+    /// The config file.
+    #[arg(long, short = 'c', value_name = "FILE", default_value = DEFAULT_PATH, global = true)]
+    config: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Register, run chmpx and follow the cluster until SIGTERM (what the
+    /// systemd unit runs). Exit status 1 when it cannot start, naming why.
+    Run {
+        /// Log at debug level.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Show registration, the ini's servers and what chmpx sees (UP or
+    /// DOWN per server). Exit status 0 when the slave is up and at least
+    /// one server serves, 1 otherwise.
+    Status {
+        /// Print the recorded state as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the config file and exit (0 valid, 2 not).
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match SlaveConfig::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("k2hdkc-slave: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("k2hdkc-slave: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Check => {
+            println!("{}: valid", cli.config.display());
+            ExitCode::SUCCESS
+        }
+        Command::Status { json } => runtime.block_on(show_status(&cfg, json)),
+        Command::Run { debug } => {
+            let level = if debug { "debug" } else { "info" };
+            let filter = tracing_subscriber::EnvFilter::try_from_env("K2HDKC_SLAVE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_target(false)
+                .init();
+            let containers = match agent::docker::DockerHost::new(None) {
+                Ok(d) => Arc::new(d),
+                Err(e) => {
+                    eprintln!("k2hdkc-slave: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(agent::slave::run(cfg, containers, shutdown_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "k2hdkc-slave could not start");
+                    eprintln!("k2hdkc-slave: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn show_status(cfg: &SlaveConfig, json: bool) -> ExitCode {
+    let rec = match Recorded::read(&cfg.status_path()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("k2hdkc-slave: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let live = status::Live::ask(&format!("127.0.0.1:{}", rec.ctlport)).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rec).unwrap_or_default());
+    } else {
+        print!("{}", status::render(&rec, &live));
+    }
+    if live.healthy() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Completes on SIGTERM (systemd stop) or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! `k2hdkc-slave`: an application host's way into a K2HDKC cluster.
+//!
+//! [`run`] registers the host in the cluster's slave role in K2HR3, makes
+//! a slave ini from the resource K2HR3 renders for it, runs chmpx in SLAVE
+//! mode in a container, and keeps the ini converged with the ring until
+//! the shutdown future completes; then it stops the container and leaves
+//! the role. Applications attach to that chmpx: they join the container's
+//! IPC and PID namespaces and mount the ini and chmpx's files (README,
+//! "Connect your application").
+
+pub mod config;
+pub mod status;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use datastore::chmpx;
+use datastore::ini::{self, IniFacts};
+use datastore::k2hr3::{self, K2hr3, K2hr3Error, RoleAccess};
+use datastore::node::EXTDATA_NAMES;
+use datastore::slave::{slave_ini, SlaveIni};
+use datastore::watcher;
+use driver_api::host::{Bind, ContainerSpec, ContainerState, Containers, HostError, Ipc, Ulimit};
+
+use config::{RoleSource, SlaveConfig};
+use status::Recorded;
+
+/// The ini's name in its directory, and where the container sees it.
+pub const INI_NAME: &str = "slave.ini";
+/// Where the container sees the ini's directory.
+pub const CONTAINER_INI_DIR: &str = "/etc/antpickax";
+/// Where the container sees chmpx's files.
+pub const CONTAINER_RUN_DIR: &str = "/var/lib/antpickax";
+/// How long chmpx may take to show `[SLAVE][UP]` after it starts.
+pub const UP_WAIT: Duration = Duration::from_secs(30);
+/// chmpx's grace after SIGINT before the engine kills it.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// What the slave sends as K2HR3's `extra`.
+pub const EXTRA: &str = "k2hdkc-slave";
+/// How long leaving (container stop and K2HR3) may take at shutdown.
+pub const LEAVE_BOUND: Duration = Duration::from_secs(60);
+
+/// Why the slave could not start or run, by layer.
+#[derive(Debug, thiserror::Error)]
+pub enum SlaveError {
+    /// K2HR3 refused or was unreachable.
+    #[error(transparent)]
+    K2hr3(#[from] K2hr3Error),
+    /// The rendered resource cannot make a slave ini.
+    #[error("cannot make the slave ini from the K2HR3 resource: {0}")]
+    Ini(String),
+    /// The container engine.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// Local files.
+    #[error("{0}")]
+    Io(String),
+    /// chmpx did not come up.
+    #[error("the chmpx slave did not show [SLAVE][UP] within {UP_WAIT:?}: {0}")]
+    NotUp(String),
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (`2026-12-01T08:00:00Z`).
+pub fn utc_text(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The HTTP client for K2HR3 (with the configured CA, if any).
+pub fn http_client(cfg: &SlaveConfig) -> Result<reqwest::Client, SlaveError> {
+    let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+    if let Some(path) = &cfg.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| SlaveError::Io(format!("cannot read ca_file {}: {e}", path.display())))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| SlaveError::Io(format!("ca_file {}: {e}", path.display())))?;
+        b = b.add_root_certificate(cert);
+    }
+    b.build()
+        .map_err(|e| SlaveError::Io(format!("cannot make an HTTP client: {e}")))
+}
+
+/// The role access: from the EXTDATA text, or as configured.
+pub async fn role_access(
+    cfg: &SlaveConfig,
+    http: &reqwest::Client,
+) -> Result<RoleAccess, SlaveError> {
+    Ok(match &cfg.role {
+        RoleSource::Extdata(url) => k2hr3::fetch_extdata(http, url, &EXTDATA_NAMES).await?,
+        RoleSource::Direct {
+            api_url,
+            role,
+            token,
+        } => RoleAccess {
+            api_url: api_url.clone(),
+            role_yrn: role.clone(),
+            role_token: token.expose().to_owned(),
+        },
+    })
+}
+
+/// The server nodes as `name:port`.
+fn server_names(facts: &IniFacts) -> Vec<String> {
+    facts
+        .servers
+        .iter()
+        .map(|s| format!("{}:{}", s.name, s.port.unwrap_or_default()))
+        .collect()
+}
+
+/// This host's K2HR3 `cuk`: made once, kept in the state directory, so a
+/// restarted slave registers (and leaves) as the same member.
+fn cuk(state_dir: &Path) -> Result<String, SlaveError> {
+    let path = state_dir.join("cuk");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let id = text.trim();
+        if !id.is_empty() {
+            return Ok(id.to_owned());
+        }
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    ini::write_atomic(&path, &format!("{id}\n"), 0o644)
+        .map_err(|e| SlaveError::Io(format!("cannot write {}: {e}", path.display())))?;
+    Ok(id)
+}
+
+/// One running slave.
+pub struct Slave {
+    cfg: SlaveConfig,
+    containers: Arc<dyn Containers>,
+    client: K2hr3,
+    cuk: String,
+    ctlport: u16,
+    ini: SlaveIni,
+    record: Recorded,
+}
+
+impl Slave {
+    fn ini_path(&self) -> std::path::PathBuf {
+        self.cfg.ini_dir().join(INI_NAME)
+    }
+
+    fn ctl(&self) -> String {
+        format!("127.0.0.1:{}", self.ctlport)
+    }
+
+    fn save(&mut self) {
+        if let Err(e) = self.record.write(&self.cfg.status_path()) {
+            tracing::warn!(error = %e, "cannot record the slave's state");
+        }
+    }
+
+    /// chmpx in SLAVE mode: its own shareable IPC namespace with room for
+    /// its queues, the configured network, SIGINT to stop (it blocks
+    /// SIGTERM), restarted by the engine if it dies.
+    pub fn spec(&self) -> ContainerSpec {
+        let c = &self.cfg;
+        ContainerSpec {
+            name: c.container.clone(),
+            image: c.image.clone(),
+            cmd: vec![
+                "chmpx".into(),
+                "-conf".into(),
+                format!("{CONTAINER_INI_DIR}/{INI_NAME}"),
+                "-ctlport".into(),
+                self.ctlport.to_string(),
+                "-d".into(),
+                "err".into(),
+            ],
+            user: format!("{}:{}", c.uid, c.gid),
+            network: c.network.clone(),
+            ipc: Ipc::Shareable,
+            pid_of: None,
+            binds: vec![
+                Bind {
+                    host: c.ini_dir().display().to_string(),
+                    container: CONTAINER_INI_DIR.into(),
+                    read_only: true,
+                },
+                Bind {
+                    host: c.run_dir().display().to_string(),
+                    container: CONTAINER_RUN_DIR.into(),
+                    read_only: false,
+                },
+            ],
+            sysctls: [(
+                "fs.mqueue.msg_max".to_owned(),
+                self.ini.mq_msg_max.to_string(),
+            )]
+            .into_iter()
+            .collect(),
+            ulimits: (c.msgqueue_bytes > 0)
+                .then(|| Ulimit {
+                    name: "msgqueue".into(),
+                    soft: c.msgqueue_bytes,
+                    hard: c.msgqueue_bytes,
+                })
+                .into_iter()
+                .collect(),
+            labels: [
+                (
+                    "org.openstack.trove.k2hdkc.slave".to_owned(),
+                    self.record.role.clone(),
+                ),
+                (
+                    "org.openstack.trove.datastore".to_owned(),
+                    "k2hdkc".to_owned(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            env: vec![],
+            stop_signal: Some("SIGINT".into()),
+            restart_unless_stopped: true,
+        }
+    }
+
+    /// Directories: the state 0755 (the ini is read by the database
+    /// user), chmpx's files owned by the database user.
+    fn prepare_dirs(cfg: &SlaveConfig) -> Result<(), SlaveError> {
+        let io = |what: &Path, e: std::io::Error| {
+            SlaveError::Io(format!("cannot prepare {}: {e}", what.display()))
+        };
+        for dir in [&cfg.state_dir, &cfg.ini_dir()] {
+            ini::ensure_shared_dir(dir).map_err(|e| io(dir, e))?;
+        }
+        let run = cfg.run_dir();
+        ini::ensure_shared_dir(&run).map_err(|e| io(&run, e))?;
+        nix::unistd::chown(
+            &run,
+            Some(nix::unistd::Uid::from_raw(cfg.uid)),
+            Some(nix::unistd::Gid::from_raw(cfg.gid)),
+        )
+        .map_err(|e| io(&run, e.into()))
+    }
+
+    /// Registers, writes the ini, starts chmpx and waits for `[SLAVE][UP]`.
+    pub async fn start(
+        cfg: SlaveConfig,
+        containers: Arc<dyn Containers>,
+    ) -> Result<Slave, SlaveError> {
+        let began = Instant::now();
+        Self::prepare_dirs(&cfg)?;
+        let http = http_client(&cfg)?;
+        let access = role_access(&cfg, &http).await?;
+        let client = K2hr3::new(http, access);
+        let text = client.resource().await?;
+        let made = slave_ini(&text, &cfg.seed, cfg.ctlport).map_err(SlaveError::Ini)?;
+        let cuk = cuk(&cfg.state_dir)?;
+        let mut slave = Slave {
+            record: Recorded {
+                state: "starting".into(),
+                role: client.access().role_yrn.clone(),
+                seed: cfg.seed.clone(),
+                container: cfg.container.clone(),
+                ctlport: made.ctlport,
+                servers: server_names(&made.facts),
+                ..Recorded::default()
+            },
+            ctlport: made.ctlport,
+            ini: made,
+            cfg,
+            containers,
+            client,
+            cuk,
+        };
+        slave.save();
+        slave
+            .client
+            .register(slave.ctlport, &slave.cuk, EXTRA, &slave.cfg.seed)
+            .await?;
+        slave.record.registered = true;
+        tracing::info!(role = %slave.record.role, seed = %slave.cfg.seed, ctlport = slave.ctlport, "registered in the slave role");
+        if let Err(e) = slave.start_chmpx().await {
+            slave.record.state = "failed".into();
+            slave.record.last_error = Some(e.to_string());
+            slave.leave().await;
+            return Err(e);
+        }
+        slave.record.state = "up".into();
+        slave.save();
+        tracing::info!(
+            servers = ?slave.record.servers,
+            took_ms = began.elapsed().as_millis() as u64,
+            "slave up"
+        );
+        Ok(slave)
+    }
+
+    async fn start_chmpx(&mut self) -> Result<(), SlaveError> {
+        let path = self.ini_path();
+        ini::write_atomic(&path, &self.ini.text, 0o644)
+            .map_err(|e| SlaveError::Io(format!("cannot write {}: {e}", path.display())))?;
+        self.record.ini_updated_at = utc_text(SystemTime::now());
+        self.save();
+        let t = Instant::now();
+        self.containers.ensure_image(&self.cfg.image).await?;
+        self.containers.run(&self.spec()).await?;
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "chmpx slave container started"
+        );
+        let until = Instant::now() + UP_WAIT;
+        let mut last;
+        loop {
+            match chmpx::self_status(&self.ctl()).await {
+                Ok(s) if s.is_slave_up() => return Ok(()),
+                Ok(s) => last = s.to_string(),
+                Err(e) => last = e.to_string(),
+            }
+            if let Ok(ContainerState::Exited(code)) =
+                self.containers.state(&self.cfg.container).await
+            {
+                last = format!("the container exited ({code}); its log says why");
+            }
+            if Instant::now() >= until {
+                return Err(SlaveError::NotUp(last));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// One round: the ini follows the ring (a dropped server waits until
+    /// chmpx would drop it, as on the servers), and chmpx runs.
+    pub async fn converge(&mut self, failures: &mut u32) {
+        let made = match self.client.resource().await {
+            Ok(text) => {
+                slave_ini(&text, &self.cfg.seed, Some(self.ctlport)).map_err(SlaveError::Ini)
+            }
+            Err(e) => Err(e.into()),
+        };
+        match made {
+            Err(e) => {
+                *failures += 1;
+                if *failures == 1 || failures.is_multiple_of(30) {
+                    tracing::warn!(error = %e, failures = *failures, "cannot re-read the ring from K2HR3; keeping the current ini");
+                }
+                self.record.last_error = Some(e.to_string());
+            }
+            Ok(made) if made.text != self.ini.text => {
+                *failures = 0;
+                let gone = watcher::dropped(&self.ini.facts, &made.facts);
+                if !gone.is_empty() {
+                    watcher::hold_until_out(&self.ctl(), &gone).await;
+                }
+                let path = self.ini_path();
+                match ini::write_atomic(&path, &made.text, 0o644) {
+                    Ok(_) => {
+                        tracing::info!(
+                            before = ?self.record.servers,
+                            now = ?server_names(&made.facts),
+                            "the ring changed: slave ini updated"
+                        );
+                        self.record.servers = server_names(&made.facts);
+                        self.record.ini_updated_at = utc_text(SystemTime::now());
+                        self.record.last_error = None;
+                        self.ini = made;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, path = %path.display(), "cannot write the slave ini");
+                        self.record.last_error =
+                            Some(format!("cannot write {}: {e}", path.display()));
+                    }
+                }
+            }
+            Ok(_) => *failures = 0,
+        }
+        match self.containers.state(&self.cfg.container).await {
+            Ok(ContainerState::Running { .. } | ContainerState::Restarting) => {}
+            Ok(other) => {
+                tracing::warn!(state = ?other, "the chmpx slave is not running; starting it again");
+                if let Err(e) = self.containers.run(&self.spec()).await {
+                    tracing::error!(error = %e, "cannot start the chmpx slave");
+                    self.record.last_error = Some(e.to_string());
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot see the chmpx slave's container"),
+        }
+        self.save();
+    }
+
+    /// Stops chmpx (applications lose the ring) and leaves the role, each
+    /// bounded; what fails is logged and recorded.
+    pub async fn leave(&mut self) {
+        let name = self.cfg.container.clone();
+        let stopped = async {
+            self.containers.stop(&name, STOP_GRACE).await?;
+            self.containers.remove(&name).await
+        };
+        if let Err(e) = stopped.await {
+            tracing::error!(error = %e, "cannot stop the chmpx slave");
+            self.record.last_error = Some(e.to_string());
+        }
+        if self.record.registered {
+            match self
+                .client
+                .deregister(self.ctlport, &self.cuk, EXTRA, &self.cfg.seed)
+                .await
+            {
+                Ok(()) => {
+                    self.record.registered = false;
+                    tracing::info!(role = %self.record.role, "left the slave role");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot leave the slave role in K2HR3");
+                    self.record.last_error = Some(e.to_string());
+                }
+            }
+        }
+        if self.record.state != "failed" {
+            self.record.state = "stopped".into();
+        }
+        self.save();
+    }
+}
+
+/// The whole slave: start, converge every `poll_interval` until
+/// `shutdown`, leave. A start that fails leaves nothing behind.
+pub async fn run(
+    cfg: SlaveConfig,
+    containers: Arc<dyn Containers>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), SlaveError> {
+    let poll = cfg.poll_interval;
+    tokio::pin!(shutdown);
+    // Start runs to its end (every step is bounded), so a stop during it
+    // still finds something whole to take down.
+    let mut slave = Slave::start(cfg, containers).await?;
+    let mut failures = 0u32;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tokio::time::sleep(poll) => {}
+        }
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = slave.converge(&mut failures) => {}
+        }
+    }
+    tracing::info!("stopping: the chmpx slave, then the slave role");
+    if tokio::time::timeout(LEAVE_BOUND, slave.leave())
+        .await
+        .is_err()
+    {
+        tracing::error!("leaving took longer than {LEAVE_BOUND:?}; exiting anyway");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_text_is_rfc3339() {
+        assert_eq!(utc_text(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_796_083_200 + 3_723);
+        assert_eq!(utc_text(t), "2026-12-01T01:02:03Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(utc_text(leap), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,204 @@
+//! What `k2hdkc-slave status` shows: the state the running slave records
+//! in `status.json` (no secret in it), and chmpx's own view, asked live.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use datastore::chmpx::{self, NodeStatus, ServerStatus};
+
+/// The slave's recorded state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    /// `starting`, `up`, `stopped` or `failed`.
+    pub state: String,
+    /// The slave role's YRN.
+    pub role: String,
+    /// Registered in the role now.
+    pub registered: bool,
+    /// This slave's seed and K2HR3 tag.
+    pub seed: String,
+    /// The container.
+    pub container: String,
+    /// The control port.
+    pub ctlport: u16,
+    /// The server nodes the ini lists (`name:port`).
+    pub servers: Vec<String>,
+    /// When the ini last changed (RFC 3339, UTC).
+    pub ini_updated_at: String,
+    /// Why the slave failed or what it last could not do.
+    pub last_error: Option<String>,
+}
+
+impl Recorded {
+    /// Reads `status.json`.
+    pub fn read(path: &Path) -> Result<Recorded, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "no state at {} ({e}): has k2hdkc-slave run here?",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Writes it atomically (0644: nothing secret in it).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        datastore::ini::write_atomic(path, &(text + "\n"), 0o644).map(|_| ())
+    }
+}
+
+/// The live view: the slave's own status and the servers it sees.
+pub struct Live {
+    /// `SELFSTATUS`, or why not.
+    pub own: Result<NodeStatus, String>,
+    /// `ALLSTATUS`, or why not.
+    pub servers: Result<Vec<ServerStatus>, String>,
+}
+
+impl Live {
+    /// Asks the slave's chmpx at `ctl`.
+    pub async fn ask(ctl: &str) -> Live {
+        Live {
+            own: chmpx::self_status(ctl).await.map_err(|e| e.to_string()),
+            servers: chmpx::all_status(ctl).await.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The slave is up and at least one server serves.
+    pub fn healthy(&self) -> bool {
+        self.own.as_ref().is_ok_and(NodeStatus::is_slave_up)
+            && self
+                .servers
+                .as_ref()
+                .is_ok_and(|s| s.iter().any(|s| s.status.is_serving()))
+    }
+}
+
+/// The text `status` prints.
+pub fn render(rec: &Recorded, live: &Live) -> String {
+    let mut out = format!(
+        "k2hdkc-slave: {} ({} in {} as {}, control port {}, container {})\n",
+        rec.state,
+        if rec.registered {
+            "registered"
+        } else {
+            "not registered"
+        },
+        rec.role,
+        rec.seed,
+        rec.ctlport,
+        rec.container
+    );
+    out += &format!(
+        "ini: {} server node(s), last changed {}\n",
+        rec.servers.len(),
+        if rec.ini_updated_at.is_empty() {
+            "never"
+        } else {
+            &rec.ini_updated_at
+        }
+    );
+    if let Some(e) = &rec.last_error {
+        out += &format!("last error: {e}\n");
+    }
+    match &live.own {
+        Ok(s) => out += &format!("chmpx: {s}\n"),
+        Err(e) => out += &format!("chmpx: no answer: {e}\n"),
+    }
+    match &live.servers {
+        Ok(list) => {
+            let up = list.iter().filter(|s| s.status.is_serving()).count();
+            out += &format!("servers seen: {} ({up} serving)\n", list.len());
+            for s in list {
+                let port = s.ctlport.map(|p| p.to_string()).unwrap_or_default();
+                out += &format!(
+                    "  {}:{port} {} {}\n",
+                    s.name,
+                    s.status,
+                    if s.status.is_serving() { "UP" } else { "DOWN" }
+                );
+            }
+        }
+        Err(e) => out += &format!("servers seen: unknown: {e}\n"),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(text: &str) -> NodeStatus {
+        chmpx::parse_status_line(text).unwrap()
+    }
+
+    #[test]
+    fn renders_registration_servers_and_their_state() {
+        let rec = Recorded {
+            state: "up".into(),
+            role: "yrn:yahoo:::t:role:c/slave".into(),
+            registered: true,
+            seed: "app-1".into(),
+            container: "k2hdkc-slave".into(),
+            ctlport: 8031,
+            servers: vec!["10.0.0.1:8020".into(), "10.0.0.2:8020".into()],
+            ini_updated_at: "2026-12-01T08:00:00Z".into(),
+            last_error: None,
+        };
+        let serving = ServerStatus {
+            name: "10.0.0.1".into(),
+            ctlport: Some(8021),
+            cuk: String::new(),
+            custom_id_seed: String::new(),
+            status: status("[SERVICE IN][UP][n/a][Nothing][NoSuspend]"),
+            hashes: Default::default(),
+        };
+        let down = ServerStatus {
+            name: "10.0.0.2".into(),
+            status: status("[SERVICE IN][DOWN][n/a][Nothing][Suspend]"),
+            ..serving.clone()
+        };
+        let live = Live {
+            own: Ok(status("[SLAVE][UP][n/a][Nothing][NoSuspend]")),
+            servers: Ok(vec![serving, down]),
+        };
+        let text = render(&rec, &live);
+        assert!(
+            text.contains(
+                "up (registered in yrn:yahoo:::t:role:c/slave as app-1, control port 8031"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("ini: 2 server node(s)"), "{text}");
+        assert!(text.contains("servers seen: 2 (1 serving)"), "{text}");
+        assert!(
+            text.contains("10.0.0.1:8021 [SERVICE IN][UP][n/a][Nothing][NoSuspend] UP"),
+            "{text}"
+        );
+        assert!(text.contains("10.0.0.2:8021 [SERVICE IN][DOWN]"), "{text}");
+        assert!(live.healthy());
+        let gone = Live {
+            own: Err("connection refused".into()),
+            servers: Err("connection refused".into()),
+        };
+        assert!(!gone.healthy());
+        assert!(render(&rec, &gone).contains("chmpx: no answer: connection refused"));
+    }
+
+    #[test]
+    fn state_round_trips_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        let rec = Recorded {
+            state: "starting".into(),
+            ctlport: 8031,
+            ..Recorded::default()
+        };
+        rec.write(&path).unwrap();
+        assert_eq!(Recorded::read(&path).unwrap(), rec);
+        let e = Recorded::read(&dir.path().join("none.json")).unwrap_err();
+        assert!(e.contains("has k2hdkc-slave run here?"), "{e}");
+    }
+}
