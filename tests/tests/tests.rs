@@ -9,4 +9,5 @@ mod k2hdkc;
 mod lifecycle;
 mod robustness;
 mod rpc;
+mod slave;
 mod volume;
