@@ -35,8 +35,9 @@ use clap::{Parser, Subcommand};
 /// STATE_DIR/run at /var/lib/antpickax, as the same user:
 ///   docker run --ipc container:k2hdkc-slave --pid container:k2hdkc-slave
 ///     --user 1001:1001 -v /var/lib/k2hdkc-slave/etc:/etc/antpickax:ro
-///     -v /var/lib/k2hdkc-slave/run:/var/lib/antpickax IMAGE
-///     k2hdkclinetool -conf /etc/antpickax/slave.ini -ctlport 8031
+///     -v /var/lib/k2hdkc-slave/run:/var/lib/antpickax
+///     --entrypoint k2hdkclinetool IMAGE
+///     -conf /etc/antpickax/slave.ini -ctlport 8031
 #[derive(Parser, Debug)]
 #[command(name = "k2hdkc-slave", version, verbatim_doc_comment)]
 struct Cli {
