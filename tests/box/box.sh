@@ -106,8 +106,8 @@ up() {
     chmod 0700 "$BOX_DIR"
     touch "$BOX_DIR/up"
 
-    step "building trove-guestagent (release) and the images"
-    cargo build --release --locked -q -p agent --bin trove-guestagent
+    step "building trove-guestagent and k2hdkc-slave (release) and the images"
+    cargo build --release --locked -q -p agent --bin trove-guestagent --bin k2hdkc-slave
     local image; image=$(k2hdkc_image)
     if [ "$image" = k2hdkc-standin:test ]; then
         bash tests/standins/k2hdkc-image/build.sh >"$BOX_DIR/logs/image-build.log" 2>&1 ||

@@ -7,6 +7,7 @@
 #   api_get clusters/ID             trove-api's JSON, or "gone" / "HTTP nnn"
 #   wait_until "cluster_task ID" NONE 300   until a command prints WANT (a glob)
 #   k2hr3_hosts                     the addresses registered in the K2HR3 role
+#   k2hr3_slaves                    the addresses registered in its slave role
 
 now() { date +%s.%N; }
 since() { python3 -c 'import sys; print("%.1f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$1" "$(now)"; }
@@ -17,6 +18,7 @@ box_cli_init() {
     PEER_BIN=$(cd .venv/bin && pwd)
     k2hr3=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$BOX_DIR/k2hr3.json")
     extdata=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["extdata_url"])' "$BOX_DIR/k2hr3.json")
+    slave_extdata=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["slave_extdata_url"])' "$BOX_DIR/k2hr3.json")
     token=$(os token issue -f value -c id)
     api="http://127.0.0.1:${BOX_TROVE_PORT:-8779}/v1.0/$(os token issue -f value -c project_id)"
     net_id=$(os network show k2hdkc-box -f value -c id 2>/dev/null || true)
@@ -71,6 +73,11 @@ wait_until() {  # COMMAND WANT SECONDS: until COMMAND prints WANT (a glob); prin
     return 1
 }
 
+k2hr3_slaves() {  # the addresses registered in the cluster's slave role now
+    curl -s --max-time 10 "$k2hr3/_standin/calls" | python3 -c '
+import json, sys
+print(" ".join(sorted({h["ip"] for h in json.load(sys.stdin)["slaves"]})))'
+}
 k2hr3_hosts() {  # the addresses registered in the K2HR3 role now
     curl -s --max-time 10 "$k2hr3/_standin/calls" | python3 -c '
 import json, sys
