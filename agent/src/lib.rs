@@ -10,6 +10,7 @@ pub mod config;
 pub mod docker;
 pub mod host;
 pub mod journal;
+pub mod logging;
 pub mod manager;
 pub mod rpc;
 pub mod slave;

@@ -76,16 +76,10 @@ fn main() -> ExitCode {
     } else {
         "info"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TROVE_GUESTAGENT_LOG")
-        .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(format!("{level},lapin=warn,amq_protocol=warn"))
-        });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+    agent::logging::init(
+        "TROVE_GUESTAGENT_LOG",
+        &format!("{level},lapin=warn,amq_protocol=warn"),
+    );
 
     let datastore = match agent::datastore_for(&config) {
         Ok(d) => d,

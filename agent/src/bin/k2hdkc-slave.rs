@@ -97,14 +97,7 @@ fn main() -> ExitCode {
         Command::Status { json } => runtime.block_on(show_status(&cfg, json)),
         Command::Run { debug } => {
             let level = if debug { "debug" } else { "info" };
-            let filter = tracing_subscriber::EnvFilter::try_from_env("K2HDKC_SLAVE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_target(false)
-                .init();
+            agent::logging::init("K2HDKC_SLAVE_LOG", level);
             let containers = match agent::docker::DockerHost::new(None) {
                 Ok(d) => Arc::new(d),
                 Err(e) => {
