@@ -60,6 +60,11 @@ const NOTHING_SHOWED_AFTER: Duration = Duration::from_secs(3);
 /// How long after a MERGE a server's lost request for its k2hdkc's last
 /// update time surely gave up (10^6 sleeps of 1 µs; 66-74 s measured).
 const STUCK_POLL_ENDS: Duration = Duration::from_secs(120);
+/// The same, with less margin, for merges whose whole bound is too short
+/// for [`STUCK_POLL_ENDS`] (a lone node's join within `startup_wait`,
+/// 120 s): a MERGE sent before the poll ended is lost as well, so an
+/// earlier repair could never succeed (a quarter of the bound was 30 s).
+const STUCK_POLL_SURELY_OVER: Duration = Duration::from_secs(90);
 
 /// The bounds of one merge.
 #[derive(Debug, Clone, Copy)]
@@ -85,7 +90,11 @@ impl MergeBounds {
             total,
             stuck_after: (total / 20).clamp(Duration::from_secs(30), Duration::from_secs(120)),
             repairs: 3,
-            rearm_after: STUCK_POLL_ENDS.min(total / 4),
+            rearm_after: if total >= 2 * STUCK_POLL_ENDS {
+                STUCK_POLL_ENDS
+            } else {
+                STUCK_POLL_SURELY_OVER
+            },
         }
     }
 }
@@ -626,6 +635,21 @@ mod tests {
     }
 
     /// Bounds short enough for a test: stuck after 1 s.
+    #[test]
+    fn a_repair_never_merges_again_before_the_stuck_poll_ended() {
+        // A lone node's join within startup_wait (120 s): one repair fits.
+        let join = MergeBounds::within(Duration::from_secs(110));
+        assert_eq!(join.stuck_after, Duration::from_secs(30));
+        assert_eq!(join.rearm_after, Duration::from_secs(90));
+        assert!(
+            join.rearm_after > Duration::from_secs(74),
+            "the longest poll measured"
+        );
+        let grow = MergeBounds::within(Duration::from_secs(600));
+        assert_eq!(grow.rearm_after, STUCK_POLL_ENDS);
+        assert_eq!(grow.stuck_after, Duration::from_secs(30));
+    }
+
     fn quick(repairs: usize, rearm_s: u64) -> MergeBounds {
         MergeBounds {
             total: Duration::from_secs(60),
