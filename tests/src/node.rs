@@ -13,9 +13,10 @@ use crate::{
 };
 
 /// The node tests' `startup_wait`: each ring step's bound (a leave, a
-/// join). The production default is 120 s; a loaded 2-core CI machine once
-/// needed more than 30 s for a lone node's leave.
-pub const STARTUP_WAIT_S: u64 = 90;
+/// join). The production default, 120 s: a loaded 2-core CI machine once
+/// needed more than 30 s for a lone node's leave, and a join whose merge
+/// the real chmpx loses is repaired 90 s after it began.
+pub const STARTUP_WAIT_S: u64 = 120;
 
 /// How long a test waits for a guest call that may leave and join the
 /// ring (`restart`: both steps, each bounded by [`STARTUP_WAIT_S`]).

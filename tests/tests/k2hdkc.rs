@@ -20,7 +20,7 @@ async fn prepare_brings_up_a_registered_configured_healthy_node_and_stop_db_leav
         Some("building")
     );
     let end = n
-        .heartbeat(Duration::from_secs(90), |s| s != "building")
+        .heartbeat(Duration::from_secs(150), |s| s != "building")
         .await;
     assert_eq!(end.as_deref(), Some("healthy"), "prepare ends healthy");
 
@@ -289,7 +289,7 @@ async fn k2hr3_down_during_prepare_fails_naming_k2hr3() {
     n.k2hr3.fault("down").await;
     n.prepare().await;
     let end = n
-        .heartbeat(Duration::from_secs(90), |s| s != "building")
+        .heartbeat(Duration::from_secs(150), |s| s != "building")
         .await;
     assert_eq!(end.as_deref(), Some("failed to spawn"));
     // Bounded retries: the agent tried EXTDATA a few times, then gave up.
@@ -354,7 +354,7 @@ async fn restarted_agent_resumes_without_a_second_prepare() {
     let mut n = node("").await;
     n.prepare().await;
     assert_eq!(
-        n.heartbeat(Duration::from_secs(90), |s| s != "building")
+        n.heartbeat(Duration::from_secs(150), |s| s != "building")
             .await
             .as_deref(),
         Some("healthy")
@@ -498,7 +498,7 @@ async fn a_lone_node_with_automerge_off_is_merged_in_and_serves() {
     let mut n = node_with("", false).await;
     assert_eq!(n.prepare().await["ok"], true);
     let end = n
-        .heartbeat(Duration::from_secs(90), |s| s != "building")
+        .heartbeat(Duration::from_secs(150), |s| s != "building")
         .await;
     assert_eq!(end.as_deref(), Some("healthy"), "prepare ends healthy");
     let on_disk = std::fs::read_to_string(n.config_dir.join("k2hdkc.ini")).unwrap();

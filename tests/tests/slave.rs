@@ -89,7 +89,7 @@ async fn a_slave_joins_follows_the_ring_and_leaves_on_sigterm() {
     let mut n = node("").await;
     assert_eq!(n.prepare().await["ok"], true);
     let end = n
-        .heartbeat(Duration::from_secs(90), |s| s != "building")
+        .heartbeat(Duration::from_secs(150), |s| s != "building")
         .await;
     assert_eq!(end.as_deref(), Some("healthy"));
 
