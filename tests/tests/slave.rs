@@ -246,6 +246,29 @@ async fn a_slave_joins_follows_the_ring_and_leaves_on_sigterm() {
         t.elapsed().as_secs_f64()
     );
 
+    // K2HR3 loses the registration: the slave registers again.
+    let cuk = std::fs::read_to_string(state.path().join("cuk")).unwrap();
+    let url = format!(
+        "{}/v1/role/{}?port={ctlport}&cuk={}",
+        n.k2hr3.info["url"].as_str().unwrap(),
+        n.k2hr3.info["slave_role_yrn"].as_str().unwrap(),
+        cuk.trim()
+    );
+    let token = format!("R={}", n.k2hr3.info["slave_role_token"].as_str().unwrap());
+    e2e_tests::http_json_auth("DELETE", &url, None, Some(&token)).await;
+    assert!(
+        slaves_in_k2hr3(&n.k2hr3).await.is_empty(),
+        "removed behind its back"
+    );
+    let t = Instant::now();
+    while slaves_in_k2hr3(&n.k2hr3).await.is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the slave did not register again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // A chmpx that dies is started again.
     docker(&["rm", "-f", &container]);
     let t = Instant::now();
@@ -312,6 +335,15 @@ async fn a_slave_of_a_cluster_without_servers_fails_naming_why() {
     .to_string();
     assert!(err.contains("no [SVRNODE]"), "{err}");
     assert!(slaves_in_k2hr3(&k2hr3).await.is_empty());
+    let rec = Recorded::read(&state.path().join("status.json")).unwrap();
+    assert_eq!(rec.state, "failed", "status says why: {rec:?}");
+    assert!(
+        rec.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no [SVRNODE]"),
+        "{rec:?}"
+    );
     assert_eq!(
         docker(&["ps", "-aq", "--filter", &format!("name=^/{container}$")]),
         ""

@@ -346,6 +346,7 @@ impl Slave {
     pub async fn converge(&mut self, failures: &mut u32) {
         let made = match self.client.resource().await {
             Ok(text) => {
+                self.register_again_if_lost(&text).await;
                 slave_ini(&text, &self.cfg.seed, Some(self.ctlport)).map_err(SlaveError::Ini)
             }
             Err(e) => Err(e.into()),
@@ -400,6 +401,34 @@ impl Slave {
         self.save();
     }
 
+    /// The slave resource lists the registered slaves by seed (the
+    /// packaged template does): when it lists some but not this one,
+    /// K2HR3 lost the registration, so register again. A resource without
+    /// seeds (a server one) cannot tell, and is left alone.
+    async fn register_again_if_lost(&mut self, text: &str) {
+        let slaves = ini::facts(text).slaves;
+        let seeds: Vec<&str> = slaves
+            .iter()
+            .filter_map(|s| s.custom_id_seed.as_deref())
+            .collect();
+        if seeds.is_empty() || seeds.contains(&self.cfg.seed.as_str()) {
+            return;
+        }
+        tracing::warn!(seed = %self.cfg.seed, "K2HR3 no longer lists this slave; registering again");
+        match self
+            .client
+            .register(self.ctlport, &self.cuk, EXTRA, &self.cfg.seed)
+            .await
+        {
+            Ok(()) => self.record.registered = true,
+            Err(e) => {
+                tracing::warn!(error = %e, "registering again failed");
+                self.record.registered = false;
+                self.record.last_error = Some(e.to_string());
+            }
+        }
+    }
+
     /// Stops chmpx (applications lose the ring) and leaves the role, each
     /// bounded; what fails is logged and recorded.
     pub async fn leave(&mut self) {
@@ -443,10 +472,23 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SlaveError> {
     let poll = cfg.poll_interval;
+    let status_path = cfg.status_path();
     tokio::pin!(shutdown);
     // Start runs to its end (every step is bounded), so a stop during it
     // still finds something whole to take down.
-    let mut slave = Slave::start(cfg, containers).await?;
+    let mut slave = match Slave::start(cfg, containers).await {
+        Ok(s) => s,
+        Err(e) => {
+            // `status` then says why, not "starting".
+            let mut rec = Recorded::read(&status_path).unwrap_or_default();
+            rec.state = "failed".into();
+            rec.last_error = Some(e.to_string());
+            if let Err(w) = rec.write(&status_path) {
+                tracing::warn!(error = %w, "cannot record the slave's state");
+            }
+            return Err(e);
+        }
+    };
     let mut failures = 0u32;
     loop {
         tokio::select! {
