@@ -14,6 +14,7 @@ use driver_api::request::{
 };
 use driver_api::{Datastore, DatastoreError, ServiceStatus};
 
+pub mod backup;
 pub mod chmpx;
 pub mod cluster;
 pub mod ini;
