@@ -22,7 +22,7 @@ use crate::config::Secret;
 pub const DEFAULT_PATH: &str = "/etc/k2hdkc-slave/slave.conf";
 
 /// Where the slave's role comes from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum RoleSource {
     /// The slave role's EXTDATA URL (role, token and API URL in its text).
     Extdata(String),
@@ -35,6 +35,25 @@ pub enum RoleSource {
         /// The role token.
         token: Secret,
     },
+}
+
+/// An EXTDATA URL carries K2HR3's token in its path: Debug shows only
+/// where it points.
+impl std::fmt::Debug for RoleSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RoleSource::Extdata(url) => {
+                let origin: String = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+                write!(f, "Extdata({origin}/***)")
+            }
+            RoleSource::Direct { api_url, role, .. } => f
+                .debug_struct("Direct")
+                .field("api_url", api_url)
+                .field("role", role)
+                .field("token", &"***")
+                .finish(),
+        }
+    }
 }
 
 /// Everything `k2hdkc-slave` needs.
@@ -272,6 +291,15 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(c.role, RoleSource::Extdata(ref u) if u.ends_with("/slave")));
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("Extdata(https://k2hr3:18080/***)"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("/slave"),
+            "the URL's path stays out: {shown}"
+        );
         assert_eq!(c.ctlport, None);
         assert_eq!(c.container, "k2hdkc-slave");
         assert_eq!(c.network, Network::Host);
