@@ -32,6 +32,14 @@ use manager::Manager;
 use rpc::publisher::Publisher;
 use rpc::server::{Dispatcher, LinkControl, Target};
 
+/// The single-threaded runtime both binaries run on (the agent's work is
+/// I/O bound; one thread keeps its memory small).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
 /// How long casts (the last heartbeat, notifications) may take to flush at
 /// shutdown.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);

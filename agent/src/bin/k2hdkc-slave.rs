@@ -79,10 +79,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match agent::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("k2hdkc-slave: cannot start the async runtime: {e}");

@@ -226,23 +226,25 @@ mod tests {
         d.finish()
     }
 
+    /// The cipher and key derivation the format promises openssl users.
+    const OPENSSL_ENC: [&str; 7] = [
+        "-aes-256-cbc",
+        "-md",
+        "sha512",
+        "-pbkdf2",
+        "-iter",
+        "10000",
+        "-salt",
+    ];
+
     /// openssl with the pass in its environment (not in its argv).
     fn openssl(decrypt: bool, input: &[u8]) -> std::process::Output {
         let mut args = vec!["enc"];
         if decrypt {
             args.push("-d");
         }
-        args.extend([
-            "-aes-256-cbc",
-            "-md",
-            "sha512",
-            "-pbkdf2",
-            "-iter",
-            "10000",
-            "-salt",
-            "-pass",
-            "env:BACKUP_PASS",
-        ]);
+        args.extend(OPENSSL_ENC);
+        args.extend(["-pass", "env:BACKUP_PASS"]);
         let mut child = Command::new("openssl")
             .args(&args)
             .env("BACKUP_PASS", std::str::from_utf8(PASS).unwrap())
@@ -322,20 +324,9 @@ mod tests {
     fn the_same_pass_and_salt_give_openssls_key_and_iv() {
         // openssl enc -P prints the key and IV it derives.
         let out = Command::new("openssl")
-            .args([
-                "enc",
-                "-aes-256-cbc",
-                "-md",
-                "sha512",
-                "-pbkdf2",
-                "-iter",
-                "10000",
-                "-S",
-                "0102030405060708",
-                "-pass",
-                "env:BACKUP_PASS",
-                "-P",
-            ])
+            .arg("enc")
+            .args(OPENSSL_ENC)
+            .args(["-S", "0102030405060708", "-pass", "env:BACKUP_PASS", "-P"])
             .env("BACKUP_PASS", std::str::from_utf8(PASS).unwrap())
             .output()
             .unwrap();
