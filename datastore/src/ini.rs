@@ -130,6 +130,10 @@ pub struct IniFacts {
     /// `[K2HDKC] K2HFILE`: the k2hash file k2hdkc opens, as the container
     /// sees it.
     pub k2hfile: Option<String>,
+    /// How k2hdkc lays the K2HFILE out (`[K2HDKC] K2HFULLMAP`,
+    /// `K2HMASKBIT`, ...), as `k2hlinetool` options: a file a restore
+    /// makes gets the same layout.
+    pub k2h_layout: Vec<String>,
 }
 
 /// Reads the facts the agent needs. chmpx's ini allows repeated sections
@@ -173,6 +177,22 @@ pub fn facts(text: &str) -> IniFacts {
             ("GLOBAL", "CTLPORT", _) => out.ctlport = value.parse().ok(),
             ("GLOBAL", "CHMPXIDTYPE", _) => out.id_type = IdType::parse(&value),
             ("K2HDKC", "K2HFILE", _) => out.k2hfile = Some(value).filter(|v| !v.is_empty()),
+            ("K2HDKC", "K2HFULLMAP", _)
+                if value.eq_ignore_ascii_case("on") || value.eq_ignore_ascii_case("yes") =>
+            {
+                out.k2h_layout.push("-fullmap".into())
+            }
+            ("K2HDKC", "K2HMASKBIT" | "K2HCMASKBIT" | "K2HMAXELE" | "K2HPAGESIZE", _)
+                if value.parse::<u32>().is_ok() =>
+            {
+                let flag = match key.as_str() {
+                    "K2HMASKBIT" => "-mask",
+                    "K2HCMASKBIT" => "-cmask",
+                    "K2HMAXELE" => "-elementcnt",
+                    _ => "-pagesize",
+                };
+                out.k2h_layout.extend([flag.to_owned(), value]);
+            }
             (_, "NAME", Some(e)) => e.name = value,
             (_, "PORT", Some(e)) => e.port = value.parse().ok(),
             (_, "CTLPORT", Some(e)) => e.ctlport = value.parse().ok(),

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use driver_api::host::Containers;
 use driver_api::request::{
-    ApplyOverridesRequest, PrepareRequest, ResetConfigurationRequest, StartWithConfRequest,
-    StopDbRequest, UpdateOverridesRequest,
+    ApplyOverridesRequest, CreateBackupRequest, PrepareRequest, ResetConfigurationRequest,
+    StartWithConfRequest, StopDbRequest, UpdateOverridesRequest,
 };
-use driver_api::{Datastore, DatastoreError, ServiceStatus};
+use driver_api::{BackupAccess, BackupOutcome, Datastore, DatastoreError, ServiceStatus};
 
 pub mod backup;
 pub mod chmpx;
@@ -118,7 +118,25 @@ impl Datastore for K2hdkc {
         self.node.resume().await
     }
 
-    async fn prepare(&self, request: &PrepareRequest) -> driver_api::Result<ServiceStatus> {
+    async fn prepare(
+        &self,
+        request: &PrepareRequest,
+        backups: Option<BackupAccess<'_>>,
+    ) -> driver_api::Result<ServiceStatus> {
+        let restore_info = match request.backup_info.as_ref().and_then(|b| b.as_object()) {
+            Some(m) => Some(backup::BackupInfo::from_map(m).map_err(DatastoreError::BadRequest)?),
+            None => None,
+        };
+        let restore = match (&restore_info, backups) {
+            (Some(info), Some(access)) => Some(node::Restore { info, access }),
+            (Some(info), None) => {
+                return Err(DatastoreError::failed(
+                    format!("restore backup {}", info.id),
+                    "no object store for it (backup_info has no swift_url, or the request carried no token)",
+                ))
+            }
+            (None, _) => None,
+        };
         let member = request
             .cluster_config
             .as_ref()
@@ -136,6 +154,7 @@ impl Datastore for K2hdkc {
                 request.overrides.as_ref(),
                 member,
                 ring_size,
+                restore,
             )
             .await?;
         // A cluster member waits for cluster_complete before it reports
@@ -159,6 +178,16 @@ impl Datastore for K2hdkc {
         // read what the previous one left.
         let _one = self.ring_steps.lock().await;
         cluster::handle(&self.node, name, args).await
+    }
+
+    async fn create_backup(
+        &self,
+        request: &CreateBackupRequest,
+        backups: BackupAccess<'_>,
+    ) -> driver_api::Result<BackupOutcome> {
+        let info = backup::BackupInfo::from_map(&request.backup_info)
+            .map_err(DatastoreError::BadRequest)?;
+        backup::take::take(&self.node, &info, backups).await
     }
 
     async fn restart(&self) -> driver_api::Result<()> {

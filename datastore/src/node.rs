@@ -70,6 +70,15 @@ struct Saved {
     member: bool,
 }
 
+/// A backup to restore in prepare.
+#[derive(Debug, Clone, Copy)]
+pub struct Restore<'a> {
+    /// Which backup, where.
+    pub info: &'a crate::backup::BackupInfo,
+    /// The store and the key.
+    pub access: driver_api::BackupAccess<'a>,
+}
+
 /// The live node.
 struct Live {
     params: Parameters,
@@ -161,6 +170,29 @@ impl Node {
         }
     }
 
+    /// Its settings (a backup works with the same paths and containers).
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The host's containers.
+    pub(crate) fn containers(&self) -> &Arc<dyn Containers> {
+        &self.containers
+    }
+
+    /// The parameters in force.
+    pub(crate) async fn parameters(&self) -> Parameters {
+        self.live.lock().await.params.clone()
+    }
+
+    /// What the ini chmpx and k2hdkc run with says.
+    pub(crate) fn ini_facts(&self) -> Result<ini::IniFacts, DatastoreError> {
+        let path = self.ini_path();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| failed(&format!("read {}", path.display()), e))?;
+        Ok(ini::facts(&text))
+    }
+
     /// Held while containers are started or stopped on purpose.
     fn changing(&self) -> Changing<'_> {
         self.changing
@@ -204,12 +236,14 @@ impl Node {
     /// A cluster `member` is ready once chmpx and k2hdkc run: the cluster
     /// taskmanager puts it into the ring. `ring_size`, when known, is how
     /// many servers the ring it joins has.
+    /// `restore`: a backup to load into the K2HFILE before k2hdkc starts.
     pub async fn prepare(
         &self,
         config_contents: Option<&str>,
         overrides: Option<&Map<String, Value>>,
         member: bool,
         ring_size: Option<usize>,
+        restore: Option<Restore<'_>>,
     ) -> Result<(), DatastoreError> {
         let base = match config_contents {
             Some(text) => Parameters::from_config_contents(text)
@@ -240,7 +274,7 @@ impl Node {
         self.member
             .store(member, std::sync::atomic::Ordering::SeqCst);
         self.save(&params, Some(client.access()), false)?;
-        self.join(&client, &params, ring_size.filter(|_| member))
+        self.join(&client, &params, ring_size.filter(|_| member), restore)
             .await?;
         self.start_watcher().await;
         Ok(())
@@ -254,6 +288,7 @@ impl Node {
         client: &K2hr3,
         params: &Parameters,
         ring_size: Option<usize>,
+        restore: Option<Restore<'_>>,
     ) -> Result<(), DatastoreError> {
         let _changing = self.changing();
         let s = &self.settings;
@@ -306,6 +341,11 @@ impl Node {
         // lone node).
         self.wait_chmpx_answers(params).await?;
         self.ensure_k2hfile_dir(&facts)?;
+        if let Some(r) = restore {
+            // Loaded before k2hdkc opens the file: nothing half-loaded
+            // serves.
+            crate::backup::restore::restore(self, r.info, r.access, &facts).await?;
+        }
         self.containers
             .run(&self.server_spec(params))
             .await
@@ -1059,7 +1099,7 @@ impl Node {
             .k2hr3
             .clone()
             .ok_or_else(|| DatastoreError::Conflict("the node was never prepared".into()))?;
-        self.join(&client, &params, None).await?;
+        self.join(&client, &params, None, None).await?;
         self.start_watcher().await;
         if self.is_member() {
             log_rejoin(rejoin::rejoin(&self.ring_view().await?, rejoin::REJOIN_WAIT).await)?;
@@ -1128,7 +1168,7 @@ impl Node {
                         .await
                         .map_err(|e| failed("remove for new parameters", e))?;
                 }
-                self.join(&client, &new, None).await?;
+                self.join(&client, &new, None, None).await?;
                 self.start_watcher().await;
             }
         }

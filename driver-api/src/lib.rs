@@ -9,7 +9,8 @@
 //! - [`exception`]: failures as Trove exception classes;
 //! - [`request`]: the guest API's methods and typed arguments;
 //! - [`status`]: Trove's service statuses;
-//! - [`host`]: what a driver asks of the host (containers).
+//! - [`host`]: what a driver asks of the host (containers);
+//! - [`storage`]: what a driver asks of object storage (backups).
 //!
 //! The trait mirrors Trove's `trove/guestagent/datastore/manager.py`: one
 //! method per guest API operation a datastore owns, each defaulting to
@@ -24,6 +25,7 @@ pub mod host;
 pub mod request;
 pub mod secure;
 pub mod status;
+pub mod storage;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -31,6 +33,7 @@ use serde_json::{Map, Value};
 pub use exception::TroveException;
 pub use request::{GuestMethod, Kind};
 pub use status::ServiceStatus;
+pub use storage::BackupAccess;
 
 use request::{
     ApplyOverridesRequest, CreateBackupRequest, GuestLogActionRequest, PrepareRequest,
@@ -121,8 +124,14 @@ pub trait Datastore: Send + Sync + 'static {
 
     /// Sets the datastore up on a fresh guest. Returns the status to report
     /// when done (`healthy`, or `instance ready` for a cluster member).
-    /// Must be safe to run again after an interrupted attempt.
-    async fn prepare(&self, _request: &PrepareRequest) -> Result<ServiceStatus> {
+    /// Must be safe to run again after an interrupted attempt. `backups`
+    /// is given when the request restores a backup (`backup_info`) and
+    /// the agent could reach its store.
+    async fn prepare(
+        &self,
+        _request: &PrepareRequest,
+        _backups: Option<BackupAccess<'_>>,
+    ) -> Result<ServiceStatus> {
         Err(DatastoreError::NotSupported(GuestMethod::Prepare))
     }
 
@@ -165,8 +174,13 @@ pub trait Datastore: Send + Sync + 'static {
         Err(DatastoreError::NotSupported(GuestMethod::ApplyOverrides))
     }
 
-    /// Takes a backup and stores it where `backup_info` says.
-    async fn create_backup(&self, _request: &CreateBackupRequest) -> Result<BackupOutcome> {
+    /// Takes a backup and stores it where `backup_info` says. The agent
+    /// reports BUILDING before and the outcome after.
+    async fn create_backup(
+        &self,
+        _request: &CreateBackupRequest,
+        _backups: BackupAccess<'_>,
+    ) -> Result<BackupOutcome> {
         Err(DatastoreError::NotSupported(GuestMethod::CreateBackup))
     }
 

@@ -130,6 +130,12 @@ impl<W: Write> Decryptor<W> {
         }
     }
 
+    /// What has been decrypted so far goes to `inner`: for a reader that
+    /// drains it.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
     /// Checks and strips the padding of the last block; hands `inner` back.
     pub fn finish(mut self) -> io::Result<W> {
         let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_owned());
@@ -200,11 +206,11 @@ impl<W: Write> Write for Decryptor<W> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::process::{Command, Stdio};
 
-    const PASS: &[u8] = b"a backup key, with spaces";
+    pub(crate) const PASS: &[u8] = b"a backup key, with spaces";
 
     fn data(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
@@ -238,7 +244,7 @@ mod tests {
     ];
 
     /// openssl with the pass in its environment (not in its argv).
-    fn openssl(decrypt: bool, input: &[u8]) -> std::process::Output {
+    pub(crate) fn openssl(decrypt: bool, input: &[u8]) -> std::process::Output {
         let mut args = vec!["enc"];
         if decrypt {
             args.push("-d");

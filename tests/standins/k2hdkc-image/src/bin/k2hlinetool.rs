@@ -6,7 +6,11 @@
 //! (alias `p`), `rm <key>` (alias `del`), `ar put <archive>` (write an
 //! archive of every key), `ar load <archive>` (load an archive's keys),
 //! `exit` / `quit`. An unknown or failed command prints `ERROR: ...` and
-//! makes the exit code 1 (the real tool is less strict).
+//! makes the exit code 1 (the real tool is less strict), except `ar`,
+//! which fails as the real one does (k2hlinetool 1.0.x, seen with a
+//! missing and a damaged archive): `[ERR] Something error occurred during
+//! loading archive file(<path>).` on stderr, and exit code 0; a caller
+//! must read the output.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -36,12 +40,18 @@ fn run(line: &str, data: &mut Data, file: Option<&PathBuf>) -> Result<bool, Stri
             save(data)?;
         }
         ("ar" | "archive", ["put", archive, ..]) => {
-            std::fs::write(archive, k2hfile::render(AR_MAGIC, data)).map_err(|e| format!("could not write archive {archive}: {e}"))?;
+            if std::fs::write(archive, k2hfile::render(AR_MAGIC, data)).is_err() {
+                eprintln!("[ERR] Something error occurred during putting archive file({archive}).");
+            }
         }
         ("ar" | "archive", ["load", archive, ..]) => {
-            let text = std::fs::read_to_string(archive).map_err(|e| format!("could not read archive {archive}: {e}"))?;
-            data.extend(k2hfile::read(AR_MAGIC, &text)?);
-            save(data)?;
+            match std::fs::read_to_string(archive).map_err(|e| e.to_string()).and_then(|t| k2hfile::read(AR_MAGIC, &t)) {
+                Ok(loaded) => {
+                    data.extend(loaded);
+                    save(data)?;
+                }
+                Err(_) => eprintln!("[ERR] Something error occurred during loading archive file({archive})."),
+            }
         }
         _ => return Err(format!("unknown command or parameters: {line}")),
     }

@@ -1,0 +1,105 @@
+//! `k2hlinetool` in the node's containers, on a private work directory
+//! of the data volume: what takes the archive and loads it back.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use driver_api::host::Containers;
+
+use crate::node::CONTAINER_DATA_DIR;
+
+/// The longest an `ar put` or `ar load` may take.
+pub const TOOL_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// A directory on the data volume only the database user reads, removed
+/// with everything in it when dropped (whatever happened).
+pub struct WorkDir {
+    host: PathBuf,
+    container: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl WorkDir {
+    /// `<data volume>/<name>`, made anew (a leftover of an interrupted
+    /// run is removed first).
+    pub fn new(data_dir: &Path, name: &str, uid: u32, gid: u32) -> std::io::Result<Self> {
+        let host = data_dir.join(name);
+        if host.exists() {
+            tracing::warn!(dir = %host.display(), "removing a work directory an earlier run left");
+            std::fs::remove_dir_all(&host)?;
+        }
+        std::fs::create_dir(&host)?;
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o700))?;
+        std::os::unix::fs::chown(&host, Some(uid), Some(gid))?;
+        Ok(Self {
+            container: format!("{CONTAINER_DATA_DIR}/{name}"),
+            host,
+            uid,
+            gid,
+        })
+    }
+
+    /// On the host.
+    pub fn host(&self) -> &Path {
+        &self.host
+    }
+
+    /// `name` in it, as the containers see it.
+    pub fn in_container(&self, name: &str) -> String {
+        format!("{}/{name}", self.container)
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.host) {
+            tracing::warn!(dir = %self.host.display(), error = %e, "could not remove the work directory");
+        }
+    }
+}
+
+/// Runs `k2hlinetool -f <k2hfile> [layout] -run <commands>` in
+/// `container`. k2hlinetool answers a failed command with an `[ERR]` line
+/// and exit code 0: the output is read, and any error line fails the run.
+pub async fn run(
+    containers: &dyn Containers,
+    container: &str,
+    work: &WorkDir,
+    k2hfile: &str,
+    layout: &[String],
+    commands: &str,
+) -> Result<(), String> {
+    let cmd_host = work.host().join("commands");
+    std::fs::write(&cmd_host, format!("{commands}\nexit\n"))
+        .map_err(|e| format!("write {}: {e}", cmd_host.display()))?;
+    std::os::unix::fs::chown(&cmd_host, Some(work.uid), Some(work.gid))
+        .map_err(|e| format!("chown {}: {e}", cmd_host.display()))?;
+    let mut argv = vec!["k2hlinetool".to_owned(), "-f".into(), k2hfile.to_owned()];
+    argv.extend(layout.iter().cloned());
+    argv.extend(["-run".to_owned(), work.in_container("commands")]);
+    let out = containers
+        .exec(container, &argv, TOOL_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let errors: Vec<&str> = out
+        .stdout
+        .lines()
+        .chain(out.stderr.lines())
+        .map(str::trim)
+        .filter(|l| l.starts_with("[ERR]") || l.starts_with("ERROR"))
+        .collect();
+    if out.code != 0 || !errors.is_empty() {
+        return Err(format!(
+            "k2hlinetool ({commands}) exited {}: {}",
+            out.code,
+            if errors.is_empty() {
+                out.stderr.trim().to_owned()
+            } else {
+                errors.join("; ")
+            }
+        ));
+    }
+    Ok(())
+}
