@@ -38,6 +38,10 @@ pub struct PendingPrepare {
     /// The context's `trove_notification`, to end it when prepare ends.
     #[serde(default)]
     pub notification: Option<Value>,
+    /// The caller's token (a restore reads the backup with it). The file
+    /// is 0600 for this and the request's secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<String>,
 }
 
 /// What the state directory says about prepare.
@@ -177,6 +181,7 @@ mod tests {
             began: 1_800_000_000.5,
             args,
             notification: Some(serde_json::json!({"event_type": "trove.instance.create"})),
+            auth_token: Some("gAAAA-token".into()),
         }
     }
 

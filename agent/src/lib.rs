@@ -14,6 +14,7 @@ pub mod logging;
 pub mod manager;
 pub mod rpc;
 pub mod slave;
+pub mod swift;
 pub mod volume;
 
 use std::future::Future;
@@ -164,6 +165,7 @@ pub async fn run(
         },
         Journal::new(config.state_dir.join(&config.guest_id)),
         config.state_change_wait_time,
+        config.backup.clone(),
     ));
     {
         let manager = manager.clone();

@@ -9,13 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use driver_api::request::{self, GuestMethod};
-use driver_api::{Datastore, DatastoreError, ServiceStatus, TroveException};
+use driver_api::{BackupAccess, Datastore, DatastoreError, ServiceStatus, TroveException};
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
 use crate::conductor::{now_epoch, Conductor};
+use crate::config::{BackupOptions, Secret};
 use crate::host;
 use crate::journal::{Journal, PendingPrepare, PrepareState};
+use crate::swift::SwiftStore;
 
 /// The cause logged and kept when a prepare cannot be finished after an
 /// agent restart.
@@ -40,6 +42,23 @@ impl Failure {
     }
 }
 
+/// What the request's context says of its caller.
+#[derive(Debug, Clone, Default)]
+pub struct Call {
+    /// The context's `trove_notification`, if the control plane sent one.
+    pub notification: Option<Value>,
+    /// The caller's Keystone token (`auth_token`): backups reach Swift
+    /// with it, as upstream's backup container does.
+    pub auth_token: Option<Secret>,
+}
+
+/// Trove's backup states (`trove/backup/state.py`).
+mod backup_state {
+    pub const BUILDING: &str = "BUILDING";
+    pub const COMPLETED: &str = "COMPLETED";
+    pub const FAILED: &str = "FAILED";
+}
+
 /// The data volume as configured.
 #[derive(Debug, Clone)]
 pub struct DataVolume {
@@ -62,6 +81,7 @@ pub struct Manager {
     volume: DataVolume,
     journal: Journal,
     prepare_timeout: Duration,
+    backup: BackupOptions,
     /// Held by every operation that changes the datastore.
     ops: Mutex<()>,
     /// The status last reported, for `status()` while an operation runs.
@@ -79,6 +99,7 @@ impl Manager {
         volume: DataVolume,
         journal: Journal,
         prepare_timeout: Duration,
+        backup: BackupOptions,
     ) -> Self {
         Self {
             datastore,
@@ -86,6 +107,7 @@ impl Manager {
             volume,
             journal,
             prepare_timeout,
+            backup,
             ops: Mutex::new(()),
             reported: Default::default(),
             prepare_failed: AtomicBool::new(false),
@@ -231,15 +253,15 @@ impl Manager {
         self.report(status);
     }
 
-    /// Handles one request. `notification` is the context's
-    /// `trove_notification`, if the control plane sent one.
+    /// Handles one request from `call`.
     pub async fn handle(
         &self,
         method_name: &str,
         version: Option<&str>,
         args: Map<String, Value>,
-        notification: Option<Value>,
+        call: Call,
     ) -> Result<Value, Failure> {
+        let notification = call.notification.clone();
         let ds = self.datastore.manager();
         let Some(method) = GuestMethod::from_name(method_name) else {
             // Not Trove's guest API: maybe a method of the datastore's own
@@ -269,7 +291,7 @@ impl Manager {
         } else {
             None
         };
-        let result = self.route(method, args, notification.clone()).await;
+        let result = self.route(method, args, call).await;
         if reports_status_when_done(method) && self.prepare_completed() {
             // As upstream's end_restart: the new status goes out now, not
             // at the next report_interval; Trove's restart and reboot wait
@@ -308,7 +330,7 @@ impl Manager {
         &self,
         method: GuestMethod,
         args: Map<String, Value>,
-        notification: Option<Value>,
+        call: Call,
     ) -> Result<Value, Failure> {
         let ds = self.datastore.manager();
         let trove = |e: DatastoreError| Failure::Trove(e.to_trove(ds));
@@ -328,7 +350,7 @@ impl Manager {
             GuestMethod::Prepare => {
                 let _req: request::PrepareRequest =
                     request::parse_args(method, args.clone()).map_err(bad)?;
-                self.prepare(args, notification).await.map(|_| Value::Null)
+                self.prepare(args, call).await.map(|_| Value::Null)
             }
             GuestMethod::Restart => unit(self.datastore.restart().await),
             GuestMethod::StopDb => {
@@ -353,11 +375,7 @@ impl Manager {
             }
             GuestMethod::CreateBackup => {
                 let req = request::parse_args(method, args).map_err(bad)?;
-                self.datastore
-                    .create_backup(&req)
-                    .await
-                    .map(|o| json!({"location": o.location, "checksum": o.checksum, "size": o.size_gb}))
-                    .map_err(trove)
+                self.create_backup(req, call.auth_token).await
             }
             GuestMethod::ClusterComplete => {
                 let status = self.datastore.cluster_complete().await.map_err(trove)?;
@@ -426,11 +444,7 @@ impl Manager {
     /// report the outcome. The request is journaled first, so an agent
     /// restarted mid-way can finish it. A repeated prepare after success is
     /// ignored.
-    async fn prepare(
-        &self,
-        args: Map<String, Value>,
-        notification: Option<Value>,
-    ) -> Result<(), Failure> {
+    async fn prepare(&self, args: Map<String, Value>, call: Call) -> Result<(), Failure> {
         if self.journal.prepare_completed() {
             tracing::info!(
                 "prepare already completed on this guest; ignoring the repeated request"
@@ -440,7 +454,8 @@ impl Manager {
         let pending = PendingPrepare {
             began: now_epoch(),
             args,
-            notification,
+            notification: call.notification,
+            auth_token: call.auth_token.map(|t| t.expose().to_owned()),
         };
         if let Err(e) = self.journal.begin(&pending) {
             // Prepare still runs; only a crash in the middle would lose it.
@@ -461,7 +476,7 @@ impl Manager {
         let ds = self.datastore.manager();
         self.prepare_failed.store(false, Ordering::SeqCst);
         let req: request::PrepareRequest =
-            match request::parse_args(GuestMethod::Prepare, pending.args) {
+            match request::parse_args(GuestMethod::Prepare, pending.args.clone()) {
                 Ok(r) => r,
                 Err(e) => {
                     return Err(self.give_up_prepare(&format!("the request cannot be read: {e}")))
@@ -473,11 +488,37 @@ impl Manager {
             version = req.ds_version.as_deref().unwrap_or("-"),
             "prepare started"
         );
+        // A restore reads the backup from Swift with the caller's token.
+        let store = match req.backup_info.as_ref().and_then(|b| b.get("swift_url")) {
+            Some(Value::String(url)) => match &pending.auth_token {
+                Some(token) => Some(
+                    SwiftStore::new(
+                        url,
+                        Secret::new(token.clone()),
+                        self.backup.swift_api_insecure,
+                    )
+                    .map_err(|e| self.give_up_prepare(&e.to_string()))?,
+                ),
+                None => {
+                    return Err(self.give_up_prepare(
+                        "a restore needs the caller's token, and the request carried none",
+                    ))
+                }
+            },
+            _ => None,
+        };
+        let key = self.backup.aes_cbc_key.as_ref().map(|k| k.expose());
+        let access = store.as_ref().map(|s| BackupAccess {
+            store: s,
+            container: &self.backup.swift_container,
+            segment_size: self.backup.segment_max_size,
+            encryption_key: key,
+        });
         let work = async {
             self.ensure_volume()
                 .await
                 .map_err(|e| DatastoreError::failed("prepare the data volume", e))?;
-            self.datastore.prepare(&req).await
+            self.datastore.prepare(&req, access).await
         };
         let outcome = match tokio::time::timeout(budget, work).await {
             Ok(r) => r,
@@ -510,6 +551,87 @@ impl Manager {
                     Failure::Trove(_) => Failure::Trove(e.to_trove(ds)),
                     other => other,
                 })
+            }
+        }
+    }
+}
+
+impl Manager {
+    /// `create_backup`, as upstream's service: BUILDING with the volume's
+    /// used size, the driver's backup to Swift with the caller's token,
+    /// then COMPLETED with checksum, location and size, or FAILED with
+    /// the cause logged. A cast: the caller sees only the states.
+    async fn create_backup(
+        &self,
+        req: request::CreateBackupRequest,
+        token: Option<Secret>,
+    ) -> Result<Value, Failure> {
+        let ds = self.datastore.manager();
+        let id = req
+            .backup_info
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let backup_type = if req.backup_info.get("parent").is_some_and(|p| !p.is_null()) {
+            "incremental"
+        } else {
+            "full"
+        };
+        let used_gb = host::filesystem_stats(&self.volume.mount_point)
+            .ok()
+            .and_then(|s| s.get("used").and_then(Value::as_f64))
+            .unwrap_or(0.0);
+        let mut state = Map::new();
+        state.insert("size".into(), json!(used_gb));
+        state.insert("state".into(), json!(backup_state::BUILDING));
+        state.insert("backup_type".into(), json!(backup_type));
+        self.conductor.update_backup(&id, state.clone());
+        tracing::info!(backup = %id, backup_type, "backup started");
+
+        let key = self.backup.aes_cbc_key.as_ref().map(|k| k.expose());
+        let outcome = async {
+            let url = req
+                .backup_info
+                .get("swift_url")
+                .and_then(Value::as_str)
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| {
+                    DatastoreError::BadRequest("Missing swift_url in backup metadata.".into())
+                })?;
+            let token = token.ok_or_else(|| {
+                DatastoreError::BadRequest(
+                    "the request carried no token to reach Swift with".into(),
+                )
+            })?;
+            let store = SwiftStore::new(url, token, self.backup.swift_api_insecure)
+                .map_err(|e| DatastoreError::failed("reach Swift", e))?;
+            let access = BackupAccess {
+                store: &store,
+                container: &self.backup.swift_container,
+                segment_size: self.backup.segment_max_size,
+                encryption_key: key,
+            };
+            self.datastore.create_backup(&req, access).await
+        }
+        .await;
+        match outcome {
+            Ok(o) => {
+                state.insert("checksum".into(), json!(o.checksum));
+                state.insert("location".into(), json!(o.location));
+                state.insert("size".into(), json!(o.size_gb));
+                state.insert("success".into(), json!(true));
+                state.insert("state".into(), json!(backup_state::COMPLETED));
+                self.conductor.update_backup(&id, state);
+                tracing::info!(backup = %id, location = %o.location, "backup completed");
+                Ok(Value::Null)
+            }
+            Err(e) => {
+                state.insert("success".into(), json!(false));
+                state.insert("state".into(), json!(backup_state::FAILED));
+                self.conductor.update_backup(&id, state);
+                tracing::error!(backup = %id, cause = %e, "backup failed");
+                Err(Failure::Trove(e.to_trove(ds)))
             }
         }
     }

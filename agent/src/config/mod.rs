@@ -164,6 +164,25 @@ impl Default for RabbitOptions {
     }
 }
 
+/// Upstream's backup options (`[DEFAULT]`), as a guest uses them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupOptions {
+    /// `backup_swift_container`: where backups go when the request names
+    /// no container.
+    pub swift_container: String,
+    /// `backup_segment_max_size`: the largest segment, in bytes.
+    pub segment_max_size: u64,
+    /// `backup_aes_cbc_key`: encrypt backups (and decrypt restores).
+    pub aes_cbc_key: Option<Secret>,
+    /// `swift_api_insecure`: do not verify Swift's TLS certificate.
+    pub swift_api_insecure: bool,
+}
+
+/// Smallest `backup_segment_max_size` accepted: Swift's SLO needs every
+/// segment but the last to be at least 1 byte, and tiny segments would
+/// make thousands of requests.
+pub const MIN_SEGMENT_SIZE: u64 = 1024 * 1024;
+
 /// The datastore's option group (`[k2hdkc]`): what the agent itself needs
 /// from it, plus the whole group for the driver.
 #[derive(Debug, Clone, PartialEq)]
@@ -217,6 +236,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// How the data volume is formatted and mounted.
     pub volume: crate::volume::VolumeOptions,
+    /// Backups.
+    pub backup: BackupOptions,
     /// Options upstream knows that this agent does not use, with their file.
     pub ignored: Vec<String>,
 }
@@ -419,6 +440,26 @@ impl Config {
         );
         line("debug", self.debug.to_string());
         line("state_dir", self.state_dir.display().to_string());
+        line(
+            "backup_swift_container",
+            self.backup.swift_container.clone(),
+        );
+        line(
+            "backup_segment_max_size",
+            self.backup.segment_max_size.to_string(),
+        );
+        line(
+            "backup_aes_cbc_key",
+            if self.backup.aes_cbc_key.is_some() {
+                "*** (backups encrypted)".into()
+            } else {
+                "<unset> (backups not encrypted)".into()
+            },
+        );
+        line(
+            "swift_api_insecure",
+            self.backup.swift_api_insecure.to_string(),
+        );
         line(
             "\n[oslo_messaging_rabbit]\namqp_durable_queues",
             r.amqp_durable_queues.to_string(),
@@ -726,6 +767,10 @@ impl<'a> Typed<'a> {
             "format_options",
             "mount_options",
             "volume_format_timeout",
+            "backup_swift_container",
+            "backup_segment_max_size",
+            "backup_aes_cbc_key",
+            "swift_api_insecure",
         ];
         let known_default: Vec<&str> = UPSTREAM_DEFAULT_OPTIONS
             .lines()
@@ -766,7 +811,28 @@ impl<'a> Typed<'a> {
             self.check_known(&group_name, &[], &mut ignored, datastore::OPTIONS);
         }
 
+        let segment_max_size =
+            self.uint_or::<u64>(D, "backup_segment_max_size", 2 * 1024 * 1024 * 1024);
+        if segment_max_size < MIN_SEGMENT_SIZE {
+            let file = self
+                .raw(D, "backup_segment_max_size")
+                .map(|s| s.file.clone())
+                .unwrap_or_default();
+            self.problem(
+                &file,
+                D,
+                "backup_segment_max_size",
+                format!("{segment_max_size} is below the smallest segment accepted ({MIN_SEGMENT_SIZE} bytes)"),
+            );
+        }
+        let backup = BackupOptions {
+            swift_container: self.str_or(D, "backup_swift_container", "database_backups"),
+            segment_max_size,
+            aes_cbc_key: self.opt_str(D, "backup_aes_cbc_key").map(Secret::new),
+            swift_api_insecure: self.bool_or(D, "swift_api_insecure", false),
+        };
         Config {
+            backup,
             guest_id,
             datastore_version: self.opt_str(D, "datastore_version"),
             tenant_id: self.opt_str(D, "tenant_id"),

@@ -21,8 +21,8 @@ use super::link::{self, LinkError};
 use super::publisher::Publisher;
 use super::topology::{self, ConsumerSpec};
 use super::{MAX_IN_FLIGHT, PREFETCH};
-use crate::config::Config;
-use crate::manager::{Failure, Manager};
+use crate::config::{Config, Secret};
+use crate::manager::{Call, Failure, Manager};
 
 /// Deliveries handed from the link to the dispatcher.
 pub const HANDOFF_DEPTH: usize = 16;
@@ -311,10 +311,7 @@ impl Dispatcher {
 }
 
 /// Decrypts arguments and context; errors name what failed (never a value).
-fn open(
-    codec: &SecureCodec,
-    msg: &mut RpcMessage,
-) -> Result<(Map<String, Value>, Option<Value>), Failure> {
+fn open(codec: &SecureCodec, msg: &mut RpcMessage) -> Result<(Map<String, Value>, Call), Failure> {
     let undecryptable = |what: &str, e: driver_api::secure::SecureError| {
         Failure::Trove(TroveException::BadRequest(format!(
             "the guest agent could not decrypt {what} of the request: {e}; \
@@ -331,7 +328,15 @@ fn open(
             .map_err(|e| undecryptable(&format!("argument '{name}'"), e))?;
         args.insert(name, value);
     }
-    Ok((args, context.get("trove_notification").cloned()))
+    let call = Call {
+        notification: context.get("trove_notification").cloned(),
+        auth_token: context
+            .get("auth_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(Secret::new),
+    };
+    Ok((args, call))
 }
 
 async fn handle(
@@ -369,9 +374,9 @@ async fn handle(
         _ => None,
     };
     let outcome = match open(&codec, &mut msg) {
-        Ok((args, notification)) => {
+        Ok((args, call)) => {
             manager
-                .handle(&method, msg.version.as_deref(), args, notification)
+                .handle(&method, msg.version.as_deref(), args, call)
                 .await
         }
         Err(f) => Err(f),
