@@ -238,6 +238,9 @@ def run_client(args):
             op = cmd.get("op")
             if op == "quit":
                 break
+            # The caller's Keystone token, as trove-api's context carries
+            # it to the guest (backups reach Swift with it).
+            context.auth_token = cmd.get("auth_token")
             if op == "call":
                 reply = {"ok": True, "result": do_rpc(api, cmd, "call")}
             elif op == "cast":

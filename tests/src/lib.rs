@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 pub mod controlplane;
 pub mod node;
 pub mod process;
+pub mod swift;
 
 /// The broker `host:port`.
 pub fn rabbit_host() -> String {
@@ -106,7 +107,11 @@ impl Datastore for FakeDatastore {
     async fn status(&self) -> ServiceStatus {
         *self.status.lock().unwrap()
     }
-    async fn prepare(&self, _req: &PrepareRequest) -> driver_api::Result<ServiceStatus> {
+    async fn prepare(
+        &self,
+        _req: &PrepareRequest,
+        _backups: Option<driver_api::BackupAccess<'_>>,
+    ) -> driver_api::Result<ServiceStatus> {
         self.prepares.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
         Ok(ServiceStatus::Healthy)

@@ -2,6 +2,7 @@
 //! Trove code (trove==26.0.0, oslo.messaging) as the control plane.
 //! Needs the broker and venv that `tests/run` sets up.
 
+mod backup;
 mod conductor;
 mod conductor_race;
 mod crash;
