@@ -8,13 +8,14 @@
 #   sw_install              the venv $SW_VENV (default .venv-swift) from
 #                           requirements.txt beside this file (a hash
 #                           compare when it is installed already).
-#   sw_start WORK ADDR [PORT]
+#   sw_start WORK ADDR [PORT [BACKEND_PORT]]
 #                           configuration, rings and storage in WORK/swift;
 #                           the service user `swift` and the object-store
 #                           endpoint http://ADDR:PORT/v1/AUTH_%(project_id)s
 #                           in Keystone; the four servers (one process each),
-#                           the proxy on ADDR:PORT (default 8080), the others
-#                           on 127.0.0.1:6200-6202; waits until each answers
+#                           the proxy on ADDR:PORT (default 8080), object,
+#                           container and account servers on 127.0.0.1 from
+#                           BACKEND_PORT (default 6200) up; waits until each answers
 #                           /healthcheck. Pids in WORK/swift/run, logs in
 #                           WORK/swift/log. Sets SW_URL (the proxy).
 #   sw_stop WORK            SIGTERM the servers it started (bounded), then
@@ -53,8 +54,8 @@ sw_install() {
 
 sw_port_open() { timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null; }
 
-sw_write_conf() {  # DIR ADDR PORT KEYSTONE_URL PASSWORD_FILE
-    local d=$1 addr=$2 port=$3 ks=$4 pwfile=$5 user rand
+sw_write_conf() {  # DIR ADDR PORT KEYSTONE_URL PASSWORD_FILE BACKEND_PORT
+    local d=$1 addr=$2 port=$3 ks=$4 pwfile=$5 b=$6 user rand
     user=$(id -un)
     rand() { "$SW_VENV/bin/python" -c 'import secrets; print(secrets.token_hex(16))'; }
     cat >"$d/etc/swift.conf" <<EOF
@@ -67,7 +68,7 @@ name = Policy-0
 default = yes
 EOF
     local kind p
-    for kind in account:6202 container:6201 object:6200; do
+    for kind in account:$((b + 2)) container:$((b + 1)) object:$b; do
         p=${kind#*:}; kind=${kind%:*}
         cat >"$d/etc/$kind-server.conf" <<EOF
 [DEFAULT]
@@ -156,12 +157,12 @@ EOF
 }
 
 sw_start() {
-    local work=${1:-} addr=${2:-} port=${3:-8080}
-    [ -n "$work" ] && [ -n "$addr" ] || { sw_err "usage: sw_start WORK ADDR [PORT]"; return 1; }
+    local work=${1:-} addr=${2:-} port=${3:-8080} b=${4:-6200}
+    [ -n "$work" ] && [ -n "$addr" ] || { sw_err "usage: sw_start WORK ADDR [PORT [BACKEND_PORT]]"; return 1; }
     [ -n "${KS_WORK:-}" ] || { sw_err "sw_start: no Keystone (ks_start first)"; return 1; }
     sw_install || return 1
     local d=$work/swift p
-    for p in "$addr:$port" 127.0.0.1:6200 127.0.0.1:6201 127.0.0.1:6202; do
+    for p in "$addr:$port" "127.0.0.1:$b" "127.0.0.1:$((b + 1))" "127.0.0.1:$((b + 2))"; do
         sw_port_open "${p%:*}" "${p##*:}" && { sw_err "$p is already in use"; return 1; }
     done
     rm -rf "$d" && mkdir -p "$d"/{etc,srv/d1,run,log} && chmod 0700 "$d" || return 1
@@ -177,9 +178,9 @@ finally:
     ks_service_user swift || return 1
     ks_service swift object-store "http://$addr:$port/v1/AUTH_%(project_id)s" || return 1
     local ks; ks=$(sed -n 's/^export OS_AUTH_URL=//p' "$KS_WORK/admin-openrc")
-    sw_write_conf "$d" "$addr" "$port" "$ks" "$KS_WORK/swift-password" || return 1
+    sw_write_conf "$d" "$addr" "$port" "$ks" "$KS_WORK/swift-password" "$b" || return 1
     local ring
-    for ring in account:6202 container:6201 object:6200; do
+    for ring in account:$((b + 2)) container:$((b + 1)) object:$b; do
         p=${ring#*:}; ring=${ring%:*}
         "$SW_VENV/bin/swift-ring-builder" "$d/etc/$ring.builder" create 10 1 1 >/dev/null &&
         "$SW_VENV/bin/swift-ring-builder" "$d/etc/$ring.builder" add --region 1 --zone 1 \
@@ -194,7 +195,7 @@ finally:
         echo $! >"$d/run/$s.pid"
     done
     local i url
-    for s in account:127.0.0.1:6202 container:127.0.0.1:6201 object:127.0.0.1:6200 "proxy:$addr:$port"; do
+    for s in "account:127.0.0.1:$((b + 2))" "container:127.0.0.1:$((b + 1))" "object:127.0.0.1:$b" "proxy:$addr:$port"; do
         url=http://${s#*:}/healthcheck; s=${s%%:*}
         for i in $(seq 1 300); do
             kill -0 "$(cat "$d/run/$s.pid")" 2>/dev/null ||

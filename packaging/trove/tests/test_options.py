@@ -78,7 +78,7 @@ def test_options_resolve_with_the_agents_defaults(fresh):
     assert fresh["volume_support"] is True
     assert fresh["docker_image"] == "antpickax/k2hdkc"
     assert fresh["backup_docker_image"] is None
-    assert fresh["backup_strategy"] is None
+    assert fresh["backup_strategy"] == "k2hlinetool-archive"
     assert fresh["replication_strategy"] is None
     assert fresh["replication_namespace"] is None
     assert fresh["root_controller"] is None
@@ -175,16 +175,24 @@ def test_security_group_opens_the_chmpx_ports():
     assert ports == [(8020, 8020), (8021, 8021), (8031, 8031)]
 
 
-def test_unsupported_operations_are_refused_by_trove():
+def test_backups_are_accepted_and_unsupported_operations_refused_by_trove():
     from trove.backup import models as backup_models
+    from trove.common import cfg
     from trove.common import exception
     from trove.common.strategies.cluster import strategy
     from trove.extensions.common import service as ext_service
 
     instance = types.SimpleNamespace(datastore_version=types.SimpleNamespace(manager="k2hdkc"),
                                      datastore=types.SimpleNamespace(name="k2hdkc"))
-    with pytest.raises(exception.DatastoreOperationNotSupported):
-        backup_models.Backup.validate_can_perform_action(instance, "backup_create")
+    # Backups are accepted (backup_strategy is set)...
+    backup_models.Backup.validate_can_perform_action(instance, "backup_create")
+    # ...and refused when an operator unsets it.
+    cfg.CONF.set_override("backup_strategy", None, group="k2hdkc")
+    try:
+        with pytest.raises(exception.DatastoreOperationNotSupported):
+            backup_models.Backup.validate_can_perform_action(instance, "backup_create")
+    finally:
+        cfg.CONF.clear_override("backup_strategy", group="k2hdkc")
     with pytest.raises(exception.DatastoreOperationNotSupported):
         ext_service.RootController().load_root_controller("k2hdkc")
     assert ext_service.RootController().load_root_controller("mysql") is not None  # the control

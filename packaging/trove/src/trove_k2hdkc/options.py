@@ -57,9 +57,11 @@ def build(ports_type=None):
         cfg.StrOpt("mount_point", default=MOUNT_POINT,
                    help="Where the guest mounts the data volume (the k2hdkc data "
                         "directory)."),
-        cfg.StrOpt("backup_strategy", default=None,
-                   help="Backup strategy. Unset: backups of k2hdkc instances are "
-                        "refused (DatastoreOperationNotSupported)."),
+        cfg.StrOpt("backup_strategy", default="k2hlinetool-archive",
+                   help="Backup strategy: trove-api accepts backups of a datastore "
+                        "only when it is set. The agent takes the k2hash archive "
+                        "(k2hlinetool ar put) whatever the name; unset it to refuse "
+                        "backups (DatastoreOperationNotSupported)."),
         cfg.StrOpt("replication_strategy", default=None,
                    help="Replication strategy. Unset: replicas are refused "
                         "(ReplicationNotSupported); K2HDKC replicates inside its ring."),
@@ -106,8 +108,8 @@ def build(ports_type=None):
                    help="The k2hdkc server image. Without a tag, the datastore version "
                         "is the tag (e.g. registry.example.com/k2hdkc:1.0.17)."),
         cfg.StrOpt("backup_docker_image", default=None,
-                   help="The image used for backup and restore (backups are not "
-                        "supported yet)."),
+                   help="Unused: the agent takes and loads backups with the "
+                        "k2hdkc image's own k2hlinetool, in the node's containers."),
         cfg.StrOpt("database_service_uname", default="database",
                    help="The name of the database user in the guest."),
         cfg.StrOpt("database_service_uid", default="1001",
