@@ -24,6 +24,9 @@
 #                 guests reach it on the box network's gateway
 #   MariaDB       Trove's database (a fresh one, dropped by down)
 #   Keystone      real (tests/box/keystone), :$BOX_KEYSTONE_PORT
+#   Swift         real (tests/swift), the proxy on the box network's
+#                 gateway :$BOX_SWIFT_PORT (guests reach it there), in the
+#                 catalog as object-store; Trove's backups go there
 #   trove-api     real, Trove's paste pipeline with keystonemiddleware,
 #                 :$BOX_TROVE_PORT; trove-taskmanager, trove-conductor
 #                 (default workers)
@@ -44,6 +47,10 @@ BOX_KEYSTONE_PORT=${BOX_KEYSTONE_PORT:-5000}
 BOX_TROVE_PORT=${BOX_TROVE_PORT:-8779}
 BOX_OPENSTACK_PORT=${BOX_OPENSTACK_PORT:-8774}
 BOX_K2HR3_PORT=${BOX_K2HR3_PORT:-18080}
+BOX_SWIFT_PORT=${BOX_SWIFT_PORT:-8080}
+# The guests' backup_segment_max_size: small, so a test's backup of a few
+# MiB has several segments (upstream's default is 2 GiB).
+BOX_BACKUP_SEGMENT=${BOX_BACKUP_SEGMENT:-1048576}
 BOX_VHOST=k2hdkc-box
 BOX_VERSION=${BOX_VERSION:-1.0.17}
 export BOX_DIR BOX_NETWORK
@@ -102,6 +109,7 @@ up() {
     source tests/setup.sh
     source tests/controlplane/controlplane.sh
     source tests/box/keystone/keystone.sh
+    source tests/swift/swift.sh
     mkdir -p "$BOX_DIR"/{pids,logs,openstack}
     chmod 0700 "$BOX_DIR"
     touch "$BOX_DIR/up"
@@ -172,6 +180,9 @@ services = json.load(sys.stdin) + [{"name": "trove", "type": "database", "url": 
 print(json.dumps({"services": services, "service_users": ["trove"]}))' \
         "http://127.0.0.1:$BOX_TROVE_PORT/v1.0/%(tenant_id)s" >"$BOX_DIR/catalog.json"
     ks_services "$BOX_DIR/catalog.json" || die "registering the catalog in Keystone failed"
+
+    step "Swift (real) on $BOX_GATEWAY:$BOX_SWIFT_PORT, object-store in the catalog"
+    sw_start "$BOX_DIR" "$BOX_GATEWAY" "$BOX_SWIFT_PORT" || die "Swift did not start (logs: $BOX_DIR/swift/log)"
 
     step "Trove 26: the datastore registration (README steps)"
     wait "$register_pid" || { cat "$BOX_DIR/logs/register.log" >&2; die "registering the datastore failed"; }
@@ -280,6 +291,8 @@ CONF
 transport_url = $mq_guest
 control_exchange = trove
 report_interval = 10
+backup_segment_max_size = $BOX_BACKUP_SEGMENT
+$(if [ -n "${BOX_BACKUP_KEY:-}" ]; then echo "backup_aes_cbc_key = $BOX_BACKUP_KEY"; fi)
 [k2hdkc]
 docker_image = $image
 startup_wait = 60
@@ -328,6 +341,10 @@ down() {
     done
     stop_pid_file api; stop_pid_file taskmanager; stop_pid_file conductor
     stop_pid_file openstack; stop_pid_file k2hr3
+    if [ -f tests/swift/swift.sh ]; then
+        source tests/swift/swift.sh
+        sw_stop "$BOX_DIR" || true
+    fi
     if [ -f tests/box/keystone/keystone.sh ]; then
         source tests/box/keystone/keystone.sh
         ks_stop "$BOX_DIR" || true

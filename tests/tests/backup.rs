@@ -361,3 +361,87 @@ async fn backups_that_cannot_be_made_or_trusted_fail_with_their_cause_and_leave_
     b.cleanup().await;
     c.cleanup().await;
 }
+
+/// A TCP relay to `target` that cuts the connection carrying the
+/// `cut_at`-th byte sent to Swift (as Swift's proxy stopping mid-upload
+/// would) and relays everything after as before (Swift back).
+async fn cutting_relay(target: String, cut_at: u64) -> (String, tokio::task::JoinHandle<()>) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let sent = Arc::new(AtomicU64::new(0));
+    let cut = Arc::new(AtomicBool::new(false));
+    let task = tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let (sent, cut, target) = (sent.clone(), cut.clone(), target.clone());
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = async {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let before = sent.fetch_add(n as u64, Ordering::SeqCst);
+                        if before + n as u64 >= cut_at && !cut.swap(true, Ordering::SeqCst) {
+                            return; // both directions dropped: the connection dies
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                let down = async {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                };
+                tokio::select! { _ = up => {}, _ = down => {} }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn swift_gone_mid_upload_fails_the_backup_and_leaves_no_segment() {
+    let swift = SwiftEnv::load();
+    let token = swift.token().await;
+    let mut a = node(&agent_extra(false)).await;
+    healthy(&mut a).await;
+    write_keys(&a, &dataset(2000));
+    // Into the second segment's upload (segments are 1 MiB).
+    let upstream = swift.account_url();
+    let host = upstream
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (relay, task) = cutting_relay(host.clone(), SEGMENT + SEGMENT / 2).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut info = backup_info(&id, &swift, Value::Null);
+    info["swift_url"] = json!(upstream.replace(&host, &relay));
+    let done = create_backup(&mut a, info, &token).await;
+    task.abort();
+    assert_eq!(done["state"], "FAILED", "{done}");
+    assert_eq!(done["success"], false);
+    let left: Vec<String> = swift
+        .list("database_backups", &token)
+        .await
+        .into_iter()
+        .filter(|n| n.starts_with(&id))
+        .collect();
+    assert!(left.is_empty(), "left in Swift: {left:?}");
+    let work = std::fs::read_dir(&a.agent.mount_point)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with(".backup"));
+    assert!(!work, "the archive's work directory is removed");
+    a.cleanup().await;
+}
