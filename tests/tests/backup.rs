@@ -414,8 +414,9 @@ async fn swift_gone_mid_upload_fails_the_backup_and_leaves_no_segment() {
     let token = swift.token().await;
     let mut a = node(&agent_extra(false)).await;
     healthy(&mut a).await;
-    write_keys(&a, &dataset(2000));
-    // Into the second segment's upload (segments are 1 MiB).
+    // About 2.6 MB stored: three segments of 1 MiB.
+    write_keys(&a, &dataset(4000));
+    // Into the second segment's upload.
     let upstream = swift.account_url();
     let host = upstream
         .trim_start_matches("http://")
@@ -423,7 +424,7 @@ async fn swift_gone_mid_upload_fails_the_backup_and_leaves_no_segment() {
         .next()
         .unwrap()
         .to_owned();
-    let (relay, task) = cutting_relay(host.clone(), SEGMENT + SEGMENT / 2).await;
+    let (relay, task) = cutting_relay(host.clone(), SEGMENT + SEGMENT / 4).await;
     let id = uuid::Uuid::new_v4().to_string();
     let mut info = backup_info(&id, &swift, Value::Null);
     info["swift_url"] = json!(upstream.replace(&host, &relay));

@@ -237,7 +237,13 @@ async fn main() {
             Command::new("gzip").arg("-1"),
         );
         let gz1 = compressed_size(&dir, "-1");
-        row("floor: tar, gzip -1", m, secs, None, &format!("{:.0}% of the archive", gz1 as f64 / (m * MIB) * 100.0));
+        row(
+            "floor: tar, gzip -1",
+            m,
+            secs,
+            None,
+            &format!("{:.0}% of the archive", gz1 as f64 / (m * MIB) * 100.0),
+        );
         let secs = run_pipeline(
             Command::new("tar")
                 .args(["-cf", "-", "-C"])
