@@ -157,7 +157,7 @@ class Network(Service):
 
     def net_view(self, n):
         out = {"id": n["id"], "name": n["name"], "status": "ACTIVE", "subnets": list(n["subnets"]),
-               "admin_state_up": True, "shared": False, "router:external": False, "mtu": 1500,
+               "admin_state_up": True, "shared": n.get("shared", False), "router:external": False, "mtu": 1500,
                "port_security_enabled": True, "availability_zones": ["nova"],
                "availability_zone_hints": [], "ipv4_address_scope": None, "ipv6_address_scope": None,
                "is_default": False, "l2_adjacency": True, "qos_policy_id": None,

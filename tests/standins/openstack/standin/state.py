@@ -54,7 +54,9 @@ class Store:
         gateway = str(net.network_address + 1)
         d["networks"][c.network_id] = {
             "id": c.network_id, "name": c.network_name, "project_id": c.project_id,
-            "subnets": [c.subnet_id], "created_at": created, "updated_at": created}
+            # The operator's provider network, shared with every project (a
+            # tenant's Horizon lists shared networks and its own).
+            "shared": True, "subnets": [c.subnet_id], "created_at": created, "updated_at": created}
         d["subnets"][c.subnet_id] = {
             "id": c.subnet_id, "name": c.network_name + "-subnet", "network_id": c.network_id,
             "project_id": c.project_id, "cidr": str(net), "ip_version": net.version,
