@@ -121,6 +121,16 @@ impl SwiftEnv {
             .collect()
     }
 
+    /// The names in `container` that start with `prefix` (a backup's
+    /// manifest and segments start with its id).
+    pub async fn objects_of(&self, container: &str, prefix: &str, token: &str) -> Vec<String> {
+        self.list(container, token)
+            .await
+            .into_iter()
+            .filter(|n| n.starts_with(prefix))
+            .collect()
+    }
+
     /// Headers of an object, as a map of lower-case names.
     pub async fn head(&self, path: &str, token: &str) -> (u16, HashMap<String, String>) {
         let r = self.request(reqwest::Method::HEAD, path, token, None).await;

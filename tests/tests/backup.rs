@@ -108,6 +108,17 @@ async fn healthy(n: &mut Node) {
     assert_eq!(s.as_deref(), Some("healthy"));
 }
 
+/// Swift, a tenant's token, and a healthy node holding `count` keys.
+async fn source(encrypted: bool, count: usize) -> (SwiftEnv, String, Node, Vec<(String, String)>) {
+    let swift = SwiftEnv::load();
+    let token = swift.token().await;
+    let mut n = node(&agent_extra(encrypted)).await;
+    healthy(&mut n).await;
+    let keys = dataset(count);
+    write_keys(&n, &keys);
+    (swift, token, n, keys)
+}
+
 fn backup_info(id: &str, swift: &SwiftEnv, parent: Value) -> Value {
     json!({"id": id, "name": "b", "description": null, "instance_id": "i",
         "backup_type": "full", "checksum": null, "parent": parent, "datastore": "k2hdkc",
@@ -169,12 +180,7 @@ fn restore_info(id: &str, stored: &Value, swift: &SwiftEnv) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_encrypted_backup_in_segments_restores_every_key_and_trove_delete_leaves_nothing() {
-    let swift = SwiftEnv::load();
-    let token = swift.token().await;
-    let mut a = node(&agent_extra(true)).await;
-    healthy(&mut a).await;
-    let keys = dataset(2000);
-    write_keys(&a, &keys);
+    let (swift, token, mut a, keys) = source(true, 2000).await;
     assert_eq!(matching_keys(&a, &keys), keys.len(), "written");
 
     let id = uuid::Uuid::new_v4().to_string();
@@ -273,12 +279,7 @@ async fn an_encrypted_backup_in_segments_restores_every_key_and_trove_delete_lea
     // Trove's `backup delete` (taskmanager's delete_files_from_swift).
     let deleted = swift.delete_manifest(&object, &token).await;
     assert_eq!(deleted["Number Not Found"], 0, "{deleted}");
-    let left: Vec<String> = swift
-        .list("database_backups", &token)
-        .await
-        .into_iter()
-        .filter(|n| n.starts_with(&id))
-        .collect();
+    let left = swift.objects_of("database_backups", &id, &token).await;
     assert!(left.is_empty(), "left in Swift: {left:?}");
     a.cleanup().await;
     b.cleanup().await;
@@ -286,12 +287,7 @@ async fn an_encrypted_backup_in_segments_restores_every_key_and_trove_delete_lea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backups_that_cannot_be_made_or_trusted_fail_with_their_cause_and_leave_nothing() {
-    let swift = SwiftEnv::load();
-    let token = swift.token().await;
-    let mut a = node(&agent_extra(false)).await;
-    healthy(&mut a).await;
-    let keys = dataset(400);
-    write_keys(&a, &keys);
+    let (swift, token, mut a, _) = source(false, 400).await;
 
     // Incremental: refused, not a silent full.
     let id = uuid::Uuid::new_v4().to_string();
@@ -307,12 +303,7 @@ async fn backups_that_cannot_be_made_or_trusted_fail_with_their_cause_and_leave_
     let id = uuid::Uuid::new_v4().to_string();
     let done = create_backup(&mut a, backup_info(&id, &swift, Value::Null), &dead).await;
     assert_eq!(done["state"], "FAILED", "{done}");
-    let left: Vec<String> = swift
-        .list("database_backups", &token)
-        .await
-        .into_iter()
-        .filter(|n| n.starts_with(&id))
-        .collect();
+    let left = swift.objects_of("database_backups", &id, &token).await;
     assert!(left.is_empty(), "{left:?}");
 
     // A good backup, then its second segment replaced behind Trove's
@@ -410,12 +401,8 @@ async fn cutting_relay(target: String, cut_at: u64) -> (String, tokio::task::Joi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn swift_gone_mid_upload_fails_the_backup_and_leaves_no_segment() {
-    let swift = SwiftEnv::load();
-    let token = swift.token().await;
-    let mut a = node(&agent_extra(false)).await;
-    healthy(&mut a).await;
     // About 2.6 MB stored: three segments of 1 MiB.
-    write_keys(&a, &dataset(4000));
+    let (swift, token, mut a, _) = source(false, 4000).await;
     // Into the second segment's upload.
     let upstream = swift.account_url();
     let host = upstream
@@ -432,12 +419,7 @@ async fn swift_gone_mid_upload_fails_the_backup_and_leaves_no_segment() {
     task.abort();
     assert_eq!(done["state"], "FAILED", "{done}");
     assert_eq!(done["success"], false);
-    let left: Vec<String> = swift
-        .list("database_backups", &token)
-        .await
-        .into_iter()
-        .filter(|n| n.starts_with(&id))
-        .collect();
+    let left = swift.objects_of("database_backups", &id, &token).await;
     assert!(left.is_empty(), "left in Swift: {left:?}");
     let work = std::fs::read_dir(&a.agent.mount_point)
         .unwrap()
