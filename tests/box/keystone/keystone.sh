@@ -126,9 +126,12 @@ log_file = $work/keystone.log
 
 [database]
 # One gunicorn worker process is the only server using the file (and
-# ks_setup.py, which runs to its end before the worker serves), so sqlite's
-# file lock is not contended.
-connection = sqlite:///$kdir/keystone.db
+# ks_setup.py, which runs to its end before the worker serves), but its 4
+# threads write it at once (a token's issue records the user's activity):
+# under load a writer waited past sqlite's default 5 s and Keystone
+# answered 500 "database is locked" (seen in CI, 3 backup tests asking
+# for tokens together). sqlite waits up to 30 s for the lock instead.
+connection = sqlite:///$kdir/keystone.db?timeout=30
 
 [identity]
 # bcrypt reads 72 bytes; a larger limit makes keystone warn on every hash.
