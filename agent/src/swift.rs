@@ -290,10 +290,16 @@ impl SwiftStore {
         what: &str,
         sink: &mut dyn ChunkSink,
     ) -> Result<(u64, String), StoreError> {
-        let r = self
-            .request(Method::GET, url)
-            .send()
+        // The answer's headers within REQUEST_TIMEOUT; the body is bounded
+        // chunk by chunk below (a whole segment may take longer).
+        let r = tokio::time::timeout(REQUEST_TIMEOUT, self.request(Method::GET, url).send())
             .await
+            .map_err(|_| {
+                StoreError::new(
+                    what,
+                    format!("Swift did not answer within {}s", REQUEST_TIMEOUT.as_secs()),
+                )
+            })?
             .map_err(|e| StoreError::new(what, without_url(e)))?;
         let r = expect(r, what, &[StatusCode::OK]).await?;
         let mut body = r.bytes_stream();

@@ -55,34 +55,61 @@ impl SwiftEnv {
         format!("{}/v1/AUTH_{}", self.swift, self.project_id)
     }
 
-    /// A new project-scoped token of the tenant.
+    /// A new project-scoped token of the tenant. The test Keystone runs on
+    /// sqlite: logins at the same moment (tests run in parallel) can meet
+    /// its lock and get a 500 "database is locked" (sqlite refuses a
+    /// read-then-write transaction at once rather than wait), so a 5xx is
+    /// asked again, at most 5 times.
     pub async fn token(&self) -> String {
         let body = json!({"auth": {
             "identity": {"methods": ["password"], "password": {"user": {
                 "name": self.user, "domain": {"id": "default"}, "password": self.password}}},
             "scope": {"project": {"id": self.project_id}}}});
-        let r = self
-            .http
-            .post(format!("{}/auth/tokens", self.keystone))
-            .json(&body)
-            .send()
-            .await
-            .expect("Keystone answers");
-        assert_eq!(r.status().as_u16(), 201, "Keystone token: {}", r.status());
-        r.headers()["x-subject-token"].to_str().unwrap().to_owned()
+        let mut status = 0;
+        for attempt in 0..5 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
+            }
+            let r = self
+                .http
+                .post(format!("{}/auth/tokens", self.keystone))
+                .json(&body)
+                .send()
+                .await
+                .expect("Keystone answers");
+            status = r.status().as_u16();
+            if status == 201 {
+                return r.headers()["x-subject-token"].to_str().unwrap().to_owned();
+            }
+            if status < 500 {
+                break;
+            }
+        }
+        panic!("Keystone token: HTTP {status}");
     }
 
-    /// Revokes `token` (as its expiry would end it).
+    /// Revokes `token` (as its expiry would end it); a 5xx is asked again
+    /// (see [`SwiftEnv::token`]).
     pub async fn revoke(&self, token: &str) {
-        let r = self
-            .http
-            .delete(format!("{}/auth/tokens", self.keystone))
-            .header("X-Auth-Token", token)
-            .header("X-Subject-Token", token)
-            .send()
-            .await
-            .expect("Keystone answers");
-        assert_eq!(r.status().as_u16(), 204, "revoke: {}", r.status());
+        let mut status = 0;
+        for attempt in 0..5 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
+            }
+            let r = self
+                .http
+                .delete(format!("{}/auth/tokens", self.keystone))
+                .header("X-Auth-Token", token)
+                .header("X-Subject-Token", token)
+                .send()
+                .await
+                .expect("Keystone answers");
+            status = r.status().as_u16();
+            if status < 500 {
+                break;
+            }
+        }
+        assert_eq!(status, 204, "revoke: HTTP {status}");
     }
 
     /// A request to the tenant's account (`path` after the account).

@@ -130,7 +130,10 @@ log_file = $work/keystone.log
 # threads write it at once (a token's issue records the user's activity):
 # under load a writer waited past sqlite's default 5 s and Keystone
 # answered 500 "database is locked" (seen in CI, 3 backup tests asking
-# for tokens together). sqlite waits up to 30 s for the lock instead.
+# for tokens together). sqlite waits up to 30 s for the lock instead; a
+# transaction that read and then writes is still refused at once when
+# another writes (sqlite's deadlock rule): the backup tests' token
+# requests are asked again on a 5xx (tests/src/swift.rs).
 connection = sqlite:///$kdir/keystone.db?timeout=30
 
 [identity]
