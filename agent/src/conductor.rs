@@ -343,13 +343,13 @@ async fn publish(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
     /// Records what would reach the broker, with the (paused) time it left.
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<(Instant, Value)>>>);
+    pub(crate) struct Recorder(Arc<Mutex<Vec<(Instant, Value)>>>);
 
     #[async_trait::async_trait]
     impl Sink for Recorder {
@@ -368,7 +368,7 @@ mod tests {
     }
 
     impl Recorder {
-        fn heartbeats(&self) -> Vec<(Instant, String, f64)> {
+        pub(crate) fn heartbeats(&self) -> Vec<(Instant, String, f64)> {
             self.0
                 .lock()
                 .unwrap()
@@ -388,7 +388,7 @@ mod tests {
         }
     }
 
-    fn start() -> (Conductor, tokio::task::JoinHandle<()>, Recorder) {
+    pub(crate) fn start() -> (Conductor, tokio::task::JoinHandle<()>, Recorder) {
         let target = ConductorTarget {
             exchange: "trove".into(),
             topic: "trove-conductor".into(),

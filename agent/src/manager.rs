@@ -84,6 +84,9 @@ pub struct Manager {
     backup: BackupOptions,
     /// Held by every operation that changes the datastore.
     ops: Mutex<()>,
+    /// A backup holds `ops`: set while it runs, so that the periodic
+    /// status report goes on beside it (see `report_status`).
+    backing_up: AtomicBool,
     /// The status last reported, for `status()` while an operation runs.
     reported: std::sync::Mutex<Option<ServiceStatus>>,
     /// The last prepare failed: the periodic report keeps saying so, so
@@ -109,6 +112,7 @@ impl Manager {
             prepare_timeout,
             backup,
             ops: Mutex::new(()),
+            backing_up: AtomicBool::new(false),
             reported: Default::default(),
             prepare_failed: AtomicBool::new(false),
         }
@@ -231,10 +235,15 @@ impl Manager {
 
     /// One periodic status report (the upstream `update_status` task).
     /// Skipped while a changing operation runs: it reports its own outcome.
+    /// A backup is the exception: it only reads the datastore and can run
+    /// for many minutes, longer than Trove's `agent_heartbeat_expiry`
+    /// (60 s), after which Trove would take the guest for dead.
     /// Before a successful prepare only a failed one is reported.
     pub async fn report_status(&self) {
-        let Ok(_guard) = self.ops.try_lock() else {
-            return;
+        let _guard = match self.ops.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(_) if self.backing_up.load(Ordering::SeqCst) => None,
+            Err(_) => return,
         };
         if !self.prepare_completed() {
             if self.prepare_failed.load(Ordering::SeqCst) {
@@ -588,6 +597,7 @@ impl Manager {
         state.insert("backup_type".into(), json!(backup_type));
         self.conductor.update_backup(&id, state.clone());
         tracing::info!(backup = %id, backup_type, "backup started");
+        let _backing_up = Raised::new(&self.backing_up);
 
         let key = self.backup.aes_cbc_key.as_ref().map(|k| k.expose());
         let outcome = async {
@@ -637,6 +647,22 @@ impl Manager {
     }
 }
 
+/// Raises a flag for as long as it lives, whatever ends the scope.
+struct Raised<'a>(&'a AtomicBool);
+
+impl<'a> Raised<'a> {
+    fn new(flag: &'a AtomicBool) -> Self {
+        flag.store(true, Ordering::SeqCst);
+        Self(flag)
+    }
+}
+
+impl Drop for Raised<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 /// Operations that start, stop or restart the datastore: the status they
 /// leave is reported at once (upstream's `end_restart` / `stop_db`).
 fn reports_status_when_done(method: GuestMethod) -> bool {
@@ -664,4 +690,143 @@ fn ends_with_notification(method: GuestMethod) -> bool {
             | GuestMethod::DeleteUser
             | GuestMethod::UpdateAttributes
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conductor::tests::start as recording_conductor;
+    use async_trait::async_trait;
+    use driver_api::request::CreateBackupRequest;
+    use driver_api::BackupOutcome;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::sync::Notify;
+
+    /// A datastore whose backup and restart last until released, and
+    /// which counts the status probes the periodic report makes.
+    #[derive(Default)]
+    struct Slow {
+        probes: AtomicUsize,
+        release: Notify,
+    }
+
+    #[async_trait]
+    impl Datastore for Slow {
+        fn manager(&self) -> &'static str {
+            "k2hdkc"
+        }
+        async fn status(&self) -> ServiceStatus {
+            self.probes.fetch_add(1, Ordering::SeqCst);
+            ServiceStatus::Healthy
+        }
+        async fn restart(&self) -> driver_api::Result<()> {
+            self.release.notified().await;
+            Ok(())
+        }
+        async fn create_backup(
+            &self,
+            _request: &CreateBackupRequest,
+            _backups: BackupAccess<'_>,
+        ) -> driver_api::Result<BackupOutcome> {
+            self.release.notified().await;
+            Ok(BackupOutcome {
+                location: "http://swift/v1/AUTH_t/backups/b1.gz".into(),
+                checksum: Some("0".repeat(32)),
+                size_gb: 0.1,
+            })
+        }
+    }
+
+    fn manager(ds: Arc<Slow>, conductor: Conductor, state: &std::path::Path) -> Arc<Manager> {
+        let journal = Journal::new(state.to_owned());
+        journal.complete().unwrap();
+        Arc::new(Manager::new(
+            ds,
+            conductor,
+            DataVolume {
+                device: state.join("no-device"),
+                mount_point: state.to_owned(),
+                uid: nix::unistd::getuid().as_raw(),
+                gid: nix::unistd::getgid().as_raw(),
+                options: Default::default(),
+            },
+            journal,
+            Duration::from_secs(60),
+            BackupOptions {
+                swift_container: "backups".into(),
+                segment_max_size: crate::config::MIN_SEGMENT_SIZE,
+                aes_cbc_key: None,
+                swift_api_insecure: false,
+            },
+        ))
+    }
+
+    /// Starts `method` and returns once it holds the operation lock.
+    async fn begin(
+        m: &Arc<Manager>,
+        method: &'static str,
+        args: Value,
+    ) -> tokio::task::JoinHandle<Result<Value, Failure>> {
+        let call = Call {
+            notification: None,
+            auth_token: Some(Secret::new("a-token")),
+        };
+        let args = args.as_object().cloned().unwrap_or_default();
+        let m2 = m.clone();
+        let task = tokio::spawn(async move { m2.handle(method, None, args, call).await });
+        while m.ops.try_lock().is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        task
+    }
+
+    /// A backup outlasting `agent_heartbeat_expiry` must not make the
+    /// guest look dead; a restart's own outcome still supersedes the
+    /// periodic report.
+    #[tokio::test(start_paused = true)]
+    async fn the_periodic_report_goes_on_during_a_backup_but_not_a_restart() {
+        let state = tempfile::tempdir().unwrap();
+        let (conductor, _task, rec) = recording_conductor();
+        let ds = Arc::new(Slow::default());
+        let m = manager(ds.clone(), conductor, state.path());
+
+        let backup = begin(
+            &m,
+            "create_backup",
+            json!({"backup_info": {"id": "b1", "swift_url": "http://swift/v1/AUTH_t"}}),
+        )
+        .await;
+        for _ in 0..3 {
+            m.report_status().await;
+        }
+        assert_eq!(
+            ds.probes.load(Ordering::SeqCst),
+            3,
+            "a report per round during the backup"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            rec.heartbeats().iter().any(|(_, s, _)| s == "healthy"),
+            "heartbeats left during the backup"
+        );
+        ds.release.notify_one();
+        backup.await.unwrap().unwrap();
+        assert!(
+            !m.backing_up.load(Ordering::SeqCst),
+            "the flag falls with the backup"
+        );
+
+        let restart = begin(&m, "restart", json!({})).await;
+        let before = ds.probes.load(Ordering::SeqCst);
+        for _ in 0..3 {
+            m.report_status().await;
+        }
+        assert_eq!(
+            ds.probes.load(Ordering::SeqCst),
+            before,
+            "no report during a restart"
+        );
+        ds.release.notify_one();
+        restart.await.unwrap().unwrap();
+    }
 }
