@@ -28,6 +28,12 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 const SEGMENT_ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 /// Chunks queued towards one segment PUT.
 const SEGMENT_DEPTH: usize = 4;
+/// How long a failed backup's cleanup keeps trying: the failure is
+/// reported once it ends.
+const CLEANUP_WITHIN: Duration = Duration::from_secs(90);
+/// Backoff between cleanup attempts: from the first pause, doubling.
+const CLEANUP_FIRST_PAUSE: Duration = Duration::from_secs(1);
+const CLEANUP_MAX_PAUSE: Duration = Duration::from_secs(16);
 
 /// Swift with one caller's token.
 pub struct SwiftStore {
@@ -190,16 +196,50 @@ impl SwiftStore {
         Ok(Some((want, sent)))
     }
 
-    /// Removes what a failed save wrote (best effort, each bounded).
+    /// Removes what a failed save wrote, in order (the manifest first, so
+    /// that no moment has a manifest over missing segments). The outage
+    /// that failed the backup may still be on: an object Swift did not
+    /// remove is tried again, with backoff, until `CLEANUP_WITHIN` has
+    /// passed; what is still there then is named in the log.
     async fn remove(&self, urls: &[String]) {
-        for url in urls {
-            match self.simple(Method::DELETE, url, "remove").await {
-                Ok(r) if r.status().is_success() || r.status() == StatusCode::NOT_FOUND => {}
-                Ok(r) => {
-                    tracing::warn!(status = %r.status(), object = %tail(url), "could not remove an object of a failed backup")
+        let deadline = tokio::time::Instant::now() + CLEANUP_WITHIN;
+        let mut pause = CLEANUP_FIRST_PAUSE;
+        let mut next = 0;
+        while next < urls.len() {
+            let url = &urls[next];
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let outcome = match tokio::time::timeout(
+                left.min(REQUEST_TIMEOUT),
+                self.request(Method::DELETE, url).send(),
+            )
+            .await
+            {
+                Err(_) => Err("Swift did not answer".to_owned()),
+                Ok(Err(e)) => Err(without_url(e)),
+                Ok(Ok(r)) if r.status().is_success() || r.status() == StatusCode::NOT_FOUND => {
+                    Ok(())
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, object = %tail(url), "could not remove an object of a failed backup")
+                // The token no longer opens the account: trying again
+                // cannot help.
+                Ok(Ok(r))
+                    if r.status() == StatusCode::UNAUTHORIZED
+                        || r.status() == StatusCode::FORBIDDEN =>
+                {
+                    tracing::warn!(status = %r.status(), objects = ?urls[next..].iter().map(|u| tail(u)).collect::<Vec<_>>(), "the objects of a failed backup stay in Swift: the token was refused");
+                    return;
+                }
+                Ok(Ok(r)) => Err(format!("Swift answered {}", r.status())),
+            };
+            match outcome {
+                Ok(()) => next += 1,
+                Err(cause) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::info!(object = %tail(url), cause = %cause, retry_in_s = pause.as_secs(), "could not remove an object of a failed backup yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(CLEANUP_MAX_PAUSE);
+                }
+                Err(cause) => {
+                    tracing::warn!(cause = %cause, within_s = CLEANUP_WITHIN.as_secs(), objects = ?urls[next..].iter().map(|u| tail(u)).collect::<Vec<_>>(), "the objects of a failed backup stay in Swift");
+                    return;
                 }
             }
         }
@@ -525,6 +565,85 @@ mod tests {
             Some(("database_backups", "b1.gz.enc"))
         );
         assert_eq!(container_object("b1.gz"), None);
+    }
+
+    /// A Swift that answers each request with what `answer` says (given
+    /// the requests so far) and records them.
+    async fn scripted_swift(
+        answer: impl Fn(&[String]) -> u16 + Send + 'static,
+    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/AUTH_p", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).await.unwrap() == 1 {
+                    head.push(byte[0]);
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                let request = line
+                    .rsplit_once(' ')
+                    .map_or(line.clone(), |(r, _)| r.to_owned());
+                let status = {
+                    let mut seen = log.lock().unwrap();
+                    seen.push(request);
+                    answer(&seen)
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            }
+        });
+        (url, seen)
+    }
+
+    fn failed_backup_objects(url: &str) -> Vec<String> {
+        ["b1.gz", "b1_00000001", "b1_00000002"]
+            .iter()
+            .map(|o| format!("{url}/backups/{o}"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_backups_objects_are_removed_in_order_once_swift_is_back() {
+        // Swift unavailable for the first two requests.
+        let (url, seen) = scripted_swift(|seen| if seen.len() <= 2 { 503 } else { 204 }).await;
+        let store = SwiftStore::new(&url, Secret::new("t"), false).unwrap();
+        store.remove(&failed_backup_objects(&url)).await;
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [
+                "DELETE /v1/AUTH_p/backups/b1.gz",
+                "DELETE /v1/AUTH_p/backups/b1.gz",
+                "DELETE /v1/AUTH_p/backups/b1.gz",
+                "DELETE /v1/AUTH_p/backups/b1_00000001",
+                "DELETE /v1/AUTH_p/backups/b1_00000002",
+            ],
+            "the manifest is retried until removed, before any segment"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_ends_the_cleanup_at_once() {
+        let (url, seen) = scripted_swift(|_| 401).await;
+        let store = SwiftStore::new(&url, Secret::new("t"), false).unwrap();
+        store.remove(&failed_backup_objects(&url)).await;
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            1,
+            "no retry with a refused token"
+        );
     }
 
     #[test]

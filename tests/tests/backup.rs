@@ -355,18 +355,38 @@ async fn backups_that_cannot_be_made_or_trusted_fail_with_their_cause_and_leave_
 
 /// A TCP relay to `target` that cuts the connection carrying the
 /// `cut_at`-th byte sent to Swift (as Swift's proxy stopping mid-upload
-/// would) and relays everything after as before (Swift back).
-async fn cutting_relay(target: String, cut_at: u64) -> (String, tokio::task::JoinHandle<()>) {
+/// would), drops every connection for `down_for` after that (Swift away),
+/// then relays as before (Swift back).
+async fn cutting_relay(
+    target: String,
+    cut_at: u64,
+    down_for: Duration,
+) -> (String, tokio::task::JoinHandle<()>) {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let sent = Arc::new(AtomicU64::new(0));
     let cut = Arc::new(AtomicBool::new(false));
+    let cut_when: Arc<Mutex<Option<std::time::Instant>>> = Arc::default();
+    // Every open connection dies with the cut, pooled ones too.
+    let (went_down, _) = tokio::sync::watch::channel(false);
+    let went_down = Arc::new(went_down);
     let task = tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
+            if cut_when
+                .lock()
+                .unwrap()
+                .is_some_and(|t| t.elapsed() < down_for)
+            {
+                drop(client);
+                continue;
+            }
             let (sent, cut, target) = (sent.clone(), cut.clone(), target.clone());
+            let cut_when = cut_when.clone();
+            let went_down = went_down.clone();
+            let mut down_seen = went_down.subscribe();
             tokio::spawn(async move {
                 let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
                     return;
@@ -382,6 +402,8 @@ async fn cutting_relay(target: String, cut_at: u64) -> (String, tokio::task::Joi
                         };
                         let before = sent.fetch_add(n as u64, Ordering::SeqCst);
                         if before + n as u64 >= cut_at && !cut.swap(true, Ordering::SeqCst) {
+                            *cut_when.lock().unwrap() = Some(std::time::Instant::now());
+                            went_down.send_replace(true);
                             return; // both directions dropped: the connection dies
                         }
                         if sw.write_all(&buf[..n]).await.is_err() {
@@ -392,7 +414,11 @@ async fn cutting_relay(target: String, cut_at: u64) -> (String, tokio::task::Joi
                 let down = async {
                     let _ = tokio::io::copy(&mut sr, &mut cw).await;
                 };
-                tokio::select! { _ = up => {}, _ = down => {} }
+                // Only a cut after this connection opened ends it.
+                let gone = async {
+                    let _ = down_seen.changed().await;
+                };
+                tokio::select! { _ = up => {}, _ = down => {}, _ = gone => {} }
             });
         }
     });
@@ -400,7 +426,7 @@ async fn cutting_relay(target: String, cut_at: u64) -> (String, tokio::task::Joi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn swift_gone_mid_upload_fails_the_backup_and_leaves_no_segment() {
+async fn swift_gone_mid_upload_fails_the_backup_and_leaves_no_segment_once_it_is_back() {
     // About 2.6 MB stored: three segments of 1 MiB.
     let (swift, token, mut a, _) = source(false, 4000).await;
     // Into the second segment's upload.
@@ -411,7 +437,9 @@ async fn swift_gone_mid_upload_fails_the_backup_and_leaves_no_segment() {
         .next()
         .unwrap()
         .to_owned();
-    let (relay, task) = cutting_relay(host.clone(), SEGMENT + SEGMENT / 4).await;
+    // Away for 4 s: the cleanup's first attempts fail and it must retry.
+    let (relay, task) =
+        cutting_relay(host.clone(), SEGMENT + SEGMENT / 4, Duration::from_secs(4)).await;
     let id = uuid::Uuid::new_v4().to_string();
     let mut info = backup_info(&id, &swift, Value::Null);
     info["swift_url"] = json!(upstream.replace(&host, &relay));
