@@ -448,6 +448,21 @@ def test_server_lifecycle_create_reboot_delete(env):
     assert sorted(f["path"] for f in meta["files"]) == sorted(list(files) + ["/etc/extra.conf"])
     assert "=== exit 0" in open(os.path.join(gdir, "hypervisor.log")).read()
     assert ["up", sid] in hypervisor_calls(env)
+    # usage, as Horizon's project Overview reads it (2.40: pages by marker
+    # until one has no server)
+    nova_240 = nova_client_mod.Client("2.40", session=env.session, service_type="compute",
+                                      endpoint_type="public")
+    day = datetime.timedelta(days=1)
+    now = datetime.datetime.utcnow()
+    owner = s.tenant_id           # Trove's service project: it owns guests
+    usage = nova_240.usage.get(owner, now - day, now + day)
+    assert [u["instance_id"] for u in usage.server_usages] == [sid]
+    assert usage.server_usages[0]["flavor"] == "k2hdkc.small" and usage.total_hours > 0
+    after = nova_240.usage.get(owner, now - day, now + day, marker=sid)
+    assert not getattr(after, "server_usages", None)
+    assert not getattr(nova_240.usage.get(owner, now - 2 * day, now - day), "server_usages", None)
+    with pytest.raises(nova_exc.BadRequest):
+        nova_240.usage.get(owner, now - day, now + day, marker=str(uuid.uuid4()))
 
     # reboot (BuiltInstanceTasks.reboot: server.reboot(), poll until ACTIVE)
     s.reboot()

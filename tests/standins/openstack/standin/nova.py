@@ -18,6 +18,7 @@ delete_on_termination are deleted (as Nova does), others detached.
 """
 
 import base64
+import datetime
 import binascii
 import hashlib
 import ipaddress
@@ -85,6 +86,7 @@ class Compute(Service):
             ("DELETE", r"/os-server-groups/(?P<gid>[^/]+)", self.sg_delete),
             ("GET", r"/os-availability-zone", self.az_list),
             ("GET", r"/os-availability-zone/detail", self.az_list),
+            ("GET", r"/os-simple-tenant-usage/(?P<tid>[^/]+)", self.usage_show),
             ("GET", r"/limits", self.limits),
             ("GET", r"/extensions", self.extensions),
         ]
@@ -912,6 +914,62 @@ class Compute(Service):
     def az_list(self, req):
         return 200, {"availabilityZoneInfo": [{"zoneName": "nova", "zoneState": {"available": True},
                                                "hosts": None}]}
+
+    # ---- usage (Horizon's project Overview) ----------------------------
+    @staticmethod
+    def usage_time(raw, what):
+        try:
+            return datetime.datetime.fromisoformat(raw.rstrip("Z")).replace(tzinfo=None)
+        except ValueError:
+            raise ApiError(400, "Invalid input for field/attribute %s. Value: %s." % (what, raw))
+
+    def usage_show(self, req, tid):
+        """GET /os-simple-tenant-usage/{tenant_id}: a project's servers and
+        their hours within [start, end]. Servers are forgotten when deleted
+        here, so only live ones count (Nova also counts deleted ones). From
+        2.40, paged by `marker` (an instance id) and `limit`, as Horizon's
+        usage_get reads it: it asks again after the last server until a
+        page has none."""
+        q = req.query
+        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        start = self.usage_time(first_query(q, "start"), "start") if first_query(q, "start") else now
+        end = self.usage_time(first_query(q, "end"), "end") if first_query(q, "end") else now
+        if start > end:
+            raise ApiError(400, "Invalid start time. The start time cannot occur after the end time.")
+        servers = sorted((sv for sv in state.STORE.data["servers"].values()
+                          if sv["project_id"] == tid and sv.get("launched_at")),
+                         key=lambda sv: (sv["created"], sv["id"]))
+        if req.version >= (2, 40):
+            marker = first_query(q, "marker")
+            if marker:
+                ids = [sv["id"] for sv in servers]
+                if marker not in ids:
+                    raise ApiError(400, "Marker %s could not be found." % marker)
+                servers = servers[ids.index(marker) + 1:]
+            servers = servers[:int_query(q, "limit", 1000)]
+        usages = []
+        for sv in servers:
+            launched = self.usage_time(sv["launched_at"], "launched_at")
+            if launched > end:
+                continue
+            seconds = max(0.0, (min(end, now) - max(start, launched)).total_seconds())
+            f = state.STORE.data["flavors"].get(sv["flavor_id"], {"name": "", "ram": 0, "vcpus": 0,
+                                                                 "disk": 0})
+            usages.append({"instance_id": sv["id"], "name": sv["name"], "tenant_id": tid,
+                           "hours": seconds / 3600.0, "memory_mb": f["ram"], "local_gb": f["disk"],
+                           "vcpus": f["vcpus"], "flavor": f["name"],
+                           "started_at": launched.isoformat(), "ended_at": None,
+                           "state": sv["vm_state"],
+                           "uptime": int((now - launched).total_seconds())})
+        if not usages:
+            return 200, {"tenant_usage": {}}
+        return 200, {"tenant_usage": {
+            "tenant_id": tid, "start": start.isoformat(), "stop": end.isoformat(),
+            "server_usages": usages,
+            "total_hours": sum(u["hours"] for u in usages),
+            "total_memory_mb_usage": sum(u["hours"] * u["memory_mb"] for u in usages),
+            "total_local_gb_usage": sum(u["hours"] * u["local_gb"] for u in usages),
+            "total_vcpus_usage": sum(u["hours"] * u["vcpus"] for u in usages)}}
 
     def limits(self, req):
         with state.STORE.lock:
