@@ -368,6 +368,17 @@ pub(crate) mod tests {
     }
 
     impl Recorder {
+        /// The arguments of every cast of `method`, in order.
+        pub(crate) fn args_of(&self, method: &str) -> Vec<Value> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, m)| m["method"] == method)
+                .map(|(_, m)| m["args"].clone())
+                .collect()
+        }
+
         pub(crate) fn heartbeats(&self) -> Vec<(Instant, String, f64)> {
             self.0
                 .lock()

@@ -10,6 +10,10 @@
 //!   (SIGKILL, OOM, a VM reset) the restarted agent can finish it.
 //! - `prepare-failed`: why the last prepare failed (no secrets), so the
 //!   failure keeps being reported across restarts.
+//! - `backup-running.json` (0600: it holds the caller's token): the backup
+//!   under way. Trove keeps a `BUILDING` backup running, and refuses every
+//!   action on its instance, until the guest reports an end; after a crash
+//!   the restarted agent reports it `FAILED` and removes what it stored.
 //!
 //! Trove acknowledges the prepare cast before it runs (as oslo does): the
 //! broker never delivers it again, so this file is the only copy.
@@ -27,6 +31,24 @@ const REQUEST: &str = "prepare-request.json";
 const FAILED: &str = "prepare-failed";
 /// A cluster member prepared, waiting for `cluster_complete`.
 const AWAITING_CLUSTER: &str = "cluster-pending";
+const BACKUP: &str = "backup-running.json";
+
+/// A backup under way, as kept on disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunningBackup {
+    /// Trove's backup id (also the prefix of every object it stores).
+    pub id: String,
+    /// When it began (seconds since the epoch).
+    pub began: f64,
+    /// The account's storage URL, if the request had one.
+    #[serde(default)]
+    pub swift_url: Option<String>,
+    /// The container it stores into.
+    pub container: String,
+    /// The caller's token, to remove what was stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<String>,
+}
 
 /// A prepare under way, as kept on disk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,6 +156,28 @@ impl Journal {
         self.path(AWAITING_CLUSTER).exists()
     }
 
+    /// A backup begins (one at a time: the manager runs them in turn).
+    pub fn begin_backup(&self, backup: &RunningBackup) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let text = serde_json::to_string(backup).map_err(std::io::Error::other)?;
+        write_private(&self.path(BACKUP), text.as_bytes())
+    }
+
+    /// The backup an earlier run left unfinished: `Err` if its record
+    /// cannot be read (it is still there).
+    pub fn running_backup(&self) -> Option<Result<RunningBackup, String>> {
+        match std::fs::read_to_string(self.path(BACKUP)) {
+            Ok(text) => Some(serde_json::from_str(&text).map_err(|e| e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(Err(e.to_string())),
+        }
+    }
+
+    /// The backup's end was reported (or its record is beyond use).
+    pub fn end_backup(&self) -> std::io::Result<()> {
+        remove(&self.path(BACKUP))
+    }
+
     /// Prepare failed for `cause` (must hold no secret).
     pub fn fail(&self, cause: &str) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
@@ -225,6 +269,32 @@ mod tests {
             matches!(j.state(), PrepareState::Interrupted(_)),
             "a new prepare runs again"
         );
+    }
+
+    #[test]
+    fn a_running_backup_is_kept_privately_until_its_end_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::new(dir.path().join("g1"));
+        assert!(j.running_backup().is_none());
+        let b = RunningBackup {
+            id: "b1".into(),
+            began: 1_800_000_000.5,
+            swift_url: Some("http://swift:8080/v1/AUTH_p".into()),
+            container: "database_backups".into(),
+            auth_token: Some("gAAAA-token".into()),
+        };
+        j.begin_backup(&b).unwrap();
+        assert_eq!(j.running_backup(), Some(Ok(b)));
+        let mode = std::fs::metadata(dir.path().join("g1").join(BACKUP))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "it holds the caller's token");
+        j.end_backup().unwrap();
+        assert!(j.running_backup().is_none());
+        j.end_backup().unwrap();
+        std::fs::write(dir.path().join("g1").join(BACKUP), "{ half").unwrap();
+        assert!(matches!(j.running_backup(), Some(Err(_))), "unreadable");
     }
 
     #[test]

@@ -245,6 +245,52 @@ impl SwiftStore {
         }
     }
 
+    /// Removes every object of backup `id` in `container` (its manifest
+    /// first, then its segments), as a failed save does: for a backup
+    /// an agent restart interrupted, whose list of written objects died
+    /// with the old process. Swift's listing says what is there.
+    pub async fn remove_backup(&self, container: &str, id: &str) -> Result<usize, StoreError> {
+        let what = format!("list the objects of backup {id}");
+        let url = format!(
+            "{}/{}?format=json&prefix={}",
+            self.url,
+            enc(container),
+            enc(id)
+        );
+        let r = self.simple(Method::GET, &url, &what).await?;
+        if r.status() == StatusCode::NOT_FOUND {
+            return Ok(0);
+        }
+        let r = expect(r, &what, &[StatusCode::OK, StatusCode::NO_CONTENT]).await?;
+        let body = tokio::time::timeout(REQUEST_TIMEOUT, r.bytes())
+            .await
+            .map_err(|_| StoreError::new(&what, "Swift did not send the listing in time"))?
+            .map_err(|e| StoreError::new(&what, without_url(e)))?;
+        let listed: Vec<Value> = if body.is_empty() {
+            Vec::new()
+        } else {
+            serde_json::from_slice(&body).map_err(|e| StoreError::new(&what, e))?
+        };
+        let names: Vec<&str> = listed
+            .iter()
+            .filter_map(|o| o.get("name").and_then(Value::as_str))
+            .collect();
+        let manifests = names
+            .iter()
+            .filter(|n| n.strip_prefix(id).is_some_and(|t| t.starts_with(".gz")));
+        let segments = names.iter().filter(|n| {
+            n.strip_prefix(id)
+                .and_then(|t| t.strip_prefix('_'))
+                .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+        });
+        let urls: Vec<String> = manifests
+            .chain(segments)
+            .map(|n| self.object_url(container, n))
+            .collect();
+        self.remove(&urls).await;
+        Ok(urls.len())
+    }
+
     async fn save_inner(
         &self,
         req: &SaveRequest,
@@ -567,10 +613,10 @@ mod tests {
         assert_eq!(container_object("b1.gz"), None);
     }
 
-    /// A Swift that answers each request with what `answer` says (given
-    /// the requests so far) and records them.
+    /// A Swift that answers each request with the status and body
+    /// `answer` gives (from the requests so far) and records them.
     async fn scripted_swift(
-        answer: impl Fn(&[String]) -> u16 + Send + 'static,
+        answer: impl Fn(&[String]) -> (u16, String) + Send + 'static,
     ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -593,13 +639,14 @@ mod tests {
                 let request = line
                     .rsplit_once(' ')
                     .map_or(line.clone(), |(r, _)| r.to_owned());
-                let status = {
+                let (status, body) = {
                     let mut seen = log.lock().unwrap();
                     seen.push(request);
                     answer(&seen)
                 };
                 let reply = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
                 );
                 let _ = conn.write_all(reply.as_bytes()).await;
             }
@@ -617,7 +664,8 @@ mod tests {
     #[tokio::test]
     async fn a_failed_backups_objects_are_removed_in_order_once_swift_is_back() {
         // Swift unavailable for the first two requests.
-        let (url, seen) = scripted_swift(|seen| if seen.len() <= 2 { 503 } else { 204 }).await;
+        let (url, seen) =
+            scripted_swift(|seen| (if seen.len() <= 2 { 503 } else { 204 }, String::new())).await;
         let store = SwiftStore::new(&url, Secret::new("t"), false).unwrap();
         store.remove(&failed_backup_objects(&url)).await;
         let seen = seen.lock().unwrap().clone();
@@ -635,8 +683,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_interrupted_backups_objects_are_found_by_listing_and_removed() {
+        let listing = serde_json::json!([
+            {"name": "b1_00000001"}, {"name": "b1_00000002"}, {"name": "b1.gz.enc"},
+            {"name": "b1_notes"}, {"name": "b10.gz"}
+        ])
+        .to_string();
+        let (url, seen) = scripted_swift(move |seen| {
+            if seen.len() == 1 {
+                (200, listing.clone())
+            } else {
+                (204, String::new())
+            }
+        })
+        .await;
+        let store = SwiftStore::new(&url, Secret::new("t"), false).unwrap();
+        let n = store.remove_backup("backups", "b1").await.unwrap();
+        assert_eq!(n, 3);
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [
+                "GET /v1/AUTH_p/backups?format=json&prefix=b1",
+                "DELETE /v1/AUTH_p/backups/b1.gz.enc",
+                "DELETE /v1/AUTH_p/backups/b1_00000001",
+                "DELETE /v1/AUTH_p/backups/b1_00000002",
+            ],
+            "only the backup's own objects, manifest first"
+        );
+    }
+
+    #[tokio::test]
     async fn a_refused_token_ends_the_cleanup_at_once() {
-        let (url, seen) = scripted_swift(|_| 401).await;
+        let (url, seen) = scripted_swift(|_| (401, String::new())).await;
         let store = SwiftStore::new(&url, Secret::new("t"), false).unwrap();
         store.remove(&failed_backup_objects(&url)).await;
         assert_eq!(

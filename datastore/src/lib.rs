@@ -115,6 +115,7 @@ impl Datastore for K2hdkc {
     }
 
     async fn resume(&self) {
+        backup::tool::remove_leftover_backups(&self.node.settings().data_dir);
         self.node.resume().await
     }
 

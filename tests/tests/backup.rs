@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use e2e_tests::docker;
-use e2e_tests::node::{node, Node};
+use e2e_tests::node::{node, restart_agent, Node};
 use e2e_tests::swift::SwiftEnv;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -20,7 +20,7 @@ const SEGMENT: u64 = 1024 * 1024;
 
 fn agent_extra(encrypted: bool) -> String {
     format!(
-        "[DEFAULT]\nstate_change_wait_time = 150\nbackup_segment_max_size = {SEGMENT}\n{}",
+        "[DEFAULT]\nstate_change_wait_time = 150\nbackup_segment_max_size = {SEGMENT}\ngraceful_shutdown_timeout = 5\n{}",
         if encrypted {
             format!("backup_aes_cbc_key = {KEY}\n")
         } else {
@@ -353,38 +353,56 @@ async fn backups_that_cannot_be_made_or_trusted_fail_with_their_cause_and_leave_
     c.cleanup().await;
 }
 
-/// A TCP relay to `target` that cuts the connection carrying the
-/// `cut_at`-th byte sent to Swift (as Swift's proxy stopping mid-upload
-/// would), drops every connection for `down_for` after that (Swift away),
-/// then relays as before (Swift back).
-async fn cutting_relay(
+/// What the relay does to the connection carrying the `at`-th byte sent
+/// to Swift.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Cut it, and every open connection (as Swift's proxy stopping
+    /// would), drop every new one for this long (Swift away), then relay
+    /// as before (Swift back).
+    Cut { down_for: Duration },
+    /// Hold it: nothing more reaches Swift, nothing comes back (a hung
+    /// upload, until the agent gives up or stops).
+    Stall,
+}
+
+/// A TCP relay to `target` that does `fault` at the `at`-th byte sent;
+/// also returns whether it has.
+async fn faulty_relay(
     target: String,
-    cut_at: u64,
-    down_for: Duration,
-) -> (String, tokio::task::JoinHandle<()>) {
+    at: u64,
+    fault: Fault,
+) -> (
+    String,
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let sent = Arc::new(AtomicU64::new(0));
-    let cut = Arc::new(AtomicBool::new(false));
-    let cut_when: Arc<Mutex<Option<std::time::Instant>>> = Arc::default();
-    // Every open connection dies with the cut, pooled ones too.
+    let tripped = Arc::new(AtomicBool::new(false));
+    let tripped_when: Arc<Mutex<Option<std::time::Instant>>> = Arc::default();
+    // With a cut, every open connection dies, pooled ones too.
     let (went_down, _) = tokio::sync::watch::channel(false);
     let went_down = Arc::new(went_down);
+    let seen = tripped.clone();
     let task = tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
-            if cut_when
-                .lock()
-                .unwrap()
-                .is_some_and(|t| t.elapsed() < down_for)
-            {
-                drop(client);
-                continue;
+            if let Fault::Cut { down_for } = fault {
+                if tripped_when
+                    .lock()
+                    .unwrap()
+                    .is_some_and(|t| t.elapsed() < down_for)
+                {
+                    drop(client);
+                    continue;
+                }
             }
-            let (sent, cut, target) = (sent.clone(), cut.clone(), target.clone());
-            let cut_when = cut_when.clone();
+            let (sent, tripped, target) = (sent.clone(), tripped.clone(), target.clone());
+            let tripped_when = tripped_when.clone();
             let went_down = went_down.clone();
             let mut down_seen = went_down.subscribe();
             tokio::spawn(async move {
@@ -401,10 +419,15 @@ async fn cutting_relay(
                             Ok(n) => n,
                         };
                         let before = sent.fetch_add(n as u64, Ordering::SeqCst);
-                        if before + n as u64 >= cut_at && !cut.swap(true, Ordering::SeqCst) {
-                            *cut_when.lock().unwrap() = Some(std::time::Instant::now());
-                            went_down.send_replace(true);
-                            return; // both directions dropped: the connection dies
+                        if before + n as u64 >= at && !tripped.swap(true, Ordering::SeqCst) {
+                            *tripped_when.lock().unwrap() = Some(std::time::Instant::now());
+                            match fault {
+                                Fault::Cut { .. } => {
+                                    went_down.send_replace(true);
+                                    return; // both directions dropped: the connection dies
+                                }
+                                Fault::Stall => std::future::pending::<()>().await,
+                            }
                         }
                         if sw.write_all(&buf[..n]).await.is_err() {
                             return;
@@ -422,14 +445,20 @@ async fn cutting_relay(
             });
         }
     });
-    (addr, task)
+    (addr, task, seen)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn swift_gone_mid_upload_fails_the_backup_and_leaves_no_segment_once_it_is_back() {
-    // About 2.6 MB stored: three segments of 1 MiB.
-    let (swift, token, mut a, _) = source(false, 4000).await;
-    // Into the second segment's upload.
+/// `swift_url` of `swift`, through a relay doing `fault` at the `at`-th
+/// byte; the relay's task and whether it tripped.
+async fn swift_through_relay(
+    swift: &SwiftEnv,
+    at: u64,
+    fault: Fault,
+) -> (
+    String,
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
     let upstream = swift.account_url();
     let host = upstream
         .trim_start_matches("http://")
@@ -437,12 +466,27 @@ async fn swift_gone_mid_upload_fails_the_backup_and_leaves_no_segment_once_it_is
         .next()
         .unwrap()
         .to_owned();
-    // Away for 4 s: the cleanup's first attempts fail and it must retry.
-    let (relay, task) =
-        cutting_relay(host.clone(), SEGMENT + SEGMENT / 4, Duration::from_secs(4)).await;
+    let (relay, task, tripped) = faulty_relay(host.clone(), at, fault).await;
+    (upstream.replace(&host, &relay), task, tripped)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn swift_gone_mid_upload_fails_the_backup_and_leaves_no_segment_once_it_is_back() {
+    // About 2.6 MB stored: three segments of 1 MiB.
+    let (swift, token, mut a, _) = source(false, 4000).await;
+    // Into the second segment's upload; away for 4 s: the cleanup's first
+    // attempts fail and it must retry.
+    let (url, task, _) = swift_through_relay(
+        &swift,
+        SEGMENT + SEGMENT / 4,
+        Fault::Cut {
+            down_for: Duration::from_secs(4),
+        },
+    )
+    .await;
     let id = uuid::Uuid::new_v4().to_string();
     let mut info = backup_info(&id, &swift, Value::Null);
-    info["swift_url"] = json!(upstream.replace(&host, &relay));
+    info["swift_url"] = json!(url);
     let done = create_backup(&mut a, info, &token).await;
     task.abort();
     assert_eq!(done["state"], "FAILED", "{done}");
@@ -454,5 +498,68 @@ async fn swift_gone_mid_upload_fails_the_backup_and_leaves_no_segment_once_it_is
         .filter_map(|e| e.ok())
         .any(|e| e.file_name().to_string_lossy().starts_with(".backup"));
     assert!(!work, "the archive's work directory is removed");
+    a.cleanup().await;
+}
+
+/// An agent stopped during a backup (a stop it outlasts, a crash, a VM
+/// reset): Trove would keep the backup BUILDING, refuse to delete it and
+/// refuse every action on the instance. The restarted agent reports it
+/// FAILED and removes what it had stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_an_agent_restart_interrupts_is_reported_failed_and_leaves_nothing() {
+    let (swift, token, mut a, _) = source(false, 4000).await;
+    // The upload hangs in its second segment.
+    let (url, task, stalled) =
+        swift_through_relay(&swift, SEGMENT + SEGMENT / 4, Fault::Stall).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut info = backup_info(&id, &swift, Value::Null);
+    info["swift_url"] = json!(url);
+    let r = a
+        .trove
+        .send(json!({"op": "cast", "method": "create_backup",
+            "kwargs": {"backup_info": info}, "auth_token": token}))
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !stalled.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload reached the stall"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stored = swift.objects_of("database_backups", &id, &token).await;
+    assert!(!stored.is_empty(), "a segment was stored: {stored:?}");
+    // What a killed agent leaves on the data volume besides.
+    let leftover = a.agent.mount_point.join(".backup-of-a-killed-agent");
+    std::fs::create_dir(&leftover).unwrap();
+    std::fs::write(leftover.join("k2hdkc.ar"), "archive").unwrap();
+
+    let (mut a, _keep) = restart_agent(a).await;
+    let end = a
+        .conductor
+        .next_matching(Duration::from_secs(60), |v| {
+            v["method"] == "update_backup"
+                && v["kwargs"]["backup_id"] == id.as_str()
+                && v["kwargs"]["state"] != "BUILDING"
+        })
+        .await
+        .expect("the restarted agent reports the backup's end");
+    assert_eq!(end["kwargs"]["state"], "FAILED", "{end}");
+    assert_eq!(end["kwargs"]["success"], false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = swift.objects_of("database_backups", &id, &token).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left in Swift: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    task.abort();
+    assert!(!leftover.exists(), "the leftover work directory is removed");
     a.cleanup().await;
 }

@@ -60,6 +60,29 @@ impl Drop for WorkDir {
     }
 }
 
+/// Removes the backup work directories (`.backup-<id>`) a run that did
+/// not end left on the data volume: each held a whole archive. Called at
+/// agent start, when no backup runs.
+pub fn remove_leftover_backups(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && name.to_string_lossy().starts_with(".backup-") {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => {
+                    tracing::warn!(dir = %entry.path().display(), "removed the work directory of an interrupted backup")
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %entry.path().display(), error = %e, "could not remove the work directory of an interrupted backup")
+                }
+            }
+        }
+    }
+}
+
 /// Runs `k2hlinetool -f <k2hfile> [layout] -run <commands>` in
 /// `container`. k2hlinetool answers a failed command with an `[ERR]` line
 /// and exit code 0: the output is read, and any error line fails the run.
@@ -102,4 +125,27 @@ pub async fn run(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_backup_work_directories_are_swept() {
+        let data = tempfile::tempdir().unwrap();
+        let d = data.path();
+        std::fs::create_dir_all(d.join(".backup-b1")).unwrap();
+        std::fs::write(d.join(".backup-b1/k2hdkc.ar"), "archive").unwrap();
+        std::fs::create_dir_all(d.join(".restore-b2")).unwrap();
+        std::fs::write(d.join(".backup-notes"), "a file").unwrap();
+        std::fs::write(d.join("k2hdkc.k2h"), "data").unwrap();
+        remove_leftover_backups(d);
+        let mut left: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".backup-notes", ".restore-b2", "k2hdkc.k2h"]);
+    }
 }

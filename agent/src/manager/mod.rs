@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use driver_api::request::{self, GuestMethod};
 use driver_api::{BackupAccess, Datastore, DatastoreError, ServiceStatus, TroveException};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
 use crate::conductor::{now_epoch, Conductor};
@@ -18,6 +18,8 @@ use crate::config::{BackupOptions, Secret};
 use crate::host;
 use crate::journal::{Journal, PendingPrepare, PrepareState};
 use crate::swift::SwiftStore;
+
+mod backup;
 
 /// The cause logged and kept when a prepare cannot be finished after an
 /// agent restart.
@@ -50,13 +52,6 @@ pub struct Call {
     /// The caller's Keystone token (`auth_token`): backups reach Swift
     /// with it, as upstream's backup container does.
     pub auth_token: Option<Secret>,
-}
-
-/// Trove's backup states (`trove/backup/state.py`).
-mod backup_state {
-    pub const BUILDING: &str = "BUILDING";
-    pub const COMPLETED: &str = "COMPLETED";
-    pub const FAILED: &str = "FAILED";
 }
 
 /// The data volume as configured.
@@ -147,8 +142,21 @@ impl Manager {
     /// reported; a prepare the restart interrupted is finished if it is
     /// still within `state_change_wait_time` of its start, and reported
     /// failed otherwise.
+    /// A backup the restart interrupted is reported failed first, and what
+    /// it stored removed last, outside the operation lock.
     pub async fn start(&self) {
-        let _guard = self.ops.lock().await;
+        let interrupted = {
+            let _guard = self.ops.lock().await;
+            let interrupted = self.recover_backup();
+            self.start_locked().await;
+            interrupted
+        };
+        if let Some(backup) = interrupted {
+            self.remove_interrupted_backup(backup).await;
+        }
+    }
+
+    async fn start_locked(&self) {
         if let Err(e) = self.ensure_volume().await {
             tracing::error!(error = %e, "data volume not ready");
         }
@@ -565,104 +573,6 @@ impl Manager {
     }
 }
 
-impl Manager {
-    /// `create_backup`, as upstream's service: BUILDING with the volume's
-    /// used size, the driver's backup to Swift with the caller's token,
-    /// then COMPLETED with checksum, location and size, or FAILED with
-    /// the cause logged. A cast: the caller sees only the states.
-    async fn create_backup(
-        &self,
-        req: request::CreateBackupRequest,
-        token: Option<Secret>,
-    ) -> Result<Value, Failure> {
-        let ds = self.datastore.manager();
-        let id = req
-            .backup_info
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let backup_type = if req.backup_info.get("parent").is_some_and(|p| !p.is_null()) {
-            "incremental"
-        } else {
-            "full"
-        };
-        let used_gb = host::filesystem_stats(&self.volume.mount_point)
-            .ok()
-            .and_then(|s| s.get("used").and_then(Value::as_f64))
-            .unwrap_or(0.0);
-        let mut state = Map::new();
-        state.insert("size".into(), json!(used_gb));
-        state.insert("state".into(), json!(backup_state::BUILDING));
-        state.insert("backup_type".into(), json!(backup_type));
-        self.conductor.update_backup(&id, state.clone());
-        tracing::info!(backup = %id, backup_type, "backup started");
-        let _backing_up = Raised::new(&self.backing_up);
-
-        let key = self.backup.aes_cbc_key.as_ref().map(|k| k.expose());
-        let outcome = async {
-            let url = req
-                .backup_info
-                .get("swift_url")
-                .and_then(Value::as_str)
-                .filter(|u| !u.is_empty())
-                .ok_or_else(|| {
-                    DatastoreError::BadRequest("Missing swift_url in backup metadata.".into())
-                })?;
-            let token = token.ok_or_else(|| {
-                DatastoreError::BadRequest(
-                    "the request carried no token to reach Swift with".into(),
-                )
-            })?;
-            let store = SwiftStore::new(url, token, self.backup.swift_api_insecure)
-                .map_err(|e| DatastoreError::failed("reach Swift", e))?;
-            let access = BackupAccess {
-                store: &store,
-                container: &self.backup.swift_container,
-                segment_size: self.backup.segment_max_size,
-                encryption_key: key,
-            };
-            self.datastore.create_backup(&req, access).await
-        }
-        .await;
-        match outcome {
-            Ok(o) => {
-                state.insert("checksum".into(), json!(o.checksum));
-                state.insert("location".into(), json!(o.location));
-                state.insert("size".into(), json!(o.size_gb));
-                state.insert("success".into(), json!(true));
-                state.insert("state".into(), json!(backup_state::COMPLETED));
-                self.conductor.update_backup(&id, state);
-                tracing::info!(backup = %id, location = %o.location, "backup completed");
-                Ok(Value::Null)
-            }
-            Err(e) => {
-                state.insert("success".into(), json!(false));
-                state.insert("state".into(), json!(backup_state::FAILED));
-                self.conductor.update_backup(&id, state);
-                tracing::error!(backup = %id, cause = %e, "backup failed");
-                Err(Failure::Trove(e.to_trove(ds)))
-            }
-        }
-    }
-}
-
-/// Raises a flag for as long as it lives, whatever ends the scope.
-struct Raised<'a>(&'a AtomicBool);
-
-impl<'a> Raised<'a> {
-    fn new(flag: &'a AtomicBool) -> Self {
-        flag.store(true, Ordering::SeqCst);
-        Self(flag)
-    }
-}
-
-impl Drop for Raised<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
-    }
-}
-
 /// Operations that start, stop or restart the datastore: the status they
 /// leave is reported at once (upstream's `end_restart` / `stop_db`).
 fn reports_status_when_done(method: GuestMethod) -> bool {
@@ -695,6 +605,7 @@ fn ends_with_notification(method: GuestMethod) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use crate::conductor::tests::start as recording_conductor;
     use async_trait::async_trait;
     use driver_api::request::CreateBackupRequest;
@@ -828,5 +739,49 @@ mod tests {
         );
         ds.release.notify_one();
         restart.await.unwrap().unwrap();
+    }
+
+    /// A backup the agent did not finish (its process died) would stay
+    /// BUILDING in Trove, and Trove would refuse every action on the
+    /// instance: the next start reports it FAILED and forgets it.
+    #[tokio::test(start_paused = true)]
+    async fn a_backup_left_running_is_reported_failed_at_the_next_start() {
+        let state = tempfile::tempdir().unwrap();
+        let (conductor, _task, rec) = recording_conductor();
+        let ds = Arc::new(Slow::default());
+        let m = manager(ds.clone(), conductor, state.path());
+        let backup = begin(
+            &m,
+            "create_backup",
+            json!({"backup_info": {"id": "b1", "swift_url": "http://127.0.0.1:9/v1/AUTH_t"}}),
+        )
+        .await;
+        let running = m.journal.running_backup().expect("kept").unwrap();
+        assert_eq!(running.id, "b1");
+        assert_eq!(running.container, "backups", "the configured container");
+        // The process dies mid-backup.
+        backup.abort();
+        let _ = backup.await;
+        drop(m);
+
+        let (conductor, _task, rec2) = recording_conductor();
+        let m = manager(ds, conductor, state.path());
+        m.start().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let updates = rec2.args_of("update_backup");
+        assert_eq!(updates.len(), 1, "{updates:?}");
+        assert_eq!(updates[0]["backup_id"], "b1");
+        assert_eq!(updates[0]["state"], "FAILED");
+        assert_eq!(updates[0]["success"], false);
+        assert!(
+            m.journal.running_backup().is_none(),
+            "forgotten once reported"
+        );
+        assert!(
+            rec.args_of("update_backup")
+                .iter()
+                .all(|u| u["state"] == "BUILDING"),
+            "the first run reported no end"
+        );
     }
 }
