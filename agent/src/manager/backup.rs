@@ -110,8 +110,10 @@ impl Manager {
                 state.insert("size".into(), json!(o.size_gb));
                 state.insert("success".into(), json!(true));
                 state.insert("state".into(), json!(backup_state::COMPLETED));
-                self.conductor.update_backup(&id, state);
+                // Forgotten first: a crash in between must not make the
+                // next start report a stored backup FAILED and remove it.
                 self.end_backup();
+                self.conductor.update_backup(&id, state);
                 tracing::info!(backup = %id, location = %o.location, "backup completed");
                 Ok(Value::Null)
             }

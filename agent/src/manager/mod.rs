@@ -605,11 +605,11 @@ fn ends_with_notification(method: GuestMethod) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
     use crate::conductor::tests::start as recording_conductor;
     use async_trait::async_trait;
     use driver_api::request::CreateBackupRequest;
     use driver_api::BackupOutcome;
+    use serde_json::json;
     use std::sync::atomic::AtomicUsize;
     use tokio::sync::Notify;
 
