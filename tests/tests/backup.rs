@@ -366,17 +366,17 @@ enum Fault {
     Stall,
 }
 
-/// A TCP relay to `target` that does `fault` at the `at`-th byte sent;
-/// also returns whether it has.
-async fn faulty_relay(
-    target: String,
-    at: u64,
-    fault: Fault,
-) -> (
+/// A relay's address (or Swift URL through it), its task, and whether
+/// its fault has happened.
+type Relay = (
     String,
     tokio::task::JoinHandle<()>,
     std::sync::Arc<std::sync::atomic::AtomicBool>,
-) {
+);
+
+/// A TCP relay to `target` that does `fault` at the `at`-th byte sent;
+/// also returns whether it has.
+async fn faulty_relay(target: String, at: u64, fault: Fault) -> Relay {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -450,15 +450,7 @@ async fn faulty_relay(
 
 /// `swift_url` of `swift`, through a relay doing `fault` at the `at`-th
 /// byte; the relay's task and whether it tripped.
-async fn swift_through_relay(
-    swift: &SwiftEnv,
-    at: u64,
-    fault: Fault,
-) -> (
-    String,
-    tokio::task::JoinHandle<()>,
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
-) {
+async fn swift_through_relay(swift: &SwiftEnv, at: u64, fault: Fault) -> Relay {
     let upstream = swift.account_url();
     let host = upstream
         .trim_start_matches("http://")
