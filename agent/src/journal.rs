@@ -48,6 +48,10 @@ pub struct RunningBackup {
     /// The caller's token, to remove what was stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
+    /// Already reported `FAILED` (by the run that abandoned it at stop);
+    /// what it stored is still to remove.
+    #[serde(default)]
+    pub reported: bool,
 }
 
 /// A prepare under way, as kept on disk.
@@ -156,7 +160,8 @@ impl Journal {
         self.path(AWAITING_CLUSTER).exists()
     }
 
-    /// A backup begins (one at a time: the manager runs them in turn).
+    /// A backup begins (one at a time: the manager runs them in turn), or
+    /// its record changes.
     pub fn begin_backup(&self, backup: &RunningBackup) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let text = serde_json::to_string(backup).map_err(std::io::Error::other)?;
@@ -282,6 +287,7 @@ mod tests {
             swift_url: Some("http://swift:8080/v1/AUTH_p".into()),
             container: "database_backups".into(),
             auth_token: Some("gAAAA-token".into()),
+            reported: false,
         };
         j.begin_backup(&b).unwrap();
         assert_eq!(j.running_backup(), Some(Ok(b)));

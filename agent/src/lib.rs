@@ -208,6 +208,7 @@ pub async fn run(
     stop_consuming.cancel();
     dispatcher_stop.cancel();
     let _ = dispatcher.await;
+    manager.end_abandoned_backup();
     reporter.abort();
     let _ = reporter.await;
     // The manager holds the last conductor handle: dropping it lets the

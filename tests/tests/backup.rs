@@ -493,10 +493,11 @@ async fn swift_gone_mid_upload_fails_the_backup_and_leaves_no_segment_once_it_is
     a.cleanup().await;
 }
 
-/// An agent stopped during a backup (a stop it outlasts, a crash, a VM
-/// reset): Trove would keep the backup BUILDING, refuse to delete it and
-/// refuse every action on the instance. The restarted agent reports it
-/// FAILED and removes what it had stored.
+/// An agent stopped during a backup (a stop it outlasts; a crash or a VM
+/// reset are covered by the manager's unit tests): Trove would keep the
+/// backup BUILDING, refuse to delete it and refuse every action on the
+/// instance. The stopping agent reports it FAILED; the restarted one
+/// removes what it had stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_an_agent_restart_interrupts_is_reported_failed_and_leaves_nothing() {
     let (swift, token, mut a, _) = source(false, 4000).await;
@@ -539,6 +540,10 @@ async fn a_backup_an_agent_restart_interrupts_is_reported_failed_and_leaves_noth
         .expect("the restarted agent reports the backup's end");
     assert_eq!(end["kwargs"]["state"], "FAILED", "{end}");
     assert_eq!(end["kwargs"]["success"], false);
+    assert!(
+        end["kwargs"]["sent"].as_f64().unwrap() < a.since,
+        "reported by the stopping agent, not left to the next start: {end}"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let left = swift.objects_of("database_backups", &id, &token).await;

@@ -72,6 +72,7 @@ impl Manager {
                 .unwrap_or(&self.backup.swift_container)
                 .to_owned(),
             auth_token: token.as_ref().map(|t| t.expose().to_owned()),
+            reported: false,
         };
         if let Err(e) = self.journal.begin_backup(&running) {
             tracing::warn!(error = %e, "could not keep the running backup; an agent restart during it would leave it BUILDING");
@@ -139,23 +140,57 @@ impl Manager {
     /// At agent start, for a backup an earlier run did not finish (a
     /// crash, or a stop whose `graceful_shutdown_timeout` it outlasted):
     /// Trove would keep it `BUILDING`, undeletable, and refuse every
-    /// action on the instance. It is reported `FAILED`; returns it, for
-    /// `remove_interrupted_backup` to clear what it stored.
+    /// action on the instance. It is reported `FAILED` (unless the run
+    /// that abandoned it did); returns it, for `remove_interrupted_backup`
+    /// to clear what it stored.
     pub(super) fn recover_backup(&self) -> Option<RunningBackup> {
-        let running = match self.journal.running_backup()? {
-            Ok(b) => b,
+        let running = self.unfinished_backup()?;
+        if running.reported {
+            tracing::warn!(backup = %running.id, "a backup the last stop abandoned (reported FAILED then): removing what it stored");
+        } else {
+            tracing::error!(backup = %running.id, began_s_ago = (now_epoch() - running.began).max(0.0) as u64, "the agent restarted during a backup; reporting it FAILED");
+            self.report_backup_failed(&running.id);
+        }
+        Some(running)
+    }
+
+    /// At agent stop, once in-flight requests are done or aborted: a
+    /// backup `graceful_shutdown_timeout` cut short is reported `FAILED`
+    /// now, not at the next start (which may be late, or never). What it
+    /// stored is removed at the next start.
+    pub fn end_abandoned_backup(&self) {
+        let Some(mut running) = self.unfinished_backup() else {
+            return;
+        };
+        if running.reported {
+            return;
+        }
+        tracing::error!(backup = %running.id, "the agent stops before the backup ended; reporting it FAILED");
+        self.report_backup_failed(&running.id);
+        running.reported = true;
+        if let Err(e) = self.journal.begin_backup(&running) {
+            tracing::warn!(error = %e, "could not record that the abandoned backup was reported");
+        }
+    }
+
+    /// The record of a backup that did not end, if any (an unreadable one
+    /// is removed).
+    fn unfinished_backup(&self) -> Option<RunningBackup> {
+        match self.journal.running_backup()? {
+            Ok(b) => Some(b),
             Err(e) => {
                 tracing::error!(error = %e, "the record of an interrupted backup cannot be read; removing it");
                 self.end_backup();
-                return None;
+                None
             }
-        };
-        tracing::error!(backup = %running.id, began_s_ago = (now_epoch() - running.began).max(0.0) as u64, "the agent restarted during a backup; reporting it FAILED");
+        }
+    }
+
+    fn report_backup_failed(&self, id: &str) {
         let mut state = Map::new();
         state.insert("state".into(), json!(backup_state::FAILED));
         state.insert("success".into(), json!(false));
-        self.conductor.update_backup(&running.id, state);
-        Some(running)
+        self.conductor.update_backup(id, state);
     }
 
     /// Removes what an interrupted backup stored (bounded as a failed

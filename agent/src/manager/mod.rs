@@ -784,4 +784,50 @@ mod tests {
             "the first run reported no end"
         );
     }
+
+    /// A backup cut short by the stop's graceful_shutdown_timeout is
+    /// reported at stop; the next start only removes what it stored.
+    #[tokio::test(start_paused = true)]
+    async fn a_backup_abandoned_at_stop_is_reported_then_and_not_again() {
+        let state = tempfile::tempdir().unwrap();
+        let (conductor, _task, rec) = recording_conductor();
+        let ds = Arc::new(Slow::default());
+        let m = manager(ds.clone(), conductor, state.path());
+        let backup = begin(
+            &m,
+            "create_backup",
+            json!({"backup_info": {"id": "b2", "swift_url": "http://127.0.0.1:9/v1/AUTH_t"}}),
+        )
+        .await;
+        backup.abort();
+        let _ = backup.await;
+        m.end_abandoned_backup();
+        m.end_abandoned_backup();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let ends: Vec<Value> = rec
+            .args_of("update_backup")
+            .into_iter()
+            .filter(|u| u["state"] != "BUILDING")
+            .collect();
+        assert_eq!(ends.len(), 1, "reported once: {ends:?}");
+        assert_eq!(
+            (ends[0]["backup_id"].as_str(), ends[0]["state"].as_str()),
+            (Some("b2"), Some("FAILED"))
+        );
+        assert!(m.journal.running_backup().unwrap().unwrap().reported);
+        drop(m);
+
+        let (conductor, _task, rec2) = recording_conductor();
+        let m = manager(ds, conductor, state.path());
+        m.start().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            rec2.args_of("update_backup").is_empty(),
+            "not reported twice"
+        );
+        assert!(
+            m.journal.running_backup().is_none(),
+            "forgotten at the next start"
+        );
+    }
 }

@@ -28,6 +28,9 @@ use crate::manager::{Call, Failure, Manager};
 pub const HANDOFF_DEPTH: usize = 16;
 /// `_unique_id`s remembered to drop duplicates (oslo keeps 16).
 const DEDUP_WINDOW: usize = 1024;
+/// Bound on aborted requests going away (they are cancelled at their next
+/// await; a task stuck in a poll would hold this).
+const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Signals between `run` and the link task.
 pub struct LinkControl {
@@ -269,6 +272,12 @@ impl Dispatcher {
                     "in-flight requests did not finish within graceful_shutdown_timeout"
                 );
                 tasks.abort_all();
+                // Gone for sure before the agent reports what they left
+                // unfinished (an abandoned backup).
+                let _ = tokio::time::timeout(ABORT_WAIT, async {
+                    while tasks.join_next().await.is_some() {}
+                })
+                .await;
             }
         }
     }
