@@ -65,51 +65,43 @@ impl SwiftEnv {
             "identity": {"methods": ["password"], "password": {"user": {
                 "name": self.user, "domain": {"id": "default"}, "password": self.password}}},
             "scope": {"project": {"id": self.project_id}}}});
-        let mut status = 0;
-        for attempt in 0..5 {
-            if attempt > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
+        let r = self
+            .keystone_call(|| {
+                self.http
+                    .post(format!("{}/auth/tokens", self.keystone))
+                    .json(&body)
+            })
+            .await;
+        assert_eq!(r.status().as_u16(), 201, "Keystone token");
+        r.headers()["x-subject-token"].to_str().unwrap().to_owned()
+    }
+
+    /// Sends the request `make` builds; a 5xx is asked again (see
+    /// [`SwiftEnv::token`]), at most 5 times in all.
+    async fn keystone_call(&self, make: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Response {
+        let mut attempt = 0;
+        loop {
+            let r = make().send().await.expect("Keystone answers");
+            attempt += 1;
+            if r.status().as_u16() < 500 || attempt == 5 {
+                return r;
             }
-            let r = self
-                .http
-                .post(format!("{}/auth/tokens", self.keystone))
-                .json(&body)
-                .send()
-                .await
-                .expect("Keystone answers");
-            status = r.status().as_u16();
-            if status == 201 {
-                return r.headers()["x-subject-token"].to_str().unwrap().to_owned();
-            }
-            if status < 500 {
-                break;
-            }
+            tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
         }
-        panic!("Keystone token: HTTP {status}");
     }
 
     /// Revokes `token` (as its expiry would end it); a 5xx is asked again
     /// (see [`SwiftEnv::token`]).
     pub async fn revoke(&self, token: &str) {
-        let mut status = 0;
-        for attempt in 0..5 {
-            if attempt > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
-            }
-            let r = self
-                .http
-                .delete(format!("{}/auth/tokens", self.keystone))
-                .header("X-Auth-Token", token)
-                .header("X-Subject-Token", token)
-                .send()
-                .await
-                .expect("Keystone answers");
-            status = r.status().as_u16();
-            if status < 500 {
-                break;
-            }
-        }
-        assert_eq!(status, 204, "revoke: HTTP {status}");
+        let r = self
+            .keystone_call(|| {
+                self.http
+                    .delete(format!("{}/auth/tokens", self.keystone))
+                    .header("X-Auth-Token", token)
+                    .header("X-Subject-Token", token)
+            })
+            .await;
+        assert_eq!(r.status().as_u16(), 204, "revoke");
     }
 
     /// A request to the tenant's account (`path` after the account).

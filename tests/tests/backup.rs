@@ -126,16 +126,21 @@ fn backup_info(id: &str, swift: &SwiftEnv, parent: Value) -> Value {
         "swift_url": swift.account_url()})
 }
 
-/// Casts create_backup as trove-taskmanager does; returns the update_backup
-/// with the outcome (COMPLETED or FAILED) and whether BUILDING came first.
-async fn create_backup_seen(n: &mut Node, info: Value, token: &str) -> (bool, Value) {
-    let id = info["id"].as_str().unwrap().to_owned();
+/// Casts create_backup as trove-taskmanager does, with the tenant's token.
+async fn cast_create_backup(n: &mut Node, info: Value, token: &str) {
     let r = n
         .trove
         .send(json!({"op": "cast", "method": "create_backup",
             "kwargs": {"backup_info": info}, "auth_token": token}))
         .await;
     assert_eq!(r["ok"], true, "{r}");
+}
+
+/// Casts create_backup (see [`cast_create_backup`]); returns the update_backup
+/// with the outcome (COMPLETED or FAILED) and whether BUILDING came first.
+async fn create_backup_seen(n: &mut Node, info: Value, token: &str) -> (bool, Value) {
+    let id = info["id"].as_str().unwrap().to_owned();
+    cast_create_backup(n, info, token).await;
     let mut building = false;
     loop {
         let v = n
@@ -507,12 +512,7 @@ async fn a_backup_an_agent_restart_interrupts_is_reported_failed_and_leaves_noth
     let id = uuid::Uuid::new_v4().to_string();
     let mut info = backup_info(&id, &swift, Value::Null);
     info["swift_url"] = json!(url);
-    let r = a
-        .trove
-        .send(json!({"op": "cast", "method": "create_backup",
-            "kwargs": {"backup_info": info}, "auth_token": token}))
-        .await;
-    assert_eq!(r["ok"], true, "{r}");
+    cast_create_backup(&mut a, info, &token).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !stalled.load(std::sync::atomic::Ordering::SeqCst) {
         assert!(

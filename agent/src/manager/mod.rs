@@ -691,6 +691,43 @@ mod tests {
         task
     }
 
+    /// A manager whose backup `id` was cut short mid-way (its task
+    /// aborted, as a dying process or a stop's abort leaves it).
+    async fn backup_cut_short(
+        id: &str,
+    ) -> (
+        tempfile::TempDir,
+        Arc<Slow>,
+        Arc<Manager>,
+        crate::conductor::tests::Recorder,
+    ) {
+        let state = tempfile::tempdir().unwrap();
+        let (conductor, _task, rec) = recording_conductor();
+        let ds = Arc::new(Slow::default());
+        let m = manager(ds.clone(), conductor, state.path());
+        let backup = begin(
+            &m,
+            "create_backup",
+            json!({"backup_info": {"id": id, "swift_url": "http://127.0.0.1:9/v1/AUTH_t"}}),
+        )
+        .await;
+        backup.abort();
+        let _ = backup.await;
+        (state, ds, m, rec)
+    }
+
+    /// A new manager on the same state, started (the agent's next run).
+    async fn started_again(
+        ds: Arc<Slow>,
+        state: &std::path::Path,
+    ) -> (Arc<Manager>, crate::conductor::tests::Recorder) {
+        let (conductor, _task, rec) = recording_conductor();
+        let m = manager(ds, conductor, state);
+        m.start().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        (m, rec)
+    }
+
     /// A backup outlasting `agent_heartbeat_expiry` must not make the
     /// guest look dead; a restart's own outcome still supersedes the
     /// periodic report.
@@ -746,28 +783,14 @@ mod tests {
     /// instance: the next start reports it FAILED and forgets it.
     #[tokio::test(start_paused = true)]
     async fn a_backup_left_running_is_reported_failed_at_the_next_start() {
-        let state = tempfile::tempdir().unwrap();
-        let (conductor, _task, rec) = recording_conductor();
-        let ds = Arc::new(Slow::default());
-        let m = manager(ds.clone(), conductor, state.path());
-        let backup = begin(
-            &m,
-            "create_backup",
-            json!({"backup_info": {"id": "b1", "swift_url": "http://127.0.0.1:9/v1/AUTH_t"}}),
-        )
-        .await;
+        // The process dies mid-backup.
+        let (state, ds, m, rec) = backup_cut_short("b1").await;
         let running = m.journal.running_backup().expect("kept").unwrap();
         assert_eq!(running.id, "b1");
         assert_eq!(running.container, "backups", "the configured container");
-        // The process dies mid-backup.
-        backup.abort();
-        let _ = backup.await;
         drop(m);
 
-        let (conductor, _task, rec2) = recording_conductor();
-        let m = manager(ds, conductor, state.path());
-        m.start().await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (m, rec2) = started_again(ds, state.path()).await;
         let updates = rec2.args_of("update_backup");
         assert_eq!(updates.len(), 1, "{updates:?}");
         assert_eq!(updates[0]["backup_id"], "b1");
@@ -789,18 +812,7 @@ mod tests {
     /// reported at stop; the next start only removes what it stored.
     #[tokio::test(start_paused = true)]
     async fn a_backup_abandoned_at_stop_is_reported_then_and_not_again() {
-        let state = tempfile::tempdir().unwrap();
-        let (conductor, _task, rec) = recording_conductor();
-        let ds = Arc::new(Slow::default());
-        let m = manager(ds.clone(), conductor, state.path());
-        let backup = begin(
-            &m,
-            "create_backup",
-            json!({"backup_info": {"id": "b2", "swift_url": "http://127.0.0.1:9/v1/AUTH_t"}}),
-        )
-        .await;
-        backup.abort();
-        let _ = backup.await;
+        let (state, ds, m, rec) = backup_cut_short("b2").await;
         m.end_abandoned_backup();
         m.end_abandoned_backup();
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -817,10 +829,7 @@ mod tests {
         assert!(m.journal.running_backup().unwrap().unwrap().reported);
         drop(m);
 
-        let (conductor, _task, rec2) = recording_conductor();
-        let m = manager(ds, conductor, state.path());
-        m.start().await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (m, rec2) = started_again(ds, state.path()).await;
         assert!(
             rec2.args_of("update_backup").is_empty(),
             "not reported twice"
