@@ -2,8 +2,11 @@
 # Shared set-up for tests/run, tests/quickstart and tests/bench: installs
 # and starts what they need on a fresh Debian machine (RabbitMQ, MariaDB for
 # the Trove control planes, a Python venv with upstream trove, oslo.messaging
-# and PyMySQL). Sourced, not run. Each step checks before it installs or
-# starts anything, so re-running is cheap.
+# and PyMySQL, the Trove-side plugin installed into it). Sourced, not run.
+# Each step checks before it installs or starts anything, so re-running is
+# cheap. Every entry point a user may start with (tests/quickstart,
+# tests/box/box.sh up, tests/bench/*) comes through here, so each installs
+# what it runs on a fresh clone.
 # After it: $root is the repository, $PEER_PYTHON the venv's python,
 # $TEST_MARIADB_SOCKET the unix socket on which MariaDB's root (unix_socket
 # authentication, as root here) makes the control planes' databases.
@@ -120,3 +123,17 @@ if ! .venv/bin/python -c 'import trove, oslo_messaging, pymysql' >/dev/null 2>&1
     .venv/bin/pip install -q --disable-pip-version-check -r tests/peer/requirements.txt
 fi
 export PEER_PYTHON="$root/.venv/bin/python"
+
+# --- the Trove-side plugin in .venv, as an operator installs it --------------
+# The box's trove-manage, trove-api and taskmanager run from .venv and know
+# k2hdkc only through the plugin. Reinstalled whenever packaging/trove's
+# sources change (a stamp of their hash), so a pull never runs a stale one.
+plugin_want=$(cd packaging/trove && find pyproject.toml README.md trove_k2hdkc.pth src -type f \
+    -not -path '*__pycache__*' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+if [ "$(cat .venv/.trove-k2hdkc.sha256 2>/dev/null)" != "$plugin_want" ] ||
+   ! .venv/bin/python -c 'import trove_k2hdkc' >/dev/null 2>&1; then
+    say "installing the Trove plugin (packaging/trove) into .venv"
+    timeout 300 .venv/bin/pip install -q --disable-pip-version-check --force-reinstall --no-deps ./packaging/trove ||
+        { echo "pip install ./packaging/trove into .venv failed" >&2; exit 1; }
+    printf '%s\n' "$plugin_want" >.venv/.trove-k2hdkc.sha256
+fi
