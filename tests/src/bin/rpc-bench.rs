@@ -190,7 +190,7 @@ async fn load(client: &Arc<Client>, callers: usize, seconds: f64) -> Value {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let split = args.iter().position(|a| a == "--").expect(
-        "usage: rpc-bench --label L --guest-id ID --key K [--seconds S] [--url U] -- CMD...",
+        "usage: rpc-bench --label L --guest-id ID --key K [--seconds S] [--url U] [--agent-log FILE] -- CMD...",
     );
     let (opts, cmd) = (&args[1..split], &args[split + 1..]);
     let get = |name: &str| {
@@ -204,12 +204,35 @@ async fn main() {
     let seconds: f64 = get("--seconds").map(|s| s.parse().unwrap()).unwrap_or(5.0);
     let url = get("--url").unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
 
+    // The agent's output goes to --agent-log when given, so a start that
+    // never answers can be told apart from a lost ping.
+    let agent_log = get("--agent-log");
+    let output = || match &agent_log {
+        Some(path) => std::fs::File::create(path)
+            .map(std::process::Stdio::from)
+            .expect("create --agent-log"),
+        None => std::process::Stdio::null(),
+    };
+    let log_tail = || {
+        agent_log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|text| {
+                let lines: Vec<&str> = text.lines().collect();
+                format!(
+                    "\nthe agent's last lines:\n{}",
+                    lines[lines.len().saturating_sub(30)..].join("\n")
+                )
+            })
+            .unwrap_or_default()
+    };
+
     let client = Client::connect(&url, &guest_id, &key).await;
     let started = Instant::now();
     let mut child = tokio::process::Command::new(&cmd[0])
         .args(&cmd[1..])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(output())
         .kill_on_drop(true)
         .spawn()
         .expect("start the agent");
@@ -219,10 +242,10 @@ async fn main() {
             break started.elapsed();
         }
         if started.elapsed() > Duration::from_secs(120) {
-            panic!("{label}: no rpc_ping answer within 120 s");
+            panic!("{label}: no rpc_ping answer within 120 s{}", log_tail());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{label}: agent exited early with {status}");
+            panic!("{label}: agent exited early with {status}{}", log_tail());
         }
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
