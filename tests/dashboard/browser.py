@@ -13,6 +13,7 @@ which is what the test expects of that run.
 
 import argparse
 import binascii
+import re
 import sys
 import time
 
@@ -283,7 +284,26 @@ class Tenant:
             self.wait_text(step, "/project/database_clusters/%s/?tab=cluster_details__instances_tab" % cid,
                            ["Active"], self.args.timeout)
         self.shot(step)
+        self.member_hosts(step, count)
         return cid
+
+    def member_hosts(self, step, count):
+        """The Host column of the cluster's Instances tab (on screen now):
+        one address list per member. trove-dashboard alone printed Trove
+        26's address dicts there."""
+        table = self.d.find_element(By.CSS_SELECTOR, "table#instances")
+        heads = [h.text.strip() for h in table.find_elements(By.CSS_SELECTOR, "thead th.normal_column")]
+        if "Host" not in heads:
+            self.fail(step, "the Instances tab has no Host column (columns: %s)" % heads)
+        col = heads.index("Host")
+        cells = [row.find_elements(By.CSS_SELECTOR, "td.normal_column")[col].text.strip()
+                 for row in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+        address = r"\d{1,3}(\.\d{1,3}){3}"
+        bad = [c for c in cells if not re.fullmatch(r"%s(, %s)*" % (address, address), c)]
+        if len(cells) != count or bad:
+            self.fail(step, "Host column of %d members: %s (not an address: %s)" % (count, cells, bad))
+        print("    members' Host: %s" % ", ".join(cells), flush=True)
+        return cells
 
     def grow(self, name, count):
         self.step("Grow Cluster %s by one (table action)" % name)

@@ -12,10 +12,12 @@ class K2hdkcDashboardConfig(AppConfig):
     def ready(self):
         from trove_k2hdkc_dashboard import capability
         from trove_k2hdkc_dashboard import forms
+        from trove_k2hdkc_dashboard import hosts
         from trove_k2hdkc_dashboard import tabs
         capability.add_k2hdkc()
         forms.check_k2hdkc_launches()
         tabs.add_k2hdkc_facts()
+        hosts.fix_cluster_member_host()
 
 
 __all__ = ["K2hdkcDashboardConfig", "DATASTORE"]
