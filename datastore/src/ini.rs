@@ -136,6 +136,20 @@ pub struct IniFacts {
     pub k2h_layout: Vec<String>,
 }
 
+impl IniFacts {
+    /// A server's control port: its own `CTLPORT`, else `[GLOBAL]`'s,
+    /// else `default` (the parameters' server control port). The one
+    /// place this rule is written.
+    pub fn ctlport_of(&self, n: &NodeEntry, default: u16) -> u16 {
+        n.ctlport.or(self.ctlport).unwrap_or(default)
+    }
+
+    /// A server's control address, `NAME:CTLPORT`.
+    pub fn ctl_addr_of(&self, n: &NodeEntry, default: u16) -> String {
+        format!("{}:{}", n.name, self.ctlport_of(n, default))
+    }
+}
+
 /// Reads the facts the agent needs. chmpx's ini allows repeated sections
 /// and `KEY = value` lines; comments start with `#`.
 pub fn facts(text: &str) -> IniFacts {

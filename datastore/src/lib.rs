@@ -19,17 +19,15 @@ pub mod chmpx;
 pub mod cluster;
 pub mod ini;
 pub mod k2hr3;
-pub mod merge;
 pub mod node;
 pub mod overrides;
-pub mod rejoin;
+pub mod paths;
 pub mod ring;
 pub mod settings;
 pub mod slave;
 pub mod watcher;
 
-/// The `datastore_manager` name Trove uses for K2HDKC.
-pub const MANAGER: &str = "k2hdkc";
+pub use paths::MANAGER;
 
 /// The `[k2hdkc]` option group: what Trove and the agent know (the
 /// Trove-side plugin registers the same names). A key outside it is a typo.

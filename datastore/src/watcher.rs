@@ -46,7 +46,7 @@ pub struct Watcher {
 
 impl Watcher {
     pub async fn run(self) {
-        let path = self.settings.config_dir.join(crate::node::INI_NAME);
+        let path = self.settings.config_dir.join(crate::paths::INI_NAME);
         let mut failures = 0u32;
         loop {
             tokio::time::sleep(self.settings.poll_interval).await;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use datastore::chmpx;
 use datastore::ini::{self, IniFacts};
 use datastore::k2hr3::{self, K2hr3, K2hr3Error, RoleAccess};
-use datastore::node::EXTDATA_NAMES;
+use datastore::paths::EXTDATA_NAMES;
 use datastore::slave::{slave_ini, SlaveIni};
 use datastore::watcher;
 use driver_api::host::{Bind, ContainerSpec, ContainerState, Containers, HostError, Ipc, Ulimit};

@@ -53,11 +53,11 @@ pub struct Meta {
 impl Meta {
     /// Whether this agent can restore it.
     pub fn check(&self) -> Result<(), String> {
-        if self.datastore != crate::MANAGER {
+        if self.datastore != crate::paths::MANAGER {
             return Err(format!(
                 "the backup is of datastore {:?}, not {}",
                 self.datastore,
-                crate::MANAGER
+                crate::paths::MANAGER
             ));
         }
         if self.format == 0 || self.format > FORMAT {

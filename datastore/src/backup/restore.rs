@@ -4,25 +4,28 @@
 //! `ar load`ed into the K2HFILE with k2hlinetool in the chmpx container,
 //! before k2hdkc opens the file. Any failure fails prepare with its cause.
 
+use driver_api::host::Containers;
 use driver_api::{BackupAccess, DatastoreError};
 
 use super::stream::{self, ChannelSink, ChunkReader};
 use super::{tool, BackupInfo, ARCHIVE_NAME};
 use crate::ini::{self, IniFacts};
-use crate::node::{Node, CONTAINER_DATA_DIR};
+use crate::paths::CONTAINER_DATA_DIR;
+use crate::settings::Settings;
 
 /// Kept in the node's state directory once a backup is loaded, so a
 /// prepare run again after a restart does not load it twice.
 const RESTORED: &str = "restored-backup";
 
-/// Restores `info` into the node's K2HFILE.
+/// Restores `info` into the K2HFILE of the node `s` describes, with
+/// k2hlinetool in its chmpx container (running; k2hdkc not yet).
 pub async fn restore(
-    node: &Node,
+    s: &Settings,
+    containers: &dyn Containers,
     info: &BackupInfo,
     access: BackupAccess<'_>,
     facts: &IniFacts,
 ) -> Result<(), DatastoreError> {
-    let s = node.settings();
     let context = format!("restore backup {}", info.id);
     let fail = |e: &dyn std::fmt::Display| DatastoreError::failed(&context, e);
     let marker = s.state_dir.join(RESTORED);
@@ -87,7 +90,7 @@ pub async fn restore(
         }
     }
     tool::run(
-        node.containers().as_ref(),
+        containers,
         &s.chmpx_container(),
         &work,
         k2hfile,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use driver_api::host::Containers;
 
-use crate::node::CONTAINER_DATA_DIR;
+use crate::paths::CONTAINER_DATA_DIR;
 
 /// The longest an `ar put` or `ar load` may take.
 pub const TOOL_TIMEOUT: Duration = Duration::from_secs(3600);

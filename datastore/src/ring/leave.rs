@@ -15,22 +15,22 @@
 
 use std::time::{Duration, Instant};
 
+use driver_api::DatastoreError;
+use serde_json::{json, Value};
+
+use super::view::{send_until, RingView, POLL, SLOW_ANSWER};
 use crate::chmpx::{self, ChmpxError, NodeStatus, ServerStatus};
 use crate::ini::{IniFacts, NodeEntry};
-
-/// How often the ring is looked at while waiting.
-const POLL: Duration = Duration::from_millis(250);
 
 /// chmpx's reply when this node is already out (and up).
 const NOT_ALLOWED: &str = "ERROR: Could not change status, because status is not allowed.";
 /// chmpx's reply while a server of the ring is merging: try again.
 const OPERATING: &str = "ERROR: Could not change status, because server is operating now.";
+/// chmpx's reply to a SERVICEOUT of a server already out.
+const ALREADY_OUT: &str = "SUCCEED: Already server has been SERVICEOUT.";
 /// chmpx's reply when it changed the status but no other server took
 /// the notice (alone on the ring).
 const NOTICE_FAILED: &str = "ERROR: Failed to send status notice to other servers.";
-/// How long a control command may take while leaving: the real chmpx
-/// answers seconds late while it merges.
-const SLOW_ANSWER: Duration = Duration::from_secs(10);
 /// How long a deletion may stay `[Pending]` before this node asks for the
 /// merge itself (AUTOMERGE starts one within a second when it does).
 const PENDING_GRACE: Duration = Duration::from_secs(2);
@@ -86,7 +86,7 @@ fn servers<'a>(facts: &'a IniFacts, default_ctlport: u16) -> Vec<Server<'a>> {
         .iter()
         .map(|e| Server {
             entry: e,
-            ctlport: e.ctlport.or(facts.ctlport).unwrap_or(default_ctlport),
+            ctlport: facts.ctlport_of(e, default_ctlport),
         })
         .collect()
 }
@@ -315,6 +315,61 @@ impl MergeDriver {
             },
             _ => self.pending_since = None,
         }
+    }
+}
+
+/// `k2hdkc_ring_service_out`: `SERVICEOUT` of the member `cuk`, in the
+/// grammar of the ini's `CHMPXIDTYPE`, until the ring shows it leaving.
+pub async fn service_out(
+    view: &RingView,
+    cuk: &str,
+    within: Duration,
+) -> Result<Value, DatastoreError> {
+    let deadline = Instant::now() + within;
+    let node = view
+        .facts
+        .servers
+        .iter()
+        .find(|n| n.cuk.as_deref() == Some(cuk))
+        .ok_or_else(|| {
+            DatastoreError::BadRequest(format!(
+                "k2hdkc_ring_service_out: no server with CUK {cuk} in this node's k2hdkc.ini"
+            ))
+        })?;
+    let ctlport = view.facts.ctlport_of(node, view.ctlport);
+    let arg = chmpx::serviceout_argument(view.facts.id_type, node, ctlport)
+        .map_err(|e| DatastoreError::failed("build SERVICEOUT", e))?;
+    let command = format!("SERVICEOUT {arg}");
+    let reply = send_until(&view.ctl, &command, deadline).await?;
+    let took = reply.starts_with("SUCCEED") || reply.starts_with(ALREADY_OUT);
+    // Refused as "not allowed": fine when it is already on its way out.
+    if !took && !reply.starts_with(NOT_ALLOWED) {
+        return Err(DatastoreError::failed(format!("`{command}`"), reply));
+    }
+    loop {
+        let servers = chmpx::all_status_within(&view.ctl, SLOW_ANSWER)
+            .await
+            .unwrap_or_default();
+        let it = servers
+            .iter()
+            .find(|s| s.is(view.facts.id_type, node, ctlport));
+        if let Some(s) = it {
+            if s.status.ring == "SERVICE OUT" || s.status.action == "DELETE" {
+                return Ok(
+                    json!({ "command": command, "reply": reply, "status": s.status.to_string() }),
+                );
+            }
+        }
+        if Instant::now() >= deadline {
+            let seen = it
+                .map(|s| s.status.to_string())
+                .unwrap_or_else(|| "not listed".into());
+            return Err(DatastoreError::failed(
+                format!("`{command}`"),
+                format!("`{reply}`, but the ring shows it {seen} after {within:?}"),
+            ));
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 

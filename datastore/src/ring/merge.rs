@@ -38,8 +38,10 @@
 
 use std::time::{Duration, Instant};
 
+use driver_api::DatastoreError;
 use serde::Serialize;
 
+use super::view::RingView;
 use crate::chmpx::{self, ServerStatus};
 
 /// How often the ring is looked at.
@@ -458,6 +460,42 @@ async fn send_each(
         tracing::info!(server = %addr, command, reply = %reply, "merge step");
         report.commands.push(format!("{command} @ {addr}: {reply}"));
     }
+}
+
+/// `k2hdkc_ring_merge`: merges the whole ring from this node and reports
+/// what it saw.
+pub async fn ring_merge(
+    view: &RingView,
+    bounds: MergeBounds,
+) -> Result<serde_json::Value, DatastoreError> {
+    let report = merge_the_ring(view, &view.ctl, bounds).await?;
+    serde_json::to_value(report).map_err(|e| DatastoreError::failed("report the merge", e))
+}
+
+/// Merges the ring `view` belongs to ([`merge_ring`]) from
+/// `coordinator` (a control address), with the ini's members as where
+/// commands go.
+pub async fn merge_the_ring(
+    view: &RingView,
+    coordinator: &str,
+    bounds: MergeBounds,
+) -> Result<MergeReport, DatastoreError> {
+    let members = view.member_addresses();
+    let facts = &view.facts;
+    let serviceout = |s: &ServerStatus| {
+        facts.servers.iter().find_map(|n| {
+            let ctlport = facts.ctlport_of(n, view.ctlport);
+            if !s.is(facts.id_type, n, ctlport) {
+                return None;
+            }
+            chmpx::serviceout_argument(facts.id_type, n, ctlport)
+                .ok()
+                .map(|arg| format!("SERVICEOUT {arg}"))
+        })
+    };
+    merge_ring(coordinator, &members, view.ctlport, &serviceout, bounds)
+        .await
+        .map_err(|e| DatastoreError::failed("merge the ring", e))
 }
 
 #[cfg(test)]

@@ -18,10 +18,9 @@ use std::time::{Duration, Instant};
 
 use driver_api::DatastoreError;
 
+use super::merge::{self, MergeReport};
+use super::view::{RingView, SLOW_ANSWER};
 use crate::chmpx;
-use crate::cluster;
-use crate::merge::{self, MergeReport};
-use crate::node::RingView;
 
 /// The bound of a rejoin: k2hdkc attaching, then a merge of what one node
 /// missed (seconds on the real ring; a stuck merge is repaired within it).
@@ -56,7 +55,7 @@ pub async fn rejoin(view: &RingView, within: Duration) -> Result<Rejoined, Datas
                 format!("k2hdkc not attached to chmpx within {within:?}; last: {last}"),
             ));
         }
-        match cluster::self_status(view, deadline).await {
+        match view.self_status(deadline).await {
             Ok(st) if st.ring != "SERVICE IN" && st.live == "UP" => {
                 return Ok(Rejoined::NotInRing(st.to_string()))
             }
@@ -70,7 +69,7 @@ pub async fn rejoin(view: &RingView, within: Duration) -> Result<Rejoined, Datas
         }
         tokio::time::sleep(POLL).await;
     }
-    let servers = chmpx::all_status_within(&view.ctl, cluster::SLOW_ANSWER)
+    let servers = chmpx::all_status_within(&view.ctl, SLOW_ANSWER)
         .await
         .map_err(|e| DatastoreError::failed("read ALLSTATUS", e))?;
     if servers.iter().any(|s| s.status.action != "n/a") {
@@ -79,7 +78,7 @@ pub async fn rejoin(view: &RingView, within: Duration) -> Result<Rejoined, Datas
     // Seen on the real chmpx: a MERGE sent to the server that just came
     // back answered SUCCEED for minutes and started nothing; the same
     // MERGE sent to a server that stayed up merged it in 3 s.
-    let addresses = cluster::member_addresses(view);
+    let addresses = view.member_addresses();
     let coordinator = servers
         .iter()
         .filter(|s| s.cuk != view.cuk && s.status.is_serving())
@@ -89,7 +88,7 @@ pub async fn rejoin(view: &RingView, within: Duration) -> Result<Rejoined, Datas
     tracing::info!(%coordinator, "pending after coming back: merging the ring");
     let left = deadline.saturating_duration_since(Instant::now());
     let report =
-        cluster::merge_the_ring(view, &coordinator, merge::MergeBounds::within(left)).await?;
+        merge::merge_the_ring(view, &coordinator, merge::MergeBounds::within(left)).await?;
     Ok(Rejoined::Merged(report))
 }
 
