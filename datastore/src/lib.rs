@@ -1,8 +1,22 @@
 //! The K2HDKC datastore driver: what the agent calls for `datastore_manager
-//! = k2hdkc`. Node lifecycle (K2HR3 registration, the k2hdkc.ini, the
-//! server container, chmpx health), clusters and backups arrive here in
-//! later steps; until a method is implemented the trait's default answers
-//! the caller with `DatastoreOperationNotSupported`.
+//! = k2hdkc`. A method it does not implement gets the trait's default
+//! answer, `DatastoreOperationNotSupported`.
+//!
+//! The map, from the top down (a module imports only from below it):
+//!
+//! | module      | what                                                       |
+//! |-------------|------------------------------------------------------------|
+//! | `lib.rs`    | the `Datastore` trait for K2HDKC: prepare (with a restore), status, stop, restart, overrides, backups, the ring methods |
+//! | `cluster`   | the contract of the `k2hdkc_ring_*` guest methods Trove's cluster taskmanager calls |
+//! | `node/`     | one server node: prepare, lifecycle, status, waits, containers, files, saved state |
+//! | `backup/`   | backups: take, stream (tar, gzip, AES), restore, k2hlinetool |
+//! | `ring/`     | this node's place in the ring: view, join, leave, merge, rejoin |
+//! | `watcher`   | the K2HR3 role watcher that keeps the ini converged        |
+//! | `slave`     | the slave ini an application host's chmpx runs with        |
+//! | `chmpx`     | chmpx's control port: commands and their answers           |
+//! | `k2hr3`     | K2HR3's REST API and EXTDATA                               |
+//! | `ini`, `overrides`, `settings` | the ini's facts, the configuration parameters, the `[k2hdkc]` settings |
+//! | `paths`     | the names every part shares (container directories, the ini's name) |
 
 use std::sync::Arc;
 
