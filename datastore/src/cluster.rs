@@ -45,7 +45,7 @@ struct Converge {
 }
 
 /// `k2hdkc_ring_merge`: `rearm_after` (seconds) is how long after a MERGE
-/// that left a server stuck the next MERGE may go (`merge.rs`: chmpx's
+/// that left a server stuck the next MERGE may go (`ring/merge.rs`: chmpx's
 /// lost-answer poll must have ended); default 120, at most the timeout.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -315,7 +315,7 @@ box_standin_id() {  # the stand-in's seeded network or image id
         --network-name "$BOX_NETWORK" --print-seeds | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]]["id"])' "$1"
 }
 
-# The operator's steps, exactly as README.md "Deploying into a Trove cloud"
+# The operator's steps, exactly as docs/deploy.md
 # step 5 gives them (the box is the proof they work).
 box_register_datastore() {
     local image_id; image_id=$(box_standin_id image)

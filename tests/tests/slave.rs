@@ -39,7 +39,7 @@ async fn slaves_in_k2hr3(k2hr3: &K2hr3StandIn) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// What an application does (README, "Connect your application"): a
+/// What an application does (docs/applications.md): a
 /// container in the slave's IPC and PID namespaces with its ini and files,
 /// running k2hdkc's own client tool. Returns the tool's output.
 fn through_the_slave(

@@ -27,7 +27,7 @@ CONF = cfg.CONF
 
 
 #: How long the agent's restart of a member may spend merging back in
-#: what the member missed (``REJOIN_WAIT`` in ``datastore/src/rejoin.rs``).
+#: what the member missed (``REJOIN_WAIT`` in ``datastore/src/ring/rejoin.rs``).
 REJOIN_WAIT = 300
 
 
