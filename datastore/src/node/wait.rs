@@ -11,11 +11,8 @@ use crate::chmpx;
 use crate::ini;
 use crate::k2hr3::K2hr3;
 use crate::overrides::Parameters;
-use crate::ring::merge;
+use crate::ring::join;
 
-/// How long a join may wait at `[ADD][Pending]` before the node merges
-/// the ring itself (AUTOMERGE starts a merge within a second).
-const PENDING_GRACE: Duration = Duration::from_secs(2);
 /// The longest a new member waits for K2HR3 to list its whole ring.
 const RING_LISTED_WAIT: Duration = Duration::from_secs(60);
 
@@ -163,70 +160,17 @@ impl Node {
         ))
     }
 
-    /// Waits until this node serves; services it in once k2hdkc attached
-    /// if the ring does not do it by itself (AUTOMERGE off).
+    /// Waits until this node serves ([`join::serve_alone`]), bounded by
+    /// `startup_wait`.
     pub(super) async fn wait_self_serving(
         &self,
         params: &Parameters,
     ) -> Result<(), DatastoreError> {
-        let addr = self.ctl_addr(params);
-        let deadline = Instant::now() + self.settings.startup_wait;
-        let mut asked = false;
-        let mut pending_since: Option<Instant> = None;
-        let mut last = String::from("no answer yet");
-        while Instant::now() < deadline {
-            match chmpx::self_status(&addr).await {
-                Ok(st) if st.is_serving() && st.merge != "Pending" => {
-                    tracing::info!("this node serves: [SERVICE IN][UP][NoSuspend]");
-                    return Ok(());
-                }
-                Ok(st) => {
-                    if st.ring == "SERVICE OUT"
-                        && st.live == "UP"
-                        && st.suspend == "NoSuspend"
-                        && !asked
-                    {
-                        if let Err(e) = chmpx::command_ok(&addr, "SERVICEIN").await {
-                            tracing::warn!(error = %e, "SERVICEIN refused; waiting");
-                        }
-                        asked = true;
-                    }
-                    // AUTOMERGE off (the shipped template): the join waits
-                    // at [ADD][Pending] for a merge, which AUTOMERGE would
-                    // have started within a second.
-                    let pending =
-                        st.ring == "SERVICE IN" && st.action == "ADD" && st.merge == "Pending";
-                    match (pending, pending_since) {
-                        (true, None) => pending_since = Some(Instant::now()),
-                        (true, Some(t)) if t.elapsed() >= PENDING_GRACE => {
-                            let left = deadline.saturating_duration_since(Instant::now());
-                            tracing::info!("the join waits at [ADD][Pending] (AUTOMERGE off): merging the ring");
-                            merge::merge_ring(
-                                &addr,
-                                &[],
-                                params.server_ctlport,
-                                &|_| None,
-                                merge::MergeBounds::within(left),
-                            )
-                            .await
-                            .map_err(|e| failed("merge the ring after SERVICEIN", e))?;
-                            pending_since = None;
-                        }
-                        (false, _) => pending_since = None,
-                        _ => {}
-                    }
-                    last = st.to_string();
-                }
-                Err(e) => last = e.to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(failed(
-            "wait for this node to serve",
-            format!(
-                "not serving after {:?}; last: {last}",
-                self.settings.startup_wait
-            ),
-        ))
+        join::serve_alone(
+            &self.ctl_addr(params),
+            params.server_ctlport,
+            self.settings.startup_wait,
+        )
+        .await
     }
 }

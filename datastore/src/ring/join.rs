@@ -152,3 +152,180 @@ pub async fn wait_attached_again(
         }
     }
 }
+
+/// How long a join may wait at `[ADD][Pending]` before the node merges
+/// the ring itself (AUTOMERGE starts a merge within a second).
+const PENDING_GRACE: Duration = Duration::from_secs(2);
+/// How long after a `SERVICEIN` whose answer was lost, refused or late the
+/// node's own status is trusted to show it: a `SERVICEIN` chmpx took shows
+/// as `[SERVICE IN]` within a poll or two.
+const SERVICEIN_AGAIN_AFTER: Duration = Duration::from_secs(3);
+
+/// A lone node's join (not a cluster member): waits until this node at
+/// `addr` serves, bounded by `within`. It sends `SERVICEIN` once k2hdkc is
+/// attached and the ring did not take the node in by itself, and sends it
+/// again only while its own status still shows it out: an answer lost or
+/// late (seen on the real chmpx 1.0.111: `no reply within 3s`, then the
+/// node stayed `[SERVICE OUT]` for the whole wait) is no verdict. A join
+/// left at `[ADD][Pending]` (AUTOMERGE off) is merged here.
+pub async fn serve_alone(addr: &str, ctlport: u16, within: Duration) -> Result<(), DatastoreError> {
+    let deadline = Instant::now() + within;
+    let mut asked: Option<Instant> = None;
+    let mut sent = 0u32;
+    let mut pending_since: Option<Instant> = None;
+    let mut last = String::from("no answer yet");
+    while Instant::now() < deadline {
+        match chmpx::self_status(addr).await {
+            Ok(st) if st.is_serving() && st.merge != "Pending" => {
+                tracing::info!(
+                    serviceins = sent,
+                    "this node serves: [SERVICE IN][UP][NoSuspend]"
+                );
+                return Ok(());
+            }
+            Ok(st) => {
+                let out = st.ring == "SERVICE OUT" && st.live == "UP" && st.suspend == "NoSuspend";
+                if out && asked.is_none_or(|t| t.elapsed() >= SERVICEIN_AGAIN_AFTER) {
+                    if sent > 0 {
+                        tracing::warn!(status = %st, "the last SERVICEIN did not take: sending it again");
+                    }
+                    sent += 1;
+                    match chmpx::command_ok(addr, "SERVICEIN").await {
+                        Ok(()) => tracing::info!("SERVICEIN taken"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "SERVICEIN not confirmed; the node's status will tell")
+                        }
+                    }
+                    asked = Some(Instant::now());
+                }
+                // AUTOMERGE off (the shipped template): the join waits at
+                // [ADD][Pending] for a merge, which AUTOMERGE would have
+                // started within a second.
+                let pending =
+                    st.ring == "SERVICE IN" && st.action == "ADD" && st.merge == "Pending";
+                match (pending, pending_since) {
+                    (true, None) => pending_since = Some(Instant::now()),
+                    (true, Some(t)) if t.elapsed() >= PENDING_GRACE => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        tracing::info!(
+                            "the join waits at [ADD][Pending] (AUTOMERGE off): merging the ring"
+                        );
+                        merge::merge_ring(
+                            addr,
+                            &[],
+                            ctlport,
+                            &|_| None,
+                            merge::MergeBounds::within(left),
+                        )
+                        .await
+                        .map_err(|e| DatastoreError::failed("merge the ring after SERVICEIN", e))?;
+                        pending_since = None;
+                    }
+                    (false, _) => pending_since = None,
+                    _ => {}
+                }
+                last = st.to_string();
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(DatastoreError::failed(
+        "wait for this node to serve",
+        format!("not serving after {within:?} ({sent} SERVICEIN sent); last: {last}"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// A lone chmpx's control port whose `SERVICEIN` answers get lost: the
+    /// first `lost` of them are dropped unanswered; `takes_from` says
+    /// which one (1-based) changes the status to `[SERVICE IN]`.
+    struct Lossy {
+        status: Mutex<String>,
+        serviceins: Mutex<u32>,
+        lost: u32,
+        takes_from: u32,
+    }
+
+    async fn serve(port: Arc<Lossy>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            loop {
+                let (sock, _) = listener.accept().await.unwrap();
+                let port = port.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = sock.into_split();
+                    let mut line = String::new();
+                    if BufReader::new(r).read_line(&mut line).await.is_err() {
+                        return;
+                    }
+                    let reply = match line.trim() {
+                        "SELFSTATUS" => {
+                            format!(
+                                "    Server Status = 0x0(SAFE -> {})\n",
+                                port.status.lock().unwrap()
+                            )
+                        }
+                        "SERVICEIN" => {
+                            let n = {
+                                let mut n = port.serviceins.lock().unwrap();
+                                *n += 1;
+                                *n
+                            };
+                            if n >= port.takes_from {
+                                *port.status.lock().unwrap() =
+                                    "[SERVICE IN][UP][n/a][Nothing][NoSuspend]".into();
+                            }
+                            if n <= port.lost {
+                                // No answer: hold the connection past the
+                                // agent's 3 s bound, then drop it.
+                                tokio::time::sleep(Duration::from_secs(4)).await;
+                                return;
+                            }
+                            "SUCCEED\n".into()
+                        }
+                        _ => "ERROR: not allowed\n".to_owned(),
+                    };
+                    let _ = w.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn join_with(lost: u32, takes_from: u32) -> (Result<(), DatastoreError>, u32) {
+        let port = Arc::new(Lossy {
+            status: Mutex::new("[SERVICE OUT][UP][n/a][Nothing][NoSuspend]".into()),
+            serviceins: Mutex::new(0),
+            lost,
+            takes_from,
+        });
+        let addr = serve(port.clone()).await;
+        let out = serve_alone(&addr, 8021, Duration::from_secs(20)).await;
+        let sent = *port.serviceins.lock().unwrap();
+        (out, sent)
+    }
+
+    #[tokio::test]
+    async fn a_servicein_lost_and_not_taken_is_sent_again() {
+        let (out, sent) = join_with(1, 2).await;
+        assert!(out.is_ok(), "{out:?}");
+        assert_eq!(
+            sent, 2,
+            "sent again once the status still showed the node out"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_servicein_taken_whose_answer_was_lost_is_not_sent_again() {
+        let (out, sent) = join_with(1, 1).await;
+        assert!(out.is_ok(), "{out:?}");
+        assert_eq!(sent, 1, "the status showed it in: nothing to send again");
+    }
+}
