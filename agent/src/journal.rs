@@ -20,8 +20,9 @@
 
 use std::path::{Path, PathBuf};
 
+use driver_api::request::PrepareRequest;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::conductor::now_epoch;
 
@@ -59,8 +60,9 @@ pub struct RunningBackup {
 pub struct PendingPrepare {
     /// When it began (seconds since the epoch).
     pub began: f64,
-    /// The request's arguments, as the control plane sent them (decrypted).
-    pub args: Map<String, Value>,
+    /// The request, as the control plane sent it (decrypted; kept under
+    /// the name `args`, the shape of its arguments).
+    pub args: PrepareRequest,
     /// The context's `trove_notification`, to end it when prepare ends.
     #[serde(default)]
     pub notification: Option<Value>,
@@ -221,11 +223,11 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn pending() -> PendingPrepare {
-        let mut args = Map::new();
-        args.insert(
-            "overrides".into(),
-            serde_json::json!({"extdata-url": "https://k2hr3/v1/extdata/secret-token"}),
-        );
+        let args: PrepareRequest = serde_json::from_value(serde_json::json!({
+            "overrides": {"extdata-url": "https://k2hr3/v1/extdata/secret-token"},
+            "backup_info": {"id": "b1", "swift_url": "http://swift/v1/AUTH_t", "type": "k2hdkc"},
+        }))
+        .unwrap();
         PendingPrepare {
             began: 1_800_000_000.5,
             args,
@@ -250,6 +252,14 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "the request holds secrets");
+        // A request an older agent kept (the arguments as they came) reads
+        // as the same typed request.
+        let old = serde_json::json!({"began": 1_800_000_000.5,
+            "args": {"overrides": {"extdata-url": "https://k2hr3/v1/extdata/secret-token"},
+                     "backup_info": {"id": "b1", "swift_url": "http://swift/v1/AUTH_t", "type": "k2hdkc"}},
+            "notification": {"event_type": "trove.instance.create"}, "auth_token": "gAAAA-token"});
+        std::fs::write(dir.path().join("g1").join(REQUEST), old.to_string()).unwrap();
+        assert_eq!(j.state(), PrepareState::Interrupted(pending()));
         j.complete().unwrap();
         assert_eq!(j.state(), PrepareState::Completed);
         assert!(

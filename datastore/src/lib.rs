@@ -136,11 +136,11 @@ impl Datastore for K2hdkc {
         request: &PrepareRequest,
         backups: Option<BackupAccess<'_>>,
     ) -> driver_api::Result<ServiceStatus> {
-        let restore_info = match request.backup_info.as_ref().and_then(|b| b.as_object()) {
-            Some(m) => Some(backup::BackupInfo::from_map(m).map_err(DatastoreError::BadRequest)?),
-            None => None,
-        };
-        let restore = match (&restore_info, backups) {
+        let restore_info = request.backup_info.as_ref();
+        if let Some(info) = restore_info {
+            info.check_id().map_err(DatastoreError::BadRequest)?;
+        }
+        let restore = match (restore_info, backups) {
             (Some(info), Some(access)) => Some(node::Restore { info, access }),
             (Some(info), None) => {
                 return Err(DatastoreError::failed(
@@ -198,9 +198,9 @@ impl Datastore for K2hdkc {
         request: &CreateBackupRequest,
         backups: BackupAccess<'_>,
     ) -> driver_api::Result<BackupOutcome> {
-        let info = backup::BackupInfo::from_map(&request.backup_info)
-            .map_err(DatastoreError::BadRequest)?;
-        backup::take::take(&self.node, &info, backups).await
+        let info = &request.backup_info;
+        info.check_id().map_err(DatastoreError::BadRequest)?;
+        backup::take::take(&self.node, info, backups).await
     }
 
     async fn restart(&self) -> driver_api::Result<()> {

@@ -8,9 +8,11 @@
 //! - [`secure`]: Trove's secure-RPC codec (AES-256-CBC under the instance key);
 //! - [`exception`]: failures as Trove exception classes;
 //! - [`request`]: the guest API's methods and typed arguments;
+//! - [`guest_request`]: a request decoded once, method and arguments;
 //! - [`status`]: Trove's service statuses;
 //! - [`host`]: what a driver asks of the host (containers);
-//! - [`storage`]: what a driver asks of object storage (backups).
+//! - [`storage`]: what a driver asks of object storage (backups);
+//! - [`backup_info`]: Trove's description of a backup, typed.
 //!
 //! The trait mirrors Trove's `trove/guestagent/datastore/manager.py`: one
 //! method per guest API operation a datastore owns, each defaulting to
@@ -19,8 +21,10 @@
 //! agent and are not here.
 #![deny(missing_docs)]
 
+pub mod backup_info;
 pub mod envelope;
 pub mod exception;
+pub mod guest_request;
 pub mod host;
 pub mod request;
 pub mod secure;
@@ -30,7 +34,9 @@ pub mod storage;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+pub use backup_info::BackupInfo;
 pub use exception::TroveException;
+pub use guest_request::GuestRequest;
 pub use request::{GuestMethod, Kind};
 pub use status::ServiceStatus;
 pub use storage::BackupAccess;

@@ -4,8 +4,10 @@
 //! implements.
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::backup_info::BackupInfo;
 
 /// How the control plane sends a method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,7 +198,8 @@ pub fn check_version(version: Option<&str>) -> Result<(), RequestError> {
 }
 
 /// `prepare`: everything the control plane sends to set a guest up.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+/// Serialize: the agent keeps it on disk until prepare ends.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PrepareRequest {
     /// Flavor memory in MiB.
@@ -219,7 +222,7 @@ pub struct PrepareRequest {
     pub mount_point: Option<String>,
     /// Restore from this backup.
     #[serde(default)]
-    pub backup_info: Option<Value>,
+    pub backup_info: Option<BackupInfo>,
     /// The rendered configuration template.
     #[serde(default)]
     pub config_contents: Option<String>,
@@ -339,7 +342,7 @@ pub struct ResizeFsRequest {
 pub struct CreateBackupRequest {
     /// Trove's backup description (`id`, `location`, `type`, `checksum`,
     /// `datastore`, `datastore_version`, `parent`, ...).
-    pub backup_info: Map<String, Value>,
+    pub backup_info: BackupInfo,
 }
 
 /// `guest_log_action`.

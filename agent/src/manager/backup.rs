@@ -33,13 +33,8 @@ impl Manager {
         token: Option<Secret>,
     ) -> Result<Value, Failure> {
         let ds = self.datastore.manager();
-        let id = req
-            .backup_info
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let backup_type = if req.backup_info.get("parent").is_some_and(|p| !p.is_null()) {
+        let id = req.backup_info.id.clone();
+        let backup_type = if req.backup_info.is_incremental() {
             "incremental"
         } else {
             "full"
@@ -59,16 +54,10 @@ impl Manager {
         let running = RunningBackup {
             id: id.clone(),
             began: now_epoch(),
-            swift_url: req
-                .backup_info
-                .get("swift_url")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            swift_url: req.backup_info.swift_url().map(str::to_owned),
             container: req
                 .backup_info
-                .get("swift_container")
-                .and_then(Value::as_str)
-                .filter(|c| !c.is_empty())
+                .swift_container()
                 .unwrap_or(&self.backup.swift_container)
                 .to_owned(),
             auth_token: token.as_ref().map(|t| t.expose().to_owned()),
@@ -80,14 +69,9 @@ impl Manager {
 
         let key = self.backup.aes_cbc_key.as_ref().map(|k| k.expose());
         let outcome = async {
-            let url = req
-                .backup_info
-                .get("swift_url")
-                .and_then(Value::as_str)
-                .filter(|u| !u.is_empty())
-                .ok_or_else(|| {
-                    DatastoreError::BadRequest("Missing swift_url in backup metadata.".into())
-                })?;
+            let url = req.backup_info.swift_url().ok_or_else(|| {
+                DatastoreError::BadRequest("Missing swift_url in backup metadata.".into())
+            })?;
             let token = token.ok_or_else(|| {
                 DatastoreError::BadRequest(
                     "the request carried no token to reach Swift with".into(),

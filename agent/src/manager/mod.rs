@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use driver_api::request::{self, GuestMethod};
+use driver_api::request::{self, GuestMethod, PrepareRequest};
+use driver_api::GuestRequest;
 use driver_api::{BackupAccess, Datastore, DatastoreError, ServiceStatus, TroveException};
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
@@ -303,12 +304,20 @@ impl Manager {
                 ),
             ));
         }
+        // Decoded once, here: past this point every argument is typed.
+        let request = match GuestRequest::decode(method, args) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(method = method_name, error = %e, "refused");
+                return Err(Failure::Trove(TroveException::BadRequest(e.to_string())));
+            }
+        };
         let _guard = if method.mutates() {
             Some(self.ops.lock().await)
         } else {
             None
         };
-        let result = self.route(method, args, call).await;
+        let result = self.route(request, call).await;
         if reports_status_when_done(method) && self.prepare_completed() {
             // As upstream's end_restart: the new status goes out now, not
             // at the next report_interval; Trove's restart and reboot wait
@@ -343,58 +352,31 @@ impl Manager {
         }
     }
 
-    async fn route(
-        &self,
-        method: GuestMethod,
-        args: Map<String, Value>,
-        call: Call,
-    ) -> Result<Value, Failure> {
+    async fn route(&self, request: GuestRequest, call: Call) -> Result<Value, Failure> {
         let ds = self.datastore.manager();
         let trove = |e: DatastoreError| Failure::Trove(e.to_trove(ds));
-        let bad =
-            |e: request::RequestError| Failure::Trove(TroveException::BadRequest(e.to_string()));
         let host_error = |e: String| Failure::Trove(TroveException::Error(e));
         let unit = |r: driver_api::Result<()>| r.map(|_| Value::Null).map_err(trove);
-        match method {
-            GuestMethod::RpcPing => Ok(Value::Bool(true)),
-            GuestMethod::GetFilesystemStats => {
-                let _req: request::FilesystemStatsRequest =
-                    request::parse_args(method, args).map_err(bad)?;
+        match request {
+            GuestRequest::RpcPing => Ok(Value::Bool(true)),
+            GuestRequest::GetFilesystemStats(_) => {
                 host::filesystem_stats(&self.volume.mount_point).map_err(host_error)
             }
-            GuestMethod::GetDiagnostics => host::diagnostics().map_err(host_error),
-            GuestMethod::GetHwinfo => host::hwinfo().map_err(host_error),
-            GuestMethod::Prepare => {
-                let _req: request::PrepareRequest =
-                    request::parse_args(method, args.clone()).map_err(bad)?;
-                self.prepare(args, call).await.map(|_| Value::Null)
-            }
-            GuestMethod::Restart => unit(self.datastore.restart().await),
-            GuestMethod::StopDb => {
-                let req = request::parse_args(method, args).map_err(bad)?;
-                unit(self.datastore.stop_db(&req).await)
-            }
-            GuestMethod::StartDbWithConfChanges => {
-                let req = request::parse_args(method, args).map_err(bad)?;
+            GuestRequest::GetDiagnostics => host::diagnostics().map_err(host_error),
+            GuestRequest::GetHwinfo => host::hwinfo().map_err(host_error),
+            GuestRequest::Prepare(req) => self.prepare(*req, call).await.map(|_| Value::Null),
+            GuestRequest::Restart => unit(self.datastore.restart().await),
+            GuestRequest::StopDb(req) => unit(self.datastore.stop_db(&req).await),
+            GuestRequest::StartDbWithConfChanges(req) => {
                 unit(self.datastore.start_db_with_conf_changes(&req).await)
             }
-            GuestMethod::ResetConfiguration => {
-                let req = request::parse_args(method, args).map_err(bad)?;
+            GuestRequest::ResetConfiguration(req) => {
                 unit(self.datastore.reset_configuration(&req).await)
             }
-            GuestMethod::UpdateOverrides => {
-                let req = request::parse_args(method, args).map_err(bad)?;
-                unit(self.datastore.update_overrides(&req).await)
-            }
-            GuestMethod::ApplyOverrides => {
-                let req = request::parse_args(method, args).map_err(bad)?;
-                unit(self.datastore.apply_overrides(&req).await)
-            }
-            GuestMethod::CreateBackup => {
-                let req = request::parse_args(method, args).map_err(bad)?;
-                self.create_backup(req, call.auth_token).await
-            }
-            GuestMethod::ClusterComplete => {
+            GuestRequest::UpdateOverrides(req) => unit(self.datastore.update_overrides(&req).await),
+            GuestRequest::ApplyOverrides(req) => unit(self.datastore.apply_overrides(&req).await),
+            GuestRequest::CreateBackup(req) => self.create_backup(req, call.auth_token).await,
+            GuestRequest::ClusterComplete => {
                 let status = self.datastore.cluster_complete().await.map_err(trove)?;
                 if let Err(e) = self.journal.await_cluster(false) {
                     tracing::error!(error = %e, "could not clear the cluster-pending marker");
@@ -402,53 +384,43 @@ impl Manager {
                 self.report(status);
                 Ok(Value::Null)
             }
-            GuestMethod::PreUpgrade => self.datastore.pre_upgrade().await.map_err(trove),
-            GuestMethod::Upgrade => {
-                let req = request::parse_args(method, args).map_err(bad)?;
-                unit(self.datastore.upgrade(&req).await)
-            }
-            GuestMethod::PostUpgrade => {
-                let req = request::parse_args(method, args).map_err(bad)?;
-                unit(self.datastore.post_upgrade(&req).await)
-            }
-            GuestMethod::Rebuild => {
-                let req = request::parse_args(method, args).map_err(bad)?;
+            GuestRequest::PreUpgrade => self.datastore.pre_upgrade().await.map_err(trove),
+            GuestRequest::Upgrade(req) => unit(self.datastore.upgrade(&req).await),
+            GuestRequest::PostUpgrade(req) => unit(self.datastore.post_upgrade(&req).await),
+            GuestRequest::Rebuild(req) => {
                 let status = self.datastore.rebuild(&req).await.map_err(trove)?;
                 self.report(status);
                 Ok(Value::Null)
             }
-            GuestMethod::GuestLogList => self.datastore.guest_log_list().await.map_err(trove),
-            GuestMethod::GuestLogAction => {
-                let req = request::parse_args(method, args).map_err(bad)?;
+            GuestRequest::GuestLogList => self.datastore.guest_log_list().await.map_err(trove),
+            GuestRequest::GuestLogAction(req) => {
                 self.datastore.guest_log_action(&req).await.map_err(trove)
             }
-            GuestMethod::MountVolume => {
-                let req: request::VolumeRequest = request::parse_args(method, args).map_err(bad)?;
+            GuestRequest::MountVolume(req) => {
                 let v = self.volume_for(req.device_path.as_deref(), req.mount_point.as_deref());
                 crate::volume::ensure_mounted(&v.device, &v.mount_point, v.uid, v.gid, &v.options)
                     .await
                     .map(|_| Value::Null)
                     .map_err(host_error)
             }
-            GuestMethod::UnmountVolume => {
-                let req: request::VolumeRequest = request::parse_args(method, args).map_err(bad)?;
+            GuestRequest::UnmountVolume(req) => {
                 let v = self.volume_for(req.device_path.as_deref(), req.mount_point.as_deref());
                 crate::volume::unmount(&v.mount_point)
                     .await
                     .map(|_| Value::Null)
                     .map_err(host_error)
             }
-            GuestMethod::ResizeFs => {
-                let req: request::ResizeFsRequest =
-                    request::parse_args(method, args).map_err(bad)?;
+            GuestRequest::ResizeFs(req) => {
                 let v = self.volume_for(req.device_path.as_deref(), req.mount_point.as_deref());
                 crate::volume::resize(&v.device, &v.mount_point, req.online, &v.options)
                     .await
                     .map(|_| Value::Null)
                     .map_err(host_error)
             }
-            GuestMethod::UpdateGuest => Err(trove(DatastoreError::NotSupported(method))),
-            other => self
+            GuestRequest::Other(GuestMethod::UpdateGuest, _) => Err(trove(
+                DatastoreError::NotSupported(GuestMethod::UpdateGuest),
+            )),
+            GuestRequest::Other(other, args) => self
                 .datastore
                 .other_method(other, &args)
                 .await
@@ -461,7 +433,7 @@ impl Manager {
     /// report the outcome. The request is journaled first, so an agent
     /// restarted mid-way can finish it. A repeated prepare after success is
     /// ignored.
-    async fn prepare(&self, args: Map<String, Value>, call: Call) -> Result<(), Failure> {
+    async fn prepare(&self, request: PrepareRequest, call: Call) -> Result<(), Failure> {
         if self.journal.prepare_completed() {
             tracing::info!(
                 "prepare already completed on this guest; ignoring the repeated request"
@@ -470,7 +442,7 @@ impl Manager {
         }
         let pending = PendingPrepare {
             began: now_epoch(),
-            args,
+            args: request,
             notification: call.notification,
             auth_token: call.auth_token.map(|t| t.expose().to_owned()),
         };
@@ -492,13 +464,7 @@ impl Manager {
     ) -> Result<Value, Failure> {
         let ds = self.datastore.manager();
         self.prepare_failed.store(false, Ordering::SeqCst);
-        let req: request::PrepareRequest =
-            match request::parse_args(GuestMethod::Prepare, pending.args.clone()) {
-                Ok(r) => r,
-                Err(e) => {
-                    return Err(self.give_up_prepare(&format!("the request cannot be read: {e}")))
-                }
-            };
+        let req = &pending.args;
         self.report(ServiceStatus::Building);
         tracing::info!(
             datastore = ds,
@@ -506,8 +472,8 @@ impl Manager {
             "prepare started"
         );
         // A restore reads the backup from Swift with the caller's token.
-        let store = match req.backup_info.as_ref().and_then(|b| b.get("swift_url")) {
-            Some(Value::String(url)) => match &pending.auth_token {
+        let store = match req.backup_info.as_ref().and_then(|b| b.swift_url()) {
+            Some(url) => match &pending.auth_token {
                 Some(token) => Some(
                     SwiftStore::new(
                         url,

@@ -3,7 +3,8 @@
 //! - [`crypt`]: openssl-compatible encryption of the stream;
 //! - [`stream`]: the stream itself (tar → gzip → encryption) and the
 //!   chunk channels between it and the object store;
-//! - [`take`] and [`restore`]: what the node does (the k2hash archive in
+//! - [`take`] and [`restore`]: what the node does with Trove's
+//!   `backup_info` (typed in `driver_api::BackupInfo`) (the k2hash archive in
 //!   the k2hdkc container, `ar load` before the node serves), with
 //!   [`tool`] (k2hlinetool on a private work directory).
 //!
@@ -14,7 +15,6 @@
 //! `<id>.gz` or `<id>.gz.enc`).
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 pub mod crypt;
 pub mod restore;
@@ -70,63 +70,6 @@ impl Meta {
     }
 }
 
-/// The parts of Trove's `backup_info` a k2hdkc backup or restore uses.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BackupInfo {
-    /// The backup's id.
-    pub id: String,
-    /// An incremental backup's parent (`create_backup`).
-    pub parent: bool,
-    /// Datastore name and version (`create_backup`).
-    pub datastore: Option<String>,
-    /// See `datastore`.
-    pub datastore_version: Option<String>,
-    /// The container the request names (`create_backup`).
-    pub swift_container: Option<String>,
-    /// Where it is (restore).
-    pub location: Option<String>,
-    /// Its ETag when it was taken (restore).
-    pub checksum: Option<String>,
-}
-
-impl BackupInfo {
-    /// Reads Trove's map; only `id` is required, and it must be a name
-    /// that can be part of an object's name.
-    pub fn from_map(m: &Map<String, Value>) -> Result<Self, String> {
-        let text = |k: &str| {
-            m.get(k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
-        let id = text("id").ok_or("backup_info has no id")?;
-        if !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(format!("backup id {id:?} is not a plain id"));
-        }
-        Ok(Self {
-            parent: m.get("parent").is_some_and(|p| !p.is_null()),
-            datastore: text("datastore"),
-            datastore_version: text("datastore_version"),
-            swift_container: text("swift_container"),
-            location: text("location"),
-            checksum: text("checksum"),
-            id,
-        })
-    }
-
-    /// The manifest's name: `<id>.gz`, `<id>.gz.enc` when encrypted.
-    pub fn object_name(&self, encrypted: bool) -> String {
-        if encrypted {
-            format!("{}.gz.enc", self.id)
-        } else {
-            format!("{}.gz", self.id)
-        }
-    }
-}
-
 /// Seconds since the epoch.
 pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
@@ -138,36 +81,6 @@ pub(crate) fn now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn backup_info_takes_what_trove_sends() {
-        let m = json!({"id": "b-1", "name": "n", "parent": null, "datastore": "k2hdkc",
-            "datastore_version": "1.0.17", "swift_container": null, "checksum": null,
-            "storage_driver": "swift", "swift_url": "http://s/v1/AUTH_p"});
-        let info = BackupInfo::from_map(m.as_object().unwrap()).unwrap();
-        assert_eq!(info.id, "b-1");
-        assert!(!info.parent);
-        assert_eq!(info.swift_container, None);
-        assert_eq!(info.object_name(true), "b-1.gz.enc");
-        let inc = json!({"id": "b2", "parent": {"location": "x", "checksum": "y"}});
-        assert!(
-            BackupInfo::from_map(inc.as_object().unwrap())
-                .unwrap()
-                .parent
-        );
-    }
-
-    #[test]
-    fn an_id_that_could_escape_a_name_is_refused() {
-        for bad in ["../x", "a/b", "", "a b"] {
-            let m = json!({ "id": bad });
-            assert!(
-                BackupInfo::from_map(m.as_object().unwrap()).is_err(),
-                "{bad}"
-            );
-        }
-    }
 
     #[test]
     fn meta_of_another_datastore_or_a_newer_format_is_refused() {

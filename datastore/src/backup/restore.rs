@@ -8,7 +8,9 @@ use driver_api::host::Containers;
 use driver_api::{BackupAccess, DatastoreError};
 
 use super::stream::{self, ChannelSink, ChunkReader};
-use super::{tool, BackupInfo, ARCHIVE_NAME};
+use driver_api::BackupInfo;
+
+use super::{tool, ARCHIVE_NAME};
 use crate::ini::{self, IniFacts};
 use crate::paths::CONTAINER_DATA_DIR;
 use crate::settings::Settings;
@@ -34,12 +36,10 @@ pub async fn restore(
         return Ok(());
     }
     let location = info
-        .location
-        .as_deref()
+        .location()
         .ok_or_else(|| fail(&"backup_info has no location"))?;
     let checksum = info
-        .checksum
-        .as_deref()
+        .checksum()
         .ok_or_else(|| fail(&"backup_info has no checksum to check the backup against"))?;
     let k2hfile = facts
         .k2hfile

@@ -6,7 +6,9 @@ use driver_api::storage::SaveRequest;
 use driver_api::{BackupAccess, BackupOutcome, DatastoreError};
 
 use super::stream::{self, ChannelSource, ChunkWriter};
-use super::{tool, BackupInfo, Meta, ARCHIVE_NAME, FORMAT};
+use driver_api::BackupInfo;
+
+use super::{tool, Meta, ARCHIVE_NAME, FORMAT};
 use crate::node::Node;
 
 /// Trove's message for a backup with a parent.
@@ -20,7 +22,7 @@ pub async fn take(
     info: &BackupInfo,
     access: BackupAccess<'_>,
 ) -> Result<BackupOutcome, DatastoreError> {
-    if info.parent {
+    if info.is_incremental() {
         return Err(DatastoreError::BadRequest(NO_INCREMENTAL.into()));
     }
     let s = node.settings();

@@ -47,7 +47,7 @@ fn host_tag() -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct Restore<'a> {
     /// Which backup, where.
-    pub info: &'a crate::backup::BackupInfo,
+    pub info: &'a driver_api::BackupInfo,
     /// The store and the key.
     pub access: driver_api::BackupAccess<'a>,
 }

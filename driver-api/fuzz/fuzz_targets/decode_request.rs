@@ -3,7 +3,8 @@
 //! None of it may panic on any input.
 #![no_main]
 
-use driver_api::request::{parse_args, GuestMethod, PrepareRequest, UpdateOverridesRequest};
+use driver_api::request::GuestMethod;
+use driver_api::GuestRequest;
 use driver_api::secure::SecureCodec;
 use libfuzzer_sys::fuzz_target;
 
@@ -16,8 +17,14 @@ fuzz_target!(|data: &[u8]| {
             let _ = codec.decode_entity(v);
         }
         let _ = driver_api::request::check_version(msg.version.as_deref());
-        let _ = parse_args::<PrepareRequest>(GuestMethod::Prepare, msg.args.clone());
-        let _ = parse_args::<UpdateOverridesRequest>(GuestMethod::UpdateOverrides, msg.args);
+        // The boundary decode, for the method named and for the richest
+        // argument shapes whatever the name.
+        if let Some(method) = GuestMethod::from_name(&msg.method) {
+            let _ = GuestRequest::decode(method, msg.args.clone());
+        }
+        let _ = GuestRequest::decode(GuestMethod::Prepare, msg.args.clone());
+        let _ = GuestRequest::decode(GuestMethod::CreateBackup, msg.args.clone());
+        let _ = GuestRequest::decode(GuestMethod::UpdateOverrides, msg.args);
     }
     // The same bytes as ciphertext text, where an attacker controls it.
     if let Ok(text) = std::str::from_utf8(data) {
