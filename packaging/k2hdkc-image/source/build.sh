@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The k2hdkc server image built from the AntPickax release sources, for
+# operators who build from source (or patch) instead of pulling
+# antpickax/k2hdkc, and for this project's tests. No Docker Hub and no
+# Dockerfile: Debian bookworm roots made with debootstrap from the
+# machine's Debian mirror, the four projects compiled in one of them, the
+# result laid into the other and imported with `docker import`.
+#
+#   bash packaging/k2hdkc-image/source/build.sh SRC [IMAGE]
+#
+# SRC holds the release tarballs fullock-V.tar.gz, k2hash-V.tar.gz,
+# chmpx-V.tar.gz and k2hdkc-V.tar.gz (a `git archive` of each tag; their
+# SHA256SUMS is checked when SRC has one). IMAGE defaults to
+# k2hdkc-real:<k2hdkc version>. The versions: FULLOCK=1.0.67 K2HASH=1.0.99
+# CHMPX=1.0.111 K2HDKC=1.0.17 (environment); k2hdkc 1.0.16 pairs with
+# CHMPX=1.0.109.
+#
+# The image runs as uid/gid 1001 (antpickax), with /etc/antpickax and
+# /var/lib/antpickax its own; the agent gives it its arguments (no
+# entrypoint). Cached per machine in $K2HDKC_IMAGE_CACHE (default
+# /var/cache/k2hdkc-image): the two roots are made once, and a build whose
+# sources and recipe did not change is skipped while IMAGE exists.
+# Nothing is installed on the host but debootstrap.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(cd "${1:?usage: build.sh SRC [IMAGE]}" && pwd)
+declare -A version=([fullock]=${FULLOCK:-1.0.67} [k2hash]=${K2HASH:-1.0.99}
+                    [chmpx]=${CHMPX:-1.0.111} [k2hdkc]=${K2HDKC:-1.0.17})
+projects=(fullock k2hash chmpx k2hdkc)   # in dependency order
+image=${2:-k2hdkc-real:${version[k2hdkc]}}
+cache=${K2HDKC_IMAGE_CACHE:-/var/cache/k2hdkc-image}
+say() { printf '==> %s\n' "$*"; }
+die() { echo "k2hdkc-image: $*" >&2; exit 1; }
+
+# --- what is built: the tarballs and this recipe -----------------------------
+tarballs=()
+for p in "${projects[@]}"; do
+    t=$src/$p-${version[$p]}.tar.gz
+    [ -f "$t" ] || die "no $p ${version[$p]} in $src ($(basename "$t"))"
+    tarballs+=("$t")
+done
+if [ -f "$src/SHA256SUMS" ]; then
+    for t in "${tarballs[@]}"; do
+        (cd "$src" && grep " $(basename "$t")\$" SHA256SUMS | sha256sum -c --quiet -) ||
+            die "$(basename "$t") does not match $src/SHA256SUMS"
+    done
+fi
+stamp=$( (sha256sum "${tarballs[@]}" | cut -d' ' -f1; sha256sum "$here/build.sh" | cut -d' ' -f1) | sha256sum | cut -d' ' -f1)
+if [ "$(docker image inspect -f '{{ index .Config.Labels "org.k2hdkc.source" }}' "$image" 2>/dev/null)" = "$stamp" ]; then
+    say "$image is built from these sources already"
+    exit 0
+fi
+
+command -v debootstrap >/dev/null 2>&1 || {
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+}
+timeout 30 docker info >/dev/null 2>&1 || die "no Docker engine answers"
+
+# The machine's own Debian mirror (the only one it may reach), from apt's
+# sources in either format.
+mirror=${K2HDKC_IMAGE_MIRROR:-}
+if [ -z "$mirror" ]; then
+    mirror=$(grep -hE '^deb .* bookworm .*main' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+        grep -oE 'https?://[^ ]+' | head -n 1 || true)
+fi
+if [ -z "$mirror" ]; then
+    mirror=$(awk -v RS= '/Suites:[^\n]*bookworm/ && /Components:[^\n]*main/' /etc/apt/sources.list.d/*.sources 2>/dev/null |
+        grep -oE '^URIs: *[^ ]+' | head -n 1 | sed 's/^URIs: *//' || true)
+fi
+[ -n "$mirror" ] || die "no bookworm mirror in apt's sources (set K2HDKC_IMAGE_MIRROR)"
+
+root_of() {  # NAME PACKAGES CHECK: a bookworm minbase root, made once
+    local dir=$cache/$1
+    if [ ! -e "$dir/$3" ]; then
+        say "debootstrap the $1 root (once per machine)"
+        rm -rf "$dir"
+        timeout 1800 debootstrap --variant=minbase --include="$2" bookworm "$dir" "$mirror" \
+            >"$cache/$1-debootstrap.log" 2>&1 || { tail -n 5 "$cache/$1-debootstrap.log" >&2; die "debootstrap $1 failed"; }
+    fi
+}
+mkdir -p "$cache"
+root_of build build-essential,autoconf,automake,libtool,pkg-config,libyaml-dev,libssl-dev,zlib1g-dev usr/bin/g++
+root_of run libyaml-0-2,libssl3,zlib1g,netcat-openbsd,procps usr/bin/nc
+
+# --- compile, each project installed into the build root for the next -------
+build=$cache/build
+rm -rf "$build/work" "$build/out"
+mkdir -p "$build/work" "$build/out"
+for p in "${projects[@]}"; do
+    mkdir -p "$build/work/$p"
+    tar -xzf "$src/$p-${version[$p]}.tar.gz" -C "$build/work/$p" --strip-components=1
+    # autogen.sh takes the version from this file when there is no git.
+    echo "${version[$p]}" >"$build/work/$p/RELEASE_VERSION"
+    flags=--with-openssl
+    [ "$p" != fullock ] || flags=
+    say "compile $p ${version[$p]}"
+    chroot "$build" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root /bin/sh -ec \
+        "cd /work/$p; ./autogen.sh; ./configure --prefix=/usr $flags; make -j$(nproc); make install; make install DESTDIR=/out" \
+        >"$cache/compile-$p.log" 2>&1 || { tail -n 20 "$cache/compile-$p.log" >&2; die "compiling $p failed (log: $cache/compile-$p.log)"; }
+done
+
+# --- the runtime root with what was built ------------------------------------
+img=$cache/image
+rm -rf "$img"
+cp -a "$cache/run" "$img"
+cp -a "$build/out/usr/." "$img/usr/"
+rm -rf "$img/usr/include" "$img/usr/share/man" "$img/usr/share/doc" "$img"/usr/lib/*.a "$img"/usr/lib/*.la \
+    "$img"/var/cache/apt/archives/*.deb "$img"/var/lib/apt/lists/*
+chroot "$img" /bin/sh -ec 'ldconfig
+groupadd -g 1001 antpickax
+useradd -u 1001 -g 1001 -M -d /var/lib/antpickax -s /usr/sbin/nologin antpickax
+mkdir -p /etc/antpickax /var/lib/antpickax
+chown 1001:1001 /etc/antpickax /var/lib/antpickax'
+for b in chmpx k2hdkc chmpxlinetool k2hdkclinetool k2hlinetool; do
+    [ -x "$img/usr/bin/$b" ] || die "$b was not built"
+    ! chroot "$img" ldd "/usr/bin/$b" | grep -q 'not found' || die "$b has unresolved libraries"
+done
+
+say "import $image"
+tar -C "$img" -c . | docker import \
+    --change 'USER 1001:1001' --change 'CMD ["chmpx", "-h"]' \
+    --change "LABEL org.k2hdkc.source=$stamp" \
+    --change "LABEL org.k2hdkc.versions=fullock-${version[fullock]},k2hash-${version[k2hash]},chmpx-${version[chmpx]},k2hdkc-${version[k2hdkc]}" \
+    - "$image" >/dev/null
+docker run --rm "$image" chmpx -v 2>&1 | head -n 3 || true
+say "built $image"
