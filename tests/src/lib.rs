@@ -528,7 +528,8 @@ pub fn node_ports() -> (u16, u16, u16) {
 /// The k2hdkc server test image (a stand-in built from tests/standins).
 pub const STANDIN_IMAGE: &str = "k2hdkc-standin:test";
 /// The real chmpx + k2hdkc, when built on this machine with
-/// `shared/tools/k2hdkc-real/build.sh` (CI cannot reach the sources).
+/// `packaging/k2hdkc-image/source/build.sh` (tests/run builds it when the
+/// sources are there).
 pub const REAL_IMAGE: &str = "k2hdkc-real:1.0.17";
 
 /// `msgqueue_bytes = 0` where the engine cannot raise RLIMIT_MSGQUEUE
