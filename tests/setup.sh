@@ -12,7 +12,7 @@
 # authentication, as root here) makes the control planes' databases.
 root=$PWD
 
-say() { printf '==> %s\n' "$*"; }
+source tests/lib.sh
 
 # --- system packages -------------------------------------------------------
 missing=()

@@ -56,9 +56,9 @@ BOX_VERSION=${BOX_VERSION:-1.0.17}
 export BOX_DIR BOX_NETWORK
 
 box_t0=$(date +%s.%N)
-say() { printf '==> %s\n' "$*"; }
+prog=box
+source tests/lib.sh
 step() { printf '==> %s  [+%ss]\n' "$*" "$(python3 -c 'import sys,time; print("%.1f" % (time.time() - float(sys.argv[1])))' "$box_t0")"; }
-die() { echo "box: $*" >&2; exit 1; }
 
 pid_of() { cat "$BOX_DIR/pids/$1.pid" 2>/dev/null || true; }
 running() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }

@@ -9,8 +9,7 @@
 #   k2hr3_hosts                     the addresses registered in the K2HR3 role
 #   k2hr3_slaves                    the addresses registered in its slave role
 
-now() { date +%s.%N; }
-since() { python3 -c 'import sys; print("%.1f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$1" "$(now)"; }
+source tests/lib.sh
 
 box_cli_init() {
     # shellcheck disable=SC1091
