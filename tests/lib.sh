@@ -7,10 +7,11 @@
 #   die TEXT          "NAME: TEXT" on stderr, exit 1 (fail is the same)
 #   now               seconds since the epoch, with nanoseconds
 #   since T0          seconds since T0, 1 decimal (SINCE_DIGITS=2: two)
-#   wait_until SECONDS CMD...
+#   bounded SECONDS CMD...
 #                     runs CMD every 0.5 s until it succeeds; 1 when
 #                     SECONDS passed first (a bound by the clock, not by a
-#                     count of tries)
+#                     count of tries). (tests/box/cli.sh's wait_until waits
+#                     for a command's output instead.)
 # Sourced, never run.
 
 say() {
@@ -27,7 +28,7 @@ since() {
     python3 -c 'import sys; print("%.*f" % (int(sys.argv[3]), float(sys.argv[2]) - float(sys.argv[1])))' \
         "$1" "$(now)" "${SINCE_DIGITS:-1}"
 }
-wait_until() {
+bounded() {
     local until=$((SECONDS + $1))
     shift
     while [ "$SECONDS" -lt "$until" ]; do
