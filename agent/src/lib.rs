@@ -13,7 +13,6 @@ pub mod journal;
 pub mod logging;
 pub mod manager;
 pub mod rpc;
-pub mod slave;
 pub mod swift;
 pub mod volume;
 

@@ -10,6 +10,7 @@
 //! - [`request`]: the guest API's methods and typed arguments;
 //! - [`guest_request`]: a request decoded once, method and arguments;
 //! - [`status`]: Trove's service statuses;
+//! - [`secret`]: a value `Debug` and `Display` mask;
 //! - [`host`]: what a driver asks of the host (containers);
 //! - [`storage`]: what a driver asks of object storage (backups);
 //! - [`backup_info`]: Trove's description of a backup, typed.
@@ -27,6 +28,7 @@ pub mod exception;
 pub mod guest_request;
 pub mod host;
 pub mod request;
+pub mod secret;
 pub mod secure;
 pub mod status;
 pub mod storage;
@@ -38,6 +40,7 @@ pub use backup_info::BackupInfo;
 pub use exception::TroveException;
 pub use guest_request::GuestRequest;
 pub use request::{GuestMethod, Kind};
+pub use secret::Secret;
 pub use status::ServiceStatus;
 pub use storage::BackupAccess;
 

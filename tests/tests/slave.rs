@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent::slave::config::SlaveConfig;
-use agent::slave::status::{Live, Recorded};
+use datastore::slave::config::SlaveConfig;
+use datastore::slave::status::{Live, Recorded};
 use e2e_tests::node::{node, RING_STEP_S};
 use e2e_tests::{docker, k2hdkc_image, msgqueue_line, K2hr3StandIn, REAL_IMAGE};
 use serde_json::{json, Value};
@@ -107,7 +107,7 @@ async fn a_slave_joins_follows_the_ring_and_leaves_on_sigterm() {
     let containers = Arc::new(agent::docker::DockerHost::new(None).unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let began = Instant::now();
-    let slave = tokio::spawn(agent::slave::run(cfg, containers, async {
+    let slave = tokio::spawn(datastore::slave::run(cfg, containers, async {
         let _ = stopped.await;
     }));
 
@@ -327,7 +327,7 @@ async fn a_slave_of_a_cluster_without_servers_fails_naming_why() {
     let containers = Arc::new(agent::docker::DockerHost::new(None).unwrap());
     let err = tokio::time::timeout(
         Duration::from_secs(60),
-        agent::slave::run(cfg, containers, std::future::pending()),
+        datastore::slave::run(cfg, containers, std::future::pending()),
     )
     .await
     .expect("bounded")
@@ -361,7 +361,7 @@ async fn a_slave_of_a_cluster_without_servers_fails_naming_why() {
     )
     .unwrap();
     let containers = Arc::new(agent::docker::DockerHost::new(None).unwrap());
-    let err = agent::slave::run(cfg, containers, std::future::pending())
+    let err = datastore::slave::run(cfg, containers, std::future::pending())
         .await
         .unwrap_err()
         .to_string();

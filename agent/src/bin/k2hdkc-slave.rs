@@ -1,14 +1,16 @@
 //! `k2hdkc-slave`: joins this host to a K2HDKC cluster as a chmpx slave,
 //! so local applications reach the cluster. Parses flags and hands over
-//! to `agent::slave`.
+//! to `datastore::slave`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use agent::slave::config::{SlaveConfig, DEFAULT_PATH};
-use agent::slave::status::{self, Recorded};
 use clap::{Parser, Subcommand};
+use datastore::slave::config::{SlaveConfig, DEFAULT_PATH};
+use datastore::slave::render;
+use datastore::slave::status::{self, Recorded};
+use std::os::unix::fs::OpenOptionsExt;
 
 /// Joins this host to a K2HDKC cluster as a chmpx slave: registers it in
 /// the cluster's slave role in K2HR3, runs chmpx (SLAVE mode) in a
@@ -68,10 +70,29 @@ enum Command {
     },
     /// Check the config file and exit (0 valid, 2 not).
     Check,
+    /// Make the slave ini `run` would write, from a rendered K2HR3 resource
+    /// (the ini text, or K2HR3's JSON answer) on stdin, and exit; needs no
+    /// config file. Writes the ini to --out (0600) and prints `ctlport P`,
+    /// `msgmax M` (chmpx's fs.mqueue.msg_max) and one `server NAME` per
+    /// server; without --out prints the ini.
+    Ini {
+        /// This slave's CUSTOM_ID_SEED (unique per slave).
+        #[arg(long)]
+        seed: String,
+        /// The slave's control port [the resource's, 8031].
+        #[arg(long)]
+        ctlport: Option<u16>,
+        /// Where to write the ini.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Ini { seed, ctlport, out } = &cli.command {
+        return make_ini(seed, *ctlport, out.as_deref());
+    }
     let cfg = match SlaveConfig::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -92,6 +113,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Status { json } => runtime.block_on(show_status(&cfg, json)),
+        Command::Ini { .. } => unreachable!("handled before the config is read"),
         Command::Run { debug } => {
             let level = if debug { "debug" } else { "info" };
             agent::logging::init("K2HDKC_SLAVE_LOG", level);
@@ -102,7 +124,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(agent::slave::run(cfg, containers, shutdown_signal())) {
+            match runtime.block_on(datastore::slave::run(cfg, containers, shutdown_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "k2hdkc-slave could not start");
@@ -112,6 +134,46 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `k2hdkc-slave ini`: the product's slave ini for a script (the box's
+/// application containers), so no copy of its rules exists elsewhere.
+fn make_ini(seed: &str, ctlport: Option<u16>, out: Option<&std::path::Path>) -> ExitCode {
+    use std::io::{Read, Write};
+    let mut raw = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut raw) {
+        eprintln!("k2hdkc-slave: read the resource from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let made = render::resource_text(&raw).and_then(|text| render::slave_ini(&text, seed, ctlport));
+    let ini = match made {
+        Ok(ini) => ini,
+        Err(e) => {
+            eprintln!("k2hdkc-slave: cannot make a slave ini: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(path) = out else {
+        print!("{}", ini.text);
+        return ExitCode::SUCCESS;
+    };
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(ini.text.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("k2hdkc-slave: write {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    println!("ctlport {}", ini.ctlport);
+    println!("msgmax {}", ini.mq_msg_max);
+    for s in &ini.facts.servers {
+        println!("server {}", s.name);
+    }
+    ExitCode::SUCCESS
 }
 
 async fn show_status(cfg: &SlaveConfig, json: bool) -> ExitCode {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use driver_api::host::Network;
 
-use crate::config::Secret;
+use driver_api::Secret;
 
 /// The default config file.
 pub const DEFAULT_PATH: &str = "/etc/k2hdkc-slave/slave.conf";

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use datastore::chmpx::{self, NodeStatus, ServerStatus};
+use crate::chmpx::{self, NodeStatus, ServerStatus};
 
 /// The slave's recorded state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,7 +45,7 @@ impl Recorded {
     /// Writes it atomically (0644: nothing secret in it).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        datastore::ini::write_atomic(path, &(text + "\n"), 0o644).map(|_| ())
+        crate::ini::write_atomic(path, &(text + "\n"), 0o644).map(|_| ())
     }
 }
 

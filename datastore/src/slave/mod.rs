@@ -5,10 +5,19 @@
 //! mode in a container, and keeps the ini converged with the ring until
 //! the shutdown future completes; then it stops the container and leaves
 //! the role. Applications attach to that chmpx: they join the container's
-//! IPC and PID namespaces and mount the ini and chmpx's files (README,
-//! "Connect your application").
+//! IPC and PID namespaces and mount the ini and chmpx's files
+//! (docs/applications.md). The `k2hdkc-slave` binary (in the agent's
+//! package) is a thin entry over [`run`].
+//!
+//! | file        | what                                             |
+//! |-------------|--------------------------------------------------|
+//! | `mod.rs`    | the slave's life: register, start, converge, leave |
+//! | `render.rs` | the slave ini made from what K2HR3 renders       |
+//! | `config.rs` | `/etc/k2hdkc/slave.conf`                         |
+//! | `status.rs` | what `k2hdkc-slave status` reads                 |
 
 pub mod config;
+pub mod render;
 pub mod status;
 
 use std::future::Future;
@@ -16,15 +25,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use datastore::chmpx;
-use datastore::ini::{self, IniFacts};
-use datastore::k2hr3::{self, K2hr3, K2hr3Error, RoleAccess};
-use datastore::paths::EXTDATA_NAMES;
-use datastore::slave::{slave_ini, SlaveIni};
-use datastore::watcher;
+use crate::chmpx;
+use crate::ini::{self, IniFacts};
+use crate::k2hr3::{self, K2hr3, K2hr3Error, RoleAccess};
+use crate::paths::EXTDATA_NAMES;
+use crate::watcher;
 use driver_api::host::{Bind, ContainerSpec, ContainerState, Containers, HostError, Ipc, Ulimit};
 
 use config::{RoleSource, SlaveConfig};
+use render::{slave_ini, SlaveIni};
 use status::Recorded;
 
 /// The ini's name in its directory, and where the container sees it.
@@ -247,12 +256,7 @@ impl Slave {
         }
         let run = cfg.run_dir();
         ini::ensure_shared_dir(&run).map_err(|e| io(&run, e))?;
-        nix::unistd::chown(
-            &run,
-            Some(nix::unistd::Uid::from_raw(cfg.uid)),
-            Some(nix::unistd::Gid::from_raw(cfg.gid)),
-        )
-        .map_err(|e| io(&run, e.into()))
+        std::os::unix::fs::chown(&run, Some(cfg.uid), Some(cfg.gid)).map_err(|e| io(&run, e))
     }
 
     /// Registers, writes the ini, starts chmpx and waits for `[SLAVE][UP]`.

@@ -124,6 +124,20 @@ impl Section {
     }
 }
 
+/// The ini text of a rendered resource as K2HR3 answers it
+/// (`{"resource": "<ini>", ...}`), or the ini text itself.
+pub fn resource_text(raw: &str) -> Result<String, String> {
+    if !raw.trim_start().starts_with('{') {
+        return Ok(raw.to_owned());
+    }
+    let doc: serde_json::Value = serde_json::from_str(raw)
+        .map_err(|e| format!("the resource looks like JSON but does not parse: {e}"))?;
+    doc.get("resource")
+        .and_then(|r| r.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| "the resource is JSON without a \"resource\" string (K2HR3 answers {\"resource\": \"<ini>\"})".into())
+}
+
 /// Makes a slave ini from the rendered resource. `ctlport`: the slave's
 /// control port; `None` takes the resource's (`[GLOBAL] CTLPORT` of a
 /// slave resource, the `[SLVNODE] CTLPORT` of a server one, else 8031).
