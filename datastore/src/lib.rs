@@ -26,6 +26,7 @@ use driver_api::request::{
     ApplyOverridesRequest, CreateBackupRequest, PrepareRequest, ResetConfigurationRequest,
     StartWithConfRequest, StopDbRequest, UpdateOverridesRequest,
 };
+use driver_api::ring::RingRequest;
 use driver_api::{BackupAccess, BackupOutcome, Datastore, DatastoreError, ServiceStatus};
 
 pub mod backup;
@@ -184,13 +185,15 @@ impl Datastore for K2hdkc {
         name: &str,
         args: &serde_json::Map<String, serde_json::Value>,
     ) -> driver_api::Result<serde_json::Value> {
-        if !cluster::is_ring_method(name) {
-            return Err(DatastoreError::NoSuchMethod(name.to_owned()));
-        }
+        // Decoded here, where the custom method arrives: the ring steps
+        // take typed requests.
+        let request = RingRequest::decode(name, args)
+            .ok_or_else(|| DatastoreError::NoSuchMethod(name.to_owned()))?
+            .map_err(|e| DatastoreError::BadRequest(e.to_string()))?;
         // One ring step at a time on a node: they restart containers and
         // read what the previous one left.
         let _one = self.ring_steps.lock().await;
-        cluster::handle(&self.node, name, args).await
+        cluster::handle(&self.node, request).await
     }
 
     async fn create_backup(

@@ -9,6 +9,7 @@
 //! - [`exception`]: failures as Trove exception classes;
 //! - [`request`]: the guest API's methods and typed arguments;
 //! - [`guest_request`]: a request decoded once, method and arguments;
+//! - [`ring`]: the ring methods of the K2HDKC cluster strategy, typed;
 //! - [`status`]: Trove's service statuses;
 //! - [`secret`]: a value `Debug` and `Display` mask;
 //! - [`host`]: what a driver asks of the host (containers);
@@ -28,6 +29,7 @@ pub mod exception;
 pub mod guest_request;
 pub mod host;
 pub mod request;
+pub mod ring;
 pub mod secret;
 pub mod secure;
 pub mod status;

@@ -402,7 +402,7 @@ pub fn parse_args<T: DeserializeOwned>(
 
 // serde names the offending field, and for type errors quotes the value
 // (`invalid type: string "s3cr3t"`); the value could be a secret.
-fn scrub_serde_message(message: &str) -> String {
+pub(crate) fn scrub_serde_message(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut in_quotes = false;
     for c in message.chars() {

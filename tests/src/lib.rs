@@ -42,7 +42,8 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn peer_python() -> PathBuf {
+/// The venv's python, where trove and the plugin are.
+pub fn peer_python() -> PathBuf {
     std::env::var_os("PEER_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".venv/bin/python"))

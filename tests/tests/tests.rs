@@ -8,6 +8,7 @@ mod conductor_race;
 mod crash;
 mod k2hdkc;
 mod lifecycle;
+mod ring_contract;
 mod robustness;
 mod rpc;
 mod slave;

@@ -415,18 +415,27 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         let engine = Arc::new(Engine(std::sync::Mutex::new(None)));
         let node = Node::new(settings_with(&[], state.path()), engine);
-        let out = crate::cluster::handle(&node, "k2hdkc_ring_status", &Default::default())
-            .await
-            .unwrap();
+        let out = crate::cluster::handle(
+            &node,
+            driver_api::ring::RingRequest::Status { timeout: None },
+        )
+        .await
+        .unwrap();
         assert_eq!(out["cuk"], node.cuk());
         assert!(!node.cuk().is_empty());
         assert_eq!(out["servers"], serde_json::json!([]));
         let error = out["error"].as_str().unwrap();
         assert!(error.contains("k2hdkc.ini"), "{error}");
         // Ring steps other than status stay refused on a non-member.
-        let e = crate::cluster::handle(&node, "k2hdkc_ring_merge", &Default::default())
-            .await
-            .unwrap_err();
+        let e = crate::cluster::handle(
+            &node,
+            driver_api::ring::RingRequest::Merge {
+                timeout: None,
+                rearm_after: None,
+            },
+        )
+        .await
+        .unwrap_err();
         assert!(
             e.to_string().contains("not prepared as a cluster member"),
             "{e}"

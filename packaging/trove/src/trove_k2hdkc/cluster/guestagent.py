@@ -64,7 +64,8 @@ class K2hdkcGuestAgentAPI(guest_api.API):
     """Trove's guest API plus the k2hdkc ring steps.
 
     The method names and arguments are a contract with the agent
-    (``datastore/src/cluster.rs``). The agent refuses unknown arguments.
+    (``driver-api/src/ring.rs``, held against this class by
+    ``tests/tests/ring_contract.rs``). The agent refuses unknown arguments.
     """
 
     def _ring(self, method, seconds, **kwargs):
