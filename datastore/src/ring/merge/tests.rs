@@ -1,0 +1,325 @@
+//! Tests of `ring/merge.rs` against fake chmpx control ports.
+use super::*;
+use crate::chmpx::NodeStatus;
+
+fn server(name: &str, status: &str, hashes: (&str, &str)) -> ServerStatus {
+    let parts: Vec<&str> = status
+        .trim_matches(|c| c == '[' || c == ']')
+        .split("][")
+        .collect();
+    ServerStatus {
+        name: name.into(),
+        ctlport: Some(8021),
+        cuk: String::new(),
+        custom_id_seed: String::new(),
+        status: NodeStatus {
+            ring: parts[0].into(),
+            live: parts[1].into(),
+            action: parts[2].into(),
+            merge: parts[3].into(),
+            suspend: parts[4].into(),
+        },
+        hashes: (hashes.0.into(), hashes.1.into()),
+    }
+}
+
+#[test]
+fn phases_follow_the_statuses_and_hashes() {
+    let ok = ("0x1", "0x1");
+    let serving = |n| server(n, "[SERVICE IN][UP][n/a][Nothing][NoSuspend]", ok);
+    assert_eq!(phase(&[serving("a"), serving("b")]), Phase::Settled);
+    assert_eq!(
+        phase(&[
+            serving("a"),
+            server("b", "[SERVICE IN][UP][ADD][Pending][NoSuspend]", ok)
+        ]),
+        Phase::Start
+    );
+    assert_eq!(
+        phase(&[
+            server("a", "[SERVICE IN][UP][n/a][Done][NoSuspend]", ok),
+            server("b", "[SERVICE IN][UP][ADD][Doing][NoSuspend]", ok)
+        ]),
+        Phase::Merging
+    );
+    assert_eq!(
+        phase(&[
+            server("a", "[SERVICE IN][UP][n/a][Done][NoSuspend]", ok),
+            serving("b")
+        ]),
+        Phase::Complete
+    );
+    assert_eq!(
+        phase(&[
+            serving("a"),
+            server(
+                "b",
+                "[SERVICE IN][UP][n/a][Nothing][NoSuspend]",
+                ("0x1", "0x2")
+            )
+        ]),
+        Phase::Merging,
+        "hashes still differ"
+    );
+    assert_eq!(
+        phase(&[
+            server("a", "[SERVICE IN][UP][n/a][Done][NoSuspend]", ok),
+            server("b", "[SERVICE IN][UP][ADD][Pending][NoSuspend]", ok)
+        ]),
+        Phase::Complete,
+        "a server the merge missed waits for the others' COMPMERGE"
+    );
+    // A down server pending deletion is merged too.
+    assert_eq!(
+        phase(&[
+            serving("a"),
+            server("b", "[SERVICE IN][DOWN][DELETE][Pending][NoSuspend]", ok)
+        ]),
+        Phase::Start
+    );
+}
+
+/// A two-server ring behind one control port, as `ALLSTATUS` shows
+/// it: both pending; MERGE takes both to Doing, which turns Done after
+/// a few reads unless the ring is set to stick once (the hung join of
+/// §7) until ABORTMERGE; COMPMERGE ends it.
+struct FakeRing {
+    state: std::sync::Mutex<(&'static str, usize, bool)>,
+    /// Every command but ALLSTATUS, with when it came.
+    sent_at: std::sync::Mutex<Vec<(String, Instant)>>,
+    /// A third server leaving the ring: "DELETE", "n/a" (in service,
+    /// as ABORTMERGE leaves it), "OUT" (gone), or None (no third).
+    leaver: std::sync::Mutex<Option<&'static str>>,
+}
+
+async fn serve(ring: std::sync::Arc<FakeRing>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 256];
+            let n = s.read(&mut buf).await.unwrap();
+            let cmd = String::from_utf8_lossy(&buf[..n]).trim().to_owned();
+            let reply = {
+                let mut st = ring.state.lock().unwrap();
+                if cmd != "ALLSTATUS" {
+                    ring.sent_at
+                        .lock()
+                        .unwrap()
+                        .push((cmd.clone(), Instant::now()));
+                }
+                let mut leaver = ring.leaver.lock().unwrap();
+                match cmd.as_str() {
+                    "SERVICEOUT 127.0.0.1:8021:s3" if leaver.is_some() => {
+                        *leaver = Some("DELETE");
+                        "SUCCEED\n".to_owned()
+                    }
+                    "MERGE" if st.0 == "Pending" => {
+                        *st = ("Doing", 0, st.2);
+                        "SUCCEED\n".to_owned()
+                    }
+                    "ABORTMERGE" => {
+                        if *leaver == Some("DELETE") {
+                            *leaver = Some("n/a");
+                        }
+                        *st = ("Pending", 0, false);
+                        "SUCCEED\n".to_owned()
+                    }
+                    "COMPMERGE" if st.0 == "Done" => {
+                        if *leaver == Some("DELETE") {
+                            *leaver = Some("OUT");
+                        }
+                        *st = ("Nothing", 0, false);
+                        "SUCCEED\n".to_owned()
+                    }
+                    "ALLSTATUS" => {
+                        if st.0 == "Doing" && !st.2 {
+                            st.1 += 1;
+                            if st.1 >= 3 {
+                                st.0 = "Done";
+                            }
+                        }
+                        let block = |i: usize, name: &str| {
+                            format!("No.{i}\n  Server Name = {name}\n    Control Port = 8021\n    CUK = c{i}\n    Custom ID Seed = s{i}\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][n/a][{}][NoSuspend])\n    Enable Hash Value = 0x1\n    Pending Hash Value = 0x1\n", st.0)
+                        };
+                        let third = match *leaver {
+                            None => String::new(),
+                            Some("OUT") => "No.3\n  Server Name = 127.0.0.1\n    Control Port = 8021\n    CUK = c3\n    Custom ID Seed = s3\n    Server Status = 0x0(SAFE -> [SERVICE OUT][UP][n/a][Nothing][NoSuspend])\n    Enable Hash Value = 0xffffffffffffffff\n    Pending Hash Value = 0xffffffffffffffff\n".to_owned(),
+                            Some(action) => format!("No.3\n  Server Name = 127.0.0.1\n    Control Port = 8021\n    CUK = c3\n    Custom ID Seed = s3\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][{action}][{}][NoSuspend])\n    Enable Hash Value = 0x2\n    Pending Hash Value = 0x2\n", st.0),
+                        };
+                        format!("RING Name = c1\n{}{}{third}", block(1, "127.0.0.1"), block(2, "127.0.0.1"))
+                    }
+                    _ => "ERROR: Could not change status, because some servers could not be changed its status now.\n".to_owned(),
+                }
+            };
+            s.write_all(reply.as_bytes()).await.unwrap();
+        }
+    });
+    addr
+}
+
+impl FakeRing {
+    fn commands(&self) -> Vec<String> {
+        self.sent_at
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+}
+
+/// Bounds short enough for a test: stuck after 1 s.
+#[test]
+fn a_repair_never_merges_again_before_the_stuck_poll_ended() {
+    // A lone node's join within startup_wait (120 s): one repair fits.
+    let join = MergeBounds::within(Duration::from_secs(110));
+    assert_eq!(join.stuck_after, Duration::from_secs(30));
+    assert_eq!(join.rearm_after, Duration::from_secs(90));
+    assert!(
+        join.rearm_after > Duration::from_secs(74),
+        "the longest poll measured"
+    );
+    let grow = MergeBounds::within(Duration::from_secs(600));
+    assert_eq!(grow.rearm_after, STUCK_POLL_ENDS);
+    assert_eq!(grow.stuck_after, Duration::from_secs(30));
+}
+
+fn quick(repairs: usize, rearm_s: u64) -> MergeBounds {
+    MergeBounds {
+        total: Duration::from_secs(60),
+        stuck_after: Duration::from_secs(1),
+        repairs,
+        rearm_after: Duration::from_secs(rearm_s),
+    }
+}
+
+fn fake(stick: bool) -> std::sync::Arc<FakeRing> {
+    std::sync::Arc::new(FakeRing {
+        state: std::sync::Mutex::new(("Pending", 0, stick)),
+        sent_at: Default::default(),
+        leaver: Default::default(),
+    })
+}
+
+#[tokio::test]
+async fn a_pending_ring_is_merged_then_completed() {
+    let ring = fake(false);
+    let addr = serve(ring.clone()).await;
+    let report = merge_ring(
+        &addr,
+        &[],
+        8021,
+        &|_| None,
+        MergeBounds::within(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    assert!(report.merged && report.repairs.is_empty(), "{report:?}");
+    let cmds = ring.commands();
+    assert_eq!(cmds.first().map(String::as_str), Some("MERGE"), "{cmds:?}");
+    assert!(cmds.contains(&"COMPMERGE".to_owned()), "{cmds:?}");
+    assert!(!cmds.contains(&"ABORTMERGE".to_owned()), "{cmds:?}");
+    assert_eq!(ring.state.lock().unwrap().0, "Nothing");
+}
+
+#[tokio::test]
+async fn a_merge_stuck_at_doing_is_aborted_and_started_again() {
+    let ring = fake(true);
+    let addr = serve(ring.clone()).await;
+    let bounds = quick(2, 3);
+    let report = merge_ring(&addr, &[], 8021, &|_| None, bounds)
+        .await
+        .unwrap();
+    assert_eq!(report.repairs.len(), 1, "{report:?}");
+    assert!(report.repairs[0].contains("stayed [Doing]"), "{report:?}");
+    let cmds = ring.commands();
+    let order: Vec<&str> = cmds
+        .iter()
+        .map(String::as_str)
+        .filter(|c| *c != "COMPMERGE")
+        .collect();
+    assert!(
+        order
+            .windows(3)
+            .any(|w| w == ["MERGE", "ABORTMERGE", "MERGE"]),
+        "{cmds:?}"
+    );
+    assert_eq!(ring.state.lock().unwrap().0, "Nothing");
+    // The second MERGE waits until the first one's stuck merge thread
+    // gave up (rearm_after), however early the abort came.
+    let merges: Vec<Instant> = ring
+        .sent_at
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(c, _)| c == "MERGE")
+        .map(|(_, t)| *t)
+        .collect();
+    assert!(merges.len() >= 2, "{cmds:?}");
+    let gap = merges[1].duration_since(merges[0]);
+    assert!(gap >= Duration::from_secs(3), "MERGE again after {gap:?}");
+}
+
+#[tokio::test]
+async fn a_leaver_that_an_abort_brought_back_is_serviced_out_again_before_the_next_merge() {
+    let ring = fake(true);
+    *ring.leaver.lock().unwrap() = Some("DELETE");
+    let addr = serve(ring.clone()).await;
+    let bounds = quick(2, 2);
+    let serviceout = |s: &ServerStatus| {
+        (s.custom_id_seed == "s3").then(|| "SERVICEOUT 127.0.0.1:8021:s3".to_owned())
+    };
+    merge_ring(&addr, &[], 8021, &serviceout, bounds)
+        .await
+        .unwrap();
+    assert_eq!(*ring.leaver.lock().unwrap(), Some("OUT"), "the leaver left");
+    let cmds: Vec<String> = ring
+        .commands()
+        .into_iter()
+        .filter(|c| !c.starts_with("COMPMERGE"))
+        .collect();
+    let abort = cmds
+        .iter()
+        .position(|c| c == "ABORTMERGE")
+        .expect("aborted");
+    let out = cmds
+        .iter()
+        .position(|c| c.starts_with("SERVICEOUT"))
+        .expect("serviced out again");
+    let merge_again = cmds.iter().rposition(|c| c == "MERGE").unwrap();
+    assert!(abort < out && out < merge_again, "{cmds:?}");
+}
+
+#[tokio::test]
+async fn a_merge_that_sticks_after_every_repair_fails_naming_the_server() {
+    let ring = fake(true);
+    let addr = serve(ring.clone()).await;
+    let bounds = quick(0, 1);
+    let e = merge_ring(&addr, &[], 8021, &|_| None, bounds)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, MergeError::Stuck { .. }), "{e}");
+    assert!(
+        e.to_string().contains("127.0.0.1") && e.to_string().contains("[Doing]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn stuck_bound_is_a_twentieth_of_the_total_within_30_to_120_s() {
+    assert_eq!(
+        MergeBounds::within(Duration::from_secs(600)).stuck_after,
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        MergeBounds::within(Duration::from_secs(1200)).stuck_after,
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        MergeBounds::within(Duration::from_secs(3600)).stuck_after,
+        Duration::from_secs(120)
+    );
+}
