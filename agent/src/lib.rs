@@ -58,6 +58,36 @@ pub enum StartError {
     Host(driver_api::host::HostError),
 }
 
+/// What the K2HDKC driver is built from, out of the agent's config.
+fn k2hdkc_context(config: &Config) -> datastore::settings::DriverContext {
+    datastore::settings::DriverContext {
+        guest_id: config.guest_id.clone(),
+        datastore_version: config.datastore_version.clone(),
+        group: config.datastore.values.clone(),
+        mount_point: config.datastore.mount_point.clone(),
+        uid: config.datastore.database_service_uid,
+        gid: config.datastore.database_service_gid,
+        state_dir: config.state_dir.join(&config.guest_id),
+    }
+}
+
+/// Checks what the driver for `datastore_manager` would refuse at start,
+/// without touching the host: `--show-config` gives the start's verdict.
+pub fn check_datastore(config: &Config) -> Result<(), StartError> {
+    match config.datastore_manager.as_str() {
+        datastore::MANAGER => datastore::settings::Settings::new(
+            &k2hdkc_context(config),
+            std::path::Path::new(datastore::settings::CLOUD_INIT_INSTANCE_ID),
+        )
+        .map(|_| ())
+        .map_err(StartError::Driver),
+        other => Err(StartError::UnknownDatastore(
+            other.to_owned(),
+            datastore::MANAGER,
+        )),
+    }
+}
+
 /// The driver for `datastore_manager`, on this host's Docker engine.
 pub fn datastore_for(config: &Config) -> Result<Arc<dyn Datastore>, StartError> {
     match config.datastore_manager.as_str() {
@@ -74,17 +104,9 @@ pub fn datastore_for(config: &Config) -> Result<Arc<dyn Datastore>, StartError> 
                 _ => None,
             };
             let containers = Arc::new(docker::DockerHost::new(auth).map_err(StartError::Host)?);
-            let ctx = datastore::settings::DriverContext {
-                guest_id: config.guest_id.clone(),
-                datastore_version: config.datastore_version.clone(),
-                group: config.datastore.values.clone(),
-                mount_point: config.datastore.mount_point.clone(),
-                uid: config.datastore.database_service_uid,
-                gid: config.datastore.database_service_gid,
-                state_dir: config.state_dir.join(&config.guest_id),
-            };
             Ok(Arc::new(
-                datastore::K2hdkc::new(&ctx, containers).map_err(StartError::Driver)?,
+                datastore::K2hdkc::new(&k2hdkc_context(config), containers)
+                    .map_err(StartError::Driver)?,
             ))
         }
         other => Err(StartError::UnknownDatastore(

@@ -69,7 +69,18 @@ fn main() -> ExitCode {
     };
     if cli.show_config {
         print!("{}", config.render());
-        return ExitCode::SUCCESS;
+        // The start's verdict: what the driver would refuse, refused here.
+        return match agent::check_datastore(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e @ agent::StartError::UnknownDatastore(..)) => {
+                eprintln!("config error: {e}");
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        };
     }
     let level = if cli.debug || config.debug {
         "debug"

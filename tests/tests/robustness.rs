@@ -175,3 +175,44 @@ async fn wrong_key_is_a_clear_failure_and_the_agent_lives_on() {
     trove.quit().await;
     agent.stop().await;
 }
+
+/// `--show-config` gives the start's verdict: a value the driver refuses
+/// at start (here a K2HDKC setting) makes it exit 2 with the cause, and a
+/// config the start takes exits 0 with the secrets masked.
+#[test]
+fn show_config_refuses_what_the_start_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("trove-guestagent.conf");
+    let write = |k2hdkc: &str| {
+        std::fs::write(
+            &conf,
+            format!("[DEFAULT]\nguest_id = g1\ndatastore_manager = k2hdkc\ntransport_url = rabbit://u:s3cret@h:5672/\n[k2hdkc]\n{k2hdkc}\n"),
+        )
+        .unwrap()
+    };
+    let show = || {
+        std::process::Command::new(e2e_tests::process::agent_binary())
+            .arg("--config-dir")
+            .arg(dir.path())
+            .arg("--show-config")
+            .output()
+            .unwrap()
+    };
+    write("mq_msg_max = abc");
+    let out = show();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "refused: {stderr}");
+    assert!(stderr.contains("mq_msg_max"), "names the key: {stderr}");
+    write("mq_msg_max = 2048");
+    let out = show();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("s3cret"),
+        "secrets masked"
+    );
+}
