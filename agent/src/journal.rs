@@ -82,7 +82,7 @@ pub enum PrepareState {
     /// Failed, with the cause.
     Failed(String),
     /// Began and did not end: the request is here.
-    Interrupted(PendingPrepare),
+    Interrupted(Box<PendingPrepare>),
     /// Began and did not end, and the request is gone (or unreadable).
     InterruptedWithoutRequest,
 }
@@ -118,7 +118,7 @@ impl Journal {
         }
         match std::fs::read_to_string(self.path(REQUEST)) {
             Ok(text) => match serde_json::from_str::<PendingPrepare>(&text) {
-                Ok(p) => PrepareState::Interrupted(p),
+                Ok(p) => PrepareState::Interrupted(Box::new(p)),
                 Err(e) => {
                     tracing::warn!(error = %e, "the saved prepare request cannot be read");
                     PrepareState::InterruptedWithoutRequest
@@ -244,7 +244,7 @@ mod tests {
         j.begin(&pending()).unwrap();
         assert_eq!(
             j.state(),
-            PrepareState::Interrupted(pending()),
+            PrepareState::Interrupted(Box::new(pending())),
             "a restart now finds the request"
         );
         let mode = std::fs::metadata(dir.path().join("g1").join(REQUEST))
@@ -259,7 +259,7 @@ mod tests {
                      "backup_info": {"id": "b1", "swift_url": "http://swift/v1/AUTH_t", "type": "k2hdkc"}},
             "notification": {"event_type": "trove.instance.create"}, "auth_token": "gAAAA-token"});
         std::fs::write(dir.path().join("g1").join(REQUEST), old.to_string()).unwrap();
-        assert_eq!(j.state(), PrepareState::Interrupted(pending()));
+        assert_eq!(j.state(), PrepareState::Interrupted(Box::new(pending())));
         j.complete().unwrap();
         assert_eq!(j.state(), PrepareState::Completed);
         assert!(

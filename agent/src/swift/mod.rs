@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 
 use crate::config::Secret;
 
+mod cleanup;
+
 /// Bound on one request that moves no body (HEAD, container PUT, DELETE,
 /// the manifest).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -28,12 +30,6 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 const SEGMENT_ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 /// Chunks queued towards one segment PUT.
 const SEGMENT_DEPTH: usize = 4;
-/// How long a failed backup's cleanup keeps trying: the failure is
-/// reported once it ends.
-const CLEANUP_WITHIN: Duration = Duration::from_secs(90);
-/// Backoff between cleanup attempts: from the first pause, doubling.
-const CLEANUP_FIRST_PAUSE: Duration = Duration::from_secs(1);
-const CLEANUP_MAX_PAUSE: Duration = Duration::from_secs(16);
 
 /// Swift with one caller's token.
 pub struct SwiftStore {
@@ -194,101 +190,6 @@ impl SwiftStore {
             ));
         }
         Ok(Some((want, sent)))
-    }
-
-    /// Removes what a failed save wrote, in order (the manifest first, so
-    /// that no moment has a manifest over missing segments). The outage
-    /// that failed the backup may still be on: an object Swift did not
-    /// remove is tried again, with backoff, until `CLEANUP_WITHIN` has
-    /// passed; what is still there then is named in the log.
-    async fn remove(&self, urls: &[String]) {
-        let deadline = tokio::time::Instant::now() + CLEANUP_WITHIN;
-        let mut pause = CLEANUP_FIRST_PAUSE;
-        let mut next = 0;
-        while next < urls.len() {
-            let url = &urls[next];
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let outcome = match tokio::time::timeout(
-                left.min(REQUEST_TIMEOUT),
-                self.request(Method::DELETE, url).send(),
-            )
-            .await
-            {
-                Err(_) => Err("Swift did not answer".to_owned()),
-                Ok(Err(e)) => Err(without_url(e)),
-                Ok(Ok(r)) if r.status().is_success() || r.status() == StatusCode::NOT_FOUND => {
-                    Ok(())
-                }
-                // The token no longer opens the account: trying again
-                // cannot help.
-                Ok(Ok(r))
-                    if r.status() == StatusCode::UNAUTHORIZED
-                        || r.status() == StatusCode::FORBIDDEN =>
-                {
-                    tracing::warn!(status = %r.status(), objects = ?urls[next..].iter().map(|u| tail(u)).collect::<Vec<_>>(), "the objects of a failed backup stay in Swift: the token was refused");
-                    return;
-                }
-                Ok(Ok(r)) => Err(format!("Swift answered {}", r.status())),
-            };
-            match outcome {
-                Ok(()) => next += 1,
-                Err(cause) if tokio::time::Instant::now() + pause < deadline => {
-                    tracing::info!(object = %tail(url), cause = %cause, retry_in_s = pause.as_secs(), "could not remove an object of a failed backup yet");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(CLEANUP_MAX_PAUSE);
-                }
-                Err(cause) => {
-                    tracing::warn!(cause = %cause, within_s = CLEANUP_WITHIN.as_secs(), objects = ?urls[next..].iter().map(|u| tail(u)).collect::<Vec<_>>(), "the objects of a failed backup stay in Swift");
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Removes every object of backup `id` in `container` (its manifest
-    /// first, then its segments), as a failed save does: for a backup
-    /// an agent restart interrupted, whose list of written objects died
-    /// with the old process. Swift's listing says what is there.
-    pub async fn remove_backup(&self, container: &str, id: &str) -> Result<usize, StoreError> {
-        let what = format!("list the objects of backup {id}");
-        let url = format!(
-            "{}/{}?format=json&prefix={}",
-            self.url,
-            enc(container),
-            enc(id)
-        );
-        let r = self.simple(Method::GET, &url, &what).await?;
-        if r.status() == StatusCode::NOT_FOUND {
-            return Ok(0);
-        }
-        let r = expect(r, &what, &[StatusCode::OK, StatusCode::NO_CONTENT]).await?;
-        let body = tokio::time::timeout(REQUEST_TIMEOUT, r.bytes())
-            .await
-            .map_err(|_| StoreError::new(&what, "Swift did not send the listing in time"))?
-            .map_err(|e| StoreError::new(&what, without_url(e)))?;
-        let listed: Vec<Value> = if body.is_empty() {
-            Vec::new()
-        } else {
-            serde_json::from_slice(&body).map_err(|e| StoreError::new(&what, e))?
-        };
-        let names: Vec<&str> = listed
-            .iter()
-            .filter_map(|o| o.get("name").and_then(Value::as_str))
-            .collect();
-        let manifests = names
-            .iter()
-            .filter(|n| n.strip_prefix(id).is_some_and(|t| t.starts_with(".gz")));
-        let segments = names.iter().filter(|n| {
-            n.strip_prefix(id)
-                .and_then(|t| t.strip_prefix('_'))
-                .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-        });
-        let urls: Vec<String> = manifests
-            .chain(segments)
-            .map(|n| self.object_url(container, n))
-            .collect();
-        self.remove(&urls).await;
-        Ok(urls.len())
     }
 
     async fn save_inner(
@@ -601,133 +502,4 @@ fn without_url(e: reqwest::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn location_splits_as_trove_splits_it() {
-        assert_eq!(
-            container_object("http://s:8080/v1/AUTH_p/database_backups/b1.gz.enc"),
-            Some(("database_backups", "b1.gz.enc"))
-        );
-        assert_eq!(container_object("b1.gz"), None);
-    }
-
-    /// A Swift that answers each request with the status and body
-    /// `answer` gives (from the requests so far) and records them.
-    async fn scripted_swift(
-        answer: impl Fn(&[String]) -> (u16, String) + Send + 'static,
-    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1/AUTH_p", listener.local_addr().unwrap());
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut conn, _) = listener.accept().await.unwrap();
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).await.unwrap() == 1 {
-                    head.push(byte[0]);
-                }
-                let line = String::from_utf8_lossy(&head)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_owned();
-                let request = line
-                    .rsplit_once(' ')
-                    .map_or(line.clone(), |(r, _)| r.to_owned());
-                let (status, body) = {
-                    let mut seen = log.lock().unwrap();
-                    seen.push(request);
-                    answer(&seen)
-                };
-                let reply = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(reply.as_bytes()).await;
-            }
-        });
-        (url, seen)
-    }
-
-    fn failed_backup_objects(url: &str) -> Vec<String> {
-        ["b1.gz", "b1_00000001", "b1_00000002"]
-            .iter()
-            .map(|o| format!("{url}/backups/{o}"))
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn a_failed_backups_objects_are_removed_in_order_once_swift_is_back() {
-        // Swift unavailable for the first two requests.
-        let (url, seen) =
-            scripted_swift(|seen| (if seen.len() <= 2 { 503 } else { 204 }, String::new())).await;
-        let store = SwiftStore::new(&url, Secret::new("t"), false).unwrap();
-        store.remove(&failed_backup_objects(&url)).await;
-        let seen = seen.lock().unwrap().clone();
-        assert_eq!(
-            seen,
-            [
-                "DELETE /v1/AUTH_p/backups/b1.gz",
-                "DELETE /v1/AUTH_p/backups/b1.gz",
-                "DELETE /v1/AUTH_p/backups/b1.gz",
-                "DELETE /v1/AUTH_p/backups/b1_00000001",
-                "DELETE /v1/AUTH_p/backups/b1_00000002",
-            ],
-            "the manifest is retried until removed, before any segment"
-        );
-    }
-
-    #[tokio::test]
-    async fn an_interrupted_backups_objects_are_found_by_listing_and_removed() {
-        let listing = serde_json::json!([
-            {"name": "b1_00000001"}, {"name": "b1_00000002"}, {"name": "b1.gz.enc"},
-            {"name": "b1_notes"}, {"name": "b10.gz"}
-        ])
-        .to_string();
-        let (url, seen) = scripted_swift(move |seen| {
-            if seen.len() == 1 {
-                (200, listing.clone())
-            } else {
-                (204, String::new())
-            }
-        })
-        .await;
-        let store = SwiftStore::new(&url, Secret::new("t"), false).unwrap();
-        let n = store.remove_backup("backups", "b1").await.unwrap();
-        assert_eq!(n, 3);
-        let seen = seen.lock().unwrap().clone();
-        assert_eq!(
-            seen,
-            [
-                "GET /v1/AUTH_p/backups?format=json&prefix=b1",
-                "DELETE /v1/AUTH_p/backups/b1.gz.enc",
-                "DELETE /v1/AUTH_p/backups/b1_00000001",
-                "DELETE /v1/AUTH_p/backups/b1_00000002",
-            ],
-            "only the backup's own objects, manifest first"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_refused_token_ends_the_cleanup_at_once() {
-        let (url, seen) = scripted_swift(|_| (401, String::new())).await;
-        let store = SwiftStore::new(&url, Secret::new("t"), false).unwrap();
-        store.remove(&failed_backup_objects(&url)).await;
-        assert_eq!(
-            seen.lock().unwrap().len(),
-            1,
-            "no retry with a refused token"
-        );
-    }
-
-    #[test]
-    fn names_are_escaped_but_readable() {
-        assert_eq!(enc("b-1_x.gz.enc"), "b-1_x.gz.enc");
-        assert_eq!(enc("a b/c"), "a%20b%2Fc");
-    }
-}
+mod tests;

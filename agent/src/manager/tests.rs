@@ -1,0 +1,237 @@
+//! Tests of the manager: prepare, its journal, backups and the periodic
+//! report, against a recording conductor and a scripted driver.
+use super::*;
+use crate::conductor::tests::start as recording_conductor;
+use async_trait::async_trait;
+use driver_api::request::CreateBackupRequest;
+use driver_api::BackupOutcome;
+use serde_json::json;
+use std::sync::atomic::AtomicUsize;
+use tokio::sync::Notify;
+
+/// A datastore whose backup and restart last until released, and
+/// which counts the status probes the periodic report makes.
+#[derive(Default)]
+struct Slow {
+    probes: AtomicUsize,
+    release: Notify,
+}
+
+#[async_trait]
+impl Datastore for Slow {
+    fn manager(&self) -> &'static str {
+        "k2hdkc"
+    }
+    async fn status(&self) -> ServiceStatus {
+        self.probes.fetch_add(1, Ordering::SeqCst);
+        ServiceStatus::Healthy
+    }
+    async fn restart(&self) -> driver_api::Result<()> {
+        self.release.notified().await;
+        Ok(())
+    }
+    async fn create_backup(
+        &self,
+        _request: &CreateBackupRequest,
+        _backups: BackupAccess<'_>,
+    ) -> driver_api::Result<BackupOutcome> {
+        self.release.notified().await;
+        Ok(BackupOutcome {
+            location: "http://swift/v1/AUTH_t/backups/b1.gz".into(),
+            checksum: Some("0".repeat(32)),
+            size_gb: 0.1,
+        })
+    }
+}
+
+fn manager(ds: Arc<Slow>, conductor: Conductor, state: &std::path::Path) -> Arc<Manager> {
+    let journal = Journal::new(state.to_owned());
+    journal.complete().unwrap();
+    Arc::new(Manager::new(
+        ds,
+        conductor,
+        DataVolume {
+            device: state.join("no-device"),
+            mount_point: state.to_owned(),
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            options: Default::default(),
+        },
+        journal,
+        Duration::from_secs(60),
+        BackupOptions {
+            swift_container: "backups".into(),
+            segment_max_size: crate::config::MIN_SEGMENT_SIZE,
+            aes_cbc_key: None,
+            swift_api_insecure: false,
+        },
+    ))
+}
+
+/// Starts `method` and returns once it holds the operation lock.
+async fn begin(
+    m: &Arc<Manager>,
+    method: &'static str,
+    args: Value,
+) -> tokio::task::JoinHandle<Result<Value, Failure>> {
+    let call = Call {
+        notification: None,
+        auth_token: Some(Secret::new("a-token")),
+    };
+    let args = args.as_object().cloned().unwrap_or_default();
+    let m2 = m.clone();
+    let task = tokio::spawn(async move { m2.handle(method, None, args, call).await });
+    while m.ops.try_lock().is_ok() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task
+}
+
+/// A manager whose backup `id` was cut short mid-way (its task
+/// aborted, as a dying process or a stop's abort leaves it).
+async fn backup_cut_short(
+    id: &str,
+) -> (
+    tempfile::TempDir,
+    Arc<Slow>,
+    Arc<Manager>,
+    crate::conductor::tests::Recorder,
+) {
+    let state = tempfile::tempdir().unwrap();
+    let (conductor, _task, rec) = recording_conductor();
+    let ds = Arc::new(Slow::default());
+    let m = manager(ds.clone(), conductor, state.path());
+    let backup = begin(
+        &m,
+        "create_backup",
+        json!({"backup_info": {"id": id, "swift_url": "http://127.0.0.1:9/v1/AUTH_t"}}),
+    )
+    .await;
+    backup.abort();
+    let _ = backup.await;
+    (state, ds, m, rec)
+}
+
+/// A new manager on the same state, started (the agent's next run).
+async fn started_again(
+    ds: Arc<Slow>,
+    state: &std::path::Path,
+) -> (Arc<Manager>, crate::conductor::tests::Recorder) {
+    let (conductor, _task, rec) = recording_conductor();
+    let m = manager(ds, conductor, state);
+    m.start().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    (m, rec)
+}
+
+/// A backup outlasting `agent_heartbeat_expiry` must not make the
+/// guest look dead; a restart's own outcome still supersedes the
+/// periodic report.
+#[tokio::test(start_paused = true)]
+async fn the_periodic_report_goes_on_during_a_backup_but_not_a_restart() {
+    let state = tempfile::tempdir().unwrap();
+    let (conductor, _task, rec) = recording_conductor();
+    let ds = Arc::new(Slow::default());
+    let m = manager(ds.clone(), conductor, state.path());
+
+    let backup = begin(
+        &m,
+        "create_backup",
+        json!({"backup_info": {"id": "b1", "swift_url": "http://swift/v1/AUTH_t"}}),
+    )
+    .await;
+    for _ in 0..3 {
+        m.report_status().await;
+    }
+    assert_eq!(
+        ds.probes.load(Ordering::SeqCst),
+        3,
+        "a report per round during the backup"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        rec.heartbeats().iter().any(|(_, s, _)| s == "healthy"),
+        "heartbeats left during the backup"
+    );
+    ds.release.notify_one();
+    backup.await.unwrap().unwrap();
+    assert!(
+        !m.backing_up.load(Ordering::SeqCst),
+        "the flag falls with the backup"
+    );
+
+    let restart = begin(&m, "restart", json!({})).await;
+    let before = ds.probes.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        m.report_status().await;
+    }
+    assert_eq!(
+        ds.probes.load(Ordering::SeqCst),
+        before,
+        "no report during a restart"
+    );
+    ds.release.notify_one();
+    restart.await.unwrap().unwrap();
+}
+
+/// A backup the agent did not finish (its process died) would stay
+/// BUILDING in Trove, and Trove would refuse every action on the
+/// instance: the next start reports it FAILED and forgets it.
+#[tokio::test(start_paused = true)]
+async fn a_backup_left_running_is_reported_failed_at_the_next_start() {
+    // The process dies mid-backup.
+    let (state, ds, m, rec) = backup_cut_short("b1").await;
+    let running = m.journal.running_backup().expect("kept").unwrap();
+    assert_eq!(running.id, "b1");
+    assert_eq!(running.container, "backups", "the configured container");
+    drop(m);
+
+    let (m, rec2) = started_again(ds, state.path()).await;
+    let updates = rec2.args_of("update_backup");
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(updates[0]["backup_id"], "b1");
+    assert_eq!(updates[0]["state"], "FAILED");
+    assert_eq!(updates[0]["success"], false);
+    assert!(
+        m.journal.running_backup().is_none(),
+        "forgotten once reported"
+    );
+    assert!(
+        rec.args_of("update_backup")
+            .iter()
+            .all(|u| u["state"] == "BUILDING"),
+        "the first run reported no end"
+    );
+}
+
+/// A backup cut short by the stop's graceful_shutdown_timeout is
+/// reported at stop; the next start only removes what it stored.
+#[tokio::test(start_paused = true)]
+async fn a_backup_abandoned_at_stop_is_reported_then_and_not_again() {
+    let (state, ds, m, rec) = backup_cut_short("b2").await;
+    m.end_abandoned_backup();
+    m.end_abandoned_backup();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ends: Vec<Value> = rec
+        .args_of("update_backup")
+        .into_iter()
+        .filter(|u| u["state"] != "BUILDING")
+        .collect();
+    assert_eq!(ends.len(), 1, "reported once: {ends:?}");
+    assert_eq!(
+        (ends[0]["backup_id"].as_str(), ends[0]["state"].as_str()),
+        (Some("b2"), Some("FAILED"))
+    );
+    assert!(m.journal.running_backup().unwrap().unwrap().reported);
+    drop(m);
+
+    let (m, rec2) = started_again(ds, state.path()).await;
+    assert!(
+        rec2.args_of("update_backup").is_empty(),
+        "not reported twice"
+    );
+    assert!(
+        m.journal.running_backup().is_none(),
+        "forgotten at the next start"
+    );
+}
