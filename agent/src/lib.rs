@@ -12,6 +12,7 @@ pub mod host;
 pub mod journal;
 pub mod logging;
 pub mod manager;
+pub mod registry;
 pub mod rpc;
 pub mod swift;
 pub mod volume;
@@ -44,77 +45,7 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// shutdown.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why the agent could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// No driver for `datastore_manager`.
-    #[error("no driver for datastore_manager {0:?} (this agent serves: {1})")]
-    UnknownDatastore(String, &'static str),
-    /// The driver refused its settings.
-    #[error("{}", .0.iter().map(|p| format!("config error: {p}")).collect::<Vec<_>>().join("\n"))]
-    Driver(Vec<String>),
-    /// The host cannot run containers.
-    #[error("{0}")]
-    Host(driver_api::host::HostError),
-}
-
-/// What the K2HDKC driver is built from, out of the agent's config.
-fn k2hdkc_context(config: &Config) -> datastore::settings::DriverContext {
-    datastore::settings::DriverContext {
-        guest_id: config.guest_id.clone(),
-        datastore_version: config.datastore_version.clone(),
-        group: config.datastore.values.clone(),
-        mount_point: config.datastore.mount_point.clone(),
-        uid: config.datastore.database_service_uid,
-        gid: config.datastore.database_service_gid,
-        state_dir: config.state_dir.join(&config.guest_id),
-    }
-}
-
-/// Checks what the driver for `datastore_manager` would refuse at start,
-/// without touching the host: `--show-config` gives the start's verdict.
-pub fn check_datastore(config: &Config) -> Result<(), StartError> {
-    match config.datastore_manager.as_str() {
-        datastore::MANAGER => datastore::settings::Settings::new(
-            &k2hdkc_context(config),
-            std::path::Path::new(datastore::settings::CLOUD_INIT_INSTANCE_ID),
-        )
-        .map(|_| ())
-        .map_err(StartError::Driver),
-        other => Err(StartError::UnknownDatastore(
-            other.to_owned(),
-            datastore::MANAGER,
-        )),
-    }
-}
-
-/// The driver for `datastore_manager`, on this host's Docker engine.
-pub fn datastore_for(config: &Config) -> Result<Arc<dyn Datastore>, StartError> {
-    match config.datastore_manager.as_str() {
-        datastore::MANAGER => {
-            let g = &config.datastore.values;
-            let auth = match (
-                g.get("docker_registry_username"),
-                g.get("docker_registry_password"),
-            ) {
-                (Some(u), Some(p)) if !u.is_empty() => Some(docker::RegistryAuth {
-                    username: u.clone(),
-                    password: config::Secret::new(p.clone()),
-                }),
-                _ => None,
-            };
-            let containers = Arc::new(docker::DockerHost::new(auth).map_err(StartError::Host)?);
-            Ok(Arc::new(
-                datastore::K2hdkc::new(&k2hdkc_context(config), containers)
-                    .map_err(StartError::Driver)?,
-            ))
-        }
-        other => Err(StartError::UnknownDatastore(
-            other.to_owned(),
-            datastore::MANAGER,
-        )),
-    }
-}
+pub use registry::{check_datastore, datastore_for, StartError};
 
 /// Things a caller of [`run`] can watch.
 #[derive(Clone)]

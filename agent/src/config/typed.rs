@@ -213,11 +213,14 @@ impl<'a> Typed<'a> {
         let uid = self.uint_or::<u32>(&group_name, "database_service_uid", 1001);
         let gid = self.uint_or::<u32>(&group_name, "database_service_gid", uid);
         DatastoreGroup {
-            mount_point: PathBuf::from(self.str_or(
-                &group_name,
-                "mount_point",
-                datastore::DEFAULT_MOUNT_POINT,
-            )),
+            mount_point: PathBuf::from(
+                self.str_or(
+                    &group_name,
+                    "mount_point",
+                    crate::registry::profile(&group_name)
+                        .map_or("/var/lib/trove-datastore", |p| p.default_mount_point),
+                ),
+            ),
             device_path: PathBuf::from(self.str_or(&group_name, "device_path", "/dev/vdb")),
             database_service_uid: uid,
             database_service_gid: gid,
@@ -298,9 +301,10 @@ impl<'a> Typed<'a> {
             .filter(|l| !l.is_empty())
             .collect();
         self.check_known(R, &known_rabbit, &mut ignored, USED_RABBIT);
-        if group_name == datastore::MANAGER {
-            // Every [k2hdkc] key is handed to the driver, so none is "ignored".
-            self.check_known(group_name, &[], &mut ignored, datastore::OPTIONS);
+        if let Some(profile) = crate::registry::profile(group_name) {
+            // Every key of the group is handed to the driver, so none is
+            // "ignored".
+            self.check_known(group_name, &[], &mut ignored, profile.options);
         }
         ignored
     }
