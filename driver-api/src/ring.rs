@@ -103,29 +103,29 @@ impl RingRequest {
     /// Decodes a custom method: `None` when `method` is not a ring method.
     pub fn decode(method: &str, args: &Map<String, Value>) -> Option<Result<Self, RequestError>> {
         let decoded = match method {
-            "k2hdkc_ring_status" => {
-                args_of::<Bound>(RING_METHODS[0], args).map(|b| Self::Status { timeout: b.timeout })
-            }
+            "k2hdkc_ring_status" => args_of::<Bound>("k2hdkc_ring_status", args)
+                .map(|b| Self::Status { timeout: b.timeout }),
             "k2hdkc_ring_converge" => {
-                args_of::<Converge>(RING_METHODS[1], args).map(|c| Self::Converge {
+                args_of::<Converge>("k2hdkc_ring_converge", args).map(|c| Self::Converge {
                     cuks: c.cuks,
                     timeout: c.timeout,
                 })
             }
-            "k2hdkc_ring_service_in" => args_of::<Bound>(RING_METHODS[2], args)
+            "k2hdkc_ring_service_in" => args_of::<Bound>("k2hdkc_ring_service_in", args)
                 .map(|b| Self::ServiceIn { timeout: b.timeout }),
-            "k2hdkc_ring_service_out" => {
-                args_of::<ServiceOut>(RING_METHODS[3], args).map(|s| Self::ServiceOut {
+            "k2hdkc_ring_service_out" => args_of::<ServiceOut>("k2hdkc_ring_service_out", args)
+                .map(|s| Self::ServiceOut {
                     cuk: s.cuk,
                     timeout: s.timeout,
+                }),
+            "k2hdkc_ring_reattach" => args_of::<Bound>("k2hdkc_ring_reattach", args)
+                .map(|b| Self::Reattach { timeout: b.timeout }),
+            "k2hdkc_ring_merge" => {
+                args_of::<Merge>("k2hdkc_ring_merge", args).map(|m| Self::Merge {
+                    timeout: m.timeout,
+                    rearm_after: m.rearm_after,
                 })
             }
-            "k2hdkc_ring_reattach" => args_of::<Bound>(RING_METHODS[4], args)
-                .map(|b| Self::Reattach { timeout: b.timeout }),
-            "k2hdkc_ring_merge" => args_of::<Merge>(RING_METHODS[5], args).map(|m| Self::Merge {
-                timeout: m.timeout,
-                rearm_after: m.rearm_after,
-            }),
             _ => return None,
         };
         Some(decoded)
@@ -134,12 +134,12 @@ impl RingRequest {
     /// The wire name.
     pub fn method(&self) -> &'static str {
         match self {
-            Self::Status { .. } => RING_METHODS[0],
-            Self::Converge { .. } => RING_METHODS[1],
-            Self::ServiceIn { .. } => RING_METHODS[2],
-            Self::ServiceOut { .. } => RING_METHODS[3],
-            Self::Reattach { .. } => RING_METHODS[4],
-            Self::Merge { .. } => RING_METHODS[5],
+            Self::Status { .. } => "k2hdkc_ring_status",
+            Self::Converge { .. } => "k2hdkc_ring_converge",
+            Self::ServiceIn { .. } => "k2hdkc_ring_service_in",
+            Self::ServiceOut { .. } => "k2hdkc_ring_service_out",
+            Self::Reattach { .. } => "k2hdkc_ring_reattach",
+            Self::Merge { .. } => "k2hdkc_ring_merge",
         }
     }
 
