@@ -17,6 +17,7 @@
 //! | `k2hr3`     | K2HR3's REST API and EXTDATA                               |
 //! | `ini`, `overrides`, `settings` | the ini's facts, the configuration parameters, the `[k2hdkc]` settings |
 //! | `paths`     | the names every part shares (container directories, the ini's name) |
+//! | `limits`    | RLIMIT_MSGQUEUE for the containers, and running without it where the engine may not raise it |
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub mod chmpx;
 pub mod cluster;
 pub mod ini;
 pub mod k2hr3;
+mod limits;
 pub mod node;
 pub mod overrides;
 pub mod paths;

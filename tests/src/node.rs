@@ -85,7 +85,9 @@ pub async fn node_with(extra: &str, automerge: bool) -> Node {
     let k2hr3 = K2hr3StandIn::start_with(&cluster, ports, automerge).await;
     let queue = format!("conductor-{}", crate::guest_id());
     let setup = AgentSetup {
-        extra: format!("[DEFAULT]\nconductor_queue = {queue}\n[k2hdkc]\ndocker_image = {image}\nstartup_wait = {STARTUP_WAIT_S}\nk2hr3_poll_interval_ms = 500\n{}{extra}", msgqueue_line()),
+        // A test that sets msgqueue_bytes itself gets no other value.
+        extra: format!("[DEFAULT]\nconductor_queue = {queue}\n[k2hdkc]\ndocker_image = {image}\nstartup_wait = {STARTUP_WAIT_S}\nk2hr3_poll_interval_ms = 500\n{}{extra}",
+            if extra.contains("msgqueue_bytes") { "" } else { msgqueue_line() }),
         ..AgentSetup::new()
     };
     let (guest, key) = (setup.guest_id.clone(), setup.key.clone().unwrap());

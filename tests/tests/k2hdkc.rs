@@ -176,6 +176,34 @@ async fn prepare_brings_up_a_registered_configured_healthy_node_and_stop_db_leav
     n.cleanup().await;
 }
 
+/// The default queue limit (64 MiB) on any engine: where the engine may
+/// raise RLIMIT_MSGQUEUE both containers get it; where it may not (its
+/// root lacks CAP_SYS_RESOURCE, as on this project's CI machine) Docker
+/// refuses it, and the node runs with the host's limit, saying so, instead
+/// of failing its prepare (the warning's words: `datastore::limits`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_limit_is_given_or_the_node_runs_without_it_and_says_so() {
+    let mut n = node("msgqueue_bytes = 67108864\n").await;
+    assert_eq!(n.prepare().await["ok"], true);
+    let end = n
+        .heartbeat(Duration::from_secs(150), |s| s != "building")
+        .await;
+    assert_eq!(end.as_deref(), Some("healthy"));
+    let guest = n.agent.guest_id.clone();
+    for c in [
+        format!("k2hdkc-chmpx-{guest}"),
+        format!("k2hdkc-server-{guest}"),
+    ] {
+        let ulimits = docker(&["inspect", "-f", "{{json .HostConfig.Ulimits}}", &c]);
+        if e2e_tests::msgqueue_line().is_empty() {
+            assert!(ulimits.contains("67108864"), "{c}: {ulimits}");
+        } else {
+            assert!(!ulimits.contains("msgqueue"), "{c}: {ulimits}");
+        }
+    }
+    n.cleanup().await;
+}
+
 /// restart and stop_db report their outcome at once, not at the next
 /// report_interval (300 s here): Trove's restart and reboot wait on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

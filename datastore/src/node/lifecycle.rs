@@ -174,7 +174,7 @@ impl Node {
         // makes, and a chmpx that just started does not answer its
         // control port yet (seen in CI: a restart right after a reboot
         // sent SERVICEOUT to it and got no reply within 10 s).
-        match self.containers.run(&self.chmpx_spec(&params)).await {
+        match self.run_spec(self.chmpx_spec(&params)).await {
             Ok(()) => {
                 if let Err(e) = self.wait_chmpx_answers(&params).await {
                     tracing::warn!(error = %e, "chmpx does not answer after resume");
@@ -182,7 +182,7 @@ impl Node {
             }
             Err(e) => tracing::warn!(error = %e, "could not start chmpx on resume"),
         }
-        if let Err(e) = self.containers.run(&self.server_spec(&params)).await {
+        if let Err(e) = self.run_spec(self.server_spec(&params)).await {
             tracing::warn!(error = %e, "could not start k2hdkc on resume");
         }
         self.record_chmpx_run().await;

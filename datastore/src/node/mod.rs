@@ -75,6 +75,9 @@ pub struct Node {
     changing: std::sync::atomic::AtomicU32,
     /// A cluster member (see [`Saved::member`]).
     member: std::sync::atomic::AtomicBool,
+    /// The engine refused `msgqueue_bytes` once: every container of the
+    /// node runs with the host's limit since (see `crate::limits`).
+    msgqueue_refused: std::sync::atomic::AtomicBool,
 }
 
 /// Marks a deliberate container change for as long as it lives.
@@ -127,6 +130,7 @@ impl Node {
             live: Mutex::new(live),
             changing: Default::default(),
             member: saved.member.into(),
+            msgqueue_refused: Default::default(),
         }
     }
 
@@ -264,8 +268,7 @@ impl Node {
         // that does not list it yet (seen in the quickstart on the real
         // image: the new node's k2hdkc never attached).
         self.wait_known_by_peers(&facts, params).await;
-        self.containers
-            .run(&self.chmpx_spec(params))
+        self.run_spec(self.chmpx_spec(params))
             .await
             .map_err(|e| failed("start chmpx", e))?;
 
@@ -297,8 +300,7 @@ impl Node {
             )
             .await?;
         }
-        self.containers
-            .run(&self.server_spec(params))
+        self.run_spec(self.server_spec(params))
             .await
             .map_err(|e| failed("start k2hdkc", e))?;
         if member {
@@ -463,6 +465,60 @@ mod tests {
         );
         assert!(off.chmpx_spec(&p).ulimits.is_empty());
         assert!(off.server_spec(&p).ulimits.is_empty());
+    }
+
+    /// An engine that may not raise RLIMIT_MSGQUEUE, as Docker refuses
+    /// then; it keeps the specs it ran.
+    struct NoRlimit(std::sync::Mutex<Vec<ContainerSpec>>);
+
+    #[async_trait::async_trait]
+    impl Containers for NoRlimit {
+        async fn ensure_image(&self, _: &str) -> Result<(), HostError> {
+            Ok(())
+        }
+        async fn run(&self, spec: &ContainerSpec) -> Result<(), HostError> {
+            if !spec.ulimits.is_empty() {
+                return Err(HostError::new(
+                    format!("start container {}", spec.name),
+                    "Docker responded with status code 500: OCI runtime create failed: \
+                     error setting rlimit type 12: operation not permitted: unknown",
+                ));
+            }
+            self.0.lock().unwrap().push(spec.clone());
+            Ok(())
+        }
+        async fn state(&self, _: &str) -> Result<ContainerState, HostError> {
+            Ok(ContainerState::Missing)
+        }
+        async fn start(&self, _: &str) -> Result<(), HostError> {
+            Ok(())
+        }
+        async fn stop(&self, _: &str, _: Duration) -> Result<(), HostError> {
+            Ok(())
+        }
+        async fn remove(&self, _: &str) -> Result<(), HostError> {
+            Ok(())
+        }
+        async fn exec(&self, _: &str, _: &[String], _: Duration) -> Result<ExecOutput, HostError> {
+            Err(HostError::new("exec", "not in this test"))
+        }
+    }
+
+    /// Where the engine may not raise the queue limit, the node runs its
+    /// containers with the host's (and says so) instead of failing.
+    #[tokio::test]
+    async fn an_engine_that_may_not_raise_the_queue_limit_gets_containers_without_it() {
+        let state = tempfile::tempdir().unwrap();
+        let engine = Arc::new(NoRlimit(Default::default()));
+        let node = Node::new(settings_with(&[], state.path()), engine.clone());
+        let p = Parameters::default();
+        node.run_spec(node.chmpx_spec(&p)).await.unwrap();
+        node.run_spec(node.server_spec(&p)).await.unwrap();
+        let ran = engine.0.lock().unwrap().clone();
+        assert_eq!(ran.len(), 2);
+        assert!(ran.iter().all(|s| s.ulimits.is_empty()), "{ran:?}");
+        // The refusal is remembered: later specs come without the limit.
+        assert!(node.chmpx_spec(&p).ulimits.is_empty());
     }
 
     #[tokio::test]

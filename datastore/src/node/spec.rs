@@ -2,9 +2,12 @@
 //! IPC namespace, the message queue limits) and k2hdkc (chmpx's IPC and
 //! PID namespaces), the same mounts and labels.
 
-use driver_api::host::{Bind, ContainerSpec, Ipc, Ulimit};
+use std::sync::atomic::Ordering;
+
+use driver_api::host::{Bind, ContainerSpec, HostError, Ipc};
 
 use super::Node;
+use crate::limits;
 use crate::overrides::Parameters;
 use crate::paths::{CONTAINER_CONFIG_DIR, CONTAINER_DATA_DIR, CONTAINER_RUN_DIR, INI_NAME};
 
@@ -79,18 +82,29 @@ impl Node {
             // by default), and chmpx raises it only as root. A 128-deep
             // queue takes about 13 KB; every node, slave and client of a
             // host running as the database user shares the count.
-            ulimits: (s.msgqueue_bytes > 0)
-                .then(|| Ulimit {
-                    name: "msgqueue".into(),
-                    soft: s.msgqueue_bytes,
-                    hard: s.msgqueue_bytes,
-                })
-                .into_iter()
-                .collect(),
+            ulimits: if self.msgqueue_refused.load(Ordering::SeqCst) {
+                Vec::new()
+            } else {
+                limits::msgqueue(s.msgqueue_bytes)
+            },
             labels: self.labels(),
             env: vec![],
             stop_signal: Some("SIGINT".into()),
             restart_unless_stopped: true,
+        }
+    }
+
+    /// Runs one of the node's containers; where the engine may not raise
+    /// RLIMIT_MSGQUEUE, once more without the limit, and every later
+    /// container of the node without it too.
+    pub(super) async fn run_spec(&self, spec: ContainerSpec) -> Result<(), HostError> {
+        match self.containers.run(&spec).await {
+            Err(e) if !spec.ulimits.is_empty() && limits::msgqueue_refused(&e) => {
+                self.msgqueue_refused.store(true, Ordering::SeqCst);
+                let spec = limits::without_msgqueue(&spec, self.settings.msgqueue_bytes);
+                self.containers.run(&spec).await
+            }
+            r => r,
         }
     }
 

@@ -28,9 +28,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::chmpx;
 use crate::ini::{self, IniFacts};
 use crate::k2hr3::{self, K2hr3, K2hr3Error, RoleAccess};
+use crate::limits;
 use crate::paths::EXTDATA_NAMES;
 use crate::watcher;
-use driver_api::host::{Bind, ContainerSpec, ContainerState, Containers, HostError, Ipc, Ulimit};
+use driver_api::host::{Bind, ContainerSpec, ContainerState, Containers, HostError, Ipc};
 
 use config::{RoleSource, SlaveConfig};
 use render::{slave_ini, SlaveIni};
@@ -163,11 +164,27 @@ pub struct Slave {
     ctlport: u16,
     ini: SlaveIni,
     record: Recorded,
+    /// The engine refused `msgqueue_bytes` once (see `crate::limits`).
+    msgqueue_refused: bool,
 }
 
 impl Slave {
     fn ini_path(&self) -> std::path::PathBuf {
         self.cfg.ini_dir().join(INI_NAME)
+    }
+
+    /// Runs chmpx's container; where the engine may not raise
+    /// RLIMIT_MSGQUEUE, without the limit from then on.
+    async fn run_container(&mut self) -> Result<(), HostError> {
+        let spec = self.spec();
+        match self.containers.run(&spec).await {
+            Err(e) if !spec.ulimits.is_empty() && limits::msgqueue_refused(&e) => {
+                self.msgqueue_refused = true;
+                let spec = limits::without_msgqueue(&spec, self.cfg.msgqueue_bytes);
+                self.containers.run(&spec).await
+            }
+            r => r,
+        }
     }
 
     fn ctl(&self) -> String {
@@ -219,14 +236,11 @@ impl Slave {
             )]
             .into_iter()
             .collect(),
-            ulimits: (c.msgqueue_bytes > 0)
-                .then(|| Ulimit {
-                    name: "msgqueue".into(),
-                    soft: c.msgqueue_bytes,
-                    hard: c.msgqueue_bytes,
-                })
-                .into_iter()
-                .collect(),
+            ulimits: if self.msgqueue_refused {
+                Vec::new()
+            } else {
+                limits::msgqueue(c.msgqueue_bytes)
+            },
             labels: [
                 (
                     "org.openstack.trove.k2hdkc.slave".to_owned(),
@@ -288,6 +302,7 @@ impl Slave {
             containers,
             client,
             cuk,
+            msgqueue_refused: false,
         };
         slave.save();
         slave
@@ -320,7 +335,7 @@ impl Slave {
         self.save();
         let t = Instant::now();
         self.containers.ensure_image(&self.cfg.image).await?;
-        self.containers.run(&self.spec()).await?;
+        self.run_container().await?;
         tracing::debug!(
             ms = t.elapsed().as_millis() as u64,
             "chmpx slave container started"
@@ -395,7 +410,7 @@ impl Slave {
             Ok(ContainerState::Running { .. } | ContainerState::Restarting) => {}
             Ok(other) => {
                 tracing::warn!(state = ?other, "the chmpx slave is not running; starting it again");
-                if let Err(e) = self.containers.run(&self.spec()).await {
+                if let Err(e) = self.run_container().await {
                     tracing::error!(error = %e, "cannot start the chmpx slave");
                     self.record.last_error = Some(e.to_string());
                 }
