@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use datastore::slave::config::SlaveConfig;
 use datastore::slave::status::{Live, Recorded};
 use e2e_tests::node::{node, RING_STEP_S};
-use e2e_tests::{docker, k2hdkc_image, msgqueue_line, K2hr3StandIn, REAL_IMAGE};
+use e2e_tests::{docker, k2hdkc_image, msgqueue_line, K2hr3StandIn, STANDIN_IMAGE};
 use serde_json::{json, Value};
 
 /// Removes the slave's container whatever happens to the test.
@@ -67,7 +67,7 @@ fn through_the_slave(
             &format!("{}:/var/lib/antpickax", state.join("run").display()),
         ])
         .args(["-v", &format!("{}:/work:ro", work.path().display())])
-        .args(["--entrypoint", "k2hdkclinetool", REAL_IMAGE])
+        .args(["--entrypoint", "k2hdkclinetool", &k2hdkc_image()])
         .args([
             "-conf",
             "/etc/antpickax/slave.ini",
@@ -81,6 +81,44 @@ fn through_the_slave(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The image's bulk tool (packaging/k2hdkc-image/source/k2hdkc-bulk.c)
+/// through the slave, as an application's container runs it. Returns its
+/// exit status and its output.
+fn bulk(container: &str, state: &std::path::Path, ctlport: u16, args: &[&str]) -> (bool, String) {
+    let mut cmd = std::process::Command::new("docker");
+    cmd.args(["run", "--rm", "--network", "host"])
+        .args(["--ipc", &format!("container:{container}")])
+        .args(["--pid", &format!("container:{container}")])
+        .args(["--user", "1001:1001"])
+        .args([
+            "-v",
+            &format!("{}:/etc/antpickax:ro", state.join("etc").display()),
+        ])
+        .args([
+            "-v",
+            &format!("{}:/var/lib/antpickax", state.join("run").display()),
+        ]);
+    let out = cmd
+        .args(["--entrypoint", "k2hdkc-bulk", &k2hdkc_image()])
+        .args(args)
+        .args([
+            "-conf",
+            "/etc/antpickax/slave.ini",
+            "-ctlport",
+            &ctlport.to_string(),
+        ])
+        .output()
+        .expect("docker run");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     )
 }
 
@@ -183,7 +221,8 @@ async fn a_slave_joins_follows_the_ring_and_leaves_on_sigterm() {
     );
 
     // With the real image: an application sets and gets keys through it.
-    if k2hdkc_image() == REAL_IMAGE {
+    // (The stand-in has no client.)
+    if k2hdkc_image() != STANDIN_IMAGE {
         let t = Instant::now();
         let out = loop {
             let out = through_the_slave(
@@ -204,6 +243,22 @@ async fn a_slave_joins_follows_the_ring_and_leaves_on_sigterm() {
             "slave: registration to the first key set and read back: {:.2} s",
             (up_after + t.elapsed()).as_secs_f64()
         );
+        // Many keys at once: every one written, then read with its value.
+        let keys = "20000";
+        for op in ["write", "read"] {
+            let (ok, out) = bulk(
+                &container,
+                state.path(),
+                ctlport,
+                &[op, "-keys", &keys, "-prefix", "bulk"],
+            );
+            assert!(ok, "k2hdkc-bulk {op}: {out}");
+            assert!(
+                out.contains(&format!("ok={keys} stale=0 missing=0 failed=0")),
+                "{out}"
+            );
+            eprintln!("slave: k2hdkc-bulk {}", out.trim());
+        }
     }
 
     // The ring changes: the ini follows within a few poll intervals.

@@ -17,7 +17,9 @@
 #
 # The image runs as uid/gid 1001 (antpickax), with /etc/antpickax and
 # /var/lib/antpickax its own; the agent gives it its arguments (no
-# entrypoint). Cached per machine in $K2HDKC_IMAGE_CACHE (default
+# entrypoint). Beside the servers and k2hdkc's own tools it carries
+# k2hdkc-bulk (k2hdkc-bulk.c here): writes and reads many keys through a
+# slave with every value checked, for load checks and this project's tests. Cached per machine in $K2HDKC_IMAGE_CACHE (default
 # /var/cache/k2hdkc-image): the two roots are made once, and a build whose
 # sources and recipe did not change is skipped while IMAGE exists.
 # Nothing is installed on the host but debootstrap.
@@ -45,7 +47,7 @@ if [ -f "$src/SHA256SUMS" ]; then
             die "$(basename "$t") does not match $src/SHA256SUMS"
     done
 fi
-stamp=$( (sha256sum "${tarballs[@]}" | cut -d' ' -f1; sha256sum "$here/build.sh" | cut -d' ' -f1) | sha256sum | cut -d' ' -f1)
+stamp=$( (sha256sum "${tarballs[@]}" "$here/build.sh" "$here/k2hdkc-bulk.c" | cut -d' ' -f1) | sha256sum | cut -d' ' -f1)
 if [ "$(docker image inspect -f '{{ index .Config.Labels "org.k2hdkc.source" }}' "$image" 2>/dev/null)" = "$stamp" ]; then
     say "$image is built from these sources already"
     exit 0
@@ -70,7 +72,8 @@ if [ -z "$mirror" ]; then
 fi
 [ -n "$mirror" ] || die "no bookworm mirror in apt's sources (set K2HDKC_IMAGE_MIRROR)"
 
-root_of() {  # NAME PACKAGES CHECK: a bookworm minbase root, made once
+root_of() {  # NAME PACKAGES CHECK: a bookworm minbase root, made once (CHECK a
+    # regular file in it: an alternatives link points at the host's root)
     local dir=$cache/$1
     if [ ! -e "$dir/$3" ]; then
         say "debootstrap the $1 root (once per machine)"
@@ -81,7 +84,7 @@ root_of() {  # NAME PACKAGES CHECK: a bookworm minbase root, made once
 }
 mkdir -p "$cache"
 root_of build build-essential,autoconf,automake,libtool,pkg-config,libyaml-dev,libssl-dev,zlib1g-dev usr/bin/g++
-root_of run libyaml-0-2,libssl3,zlib1g,netcat-openbsd,procps usr/bin/nc
+root_of run libyaml-0-2,libssl3,zlib1g,netcat-openbsd,procps usr/bin/nc.openbsd
 
 # --- compile, each project installed into the build root for the next -------
 build=$cache/build
@@ -100,6 +103,12 @@ for p in "${projects[@]}"; do
         >"$cache/compile-$p.log" 2>&1 || { tail -n 20 "$cache/compile-$p.log" >&2; die "compiling $p failed (log: $cache/compile-$p.log)"; }
 done
 
+say "compile k2hdkc-bulk"
+cp "$here/k2hdkc-bulk.c" "$build/work/"
+chroot "$build" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -ec \
+    "cd /work; gcc -O2 -Wall -Wextra -Werror -o /out/usr/bin/k2hdkc-bulk k2hdkc-bulk.c -lk2hdkc" \
+    >"$cache/compile-k2hdkc-bulk.log" 2>&1 || { tail -n 20 "$cache/compile-k2hdkc-bulk.log" >&2; die "compiling k2hdkc-bulk failed"; }
+
 # --- the runtime root with what was built ------------------------------------
 img=$cache/image
 rm -rf "$img"
@@ -112,7 +121,7 @@ groupadd -g 1001 antpickax
 useradd -u 1001 -g 1001 -M -d /var/lib/antpickax -s /usr/sbin/nologin antpickax
 mkdir -p /etc/antpickax /var/lib/antpickax
 chown 1001:1001 /etc/antpickax /var/lib/antpickax'
-for b in chmpx k2hdkc chmpxlinetool k2hdkclinetool k2hlinetool; do
+for b in chmpx k2hdkc chmpxlinetool k2hdkclinetool k2hlinetool k2hdkc-bulk; do
     [ -x "$img/usr/bin/$b" ] || die "$b was not built"
     ! chroot "$img" ldd "/usr/bin/$b" | grep -q 'not found' || die "$b has unresolved libraries"
 done
