@@ -108,144 +108,186 @@ pub async fn leave(
     };
     let arg = chmpx::serviceout_argument(facts.id_type, me.entry, me.ctlport)
         .map_err(LeaveError::Command)?;
-    let command = format!("SERVICEOUT {arg}");
-
     // Ask this node first; when its chmpx is gone, any live server takes
-    // the command for a down node. Ask again until the bound while the
-    // ring merges (chmpx refuses as "operating") or a control port answers
-    // late: a late answer is a busy ring, not an absent one, and the
-    // command may still have been taken.
-    let others: Vec<String> = all
+    // the command for a down node.
+    let others = all
         .iter()
         .filter(|s| s.entry.cuk.as_deref() != Some(cuk))
-        .map(|s| format!("{}:{}", s.entry.name, s.ctlport))
-        .collect();
-    let ask: Vec<String> = std::iter::once(self_ctl.to_owned()).chain(others).collect();
-    let deadline = Instant::now() + bound;
-    let slow = SLOW_ANSWER.min(bound);
-    let (addr, reply) = loop {
-        let mut answered = None;
-        let mut busy = Vec::new();
-        for addr in &ask {
-            match chmpx::command_within(addr, &command, slow).await {
-                Ok(reply) => {
-                    answered = Some((addr.clone(), reply.trim().to_owned()));
-                    break;
-                }
-                Err(e) if e.is_busy() => busy.push(e.to_string()),
-                Err(e) => {
-                    tracing::debug!(server = %addr, error = %e, "no answer to SERVICEOUT here")
-                }
-            }
+        .map(|s| format!("{}:{}", s.entry.name, s.ctlport));
+    let out = Leaving {
+        command: format!("SERVICEOUT {arg}"),
+        ask: std::iter::once(self_ctl.to_owned()).chain(others).collect(),
+        deadline: Instant::now() + bound,
+        bound,
+        slow: SLOW_ANSWER.min(bound),
+    };
+    let Some((addr, reply)) = out.send().await? else {
+        // Nothing listens on any control port: no chmpx of the ring runs.
+        tracing::warn!(command = %out.command, "no server of the ring answers: nothing to leave");
+        return Ok(Left::NoServerAnswers);
+    };
+    let Some(reply) = out.accepted(&addr, reply).await? else {
+        return Ok(Left::AlreadyOut);
+    };
+    tracing::info!(command = %out.command, server = %addr, reply = %reply, "SERVICEOUT accepted; waiting for the ring to show this node out");
+    out.wait_out(facts, me, addr).await
+}
+
+/// One SERVICEOUT of this node: the command, the servers asked (this
+/// node's first) and the bounds.
+struct Leaving {
+    command: String,
+    ask: Vec<String>,
+    deadline: Instant,
+    bound: Duration,
+    /// How long one answer may take.
+    slow: Duration,
+}
+
+impl Leaving {
+    fn not_out(&self, last: String) -> LeaveError {
+        LeaveError::NotOut {
+            bound: self.bound,
+            command: self.command.clone(),
+            last,
         }
-        match answered {
-            Some((addr, reply)) if !reply.starts_with(OPERATING) => break (addr, reply),
-            None if busy.is_empty() => {
-                // Nothing listens on any control port: no chmpx of the ring runs.
-                tracing::warn!(command = %command, "no server of the ring answers: nothing to leave");
-                return Ok(Left::NoServerAnswers);
+    }
+
+    /// Sends the command until a server takes or refuses it: asked again
+    /// while the ring merges (chmpx refuses as "operating") or a control
+    /// port answers late (a busy ring, not an absent one: the command may
+    /// still have been taken). None when no server listens at all.
+    async fn send(&self) -> Result<Option<(String, String)>, LeaveError> {
+        loop {
+            let mut answered = None;
+            let mut busy = Vec::new();
+            for addr in &self.ask {
+                match chmpx::command_within(addr, &self.command, self.slow).await {
+                    Ok(reply) => {
+                        answered = Some((addr.clone(), reply.trim().to_owned()));
+                        break;
+                    }
+                    Err(e) if e.is_busy() => busy.push(e.to_string()),
+                    Err(e) => {
+                        tracing::debug!(server = %addr, error = %e, "no answer to SERVICEOUT here")
+                    }
+                }
             }
-            answered => {
-                if Instant::now() >= deadline {
+            match answered {
+                Some((addr, reply)) if !reply.starts_with(OPERATING) => {
+                    return Ok(Some((addr, reply)))
+                }
+                None if busy.is_empty() => return Ok(None),
+                answered if Instant::now() >= self.deadline => {
                     let last = answered
                         .map(|(a, r)| format!("{a}: {r}"))
                         .unwrap_or_else(|| busy.join("; "));
-                    return Err(LeaveError::NotOut {
-                        bound,
-                        command,
-                        last,
-                    });
+                    return Err(self.not_out(last));
                 }
+                _ => {}
             }
+            tracing::debug!(command = %self.command, "the ring is busy; SERVICEOUT again shortly");
+            tokio::time::sleep(POLL).await;
         }
-        tracing::debug!(command = %command, "the ring is busy; SERVICEOUT again shortly");
-        tokio::time::sleep(POLL).await;
-    };
-    let mut reply = reply;
-    let mut leaving = false;
-    if reply.starts_with(NOT_ALLOWED) {
-        // Refused because of our own status: fine if we are out, or on the
-        // way out (an earlier SERVICEOUT whose answer came too late).
-        let st = chmpx::command_within(&addr, "SELFSTATUS", slow)
-            .await
-            .and_then(|r| chmpx::parse_selfstatus(&r))
-            .map_err(LeaveError::Refused)?;
-        if st.ring == "SERVICE OUT" {
-            tracing::info!(status = %st.to_string(), "already out of the ring");
-            return Ok(Left::AlreadyOut);
-        }
-        leaving = st.action == "DELETE";
-        reply = format!("{reply} (this node shows {st})");
     }
-    // NOTICE_FAILED: the status changed but nobody was told; the wait
-    // below sees whether it did.
-    let accepted = leaving || reply.starts_with("SUCCEED") || reply.starts_with(NOTICE_FAILED);
-    if !accepted {
-        return Err(LeaveError::Refused(ChmpxError::Refused { command, reply }));
-    }
-    tracing::info!(command = %command, server = %addr, reply = %reply, "SERVICEOUT accepted; waiting for the ring to show this node out");
 
-    // Every server that answers must list the node out; one that answered
-    // once and then does not (busy merging) is waited for, up to the bound.
-    let mut last = String::from("no server answered ALLSTATUS");
-    let mut merge = MergeDriver::new(addr);
-    let mut alive = std::collections::BTreeSet::new();
-    let mut confirmed = std::collections::BTreeSet::new();
-    loop {
-        let mut pending = Vec::new();
-        for addr in &ask {
-            match chmpx::all_status_within(addr, slow).await {
-                Ok(list) => {
-                    alive.insert(addr.clone());
-                    match list
-                        .iter()
-                        .find(|s: &&ServerStatus| s.is(facts.id_type, me.entry, me.ctlport))
-                    {
-                        Some(s) if s.status.ring == "SERVICE OUT" => {
-                            confirmed.insert(addr.clone());
-                        }
-                        Some(s) => {
-                            confirmed.remove(addr);
-                            if *addr == merge.addr {
-                                merge.step(&s.status).await;
+    /// Whether the reply `addr` gave means the node is on its way out: the
+    /// reply to log, or None when it is out already.
+    async fn accepted(&self, addr: &str, reply: String) -> Result<Option<String>, LeaveError> {
+        let mut reply = reply;
+        let mut leaving = false;
+        if reply.starts_with(NOT_ALLOWED) {
+            // Refused because of our own status: fine if we are out, or on
+            // the way out (an earlier SERVICEOUT whose answer came too late).
+            let st = chmpx::command_within(addr, "SELFSTATUS", self.slow)
+                .await
+                .and_then(|r| chmpx::parse_selfstatus(&r))
+                .map_err(LeaveError::Refused)?;
+            if st.ring == "SERVICE OUT" {
+                tracing::info!(status = %st.to_string(), "already out of the ring");
+                return Ok(None);
+            }
+            leaving = st.action == "DELETE";
+            reply = format!("{reply} (this node shows {st})");
+        }
+        // NOTICE_FAILED: the status changed but nobody was told; the wait
+        // that follows sees whether it did.
+        if leaving || reply.starts_with("SUCCEED") || reply.starts_with(NOTICE_FAILED) {
+            Ok(Some(reply))
+        } else {
+            Err(LeaveError::Refused(ChmpxError::Refused {
+                command: self.command.clone(),
+                reply,
+            }))
+        }
+    }
+
+    /// Every server that answers must list the node out; one that answered
+    /// once and then does not (busy merging) is waited for, up to the
+    /// bound. The server that took the command finishes a deletion no
+    /// merge picks up.
+    async fn wait_out(
+        &self,
+        facts: &IniFacts,
+        me: &Server<'_>,
+        took: String,
+    ) -> Result<Left, LeaveError> {
+        let mut last = String::from("no server answered ALLSTATUS");
+        let mut merge = MergeDriver::new(took);
+        let mut alive = std::collections::BTreeSet::new();
+        let mut confirmed = std::collections::BTreeSet::new();
+        loop {
+            let mut pending = Vec::new();
+            for addr in &self.ask {
+                match chmpx::all_status_within(addr, self.slow).await {
+                    Ok(list) => {
+                        alive.insert(addr.clone());
+                        match list
+                            .iter()
+                            .find(|s: &&ServerStatus| s.is(facts.id_type, me.entry, me.ctlport))
+                        {
+                            Some(s) if s.status.ring == "SERVICE OUT" => {
+                                confirmed.insert(addr.clone());
                             }
-                            pending.push(format!("{addr} shows {}", s.status))
-                        }
-                        None => {
-                            confirmed.remove(addr);
-                            pending.push(format!("{addr} does not list this node"))
+                            Some(s) => {
+                                confirmed.remove(addr);
+                                if *addr == merge.addr {
+                                    merge.step(&s.status).await;
+                                }
+                                pending.push(format!("{addr} shows {}", s.status))
+                            }
+                            None => {
+                                confirmed.remove(addr);
+                                pending.push(format!("{addr} does not list this node"))
+                            }
                         }
                     }
-                }
-                Err(e) => {
-                    if alive.contains(addr) && !confirmed.contains(addr) {
-                        pending.push(format!("{addr} does not answer ({e})"));
+                    Err(e) => {
+                        if alive.contains(addr) && !confirmed.contains(addr) {
+                            pending.push(format!("{addr} does not answer ({e})"));
+                        }
+                        tracing::debug!(server = %addr, error = %e, "no ALLSTATUS");
                     }
-                    tracing::debug!(server = %addr, error = %e, "no ALLSTATUS");
                 }
             }
+            if pending.is_empty() && !confirmed.is_empty() && alive.is_subset(&confirmed) {
+                tracing::info!(
+                    confirmed_by = confirmed.len(),
+                    "left the ring: [SERVICE OUT]"
+                );
+                return Ok(Left::Out {
+                    command: self.command.clone(),
+                    confirmed_by: confirmed.len(),
+                });
+            }
+            if !pending.is_empty() {
+                last = pending.join("; ");
+            }
+            if Instant::now() >= self.deadline {
+                return Err(self.not_out(format!("{last}{}", merge.outcome())));
+            }
+            tokio::time::sleep(POLL).await;
         }
-        if pending.is_empty() && !confirmed.is_empty() && alive.is_subset(&confirmed) {
-            tracing::info!(
-                confirmed_by = confirmed.len(),
-                "left the ring: [SERVICE OUT]"
-            );
-            return Ok(Left::Out {
-                command,
-                confirmed_by: confirmed.len(),
-            });
-        }
-        if !pending.is_empty() {
-            last = pending.join("; ");
-        }
-        if Instant::now() >= deadline {
-            return Err(LeaveError::NotOut {
-                bound,
-                command,
-                last: format!("{last}{}", merge.outcome()),
-            });
-        }
-        tokio::time::sleep(POLL).await;
     }
 }
 

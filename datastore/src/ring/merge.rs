@@ -210,191 +210,246 @@ pub async fn merge_ring(
     serviceout: &(dyn Fn(&ServerStatus) -> Option<String> + Sync),
     bounds: MergeBounds,
 ) -> Result<MergeReport, MergeError> {
-    let start = Instant::now();
-    let deadline = start + bounds.total;
-    let mut report = MergeReport::default();
-    let mut last_sent: Vec<(String, Instant)> = Vec::new();
-    let mut doing_since: Option<(String, Instant)> = None;
-    let mut settled_since: Option<Instant> = None;
-    // When the ring began asking for MERGE (true) or COMPMERGE (false).
-    let mut phase_since: Option<(bool, Instant)> = None;
-    // Servers seen leaving ([DELETE]): their key, and the SERVICEOUT that
-    // takes them out again after an ABORTMERGE.
-    let mut leaving: Vec<((String, String, String), String)> = Vec::new();
-    // When the current MERGE attempt began, and when the next may begin.
-    let mut attempt_began: Option<Instant> = None;
-    let mut hold_merge_until: Option<Instant> = None;
-    let mut last = String::from("nothing read yet");
+    let mut m = Merge::new(coordinator, members, default_ctlport, serviceout, bounds);
     let mut readers: Vec<String> = vec![coordinator.to_owned()];
     for (_, addr) in members {
         if !readers.contains(addr) {
             readers.push(addr.clone());
         }
     }
-
     loop {
-        if Instant::now() >= deadline {
+        if Instant::now() >= m.deadline {
             return Err(MergeError::Timeout {
                 bound: bounds.total,
-                last,
-                repairs: report.repairs,
+                last: m.last,
+                repairs: m.report.repairs,
             });
         }
         let servers = match read_ring(&readers).await {
             Ok(s) => s,
             Err(ReadError::Busy(why)) => {
                 // A merging chmpx answers late: wait, do not give up.
-                last = why;
+                m.last = why;
                 tokio::time::sleep(POLL).await;
                 continue;
             }
             Err(ReadError::None(why)) => return Err(MergeError::NoAnswer(why)),
         };
-        last = describe(&servers);
-        let now = Instant::now();
-        for s in servers.iter().filter(|s| s.status.action == "DELETE") {
-            if !leaving.iter().any(|(k, _)| *k == key(s)) {
-                if let Some(command) = serviceout(s) {
-                    leaving.push((key(s), command));
-                }
-            }
-        }
+        m.last = describe(&servers);
+        m.note_leavers(&servers);
         let phase = phase(&servers);
         if phase != Phase::Settled {
-            settled_since = None;
-            report.merged = true;
+            m.settled_since = None;
+            m.report.merged = true;
         }
+        let now = Instant::now();
         match phase {
             Phase::Settled => {
-                let since = *settled_since.get_or_insert(now);
-                let long_enough = now.duration_since(since) >= SETTLED_FOR;
-                if long_enough
-                    && (report.merged || now.duration_since(start) >= NOTHING_SHOWED_AFTER)
-                {
-                    report.seconds = start.elapsed().as_secs_f64();
-                    tracing::info!(seconds = report.seconds, merged = report.merged, repairs = report.repairs.len(), ring = %last, "ring merged");
-                    return Ok(report);
+                if m.settled_long_enough(now) {
+                    m.report.seconds = m.start.elapsed().as_secs_f64();
+                    tracing::info!(seconds = m.report.seconds, merged = m.report.merged, repairs = m.report.repairs.len(), ring = %m.last, "ring merged");
+                    return Ok(m.report);
                 }
             }
-            Phase::Start | Phase::Complete => {
-                doing_since = None;
-                let (command, wanted) = if phase == Phase::Start {
-                    ("MERGE", "Pending")
-                } else {
-                    ("COMPMERGE", "Done")
-                };
-                // The real chmpx spreads the command to the ring from the
-                // server that takes it; a second MERGE from another server
-                // while the first spreads was followed, twice in the box,
-                // by a join hung at [Doing]. So the coordinator alone
-                // first; the servers still asking for it get it
-                // themselves only after FAN_OUT_AFTER (a ring that does
-                // not spread it, like the stand-in's).
-                if phase_since.is_some_and(|(start, _)| start != (phase == Phase::Start)) {
-                    phase_since = None;
-                }
-                if phase == Phase::Start {
-                    if let Some(until) = hold_merge_until.filter(|u| now < *u) {
-                        tracing::debug!(
-                            wait_s = until.duration_since(now).as_secs_f64(),
-                            "MERGE again once the stuck merge thread gave up"
-                        );
-                        tokio::time::sleep(POLL).await;
-                        continue;
-                    }
-                    // A leaver an abort brought back goes out again first.
-                    let back: Vec<String> = leaving
-                        .iter()
-                        .filter(|(k, _)| {
-                            servers.iter().any(|s| {
-                                key(s) == *k
-                                    && s.status.ring == "SERVICE IN"
-                                    && s.status.action != "DELETE"
-                            })
-                        })
-                        .map(|(_, c)| c.clone())
-                        .collect();
-                    if !back.is_empty() {
-                        for command in &back {
-                            send_each(
-                                &[coordinator.to_owned()],
-                                command,
-                                &mut last_sent,
-                                &mut report,
-                            )
-                            .await;
-                        }
-                        tokio::time::sleep(POLL).await;
-                        continue;
-                    }
-                    hold_merge_until = None;
-                    attempt_began.get_or_insert(now);
-                }
-                let first = *phase_since.get_or_insert((phase == Phase::Start, now));
-                let mut targets = vec![coordinator.to_owned()];
-                if now.duration_since(first.1) >= FAN_OUT_AFTER {
-                    for s in servers
-                        .iter()
-                        .filter(|s| s.status.merge == wanted && s.status.live == "UP")
-                    {
-                        targets.push(control_addr(s, members, default_ctlport));
-                    }
-                }
-                send_each(&targets, command, &mut last_sent, &mut report).await;
-            }
-            Phase::Merging => {
-                phase_since = None;
-                let Some(doing) = servers.iter().find(|s| s.status.merge == "Doing") else {
-                    tokio::time::sleep(POLL).await;
-                    continue;
-                };
-                let since = match &doing_since {
-                    Some((name, t)) if *name == doing.name => *t,
-                    _ => {
-                        doing_since = Some((doing.name.clone(), now));
-                        now
-                    }
-                };
-                if now.duration_since(since) >= bounds.stuck_after {
-                    if report.repairs.len() >= bounds.repairs {
-                        return Err(MergeError::Stuck {
-                            server: doing.name.clone(),
-                            repairs: report.repairs.len(),
-                            last,
-                        });
-                    }
-                    let rearm = attempt_began.unwrap_or(since) + bounds.rearm_after;
-                    if rearm >= deadline {
-                        return Err(MergeError::Stuck {
-                            server: doing.name.clone(),
-                            repairs: report.repairs.len(),
-                            last,
-                        });
-                    }
-                    let what = format!(
-                        "{} stayed [Doing] for {:.0} s: ABORTMERGE, then MERGE again in {:.0} s (once its merge thread gave up)",
-                        doing.name,
-                        now.duration_since(since).as_secs_f64(),
-                        rearm.saturating_duration_since(now).as_secs_f64()
-                    );
-                    tracing::warn!(ring = %last, "{what}");
-                    report.repairs.push(what);
-                    let mut targets = vec![coordinator.to_owned()];
-                    for s in servers
-                        .iter()
-                        .filter(|s| s.status.merge == "Doing" && s.status.live == "UP")
-                    {
-                        targets.push(control_addr(s, members, default_ctlport));
-                    }
-                    last_sent.clear();
-                    send_each(&targets, "ABORTMERGE", &mut last_sent, &mut report).await;
-                    doing_since = None;
-                    attempt_began = None;
-                    hold_merge_until = Some(rearm);
+            Phase::Start | Phase::Complete => m.start_or_complete(phase, &servers, now).await,
+            Phase::Merging => m.watch_doing(&servers, now).await?,
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// One merge in progress: its bounds, what was seen and what was sent.
+struct Merge<'a> {
+    coordinator: &'a str,
+    members: &'a [(String, String)],
+    default_ctlport: u16,
+    serviceout: &'a (dyn Fn(&ServerStatus) -> Option<String> + Sync),
+    bounds: MergeBounds,
+    start: Instant,
+    deadline: Instant,
+    report: MergeReport,
+    last_sent: Vec<(String, Instant)>,
+    doing_since: Option<(String, Instant)>,
+    settled_since: Option<Instant>,
+    /// When the ring began asking for MERGE (true) or COMPMERGE (false).
+    phase_since: Option<(bool, Instant)>,
+    /// Servers seen leaving ([DELETE]): their key, and the SERVICEOUT that
+    /// takes them out again after an ABORTMERGE.
+    leaving: Vec<((String, String, String), String)>,
+    /// When the current MERGE attempt began, and when the next may begin.
+    attempt_began: Option<Instant>,
+    hold_merge_until: Option<Instant>,
+    /// The ring as last seen, for the errors.
+    last: String,
+}
+
+impl<'a> Merge<'a> {
+    fn new(
+        coordinator: &'a str,
+        members: &'a [(String, String)],
+        default_ctlport: u16,
+        serviceout: &'a (dyn Fn(&ServerStatus) -> Option<String> + Sync),
+        bounds: MergeBounds,
+    ) -> Self {
+        let start = Instant::now();
+        Merge {
+            coordinator,
+            members,
+            default_ctlport,
+            serviceout,
+            bounds,
+            start,
+            deadline: start + bounds.total,
+            report: MergeReport::default(),
+            last_sent: Vec::new(),
+            doing_since: None,
+            settled_since: None,
+            phase_since: None,
+            leaving: Vec::new(),
+            attempt_began: None,
+            hold_merge_until: None,
+            last: String::from("nothing read yet"),
+        }
+    }
+
+    fn note_leavers(&mut self, servers: &[ServerStatus]) {
+        for s in servers.iter().filter(|s| s.status.action == "DELETE") {
+            if !self.leaving.iter().any(|(k, _)| *k == key(s)) {
+                if let Some(command) = (self.serviceout)(s) {
+                    self.leaving.push((key(s), command));
                 }
             }
         }
-        tokio::time::sleep(POLL).await;
+    }
+
+    /// Settled twice in a row, and either merged or nothing showed for long.
+    fn settled_long_enough(&mut self, now: Instant) -> bool {
+        let since = *self.settled_since.get_or_insert(now);
+        now.duration_since(since) >= SETTLED_FOR
+            && (self.report.merged || now.duration_since(self.start) >= NOTHING_SHOWED_AFTER)
+    }
+
+    /// The ring asks for MERGE (`Phase::Start`) or COMPMERGE.
+    async fn start_or_complete(&mut self, phase: Phase, servers: &[ServerStatus], now: Instant) {
+        self.doing_since = None;
+        let starting = phase == Phase::Start;
+        let (command, wanted) = if starting {
+            ("MERGE", "Pending")
+        } else {
+            ("COMPMERGE", "Done")
+        };
+        // The real chmpx spreads the command to the ring from the server
+        // that takes it; a second MERGE from another server while the
+        // first spreads was followed, twice in the box, by a join hung at
+        // [Doing]. So the coordinator alone first; the servers still
+        // asking for it get it themselves only after FAN_OUT_AFTER (a ring
+        // that does not spread it, like the stand-in's).
+        if self.phase_since.is_some_and(|(start, _)| start != starting) {
+            self.phase_since = None;
+        }
+        if starting {
+            if let Some(until) = self.hold_merge_until.filter(|u| now < *u) {
+                tracing::debug!(
+                    wait_s = until.duration_since(now).as_secs_f64(),
+                    "MERGE again once the stuck merge thread gave up"
+                );
+                return;
+            }
+            if self.send_leavers_out_again(servers).await {
+                return;
+            }
+            self.hold_merge_until = None;
+            self.attempt_began.get_or_insert(now);
+        }
+        let first = *self.phase_since.get_or_insert((starting, now));
+        let mut targets = vec![self.coordinator.to_owned()];
+        if now.duration_since(first.1) >= FAN_OUT_AFTER {
+            for s in servers
+                .iter()
+                .filter(|s| s.status.merge == wanted && s.status.live == "UP")
+            {
+                targets.push(control_addr(s, self.members, self.default_ctlport));
+            }
+        }
+        send_each(&targets, command, &mut self.last_sent, &mut self.report).await;
+    }
+
+    /// A leaver an abort brought back goes out again before any MERGE;
+    /// true when one had to.
+    async fn send_leavers_out_again(&mut self, servers: &[ServerStatus]) -> bool {
+        let back: Vec<String> = self
+            .leaving
+            .iter()
+            .filter(|(k, _)| {
+                servers.iter().any(|s| {
+                    key(s) == *k && s.status.ring == "SERVICE IN" && s.status.action != "DELETE"
+                })
+            })
+            .map(|(_, c)| c.clone())
+            .collect();
+        for command in &back {
+            let to = [self.coordinator.to_owned()];
+            send_each(&to, command, &mut self.last_sent, &mut self.report).await;
+        }
+        !back.is_empty()
+    }
+
+    /// Some server merges: watch that it does not stay `[Doing]`; a stuck
+    /// one is aborted and merged again later, within the repairs allowed.
+    async fn watch_doing(
+        &mut self,
+        servers: &[ServerStatus],
+        now: Instant,
+    ) -> Result<(), MergeError> {
+        self.phase_since = None;
+        let Some(doing) = servers.iter().find(|s| s.status.merge == "Doing") else {
+            return Ok(());
+        };
+        let since = match &self.doing_since {
+            Some((name, t)) if *name == doing.name => *t,
+            _ => {
+                self.doing_since = Some((doing.name.clone(), now));
+                now
+            }
+        };
+        if now.duration_since(since) < self.bounds.stuck_after {
+            return Ok(());
+        }
+        let rearm = self.attempt_began.unwrap_or(since) + self.bounds.rearm_after;
+        if self.report.repairs.len() >= self.bounds.repairs || rearm >= self.deadline {
+            return Err(MergeError::Stuck {
+                server: doing.name.clone(),
+                repairs: self.report.repairs.len(),
+                last: self.last.clone(),
+            });
+        }
+        let what = format!(
+            "{} stayed [Doing] for {:.0} s: ABORTMERGE, then MERGE again in {:.0} s (once its merge thread gave up)",
+            doing.name,
+            now.duration_since(since).as_secs_f64(),
+            rearm.saturating_duration_since(now).as_secs_f64()
+        );
+        tracing::warn!(ring = %self.last, "{what}");
+        self.report.repairs.push(what);
+        let mut targets = vec![self.coordinator.to_owned()];
+        for s in servers
+            .iter()
+            .filter(|s| s.status.merge == "Doing" && s.status.live == "UP")
+        {
+            targets.push(control_addr(s, self.members, self.default_ctlport));
+        }
+        self.last_sent.clear();
+        send_each(
+            &targets,
+            "ABORTMERGE",
+            &mut self.last_sent,
+            &mut self.report,
+        )
+        .await;
+        self.doing_since = None;
+        self.attempt_began = None;
+        self.hold_merge_until = Some(rearm);
+        Ok(())
     }
 }
 
