@@ -54,6 +54,42 @@ pub struct Handles {
     pub ready: watch::Receiver<bool>,
 }
 
+/// The manager over the datastore, with the guest's data volume, journal
+/// and bounds from the configuration.
+fn new_manager(
+    config: &Config,
+    datastore: Arc<dyn Datastore>,
+    conductor: conductor::Conductor,
+) -> Arc<Manager> {
+    Arc::new(Manager::new(
+        datastore,
+        conductor,
+        manager::DataVolume {
+            device: config.datastore.device_path.clone(),
+            mount_point: config.datastore.mount_point.clone(),
+            uid: config.datastore.database_service_uid,
+            gid: config.datastore.database_service_gid,
+            options: config.volume.clone(),
+        },
+        Journal::new(config.state_dir.join(&config.guest_id)),
+        config.state_change_wait_time,
+        config.backup.clone(),
+    ))
+}
+
+/// The periodic status report (upstream's update_status), the first one
+/// after one interval as upstream does.
+fn spawn_reporter(manager: Arc<Manager>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            manager.report_status().await;
+        }
+    })
+}
+
 /// Runs the agent until `shutdown` completes, then drains: stop taking
 /// requests, let in-flight ones finish (bounded by
 /// `graceful_shutdown_timeout`), flush casts, close the connection.
@@ -105,39 +141,12 @@ pub async fn run(
         codec.clone(),
         publisher.clone(),
     );
-    let manager = Arc::new(Manager::new(
-        datastore,
-        conductor,
-        manager::DataVolume {
-            device: config.datastore.device_path.clone(),
-            mount_point: config.datastore.mount_point.clone(),
-            uid: config.datastore.database_service_uid,
-            gid: config.datastore.database_service_gid,
-            options: config.volume.clone(),
-        },
-        Journal::new(config.state_dir.join(&config.guest_id)),
-        config.state_change_wait_time,
-        config.backup.clone(),
-    ));
+    let manager = new_manager(&config, datastore, conductor);
     {
         let manager = manager.clone();
         tokio::spawn(async move { manager.start().await });
     }
-
-    // The periodic status report (upstream's update_status), first one
-    // after one interval as upstream does.
-    let reporter = {
-        let manager = manager.clone();
-        let every = config.report_interval;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                manager.report_status().await;
-            }
-        })
-    };
+    let reporter = spawn_reporter(manager.clone(), config.report_interval);
 
     on_start(Handles { ready: ready_rx });
     tracing::info!(

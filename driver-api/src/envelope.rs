@@ -78,56 +78,7 @@ pub struct ReplyAddress {
 /// On failure also returns the reply address when the inner message was
 /// readable enough to find one.
 pub fn decode(body: &[u8]) -> Result<RpcMessage, (EnvelopeError, Option<ReplyAddress>)> {
-    if body.len() > MAX_BODY_BYTES {
-        return Err((EnvelopeError::TooLarge(body.len()), None));
-    }
-    let outer: Value =
-        serde_json::from_slice(body).map_err(|e| (EnvelopeError::NotJson(e.to_string()), None))?;
-    let Value::Object(mut outer) = outer else {
-        return Err((
-            EnvelopeError::BadField {
-                field: "body",
-                reason: "not a JSON object",
-            },
-            None,
-        ));
-    };
-    // oslo accepts an un-enveloped message (pre-2.0 senders) as the message.
-    let mut inner = match outer.remove("oslo.version") {
-        None => outer,
-        Some(Value::String(v)) if v == ENVELOPE_VERSION => match outer.remove("oslo.message") {
-            Some(Value::String(text)) => match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(map)) => map,
-                Ok(_) => {
-                    return Err((
-                        EnvelopeError::BadField {
-                            field: "oslo.message",
-                            reason: "not a JSON object",
-                        },
-                        None,
-                    ))
-                }
-                Err(e) => return Err((EnvelopeError::NotJson(e.to_string()), None)),
-            },
-            _ => {
-                return Err((
-                    EnvelopeError::BadField {
-                        field: "oslo.message",
-                        reason: "missing or not text",
-                    },
-                    None,
-                ))
-            }
-        },
-        Some(other) => {
-            let shown = match other {
-                Value::String(s) => s,
-                v => v.to_string(),
-            };
-            return Err((EnvelopeError::UnsupportedVersion(shown), None));
-        }
-    };
-
+    let mut inner = unwrap_envelope(body).map_err(|e| (e, None))?;
     let msg_id = take_opt_string(&mut inner, "_msg_id");
     let reply_q = take_opt_string(&mut inner, "_reply_q");
     let address = match (&msg_id, &reply_q) {
@@ -190,6 +141,53 @@ pub fn decode(body: &[u8]) -> Result<RpcMessage, (EnvelopeError, Option<ReplyAdd
         call_monitor_timeout,
         context,
     })
+}
+
+/// The inner message of an oslo 2.0 envelope (or an un-enveloped one) as a
+/// JSON object.
+fn unwrap_envelope(body: &[u8]) -> Result<Map<String, Value>, EnvelopeError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(EnvelopeError::TooLarge(body.len()));
+    }
+    let outer: Value =
+        serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+    let Value::Object(mut outer) = outer else {
+        return Err(EnvelopeError::BadField {
+            field: "body",
+            reason: "not a JSON object",
+        });
+    };
+    // oslo accepts an un-enveloped message (pre-2.0 senders) as the message.
+    let inner = match outer.remove("oslo.version") {
+        None => outer,
+        Some(Value::String(v)) if v == ENVELOPE_VERSION => match outer.remove("oslo.message") {
+            Some(Value::String(text)) => match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(map)) => map,
+                Ok(_) => {
+                    return Err(EnvelopeError::BadField {
+                        field: "oslo.message",
+                        reason: "not a JSON object",
+                    })
+                }
+                Err(e) => return Err(EnvelopeError::NotJson(e.to_string())),
+            },
+            _ => {
+                return Err(EnvelopeError::BadField {
+                    field: "oslo.message",
+                    reason: "missing or not text",
+                })
+            }
+        },
+        Some(other) => {
+            let shown = match other {
+                Value::String(s) => s,
+                v => v.to_string(),
+            };
+            return Err(EnvelopeError::UnsupportedVersion(shown));
+        }
+    };
+
+    Ok(inner)
 }
 
 fn take_opt_string(
