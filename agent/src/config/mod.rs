@@ -265,119 +265,123 @@ impl Config {
 
     /// The effective settings as `[group] key = value` lines, secrets masked.
     pub fn render(&self) -> String {
-        let r = &self.rabbit;
-        let d = &self.datastore;
+        let mut out = String::new();
+        section(&mut out, "DEFAULT", self.default_lines());
+        section(&mut out, "oslo_messaging_rabbit", self.rabbit_lines());
+        section(&mut out, &self.datastore.name, self.datastore_lines());
+        out
+    }
+
+    fn default_lines(&self) -> Vec<(&str, String)> {
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "<unset>".into());
+        let secret = |set: bool, on: &str, off: &str| if set { on } else { off }.to_owned();
+        let secs = |d: Duration| d.as_secs().to_string();
+        let b = &self.backup;
+        vec![
+            ("guest_id", self.guest_id.clone()),
+            ("datastore_manager", self.datastore_manager.clone()),
+            ("datastore_version", opt(&self.datastore_version)),
+            ("tenant_id", opt(&self.tenant_id)),
+            (
+                "instance_rpc_encr_key",
+                secret(
+                    self.instance_rpc_encr_key.is_some(),
+                    "*** (secure RPC on)",
+                    "<unset> (plain RPC)",
+                ),
+            ),
+            ("transport_url", self.transport_url.masked()),
+            ("control_exchange", self.control_exchange.clone()),
+            ("conductor_queue", self.conductor_queue.clone()),
+            ("report_interval", secs(self.report_interval)),
+            ("state_change_wait_time", secs(self.state_change_wait_time)),
+            (
+                "graceful_shutdown_timeout",
+                secs(self.graceful_shutdown_timeout),
+            ),
+            ("debug", self.debug.to_string()),
+            ("state_dir", self.state_dir.display().to_string()),
+            ("backup_swift_container", b.swift_container.clone()),
+            ("backup_segment_max_size", b.segment_max_size.to_string()),
+            (
+                "backup_aes_cbc_key",
+                secret(
+                    b.aes_cbc_key.is_some(),
+                    "*** (backups encrypted)",
+                    "<unset> (backups not encrypted)",
+                ),
+            ),
+            ("swift_api_insecure", b.swift_api_insecure.to_string()),
+        ]
+    }
+
+    fn rabbit_lines(&self) -> Vec<(&str, String)> {
+        let r = &self.rabbit;
         let path = |v: &Option<PathBuf>| {
             v.as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "<unset>".into())
         };
-        let mut out = String::new();
-        let mut line = |k: &str, v: String| {
-            out.push_str(k);
-            out.push_str(" = ");
-            out.push_str(&v);
-            out.push('\n');
-        };
-        line("[DEFAULT]\nguest_id", self.guest_id.clone());
-        line("datastore_manager", self.datastore_manager.clone());
-        line("datastore_version", opt(&self.datastore_version));
-        line("tenant_id", opt(&self.tenant_id));
-        line(
-            "instance_rpc_encr_key",
-            if self.instance_rpc_encr_key.is_some() {
-                "*** (secure RPC on)".into()
-            } else {
-                "<unset> (plain RPC)".into()
-            },
-        );
-        line("transport_url", self.transport_url.masked());
-        line("control_exchange", self.control_exchange.clone());
-        line("conductor_queue", self.conductor_queue.clone());
-        line(
-            "report_interval",
-            self.report_interval.as_secs().to_string(),
-        );
-        line(
-            "state_change_wait_time",
-            self.state_change_wait_time.as_secs().to_string(),
-        );
-        line(
-            "graceful_shutdown_timeout",
-            self.graceful_shutdown_timeout.as_secs().to_string(),
-        );
-        line("debug", self.debug.to_string());
-        line("state_dir", self.state_dir.display().to_string());
-        line(
-            "backup_swift_container",
-            self.backup.swift_container.clone(),
-        );
-        line(
-            "backup_segment_max_size",
-            self.backup.segment_max_size.to_string(),
-        );
-        line(
-            "backup_aes_cbc_key",
-            if self.backup.aes_cbc_key.is_some() {
-                "*** (backups encrypted)".into()
-            } else {
-                "<unset> (backups not encrypted)".into()
-            },
-        );
-        line(
-            "swift_api_insecure",
-            self.backup.swift_api_insecure.to_string(),
-        );
-        line(
-            "\n[oslo_messaging_rabbit]\namqp_durable_queues",
-            r.amqp_durable_queues.to_string(),
-        );
-        line("amqp_auto_delete", r.amqp_auto_delete.to_string());
-        line("rabbit_ha_queues", r.rabbit_ha_queues.to_string());
-        line("rabbit_quorum_queue", r.rabbit_quorum_queue.to_string());
-        line(
-            "rabbit_transient_quorum_queue",
-            r.rabbit_transient_quorum_queue.to_string(),
-        );
-        line(
-            "rabbit_transient_queues_ttl",
-            r.rabbit_transient_queues_ttl.to_string(),
-        );
-        line("rabbit_stream_fanout", r.rabbit_stream_fanout.to_string());
-        line(
-            "rabbit_qos_prefetch_count",
-            r.rabbit_qos_prefetch_count.to_string(),
-        );
-        line(
-            "heartbeat_timeout_threshold",
-            r.heartbeat_timeout_threshold.to_string(),
-        );
-        line("ssl", r.ssl.to_string());
-        line("ssl_ca_file", path(&r.ssl_ca_file));
-        line("ssl_cert_file", path(&r.ssl_cert_file));
-        line("ssl_key_file", path(&r.ssl_key_file));
-        line(
-            &format!("\n[{}]\nmount_point", d.name),
-            d.mount_point.display().to_string(),
-        );
-        line("device_path", d.device_path.display().to_string());
-        line("database_service_uid", d.database_service_uid.to_string());
-        line("database_service_gid", d.database_service_gid.to_string());
+        vec![
+            ("amqp_durable_queues", r.amqp_durable_queues.to_string()),
+            ("amqp_auto_delete", r.amqp_auto_delete.to_string()),
+            ("rabbit_ha_queues", r.rabbit_ha_queues.to_string()),
+            ("rabbit_quorum_queue", r.rabbit_quorum_queue.to_string()),
+            (
+                "rabbit_transient_quorum_queue",
+                r.rabbit_transient_quorum_queue.to_string(),
+            ),
+            (
+                "rabbit_transient_queues_ttl",
+                r.rabbit_transient_queues_ttl.to_string(),
+            ),
+            ("rabbit_stream_fanout", r.rabbit_stream_fanout.to_string()),
+            (
+                "rabbit_qos_prefetch_count",
+                r.rabbit_qos_prefetch_count.to_string(),
+            ),
+            (
+                "heartbeat_timeout_threshold",
+                r.heartbeat_timeout_threshold.to_string(),
+            ),
+            ("ssl", r.ssl.to_string()),
+            ("ssl_ca_file", path(&r.ssl_ca_file)),
+            ("ssl_cert_file", path(&r.ssl_cert_file)),
+            ("ssl_key_file", path(&r.ssl_key_file)),
+        ]
+    }
+
+    fn datastore_lines(&self) -> Vec<(&str, String)> {
+        let d = &self.datastore;
+        let mut lines = vec![
+            ("mount_point", d.mount_point.display().to_string()),
+            ("device_path", d.device_path.display().to_string()),
+            ("database_service_uid", d.database_service_uid.to_string()),
+            ("database_service_gid", d.database_service_gid.to_string()),
+        ];
         for (k, v) in &d.values {
-            if !matches!(
-                k.as_str(),
-                "mount_point" | "device_path" | "database_service_uid" | "database_service_gid"
-            ) {
-                let shown = if is_secret_key(k) {
+            if !lines.iter().any(|(shown, _)| shown == k) {
+                let v = if is_secret_key(k) {
                     "***".to_owned()
                 } else {
                     v.clone()
                 };
-                line(k, shown);
+                lines.push((k.as_str(), v));
             }
         }
-        out
+        lines
+    }
+}
+
+/// One `[group]` of [`Config::render`], a blank line before every group
+/// but the first.
+fn section(out: &mut String, group: &str, lines: Vec<(&str, String)>) {
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&format!("[{group}]\n"));
+    for (k, v) in lines {
+        out.push_str(&format!("{k} = {v}\n"));
     }
 }
 
