@@ -96,6 +96,69 @@ fn host_name() -> String {
         .unwrap_or_default()
 }
 
+/// The `key = value` lines (blank lines and `#` comments skipped), and a
+/// problem for every other line.
+fn key_values(text: &str) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut values = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once('=') {
+            Some((k, v)) => {
+                values.insert(k.trim().to_owned(), v.trim().to_owned());
+            }
+            None => problems.push(format!("line {}: not key = value", n + 1)),
+        }
+    }
+    (values, problems)
+}
+
+/// Where the slave role comes from: an EXTDATA URL, or K2HR3's API with a
+/// role and its token, never both.
+fn role_source(
+    values: &mut BTreeMap<String, String>,
+    problems: &mut Vec<String>,
+) -> Option<RoleSource> {
+    let extdata = take(values, "extdata_url");
+    let direct = (
+        take(values, "k2hr3_api_url"),
+        take(values, "role"),
+        take(values, "role_token"),
+    );
+    match (extdata, direct) {
+        (Some(url), (None, None, None)) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                problems.push(format!("extdata_url is not an http(s) URL: {url}"));
+            }
+            Some(RoleSource::Extdata(url))
+        }
+        (None, (Some(api_url), Some(role), Some(token))) => Some(RoleSource::Direct {
+            api_url: api_url.trim_end_matches('/').to_owned(),
+            role,
+            token: Secret::new(token),
+        }),
+        (Some(_), _) => {
+            problems.push("give extdata_url or k2hr3_api_url + role + role_token, not both".into());
+            None
+        }
+        (None, _) => {
+            problems.push("no slave role: give extdata_url (the cluster's slave EXTDATA URL), or k2hr3_api_url, role and role_token".into());
+            None
+        }
+    }
+}
+
+/// A container or seed name: letters, digits and `_ . -`, starting with a
+/// letter or digit.
+fn valid_name(n: &str) -> bool {
+    n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
 fn take(values: &mut BTreeMap<String, String>, key: &str) -> Option<String> {
     values.remove(key).filter(|v| !v.is_empty())
 }
@@ -144,50 +207,10 @@ impl SlaveConfig {
         reader
             .read_to_string(&mut text)
             .map_err(|e| ConfigError(vec![format!("cannot read the config: {e}")]))?;
-        let mut values = BTreeMap::new();
-        let mut problems = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            match line.split_once('=') {
-                Some((k, v)) => {
-                    values.insert(k.trim().to_owned(), v.trim().to_owned());
-                }
-                None => problems.push(format!("line {}: not key = value", n + 1)),
-            }
-        }
+        let (mut values, mut problems) = key_values(&text);
         let values = &mut values;
         let problems = &mut problems;
-        let extdata = take(values, "extdata_url");
-        let direct = (
-            take(values, "k2hr3_api_url"),
-            take(values, "role"),
-            take(values, "role_token"),
-        );
-        let role = match (extdata, direct) {
-            (Some(url), (None, None, None)) => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    problems.push(format!("extdata_url is not an http(s) URL: {url}"));
-                }
-                Some(RoleSource::Extdata(url))
-            }
-            (None, (Some(api_url), Some(role), Some(token))) => Some(RoleSource::Direct {
-                api_url: api_url.trim_end_matches('/').to_owned(),
-                role,
-                token: Secret::new(token),
-            }),
-            (Some(_), _) => {
-                problems
-                    .push("give extdata_url or k2hr3_api_url + role + role_token, not both".into());
-                None
-            }
-            (None, _) => {
-                problems.push("no slave role: give extdata_url (the cluster's slave EXTDATA URL), or k2hr3_api_url, role and role_token".into());
-                None
-            }
-        };
+        let role = role_source(values, problems);
         let ctlport = values
             .contains_key("ctlport")
             .then(|| number(values, problems, "ctlport", 8031, 1, 65535) as u16);
@@ -204,11 +227,6 @@ impl SlaveConfig {
         ) as i64;
         let image = take(values, "image").unwrap_or_else(|| "antpickax/k2hdkc:1.0.17".into());
         let container = take(values, "container").unwrap_or_else(|| "k2hdkc-slave".into());
-        let valid_name = |n: &str| {
-            n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-                && n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        };
         if !valid_name(&container) {
             problems.push(format!(
                 "container = {container}: letters, digits and _ . - only"
