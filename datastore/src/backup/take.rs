@@ -27,15 +27,7 @@ pub async fn take(
     }
     let s = node.settings();
     let server = s.server_container();
-    match node.containers().state(&server).await {
-        Ok(ContainerState::Running { .. }) => {}
-        Ok(other) => {
-            return Err(DatastoreError::Conflict(format!(
-                "k2hdkc is not running (its container is {other:?}): start the instance before backing it up"
-            )))
-        }
-        Err(e) => return Err(DatastoreError::failed("read the k2hdkc container's state", e)),
-    }
+    ensure_running(node, &server).await?;
     let facts = node.ini_facts()?;
     let k2hfile = facts.k2hfile.clone().ok_or_else(|| {
         DatastoreError::failed("take the archive", "the ini names no [K2HDKC] K2HFILE")
@@ -73,23 +65,7 @@ pub async fn take(
         archive_bytes,
         created: super::now(),
     };
-    let encrypted = access.encryption_key.is_some();
-    let request = SaveRequest {
-        container: info
-            .swift_container
-            .clone()
-            .unwrap_or_else(|| access.container.to_owned()),
-        object: info.object_name(encrypted),
-        segment_prefix: info.id.clone(),
-        segment_size: access.segment_size,
-        metadata: vec![
-            ("datastore".into(), crate::MANAGER.into()),
-            (
-                "datastore-version".into(),
-                info.datastore_version.clone().unwrap_or_default(),
-            ),
-        ],
-    };
+    let request = save_request(info, &access);
 
     // One stream: packed on a blocking thread, uploaded as it comes.
     let (tx, rx) = stream::channel();
@@ -132,4 +108,36 @@ pub async fn take(
         checksum: Some(stored.checksum),
         size_gb: stored.bytes as f64 / GIB,
     })
+}
+
+/// A backup of a stopped k2hdkc would be empty: refused by name.
+async fn ensure_running(node: &Node, server: &str) -> Result<(), DatastoreError> {
+    match node.containers().state(server).await {
+        Ok(ContainerState::Running { .. }) => Ok(()),
+        Ok(other) => Err(DatastoreError::Conflict(format!(
+            "k2hdkc is not running (its container is {other:?}): start the instance before backing it up"
+        ))),
+        Err(e) => Err(DatastoreError::failed("read the k2hdkc container's state", e)),
+    }
+}
+
+/// Where and how the stream is stored: Trove's container (or the one the
+/// backup names), the object named as Trove's strategies name it.
+fn save_request(info: &BackupInfo, access: &BackupAccess<'_>) -> SaveRequest {
+    SaveRequest {
+        container: info
+            .swift_container
+            .clone()
+            .unwrap_or_else(|| access.container.to_owned()),
+        object: info.object_name(access.encryption_key.is_some()),
+        segment_prefix: info.id.clone(),
+        segment_size: access.segment_size,
+        metadata: vec![
+            ("datastore".into(), crate::MANAGER.into()),
+            (
+                "datastore-version".into(),
+                info.datastore_version.clone().unwrap_or_default(),
+            ),
+        ],
+    }
 }
