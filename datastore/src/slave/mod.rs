@@ -60,7 +60,7 @@ pub enum SlaveError {
     K2hr3(#[from] K2hr3Error),
     /// The rendered resource cannot make a slave ini.
     #[error("cannot make the slave ini from the K2HR3 resource: {0}")]
-    Ini(String),
+    Ini(#[from] render::IniError),
     /// The container engine.
     #[error(transparent)]
     Host(#[from] HostError),

@@ -126,48 +126,72 @@ impl Section {
 
 /// The ini text of a rendered resource as K2HR3 answers it
 /// (`{"resource": "<ini>", ...}`), or the ini text itself.
-pub fn resource_text(raw: &str) -> Result<String, String> {
+pub fn resource_text(raw: &str) -> Result<String, IniError> {
     if !raw.trim_start().starts_with('{') {
         return Ok(raw.to_owned());
     }
-    let doc: serde_json::Value = serde_json::from_str(raw)
-        .map_err(|e| format!("the resource looks like JSON but does not parse: {e}"))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| IniError::NotJson(e.to_string()))?;
     doc.get("resource")
         .and_then(|r| r.as_str())
         .map(str::to_owned)
-        .ok_or_else(|| "the resource is JSON without a \"resource\" string (K2HR3 answers {\"resource\": \"<ini>\"})".into())
+        .ok_or(IniError::NoResource)
+}
+
+/// Why a resource makes no slave ini: what chmpx would refuse, named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IniError {
+    /// Text that starts as JSON but is not.
+    #[error("the resource looks like JSON but does not parse: {0}")]
+    NotJson(String),
+    /// JSON without K2HR3's `resource` member.
+    #[error("the resource is JSON without a \"resource\" string (K2HR3 answers {{\"resource\": \"<ini>\"}})")]
+    NoResource,
+    /// Not exactly one `[GLOBAL]`.
+    #[error(
+        "the K2HR3 resource has {0} [GLOBAL] sections, not 1: is it the cluster's k2hdkc.ini?"
+    )]
+    Globals(usize),
+    /// No server to join yet.
+    #[error("the K2HR3 resource lists no [SVRNODE]: the cluster has no server yet")]
+    NoServer,
+    /// A port that is not one.
+    #[error("the K2HR3 resource's {what} is not a port: {value:?}")]
+    NotAPort {
+        /// Which value.
+        what: &'static str,
+        /// As written.
+        value: String,
+    },
+    /// `CHMPXIDTYPE = CUSTOM` without a usable seed.
+    #[error(
+        "CHMPXIDTYPE = CUSTOM needs this slave's id seed (a word, unique per slave); got {0:?}"
+    )]
+    NoSeed(String),
+    /// A server entry without a port that `[GLOBAL]` does not give either.
+    #[error("a [SVRNODE] has no {0} and [GLOBAL] gives none")]
+    NoServerPort(&'static str),
 }
 
 /// Makes a slave ini from the rendered resource. `ctlport`: the slave's
 /// control port; `None` takes the resource's (`[GLOBAL] CTLPORT` of a
 /// slave resource, the `[SLVNODE] CTLPORT` of a server one, else 8031).
 /// `seed`: this slave's `CUSTOM_ID_SEED` (unique per slave).
-pub fn slave_ini(resource: &str, seed: &str, ctlport: Option<u16>) -> Result<SlaveIni, String> {
+pub fn slave_ini(resource: &str, seed: &str, ctlport: Option<u16>) -> Result<SlaveIni, IniError> {
     let mut secs = sections(resource);
     let globals = secs.iter().filter(|s| s.is("GLOBAL")).count();
     if globals != 1 {
-        return Err(format!(
-            "the K2HR3 resource has {globals} [GLOBAL] sections, not 1: is it the cluster's k2hdkc.ini?"
-        ));
+        return Err(IniError::Globals(globals));
     }
     if !secs.iter().any(|s| s.is("SVRNODE")) {
-        return Err("the K2HR3 resource lists no [SVRNODE]: the cluster has no server yet".into());
+        return Err(IniError::NoServer);
     }
     let global = secs.iter().find(|s| s.is("GLOBAL")).expect("one GLOBAL");
     let slave_mode = global
         .value("MODE")
         .is_some_and(|m| m.eq_ignore_ascii_case("SLAVE"));
-    let number = |v: Option<String>, what: &str| -> Result<Option<u16>, String> {
-        v.map(|v| {
-            v.parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| format!("the K2HR3 resource's {what} is not a port: {v:?}"))
-        })
-        .transpose()
-    };
-    let global_port = number(global.value("PORT"), "[GLOBAL] PORT")?;
-    let global_ctlport = number(global.value("CTLPORT"), "[GLOBAL] CTLPORT")?;
+    let global_port = port(global.value("PORT"), "[GLOBAL] PORT")?;
+    let global_ctlport = port(global.value("CTLPORT"), "[GLOBAL] CTLPORT")?;
     let slvnode_ctlport = secs
         .iter()
         .filter(|s| s.is("SLVNODE"))
@@ -175,14 +199,12 @@ pub fn slave_ini(resource: &str, seed: &str, ctlport: Option<u16>) -> Result<Sla
     let ctlport = match ctlport {
         Some(p) => p,
         None if slave_mode => global_ctlport.unwrap_or(DEFAULT_SLAVE_CTLPORT),
-        None => number(slvnode_ctlport, "[SLVNODE] CTLPORT")?.unwrap_or(DEFAULT_SLAVE_CTLPORT),
+        None => port(slvnode_ctlport, "[SLVNODE] CTLPORT")?.unwrap_or(DEFAULT_SLAVE_CTLPORT),
     };
     let custom =
         global.value("CHMPXIDTYPE").and_then(|t| IdType::parse(&t)) == Some(IdType::Custom);
     if custom && (seed.is_empty() || seed.contains(char::is_whitespace)) {
-        return Err(format!(
-            "CHMPXIDTYPE = CUSTOM needs this slave's id seed (a word, unique per slave); got {seed:?}"
-        ));
+        return Err(IniError::NoSeed(seed.to_owned()));
     }
     let mq_msg_max = ["MAXMQSERVER", "MAXMQCLIENT"]
         .iter()
@@ -194,6 +216,8 @@ pub fn slave_ini(resource: &str, seed: &str, ctlport: Option<u16>) -> Result<Sla
         })
         .sum::<u32>()
         .max(1024);
+    // A server resource's [GLOBAL] ports were the servers'.
+    let server_ports = (global_port, global_ctlport);
     for s in secs.iter_mut() {
         if s.is("GLOBAL") {
             s.edit(
@@ -205,32 +229,54 @@ pub fn slave_ini(resource: &str, seed: &str, ctlport: Option<u16>) -> Result<Sla
                 &["SELFCUK"],
             );
         } else if s.is("SVRNODE") {
-            // A server resource's [GLOBAL] ports were the servers'.
-            let mut fill = Vec::new();
-            if s.value("PORT").is_none() {
-                match global_port.filter(|_| !slave_mode) {
-                    Some(p) => fill.push(("PORT", p.to_string())),
-                    None => return Err("a [SVRNODE] has no PORT and [GLOBAL] gives none".into()),
-                }
-            }
-            if s.value("CTLPORT").is_none() {
-                match global_ctlport.filter(|_| !slave_mode) {
-                    Some(p) => fill.push(("CTLPORT", p.to_string())),
-                    None => return Err("a [SVRNODE] has no CTLPORT and [GLOBAL] gives none".into()),
-                }
-            }
-            s.edit(&fill, &[]);
+            fill_server_ports(s, server_ports, slave_mode)?;
         }
     }
-    let mut own = vec![
-        "[SLVNODE]".to_owned(),
-        format!("{:<22} = [.]*", "NAME"),
-        format!("{:<22} = {ctlport}", "CTLPORT"),
-    ];
-    if custom {
-        own.push(format!("{:<22} = {seed}", "CUSTOM_ID_SEED"));
+    let text = assemble(&secs, ctlport, custom.then_some(seed));
+    let facts = ini::facts(&text);
+    Ok(SlaveIni {
+        text,
+        ctlport,
+        facts,
+        mq_msg_max,
+    })
+}
+
+/// A port value of the resource, if given.
+fn port(v: Option<String>, what: &'static str) -> Result<Option<u16>, IniError> {
+    v.map(|value| {
+        value
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or(IniError::NotAPort { what, value })
+    })
+    .transpose()
+}
+
+/// Writes into a `[SVRNODE]` the PORT and CTLPORT it took from a server
+/// resource's `[GLOBAL]`.
+fn fill_server_ports(
+    s: &mut Section,
+    (port, ctlport): (Option<u16>, Option<u16>),
+    slave_mode: bool,
+) -> Result<(), IniError> {
+    let mut fill = Vec::new();
+    for (key, global) in [("PORT", port), ("CTLPORT", ctlport)] {
+        if s.value(key).is_none() {
+            match global.filter(|_| !slave_mode) {
+                Some(p) => fill.push((key, p.to_string())),
+                None => return Err(IniError::NoServerPort(key)),
+            }
+        }
     }
-    own.push(String::new());
+    s.edit(&fill, &[]);
+    Ok(())
+}
+
+/// The sections but the servers' own (`[SLVNODE]`, `[K2HDKC]`), then this
+/// slave's `[SLVNODE]`.
+fn assemble(secs: &[Section], ctlport: u16, seed: Option<&str>) -> String {
     let mut out: Vec<String> = Vec::new();
     for s in secs.iter().filter(|s| !s.is("SLVNODE") && !s.is("K2HDKC")) {
         out.extend(s.lines.iter().cloned());
@@ -239,15 +285,14 @@ pub fn slave_ini(resource: &str, seed: &str, ctlport: Option<u16>) -> Result<Sla
         out.pop();
     }
     out.push(String::new());
-    out.extend(own);
-    let text = out.join("\n");
-    let facts = ini::facts(&text);
-    Ok(SlaveIni {
-        text,
-        ctlport,
-        facts,
-        mq_msg_max,
-    })
+    out.push("[SLVNODE]".to_owned());
+    out.push(format!("{:<22} = [.]*", "NAME"));
+    out.push(format!("{:<22} = {ctlport}", "CTLPORT"));
+    if let Some(seed) = seed {
+        out.push(format!("{:<22} = {seed}", "CUSTOM_ID_SEED"));
+    }
+    out.push(String::new());
+    out.join("\n")
 }
 
 #[cfg(test)]
@@ -318,20 +363,20 @@ mod tests {
     #[test]
     fn what_chmpx_would_refuse_is_refused_by_name() {
         let e = slave_ini(SERVER, "", None).unwrap_err();
-        assert!(e.contains("seed"), "{e}");
+        assert!(e.to_string().contains("seed"), "{e}");
         let e = slave_ini("[GLOBAL]\nGROUP = c\n", "s", None).unwrap_err();
-        assert!(e.contains("no [SVRNODE]"), "{e}");
+        assert!(e.to_string().contains("no [SVRNODE]"), "{e}");
         let e = slave_ini("[SVRNODE]\nNAME = a\n", "s", None).unwrap_err();
-        assert!(e.contains("0 [GLOBAL]"), "{e}");
+        assert!(e.to_string().contains("0 [GLOBAL]"), "{e}");
         let e = slave_ini(
             "[GLOBAL]\nMODE = SLAVE\nCTLPORT = 8031\n[SVRNODE]\nNAME = a\n",
             "s",
             None,
         )
         .unwrap_err();
-        assert!(e.contains("no PORT"), "{e}");
+        assert!(e.to_string().contains("no PORT"), "{e}");
         let e = slave_ini("[GLOBAL]\nCTLPORT = x\n[SVRNODE]\nNAME = a\n", "s", None).unwrap_err();
-        assert!(e.contains("not a port"), "{e}");
+        assert!(e.to_string().contains("not a port"), "{e}");
         // Without CUSTOM no seed is needed, and none is written.
         let ini = slave_ini(
             "[GLOBAL]\nCHMPXIDTYPE = NAME\nPORT = 8020\nCTLPORT = 8021\n[SVRNODE]\nNAME = a\n",
