@@ -37,7 +37,71 @@ impl Default for VolumeOptions {
 /// Bound on commands other than formatting.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-async fn run(argv: &[&str], limit: Duration) -> Result<(i32, String), String> {
+/// Why the volume is not as asked, naming the command and what it printed.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// A command ran past its bound (and was killed).
+    #[error("{command} did not finish within {limit:?}")]
+    Timeout {
+        /// The command line.
+        command: String,
+        /// Its bound.
+        limit: Duration,
+    },
+    /// A command could not be started.
+    #[error("cannot run {program}: {cause}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// A command failed.
+    #[error("{command} exited {code}: {output}")]
+    Failed {
+        /// The command line.
+        command: String,
+        /// Its exit code (-1 for a signal).
+        code: i32,
+        /// What it printed.
+        output: String,
+    },
+    /// No such device.
+    #[error("data volume {0} does not exist")]
+    NoDevice(PathBuf),
+    /// Mounted, but not where asked: left alone.
+    #[error("{device} is mounted on {at}, not on {want}")]
+    MountedElsewhere {
+        /// The device.
+        device: PathBuf,
+        /// Where it is mounted.
+        at: PathBuf,
+        /// Where it was asked to be.
+        want: PathBuf,
+    },
+    /// A local file operation.
+    #[error("{what} {path}: {cause}")]
+    Io {
+        /// The operation.
+        what: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why.
+        cause: String,
+    },
+}
+
+impl VolumeError {
+    pub(crate) fn io(what: &'static str, path: &Path, cause: impl std::fmt::Display) -> Self {
+        VolumeError::Io {
+            what,
+            path: path.to_path_buf(),
+            cause: cause.to_string(),
+        }
+    }
+}
+
+async fn run(argv: &[&str], limit: Duration) -> Result<(i32, String), VolumeError> {
     let out = tokio::time::timeout(
         limit,
         Command::new(argv[0])
@@ -46,8 +110,14 @@ async fn run(argv: &[&str], limit: Duration) -> Result<(i32, String), String> {
             .output(),
     )
     .await
-    .map_err(|_| format!("{} did not finish within {limit:?}", argv.join(" ")))?
-    .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    .map_err(|_| VolumeError::Timeout {
+        command: argv.join(" "),
+        limit,
+    })?
+    .map_err(|cause| VolumeError::Spawn {
+        program: argv[0].to_owned(),
+        cause,
+    })?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -58,10 +128,14 @@ async fn run(argv: &[&str], limit: Duration) -> Result<(i32, String), String> {
     Ok((out.status.code().unwrap_or(-1), text))
 }
 
-async fn run_ok(argv: &[&str], limit: Duration) -> Result<String, String> {
+async fn run_ok(argv: &[&str], limit: Duration) -> Result<String, VolumeError> {
     match run(argv, limit).await? {
         (0, text) => Ok(text),
-        (code, text) => Err(format!("{} exited {code}: {text}", argv.join(" "))),
+        (code, output) => Err(VolumeError::Failed {
+            command: argv.join(" "),
+            code,
+            output,
+        }),
     }
 }
 
@@ -83,17 +157,17 @@ pub fn mount_point_of(device: &Path) -> Option<PathBuf> {
 }
 
 /// Whether `device` carries a filesystem (blkid exits 2 when it finds none).
-pub async fn has_filesystem(device: &Path) -> Result<bool, String> {
+pub async fn has_filesystem(device: &Path) -> Result<bool, VolumeError> {
     let dev = device.to_string_lossy();
-    match run(
-        &["blkid", "-p", "-o", "value", "-s", "TYPE", &dev],
-        COMMAND_TIMEOUT,
-    )
-    .await?
-    {
+    let argv = ["blkid", "-p", "-o", "value", "-s", "TYPE", &dev];
+    match run(&argv, COMMAND_TIMEOUT).await? {
         (0, text) => Ok(!text.is_empty()),
         (2, _) => Ok(false),
-        (code, text) => Err(format!("blkid {dev} exited {code}: {text}")),
+        (code, output) => Err(VolumeError::Failed {
+            command: argv.join(" "),
+            code,
+            output,
+        }),
     }
 }
 
@@ -106,20 +180,19 @@ pub async fn ensure_mounted(
     uid: u32,
     gid: u32,
     opts: &VolumeOptions,
-) -> Result<&'static str, String> {
+) -> Result<&'static str, VolumeError> {
     if !device.exists() {
-        return Err(format!("data volume {} does not exist", device.display()));
+        return Err(VolumeError::NoDevice(device.to_path_buf()));
     }
     if let Some(at) = mount_point_of(device) {
         if at == mount_point {
             return Ok("already mounted");
         }
-        return Err(format!(
-            "{} is mounted on {}, not on {}",
-            device.display(),
-            at.display(),
-            mount_point.display()
-        ));
+        return Err(VolumeError::MountedElsewhere {
+            device: device.to_path_buf(),
+            at,
+            want: mount_point.to_path_buf(),
+        });
     }
     let dev = device.to_string_lossy().into_owned();
     let mut done = "mounted";
@@ -130,8 +203,7 @@ pub async fn ensure_mounted(
         run_ok(&argv, opts.format_timeout).await?;
         done = "formatted and mounted";
     }
-    std::fs::create_dir_all(mount_point)
-        .map_err(|e| format!("create {}: {e}", mount_point.display()))?;
+    std::fs::create_dir_all(mount_point).map_err(|e| VolumeError::io("create", mount_point, e))?;
     let mp = mount_point.to_string_lossy();
     run_ok(
         &[
@@ -151,12 +223,12 @@ pub async fn ensure_mounted(
         Some(nix::unistd::Uid::from_raw(uid)),
         Some(nix::unistd::Gid::from_raw(gid)),
     )
-    .map_err(|e| format!("chown {} to {uid}:{gid}: {e}", mount_point.display()))?;
+    .map_err(|e| VolumeError::io("chown", mount_point, format!("to {uid}:{gid}: {e}")))?;
     Ok(done)
 }
 
 /// Unmounts `mount_point` if something is mounted there.
-pub async fn unmount(mount_point: &Path) -> Result<(), String> {
+pub async fn unmount(mount_point: &Path) -> Result<(), VolumeError> {
     let mp = mount_point.to_string_lossy();
     let mounted = std::fs::read_to_string("/proc/self/mountinfo")
         .map(|t| {
@@ -177,7 +249,7 @@ pub async fn resize(
     mount_point: &Path,
     online: bool,
     opts: &VolumeOptions,
-) -> Result<(), String> {
+) -> Result<(), VolumeError> {
     let dev = device.to_string_lossy().into_owned();
     if opts.fstype == "xfs" {
         let mp = mount_point.to_string_lossy();
@@ -187,9 +259,16 @@ pub async fn resize(
     }
     if !online {
         // e2fsck exits 1 when it corrected errors: not a failure.
-        match run(&["e2fsck", "-f", "-p", &dev], opts.format_timeout).await? {
+        let argv = ["e2fsck", "-f", "-p", &dev];
+        match run(&argv, opts.format_timeout).await? {
             (0 | 1, _) => {}
-            (code, text) => return Err(format!("e2fsck -f -p {dev} exited {code}: {text}")),
+            (code, output) => {
+                return Err(VolumeError::Failed {
+                    command: argv.join(" "),
+                    code,
+                    output,
+                })
+            }
         }
     }
     run_ok(&["resize2fs", &dev], opts.format_timeout)

@@ -137,7 +137,8 @@ async fn missing_device_is_a_named_error() {
     )
     .await
     .unwrap_err();
-    assert!(err.contains("/dev/no-such-volume"), "{err}");
+    assert!(matches!(err, agent::volume::VolumeError::NoDevice(_)), "{err}");
+    assert!(err.to_string().contains("/dev/no-such-volume"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

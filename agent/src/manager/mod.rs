@@ -117,7 +117,7 @@ impl Manager {
     /// The configured data volume, mounted (upstream does this at every
     /// agent start, before serving). Without a device (no Cinder volume),
     /// the mount point is a plain directory owned by the database user.
-    pub async fn ensure_volume(&self) -> Result<(), String> {
+    pub async fn ensure_volume(&self) -> Result<(), crate::volume::VolumeError> {
         let v = &self.volume;
         if v.device.exists() {
             let done =
@@ -125,14 +125,15 @@ impl Manager {
                     .await?;
             tracing::info!(device = %v.device.display(), mount_point = %v.mount_point.display(), done, "data volume");
         } else {
+            use crate::volume::VolumeError;
             std::fs::create_dir_all(&v.mount_point)
-                .map_err(|e| format!("create {}: {e}", v.mount_point.display()))?;
+                .map_err(|e| VolumeError::io("create", &v.mount_point, e))?;
             nix::unistd::chown(
                 &v.mount_point,
                 Some(nix::unistd::Uid::from_raw(v.uid)),
                 Some(nix::unistd::Gid::from_raw(v.gid)),
             )
-            .map_err(|e| format!("chown {}: {e}", v.mount_point.display()))?;
+            .map_err(|e| VolumeError::io("chown", &v.mount_point, e))?;
             tracing::info!(device = %v.device.display(), mount_point = %v.mount_point.display(), "no data volume device: using the directory");
         }
         Ok(())
@@ -356,6 +357,8 @@ impl Manager {
         let ds = self.datastore.manager();
         let trove = |e: DatastoreError| Failure::Trove(e.to_trove(ds));
         let host_error = |e: String| Failure::Trove(TroveException::Error(e));
+        let volume_error =
+            |e: crate::volume::VolumeError| Failure::Trove(TroveException::Error(e.to_string()));
         let unit = |r: driver_api::Result<()>| r.map(|_| Value::Null).map_err(trove);
         match request {
             GuestRequest::RpcPing => Ok(Value::Bool(true)),
@@ -401,21 +404,21 @@ impl Manager {
                 crate::volume::ensure_mounted(&v.device, &v.mount_point, v.uid, v.gid, &v.options)
                     .await
                     .map(|_| Value::Null)
-                    .map_err(host_error)
+                    .map_err(volume_error)
             }
             GuestRequest::UnmountVolume(req) => {
                 let v = self.volume_for(req.device_path.as_deref(), req.mount_point.as_deref());
                 crate::volume::unmount(&v.mount_point)
                     .await
                     .map(|_| Value::Null)
-                    .map_err(host_error)
+                    .map_err(volume_error)
             }
             GuestRequest::ResizeFs(req) => {
                 let v = self.volume_for(req.device_path.as_deref(), req.mount_point.as_deref());
                 crate::volume::resize(&v.device, &v.mount_point, req.online, &v.options)
                     .await
                     .map(|_| Value::Null)
-                    .map_err(host_error)
+                    .map_err(volume_error)
             }
             GuestRequest::Other(GuestMethod::UpdateGuest, _) => Err(trove(
                 DatastoreError::NotSupported(GuestMethod::UpdateGuest),
