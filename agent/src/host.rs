@@ -5,6 +5,23 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+/// A fact the host could not give: what was read, and why not.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {cause}")]
+pub struct FactError {
+    /// What was asked ("read /proc/meminfo").
+    pub what: String,
+    /// Why it failed.
+    pub cause: String,
+}
+
+fn fact_error(what: impl Into<String>, cause: impl std::fmt::Display) -> FactError {
+    FactError {
+        what: what.into(),
+        cause: cause.to_string(),
+    }
+}
+
 /// Trove's `utils.to_gb`: GiB rounded to 2 places, never 0.0 for a
 /// non-zero size.
 pub fn to_gb(bytes: u64) -> f64 {
@@ -18,9 +35,13 @@ pub fn to_gb(bytes: u64) -> f64 {
 /// `get_filesystem_stats` for `mount_point`, with upstream's keys and
 /// units (`guestagent_utils.get_filesystem_volume_stats`): block counts,
 /// `total` and `used` in GiB, `free` in bytes, plus `mgr_extra_info`.
-pub fn filesystem_stats(mount_point: &Path) -> Result<Value, String> {
-    let st = nix::sys::statvfs::statvfs(mount_point)
-        .map_err(|e| format!("Filesystem not found ({}): {e}", mount_point.display()))?;
+pub fn filesystem_stats(mount_point: &Path) -> Result<Value, FactError> {
+    let st = nix::sys::statvfs::statvfs(mount_point).map_err(|e| {
+        fact_error(
+            format!("Filesystem not found ({})", mount_point.display()),
+            e,
+        )
+    })?;
     // statvfs reports block counts in f_frsize units; Python's f_bsize
     // equals it on the filesystems Trove uses (ext4, xfs).
     let bsize = st.block_size() as u64;
@@ -48,9 +69,9 @@ fn proc_field(text: &str, key: &str) -> Option<u64> {
 
 /// `get_diagnostics`: the agent's version and process figures, with the
 /// keys Trove's diagnostics view reads (sizes in kB, as /proc gives them).
-pub fn diagnostics() -> Result<Value, String> {
+pub fn diagnostics() -> Result<Value, FactError> {
     let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| format!("read /proc/self/status: {e}"))?;
+        .map_err(|e| fact_error("read /proc/self/status", e))?;
     let field = |k: &str| proc_field(&status, k).unwrap_or(0);
     Ok(json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -64,9 +85,9 @@ pub fn diagnostics() -> Result<Value, String> {
 }
 
 /// `get_hwinfo`: memory (kB) and CPU count, as Trove's hwinfo view reads.
-pub fn hwinfo() -> Result<Value, String> {
-    let meminfo =
-        std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("read /proc/meminfo: {e}"))?;
+pub fn hwinfo() -> Result<Value, FactError> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo")
+        .map_err(|e| fact_error("read /proc/meminfo", e))?;
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

@@ -147,7 +147,7 @@ impl<'a> Typed<'a> {
                         .raw(D, "transport_url")
                         .map(|s| s.file.clone())
                         .unwrap_or_default();
-                    self.problem(&file, D, "transport_url", reason);
+                    self.problem(&file, D, "transport_url", reason.to_string());
                     TransportUrl::default()
                 }
             }

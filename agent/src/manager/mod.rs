@@ -356,7 +356,7 @@ impl Manager {
     async fn route(&self, request: GuestRequest, call: Call) -> Result<Value, Failure> {
         let ds = self.datastore.manager();
         let trove = |e: DatastoreError| Failure::Trove(e.to_trove(ds));
-        let host_error = |e: String| Failure::Trove(TroveException::Error(e));
+        let host_error = |e: host::FactError| Failure::Trove(TroveException::Error(e.to_string()));
         let volume_error =
             |e: crate::volume::VolumeError| Failure::Trove(TroveException::Error(e.to_string()));
         let unit = |r: driver_api::Result<()>| r.map(|_| Value::Null).map_err(trove);
