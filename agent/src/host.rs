@@ -123,7 +123,7 @@ mod tests {
     #[test]
     fn missing_mount_point_is_a_named_error() {
         let err = filesystem_stats(Path::new("/nonexistent/mount")).unwrap_err();
-        assert!(err.contains("/nonexistent/mount"), "{err}");
+        assert!(err.to_string().contains("/nonexistent/mount"), "{err}");
     }
 
     #[test]

@@ -196,23 +196,49 @@ pub fn serviceout_argument(
     id_type: Option<IdType>,
     node: &NodeEntry,
     ctlport: u16,
-) -> Result<String, String> {
+) -> Result<String, IdError> {
     if node.name.is_empty() {
-        return Err("the node's [SVRNODE] entry has no NAME".into());
+        return Err(IdError::NoName);
     }
     let base = format!("{}:{ctlport}", node.name);
-    let third = |what: &str, value: &Option<String>| {
-        value.as_deref().filter(|v| !v.is_empty()).map(|v| format!("{base}:{v}")).ok_or_else(|| {
-            format!("the ini's CHMPXIDTYPE needs {what} in the node's [SVRNODE] entry ({}), and it has none", node.name)
-        })
+    let third = |what: &'static str, value: &Option<String>| {
+        value
+            .as_deref()
+            .filter(|v| !v.is_empty())
+            .map(|v| format!("{base}:{v}"))
+            .ok_or_else(|| IdError::Missing {
+                what,
+                node: node.name.clone(),
+            })
     };
     match id_type {
         Some(IdType::Name) => Ok(base),
         Some(IdType::Cuk) => third("CUK", &node.cuk),
         Some(IdType::CtlEndpoints) => third("CTLENDPOINTS", &node.ctlendpoints),
         Some(IdType::Custom) => third("CUSTOM_ID_SEED", &node.custom_id_seed),
-        None => Err("the ini's [GLOBAL] CHMPXIDTYPE is not one chmpx knows (NAME, CUK, CTLENDPOINTS, CUSTOM)".into()),
+        None => Err(IdError::UnknownType),
     }
+}
+
+/// Why a server's chmpx id cannot be written for a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// A `[SVRNODE]` without NAME.
+    #[error("the node's [SVRNODE] entry has no NAME")]
+    NoName,
+    /// The part the id type needs is not in the entry.
+    #[error("the ini's CHMPXIDTYPE needs {what} in the node's [SVRNODE] entry ({node}), and it has none")]
+    Missing {
+        /// CUK, CTLENDPOINTS or CUSTOM_ID_SEED.
+        what: &'static str,
+        /// The entry's NAME.
+        node: String,
+    },
+    /// A `CHMPXIDTYPE` chmpx does not know.
+    #[error(
+        "the ini's [GLOBAL] CHMPXIDTYPE is not one chmpx knows (NAME, CUK, CTLENDPOINTS, CUSTOM)"
+    )]
+    UnknownType,
 }
 
 /// One server of an `ALLSTATUS` reply (chmpx `CtlComAllServerStatus`).
@@ -420,7 +446,7 @@ mod tests {
             ..NodeEntry::default()
         };
         let e = serviceout_argument(Some(IdType::Custom), &bare, 8021).unwrap_err();
-        assert!(e.contains("CUSTOM_ID_SEED"), "{e}");
+        assert!(e.to_string().contains("CUSTOM_ID_SEED"), "{e}");
         assert!(serviceout_argument(None, &node, 8021).is_err());
     }
 

@@ -81,11 +81,22 @@ impl RoleAccess {
     }
 }
 
+/// Why an EXTDATA text gives no role access.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtdataError {
+    /// K2HR3 says it could not expand its template (`K2HR3_ERROR_MSG`).
+    #[error("K2HR3 could not expand the EXTDATA template: {0}")]
+    NotExpanded(String),
+    /// Names the text should set and does not.
+    #[error("EXTDATA text lacks {0}")]
+    Lacks(String),
+}
+
 /// Reads role, token and API URL from the EXTDATA text: `NAME="value"`
 /// lines of k2hr3_api's `config/k2hr3-init.sh.templ` (the old image ran
 /// it as a script; this only reads it). K2HR3 puts a failure to expand
 /// the template in `K2HR3_ERROR_MSG`.
-pub fn parse_extdata(text: &str, names: &ExtdataNames) -> Result<RoleAccess, String> {
+pub fn parse_extdata(text: &str, names: &ExtdataNames) -> Result<RoleAccess, ExtdataError> {
     let mut api = None;
     let mut role = None;
     let mut token = None;
@@ -105,7 +116,7 @@ pub fn parse_extdata(text: &str, names: &ExtdataNames) -> Result<RoleAccess, Str
         }
     }
     if let Some(e) = error.filter(|e| !e.is_empty() && e != "null") {
-        return Err(format!("K2HR3 could not expand the EXTDATA template: {e}"));
+        return Err(ExtdataError::NotExpanded(e));
     }
     let missing: Vec<&str> = [
         (&api, names.api_url),
@@ -117,7 +128,7 @@ pub fn parse_extdata(text: &str, names: &ExtdataNames) -> Result<RoleAccess, Str
     .map(|(_, n)| *n)
     .collect();
     if !missing.is_empty() {
-        return Err(format!("EXTDATA text lacks {}", missing.join(", ")));
+        return Err(ExtdataError::Lacks(missing.join(", ")));
     }
     Ok(RoleAccess {
         api_url: api.unwrap_or_default().trim_end_matches('/').to_owned(),
@@ -218,9 +229,9 @@ pub async fn fetch_extdata(
             message: "EXTDATA not served for this URL".into(),
         });
     }
-    parse_extdata(&body, names).map_err(|cause| K2hr3Error::BadAnswer {
+    parse_extdata(&body, names).map_err(|e| K2hr3Error::BadAnswer {
         what: what.into(),
-        cause,
+        cause: e.to_string(),
     })
 }
 
@@ -343,13 +354,15 @@ mod tests {
         assert_eq!(a.role_yrn, "yrn:yahoo:::t:role:cluster");
         assert_eq!(a.resource_yrn(), "yrn:yahoo:::t:resource:cluster");
         assert!(!format!("{a:?}").contains("abc"), "token masked in Debug");
-        let err = parse_extdata("K2HR3_ROLE_NAME=x\n", &NAMES).unwrap_err();
+        let err = parse_extdata("K2HR3_ROLE_NAME=x\n", &NAMES)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("K2HR3_API_HOST_URI") && err.contains("K2HR3_ROLE_TOKEN"),
             "{err}"
         );
         let err = parse_extdata(&format!("{text}K2HR3_ERROR_MSG=\"no such role\"\n"), &NAMES)
             .unwrap_err();
-        assert!(err.contains("no such role"), "{err}");
+        assert_eq!(err, ExtdataError::NotExpanded("no such role".into()));
     }
 }

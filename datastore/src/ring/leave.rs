@@ -40,7 +40,7 @@ const PENDING_GRACE: Duration = Duration::from_secs(2);
 pub enum LeaveError {
     /// The ini does not allow a SERVICEOUT to be built for this node.
     #[error("cannot build SERVICEOUT for this node: {0}")]
-    Command(String),
+    Command(chmpx::IdError),
     /// chmpx refused the command.
     #[error("{0}")]
     Refused(ChmpxError),
