@@ -137,7 +137,10 @@ async fn missing_device_is_a_named_error() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, agent::volume::VolumeError::NoDevice(_)), "{err}");
+    assert!(
+        matches!(err, agent::volume::VolumeError::NoDevice(_)),
+        "{err}"
+    );
     assert!(err.to_string().contains("/dev/no-such-volume"), "{err}");
 }
 
