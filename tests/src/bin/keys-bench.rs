@@ -1,0 +1,196 @@
+//! keys-bench: how fast keys go through a chmpx slave, as an application
+//! writes and reads them.
+//!
+//! One K2HDKC node (the agent in-process with the K2HDKC driver, the K2HR3
+//! stand-in, the real chmpx + k2hdkc image built here) and a slave beside
+//! it (`datastore::slave`, as `k2hdkc-slave` runs it). Then N keys (values
+//! of 100 to 1,000 bytes) written and read back through the slave, each in
+//! an application's container in the slave's IPC and PID namespaces:
+//!
+//! - `k2hdkclinetool -perm -run FILE` (k2hdkc's own client; the peer),
+//! - `k2hdkc-bulk` (the image's bulk key tool) with 1, 2 and 4 processes.
+//!
+//! Prints one line per tool and direction: keys/s, and whether every key
+//! read back with its value. keys-bench [N]   (default 20000). Run by
+//! tests/bench/keys.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datastore::slave::config::SlaveConfig;
+use datastore::slave::status::Recorded;
+use e2e_tests::node::node;
+use e2e_tests::{docker, k2hdkc_image, msgqueue_line, STANDIN_IMAGE};
+
+/// An application's container on the slave, running `entrypoint ARGS`
+/// with `work` mounted at /work. Returns its output and the time it took.
+fn app(
+    container: &str,
+    state: &Path,
+    work: &Path,
+    entrypoint: &str,
+    args: &[String],
+) -> (String, Duration) {
+    let t = Instant::now();
+    let out = std::process::Command::new("docker")
+        .args(["run", "--rm", "--network", "host"])
+        .args(["--ipc", &format!("container:{container}")])
+        .args(["--pid", &format!("container:{container}")])
+        .args(["--user", "1001:1001"])
+        .args([
+            "-v",
+            &format!("{}:/etc/antpickax:ro", state.join("etc").display()),
+        ])
+        .args([
+            "-v",
+            &format!("{}:/var/lib/antpickax", state.join("run").display()),
+        ])
+        .args(["-v", &format!("{}:/work:ro", work.display())])
+        .args(["--entrypoint", entrypoint, &k2hdkc_image()])
+        .args(args)
+        .output()
+        .expect("docker run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text, t.elapsed())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let keys: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000);
+    assert_ne!(
+        k2hdkc_image(),
+        STANDIN_IMAGE,
+        "keys-bench needs the real image (packaging/k2hdkc-image/source/build.sh)"
+    );
+    let mut n = node("").await;
+    assert_eq!(n.prepare().await["ok"], true);
+    let end = n
+        .heartbeat(Duration::from_secs(150), |s| s != "building")
+        .await;
+    assert_eq!(end.as_deref(), Some("healthy"));
+
+    // The slave, as cloud-init's config would start it.
+    let state = tempfile::tempdir().unwrap();
+    let container = format!("k2hdkc-slave-{}", n.agent.guest_id);
+    let ctlport = n.ports.2;
+    let text = format!(
+        "extdata_url = {}\nimage = {}\ncontainer = {container}\nctlport = {ctlport}\nstate_dir = {}\nseed = bench-{ctlport}\n{}",
+        n.k2hr3.info["slave_extdata_url"].as_str().unwrap(),
+        k2hdkc_image(),
+        state.path().display(),
+        msgqueue_line()
+    );
+    let cfg = SlaveConfig::parse(text.as_bytes()).unwrap();
+    let containers = Arc::new(agent::docker::DockerHost::new(None).unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let slave = tokio::spawn(datastore::slave::run(cfg, containers, async {
+        let _ = stopped.await;
+    }));
+    let began = Instant::now();
+    while Recorded::read(&state.path().join("status.json")).map(|r| r.state) != Ok("up".into()) {
+        assert!(began.elapsed() < Duration::from_secs(60), "slave not up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let work = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(work.path(), Some(1001), Some(1001)).unwrap();
+    let conf = |rest: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+        v.extend(["-conf".into(), "/etc/antpickax/slave.ini".into()]);
+        v.extend(["-ctlport".into(), ctlport.to_string()]);
+        v
+    };
+    // The first request through a fresh slave waits for its links.
+    let _ = app(
+        &container,
+        state.path(),
+        work.path(),
+        "k2hdkc-bulk",
+        &conf(&["write", "-keys", "10", "-prefix", "warm"]),
+    );
+
+    println!("| tool | writes/s | reads/s | every key read back |");
+    println!("|---|---:|---:|---|");
+    // The peer: k2hdkclinetool, one command file per direction.
+    let values: Vec<String> = (1..=keys)
+        .map(|i| format!("value-{i}-{}", "x".repeat(100 + (i * 7919) % 900)))
+        .collect();
+    let sets: String = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("set lt-{} {v}\n", i + 1))
+        .collect::<String>()
+        + "exit\n";
+    let prints: String = (1..=keys)
+        .map(|i| format!("print lt-{i}\n"))
+        .collect::<String>()
+        + "exit\n";
+    for (name, body) in [("sets", &sets), ("prints", &prints)] {
+        let file = work.path().join(name);
+        std::fs::write(&file, body).unwrap();
+        std::os::unix::fs::chown(&file, Some(1001), Some(1001)).unwrap();
+    }
+    let lt = |file: &str| conf(&["-perm", "-run", &format!("/work/{file}")]);
+    let (_, wrote) = app(
+        &container,
+        state.path(),
+        work.path(),
+        "k2hdkclinetool",
+        &lt("sets"),
+    );
+    let (out, read) = app(
+        &container,
+        state.path(),
+        work.path(),
+        "k2hdkclinetool",
+        &lt("prints"),
+    );
+    let found = (1..=keys)
+        .filter(|i| out.contains(&format!("\"lt-{i}\" => \"{}\"", values[i - 1])))
+        .count();
+    println!(
+        "| k2hdkclinetool -perm | {:.0} | {:.0} | {found} of {keys} |",
+        keys as f64 / wrote.as_secs_f64(),
+        keys as f64 / read.as_secs_f64()
+    );
+    // The bulk tool, timed the same way (each run's container start, about
+    // half a second here, included for both tools).
+    for procs in ["1", "2", "4"] {
+        let k = keys.to_string();
+        let prefix = format!("bulk{procs}");
+        let run = |op: &str| {
+            app(
+                &container,
+                state.path(),
+                work.path(),
+                "k2hdkc-bulk",
+                &conf(&[op, "-keys", &k, "-prefix", &prefix, "-procs", procs]),
+            )
+        };
+        let ((_, wrote), (r, read)) = (run("write"), run("read"));
+        let ok = r.contains(&format!("ok={keys} stale=0 missing=0 failed=0"));
+        println!(
+            "| k2hdkc-bulk, {procs} process(es) | {:.0} | {:.0} | {} |",
+            keys as f64 / wrote.as_secs_f64(),
+            keys as f64 / read.as_secs_f64(),
+            if ok {
+                format!("{keys} of {keys}")
+            } else {
+                r.trim().to_owned()
+            }
+        );
+    }
+
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(60), slave).await;
+    docker(&["rm", "-f", &container]);
+    n.cleanup().await;
+}
