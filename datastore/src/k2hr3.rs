@@ -265,20 +265,9 @@ impl K2hr3 {
         tag: &str,
     ) -> Result<(), K2hr3Error> {
         let what = "register node in role";
-        let url = self.role_url();
-        let port = port.to_string();
-        let (status, body) = send(what, || {
-            self.http
-                .put(&url)
-                .header("x-auth-token", self.auth())
-                .query(&[
-                    ("port", port.as_str()),
-                    ("cuk", cuk),
-                    ("extra", extra),
-                    ("tag", tag),
-                ])
-        })
-        .await?;
+        let (status, body) = self
+            .membership(what, reqwest::Method::PUT, port, cuk, extra, tag)
+            .await?;
         checked(what, status, &body).map(|_| ())
     }
 
@@ -291,11 +280,31 @@ impl K2hr3 {
         tag: &str,
     ) -> Result<(), K2hr3Error> {
         let what = "remove node from role";
+        let (status, body) = self
+            .membership(what, reqwest::Method::DELETE, port, cuk, extra, tag)
+            .await?;
+        // Already gone is fine: leaving is idempotent.
+        if status == 404 {
+            return Ok(());
+        }
+        checked(what, status, &body).map(|_| ())
+    }
+
+    /// A PUT or DELETE of this node on the role URL, K2HR3's host query.
+    async fn membership(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        port: u16,
+        cuk: &str,
+        extra: &str,
+        tag: &str,
+    ) -> Result<(u16, String), K2hr3Error> {
         let url = self.role_url();
         let port = port.to_string();
-        let (status, body) = send(what, || {
+        send(what, || {
             self.http
-                .delete(&url)
+                .request(method.clone(), &url)
                 .header("x-auth-token", self.auth())
                 .query(&[
                     ("port", port.as_str()),
@@ -304,12 +313,7 @@ impl K2hr3 {
                     ("tag", tag),
                 ])
         })
-        .await?;
-        // Already gone is fine: leaving is idempotent.
-        if status == 404 {
-            return Ok(());
-        }
-        checked(what, status, &body).map(|_| ())
+        .await
     }
 
     /// The role's RESOURCE as rendered for this role: the k2hdkc.ini text.
