@@ -363,20 +363,34 @@ mod tests {
     use driver_api::host::{ContainerSpec, ContainerState, ExecOutput, HostError, Ulimit};
 
     /// An engine whose chmpx is always running and whose `StartedAt` the
-    /// test sets.
-    struct Engine(std::sync::Mutex<Option<String>>);
+    /// test sets; with `refuse_rlimit`, one that may not raise
+    /// RLIMIT_MSGQUEUE, as Docker refuses then. It keeps the specs it ran.
+    #[derive(Default)]
+    struct Engine {
+        started_at: std::sync::Mutex<Option<String>>,
+        refuse_rlimit: bool,
+        ran: std::sync::Mutex<Vec<ContainerSpec>>,
+    }
 
     #[async_trait::async_trait]
     impl Containers for Engine {
         async fn ensure_image(&self, _: &str) -> Result<(), HostError> {
             Ok(())
         }
-        async fn run(&self, _: &ContainerSpec) -> Result<(), HostError> {
+        async fn run(&self, spec: &ContainerSpec) -> Result<(), HostError> {
+            if self.refuse_rlimit && !spec.ulimits.is_empty() {
+                return Err(HostError::new(
+                    format!("start container {}", spec.name),
+                    "Docker responded with status code 500: OCI runtime create failed: \
+                     error setting rlimit type 12: operation not permitted: unknown",
+                ));
+            }
+            self.ran.lock().unwrap().push(spec.clone());
             Ok(())
         }
         async fn state(&self, _: &str) -> Result<ContainerState, HostError> {
             Ok(ContainerState::Running {
-                started_at: self.0.lock().unwrap().clone(),
+                started_at: self.started_at.lock().unwrap().clone(),
             })
         }
         async fn start(&self, _: &str) -> Result<(), HostError> {
@@ -415,7 +429,7 @@ mod tests {
     #[tokio::test]
     async fn a_node_without_a_ring_answers_ring_status_with_its_cuk_and_the_cause() {
         let state = tempfile::tempdir().unwrap();
-        let engine = Arc::new(Engine(std::sync::Mutex::new(None)));
+        let engine = Arc::new(Engine::default());
         let node = Node::new(settings_with(&[], state.path()), engine);
         let out = crate::cluster::handle(
             &node,
@@ -449,7 +463,7 @@ mod tests {
     #[test]
     fn both_containers_get_the_message_queue_limit_unless_it_is_off() {
         let state = tempfile::tempdir().unwrap();
-        let engine = Arc::new(Engine(std::sync::Mutex::new(None)));
+        let engine = Arc::new(Engine::default());
         let node = Node::new(settings_with(&[], state.path()), engine.clone());
         let p = Parameters::default();
         let want = vec![Ulimit {
@@ -467,54 +481,20 @@ mod tests {
         assert!(off.server_spec(&p).ulimits.is_empty());
     }
 
-    /// An engine that may not raise RLIMIT_MSGQUEUE, as Docker refuses
-    /// then; it keeps the specs it ran.
-    struct NoRlimit(std::sync::Mutex<Vec<ContainerSpec>>);
-
-    #[async_trait::async_trait]
-    impl Containers for NoRlimit {
-        async fn ensure_image(&self, _: &str) -> Result<(), HostError> {
-            Ok(())
-        }
-        async fn run(&self, spec: &ContainerSpec) -> Result<(), HostError> {
-            if !spec.ulimits.is_empty() {
-                return Err(HostError::new(
-                    format!("start container {}", spec.name),
-                    "Docker responded with status code 500: OCI runtime create failed: \
-                     error setting rlimit type 12: operation not permitted: unknown",
-                ));
-            }
-            self.0.lock().unwrap().push(spec.clone());
-            Ok(())
-        }
-        async fn state(&self, _: &str) -> Result<ContainerState, HostError> {
-            Ok(ContainerState::Missing)
-        }
-        async fn start(&self, _: &str) -> Result<(), HostError> {
-            Ok(())
-        }
-        async fn stop(&self, _: &str, _: Duration) -> Result<(), HostError> {
-            Ok(())
-        }
-        async fn remove(&self, _: &str) -> Result<(), HostError> {
-            Ok(())
-        }
-        async fn exec(&self, _: &str, _: &[String], _: Duration) -> Result<ExecOutput, HostError> {
-            Err(HostError::new("exec", "not in this test"))
-        }
-    }
-
     /// Where the engine may not raise the queue limit, the node runs its
     /// containers with the host's (and says so) instead of failing.
     #[tokio::test]
     async fn an_engine_that_may_not_raise_the_queue_limit_gets_containers_without_it() {
         let state = tempfile::tempdir().unwrap();
-        let engine = Arc::new(NoRlimit(Default::default()));
+        let engine = Arc::new(Engine {
+            refuse_rlimit: true,
+            ..Engine::default()
+        });
         let node = Node::new(settings_with(&[], state.path()), engine.clone());
         let p = Parameters::default();
         node.run_spec(node.chmpx_spec(&p)).await.unwrap();
         node.run_spec(node.server_spec(&p)).await.unwrap();
-        let ran = engine.0.lock().unwrap().clone();
+        let ran = engine.ran.lock().unwrap().clone();
         assert_eq!(ran.len(), 2);
         assert!(ran.iter().all(|s| s.ulimits.is_empty()), "{ran:?}");
         // The refusal is remembered: later specs come without the limit.
@@ -525,10 +505,13 @@ mod tests {
     async fn a_policy_restart_between_rounds_is_a_crash_and_ours_is_not() {
         let state = tempfile::tempdir().unwrap();
         let settings = settings_with(&[], state.path());
-        let engine = Arc::new(Engine(std::sync::Mutex::new(Some("t1".into()))));
+        let engine = Arc::new(Engine {
+            started_at: std::sync::Mutex::new(Some("t1".into())),
+            ..Engine::default()
+        });
         let node = Node::new(settings, engine.clone());
-        let set = |t: &str| *engine.0.lock().unwrap() = Some(t.into());
-        let run = || engine.0.lock().unwrap().clone();
+        let set = |t: &str| *engine.started_at.lock().unwrap() = Some(t.into());
+        let run = || engine.started_at.lock().unwrap().clone();
 
         assert!(
             !node.chmpx_restarted_by_policy(run()).await,
