@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use datastore::slave::config::SlaveConfig;
 use datastore::slave::status::{Live, Recorded};
+use e2e_tests::app::on_slave;
 use e2e_tests::node::{node, RING_STEP_S};
 use e2e_tests::{docker, k2hdkc_image, msgqueue_line, K2hr3StandIn, STANDIN_IMAGE};
 use serde_json::{json, Value};
@@ -39,9 +40,8 @@ async fn slaves_in_k2hr3(k2hr3: &K2hr3StandIn) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// What an application does (docs/applications.md): a
-/// container in the slave's IPC and PID namespaces with its ini and files,
-/// running k2hdkc's own client tool. Returns the tool's output.
+/// What an application does (docs/applications.md): k2hdkc's own client
+/// tool on the slave, running `commands`. Returns the tool's output.
 fn through_the_slave(
     container: &str,
     state: &std::path::Path,
@@ -53,73 +53,16 @@ fn through_the_slave(
     std::fs::write(&file, commands).unwrap();
     std::os::unix::fs::chown(work.path(), Some(1001), Some(1001)).unwrap();
     std::os::unix::fs::chown(&file, Some(1001), Some(1001)).unwrap();
-    let out = std::process::Command::new("docker")
-        .args(["run", "--rm", "--network", "host"])
-        .args(["--ipc", &format!("container:{container}")])
-        .args(["--pid", &format!("container:{container}")])
-        .args(["--user", "1001:1001"])
-        .args([
-            "-v",
-            &format!("{}:/etc/antpickax:ro", state.join("etc").display()),
-        ])
-        .args([
-            "-v",
-            &format!("{}:/var/lib/antpickax", state.join("run").display()),
-        ])
-        .args(["-v", &format!("{}:/work:ro", work.path().display())])
-        .args(["--entrypoint", "k2hdkclinetool", &k2hdkc_image()])
-        .args([
-            "-conf",
-            "/etc/antpickax/slave.ini",
-            "-ctlport",
-            &ctlport.to_string(),
-        ])
-        .args(["-perm", "-run", "/work/commands"])
-        .output()
-        .expect("docker run");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let args = ["-perm", "-run", "/work/commands"];
+    on_slave(
+        container,
+        state,
+        ctlport,
+        Some(work.path()),
+        "k2hdkclinetool",
+        &args,
     )
-}
-
-/// The image's bulk tool (packaging/k2hdkc-image/source/k2hdkc-bulk.c)
-/// through the slave, as an application's container runs it. Returns its
-/// exit status and its output.
-fn bulk(container: &str, state: &std::path::Path, ctlport: u16, args: &[&str]) -> (bool, String) {
-    let mut cmd = std::process::Command::new("docker");
-    cmd.args(["run", "--rm", "--network", "host"])
-        .args(["--ipc", &format!("container:{container}")])
-        .args(["--pid", &format!("container:{container}")])
-        .args(["--user", "1001:1001"])
-        .args([
-            "-v",
-            &format!("{}:/etc/antpickax:ro", state.join("etc").display()),
-        ])
-        .args([
-            "-v",
-            &format!("{}:/var/lib/antpickax", state.join("run").display()),
-        ]);
-    let out = cmd
-        .args(["--entrypoint", "k2hdkc-bulk", &k2hdkc_image()])
-        .args(args)
-        .args([
-            "-conf",
-            "/etc/antpickax/slave.ini",
-            "-ctlport",
-            &ctlport.to_string(),
-        ])
-        .output()
-        .expect("docker run");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    .output
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,12 +189,15 @@ async fn a_slave_joins_follows_the_ring_and_leaves_on_sigterm() {
         // Many keys at once: every one written, then read with its value.
         let keys = "20000";
         for op in ["write", "read"] {
-            let (ok, out) = bulk(
+            let run = on_slave(
                 &container,
                 state.path(),
                 ctlport,
-                &[op, "-keys", &keys, "-prefix", "bulk"],
+                None,
+                "k2hdkc-bulk",
+                &[op, "-keys", keys, "-prefix", "bulk"],
             );
+            let (ok, out) = (run.ok, run.output);
             assert!(ok, "k2hdkc-bulk {op}: {out}");
             assert!(
                 out.contains(&format!("ok={keys} stale=0 missing=0 failed=0")),

@@ -14,50 +14,14 @@
 //! read back with its value. keys-bench [N]   (default 20000). Run by
 //! tests/bench/keys.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datastore::slave::config::SlaveConfig;
 use datastore::slave::status::Recorded;
+use e2e_tests::app::on_slave;
 use e2e_tests::node::node;
 use e2e_tests::{docker, k2hdkc_image, msgqueue_line, STANDIN_IMAGE};
-
-/// An application's container on the slave, running `entrypoint ARGS`
-/// with `work` mounted at /work. Returns its output and the time it took.
-fn app(
-    container: &str,
-    state: &Path,
-    work: &Path,
-    entrypoint: &str,
-    args: &[String],
-) -> (String, Duration) {
-    let t = Instant::now();
-    let out = std::process::Command::new("docker")
-        .args(["run", "--rm", "--network", "host"])
-        .args(["--ipc", &format!("container:{container}")])
-        .args(["--pid", &format!("container:{container}")])
-        .args(["--user", "1001:1001"])
-        .args([
-            "-v",
-            &format!("{}:/etc/antpickax:ro", state.join("etc").display()),
-        ])
-        .args([
-            "-v",
-            &format!("{}:/var/lib/antpickax", state.join("run").display()),
-        ])
-        .args(["-v", &format!("{}:/work:ro", work.display())])
-        .args(["--entrypoint", entrypoint, &k2hdkc_image()])
-        .args(args)
-        .output()
-        .expect("docker run");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (text, t.elapsed())
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -102,20 +66,18 @@ async fn main() {
 
     let work = tempfile::tempdir().unwrap();
     std::os::unix::fs::chown(work.path(), Some(1001), Some(1001)).unwrap();
-    let conf = |rest: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
-        v.extend(["-conf".into(), "/etc/antpickax/slave.ini".into()]);
-        v.extend(["-ctlport".into(), ctlport.to_string()]);
-        v
+    let app = |entrypoint: &str, args: &[&str]| {
+        on_slave(
+            &container,
+            state.path(),
+            ctlport,
+            Some(work.path()),
+            entrypoint,
+            args,
+        )
     };
     // The first request through a fresh slave waits for its links.
-    let _ = app(
-        &container,
-        state.path(),
-        work.path(),
-        "k2hdkc-bulk",
-        &conf(&["write", "-keys", "10", "-prefix", "warm"]),
-    );
+    let _ = app("k2hdkc-bulk", &["write", "-keys", "10", "-prefix", "warm"]);
 
     println!("| tool | writes/s | reads/s | every key read back |");
     println!("|---|---:|---:|---|");
@@ -138,21 +100,9 @@ async fn main() {
         std::fs::write(&file, body).unwrap();
         std::os::unix::fs::chown(&file, Some(1001), Some(1001)).unwrap();
     }
-    let lt = |file: &str| conf(&["-perm", "-run", &format!("/work/{file}")]);
-    let (_, wrote) = app(
-        &container,
-        state.path(),
-        work.path(),
-        "k2hdkclinetool",
-        &lt("sets"),
-    );
-    let (out, read) = app(
-        &container,
-        state.path(),
-        work.path(),
-        "k2hdkclinetool",
-        &lt("prints"),
-    );
+    let wrote = app("k2hdkclinetool", &["-perm", "-run", "/work/sets"]).took;
+    let prints_run = app("k2hdkclinetool", &["-perm", "-run", "/work/prints"]);
+    let (out, read) = (prints_run.output, prints_run.took);
     let found = (1..=keys)
         .filter(|i| out.contains(&format!("\"lt-{i}\" => \"{}\"", values[i - 1])))
         .count();
@@ -168,14 +118,12 @@ async fn main() {
         let prefix = format!("bulk{procs}");
         let run = |op: &str| {
             app(
-                &container,
-                state.path(),
-                work.path(),
                 "k2hdkc-bulk",
-                &conf(&[op, "-keys", &k, "-prefix", &prefix, "-procs", procs]),
+                &[op, "-keys", &k, "-prefix", &prefix, "-procs", procs],
             )
         };
-        let ((_, wrote), (r, read)) = (run("write"), run("read"));
+        let (w, r) = (run("write"), run("read"));
+        let (wrote, read, r) = (w.took, r.took, r.output);
         let ok = r.contains(&format!("ok={keys} stale=0 missing=0 failed=0"));
         println!(
             "| k2hdkc-bulk, {procs} process(es) | {:.0} | {:.0} | {} |",
