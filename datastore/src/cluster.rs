@@ -56,7 +56,7 @@ pub async fn handle(node: &Node, request: RingRequest) -> Result<Value, Datastor
             Ok(view::status_report(node.cuk(), node.ring_view().await).await)
         }
         RingRequest::Converge { cuks, .. } => {
-            join::converge(|| node.ring_view(), &cuks, within).await
+            join::converge(|| node.ring_view(), || node.restart(), &cuks, within).await
         }
         RingRequest::ServiceIn { .. } => join::service_in(&node.ring_view().await?, within).await,
         RingRequest::ServiceOut { cuk, .. } => {

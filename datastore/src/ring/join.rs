@@ -19,17 +19,46 @@ const EXTRAS_WAIT: Duration = crate::watcher::DROP_HOLD;
 
 const NOT_ALLOWED: &str = "ERROR: Could not change status, because status is not allowed.";
 
+/// How long a member may stay DOWN in this chmpx's view before a node not
+/// yet in the ring restarts its chmpx. Two chmpx started within
+/// milliseconds of each other (a cluster's members) can miss each other's
+/// handshake: one then shows the other `[SERVICE OUT][DOWN]` for good
+/// while the other shows it UP (seen on the real chmpx 1.0.111 in the box,
+/// 1 cluster create of 4); a chmpx started again connects to every
+/// server it lists, and the peer is UP at once.
+const PEER_DOWN_RESTART_AFTER: Duration = Duration::from_secs(20);
+
 /// `k2hdkc_ring_converge`: waits until the ini (`read_view`, read again
 /// each round) lists exactly `cuks`, then until this chmpx has reached
-/// every one of them.
-pub async fn converge<F, Fut>(
+/// every one of them; a node not yet in the ring whose chmpx keeps a
+/// member DOWN is started again once (`restart`).
+pub async fn converge<F, Fut, R, RFut>(
     read_view: F,
+    restart: R,
     cuks: &[String],
     within: Duration,
 ) -> Result<Value, DatastoreError>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<RingView, DatastoreError>>,
+    R: Fn() -> RFut,
+    RFut: Future<Output = Result<(), DatastoreError>>,
+{
+    converge_with(read_view, restart, cuks, within, PEER_DOWN_RESTART_AFTER).await
+}
+
+async fn converge_with<F, Fut, R, RFut>(
+    read_view: F,
+    restart: R,
+    cuks: &[String],
+    within: Duration,
+    restart_after: Duration,
+) -> Result<Value, DatastoreError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<RingView, DatastoreError>>,
+    R: Fn() -> RFut,
+    RFut: Future<Output = Result<(), DatastoreError>>,
 {
     let mut want: Vec<String> = cuks.to_vec();
     want.sort();
@@ -63,6 +92,8 @@ where
     // (chmpxman UpdateChmpxSvrs), and keeps one that was still UP then.
     let mut last;
     let extras_until = Instant::now() + EXTRAS_WAIT.min(within);
+    let mut down_since: Option<Instant> = None;
+    let mut restarted = false;
     loop {
         match chmpx::all_status_within(&view.ctl, SLOW_ANSWER).await {
             Ok(servers) => {
@@ -89,6 +120,30 @@ where
                     );
                 }
                 last = format!("not UP yet: {down:?}; ring: {}", merge::describe(&servers));
+                let since = if down.is_empty() {
+                    down_since = None;
+                    None
+                } else {
+                    Some(*down_since.get_or_insert_with(Instant::now))
+                };
+                let out_of_ring = servers
+                    .iter()
+                    .any(|s| s.cuk == view.cuk && s.status.ring == "SERVICE OUT");
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !restarted
+                    && out_of_ring
+                    && since.is_some_and(|t| t.elapsed() >= restart_after)
+                    && left >= restart_after
+                {
+                    restarted = true;
+                    down_since = None;
+                    tracing::warn!(ring = %merge::describe(&servers), down = ?down, "chmpx keeps a member DOWN: starting it again (this node is not in the ring yet)");
+                    match tokio::time::timeout(left, restart()).await {
+                        Ok(Ok(())) => tracing::info!("chmpx started again"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "could not start chmpx again"),
+                        Err(_) => tracing::warn!("chmpx not started again within the step's bound"),
+                    }
+                }
             }
             Err(e) => last = e.to_string(),
         }
@@ -327,5 +382,107 @@ mod tests {
         let (out, sent) = join_with(1, 1).await;
         assert!(out.is_ok(), "{out:?}");
         assert_eq!(sent, 1, "the status showed it in: nothing to send again");
+    }
+
+    /// Two members' ALLSTATUS as this node's chmpx shows them: this node
+    /// (cuk-a, `self_ring`) and cuk-b, DOWN until `peer_up` is set.
+    async fn serve_ring(
+        self_ring: &'static str,
+        peer_up: Arc<std::sync::atomic::AtomicBool>,
+    ) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                let (r, mut w) = s.into_split();
+                let mut line = String::new();
+                let _ = BufReader::new(r).read_line(&mut line).await;
+                let peer = if peer_up.load(std::sync::atomic::Ordering::SeqCst) {
+                    "UP"
+                } else {
+                    "DOWN"
+                };
+                let entry = |n: u32, cuk: &str, ring: &str, live: &str| {
+                    format!("No.{n}\n  Server Name = 10.0.0.{n}\n    Control Port = 8021\n    CUK = {cuk}\n    Custom ID Seed = h{n}\n    Server Status = 0x0(SAFE -> [{ring}][{live}][n/a][Nothing][NoSuspend])\n    Enable Hash Value = 0xffffffffffffffff\n    Pending Hash Value = 0xffffffffffffffff\n")
+                };
+                let reply = format!(
+                    "RING Name = c1\n{}{}",
+                    entry(1, "cuk-a", self_ring, "UP"),
+                    entry(2, "cuk-b", "SERVICE OUT", peer)
+                );
+                let _ = w.write_all(reply.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    fn two_members(ctl: &str) -> RingView {
+        RingView {
+            cuk: "cuk-a".into(),
+            ctl: ctl.to_owned(),
+            ctlport: 8021,
+            facts: crate::ini::facts(
+                "[GLOBAL]\nGROUP = c1\nCTLPORT = 8021\n[SVRNODE]\nNAME = 10.0.0.1\nCUK = cuk-a\n[SVRNODE]\nNAME = 10.0.0.2\nCUK = cuk-b\n",
+            ),
+        }
+    }
+
+    /// A member this chmpx keeps DOWN (the handshake two chmpx started at
+    /// once can miss): a node not yet in the ring starts its chmpx again,
+    /// once, and then sees the member UP.
+    #[tokio::test]
+    async fn a_member_kept_down_is_reached_by_starting_chmpx_again() {
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ctl = serve_ring("SERVICE OUT", up.clone()).await;
+        let restarts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let cuks = vec!["cuk-a".to_owned(), "cuk-b".to_owned()];
+        let out = converge_with(
+            || async { Ok(two_members(&ctl)) },
+            || async {
+                restarts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                up.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            },
+            &cuks,
+            Duration::from_secs(10),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(restarts.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(
+            out["ring"]
+                .as_str()
+                .unwrap()
+                .contains("10.0.0.2 [SERVICE OUT][UP]"),
+            "{out}"
+        );
+    }
+
+    /// A node that serves keeps its chmpx: the step fails, naming the
+    /// member, within its bound.
+    #[tokio::test]
+    async fn a_serving_node_is_never_restarted_for_a_member_down() {
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ctl = serve_ring("SERVICE IN", up).await;
+        let restarts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let cuks = vec!["cuk-a".to_owned(), "cuk-b".to_owned()];
+        let t = Instant::now();
+        let err = converge_with(
+            || async { Ok(two_members(&ctl)) },
+            || async {
+                restarts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            },
+            &cuks,
+            Duration::from_secs(3),
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(restarts.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(err.to_string().contains("not UP yet: [\"cuk-b\"]"), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(6));
     }
 }
