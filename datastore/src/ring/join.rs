@@ -92,8 +92,11 @@ where
     // (chmpxman UpdateChmpxSvrs), and keeps one that was still UP then.
     let mut last;
     let extras_until = Instant::now() + EXTRAS_WAIT.min(within);
-    let mut down_since: Option<Instant> = None;
-    let mut restarted = false;
+    let mut watch = PeerWatch {
+        down_since: None,
+        restarted: false,
+        restart_after,
+    };
     loop {
         match chmpx::all_status_within(&view.ctl, SLOW_ANSWER).await {
             Ok(servers) => {
@@ -120,30 +123,9 @@ where
                     );
                 }
                 last = format!("not UP yet: {down:?}; ring: {}", merge::describe(&servers));
-                let since = if down.is_empty() {
-                    down_since = None;
-                    None
-                } else {
-                    Some(*down_since.get_or_insert_with(Instant::now))
-                };
-                let out_of_ring = servers
-                    .iter()
-                    .any(|s| s.cuk == view.cuk && s.status.ring == "SERVICE OUT");
-                let left = deadline.saturating_duration_since(Instant::now());
-                if !restarted
-                    && out_of_ring
-                    && since.is_some_and(|t| t.elapsed() >= restart_after)
-                    && left >= restart_after
-                {
-                    restarted = true;
-                    down_since = None;
-                    tracing::warn!(ring = %merge::describe(&servers), down = ?down, "chmpx keeps a member DOWN: starting it again (this node is not in the ring yet)");
-                    match tokio::time::timeout(left, restart()).await {
-                        Ok(Ok(())) => tracing::info!("chmpx started again"),
-                        Ok(Err(e)) => tracing::warn!(error = %e, "could not start chmpx again"),
-                        Err(_) => tracing::warn!("chmpx not started again within the step's bound"),
-                    }
-                }
+                watch
+                    .after(&view, &servers, &down, deadline, &restart)
+                    .await;
             }
             Err(e) => last = e.to_string(),
         }
@@ -154,6 +136,53 @@ where
             ));
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Restarts a node's chmpx, once, when it keeps a member DOWN while the
+/// node is not in the ring yet (see [`PEER_DOWN_RESTART_AFTER`]).
+struct PeerWatch {
+    down_since: Option<Instant>,
+    restarted: bool,
+    restart_after: Duration,
+}
+
+impl PeerWatch {
+    async fn after<R, RFut>(
+        &mut self,
+        view: &RingView,
+        servers: &[chmpx::ServerStatus],
+        down: &[&str],
+        deadline: Instant,
+        restart: &R,
+    ) where
+        R: Fn() -> RFut,
+        RFut: Future<Output = Result<(), DatastoreError>>,
+    {
+        if down.is_empty() {
+            self.down_since = None;
+            return;
+        }
+        let since = *self.down_since.get_or_insert_with(Instant::now);
+        let out_of_ring = servers
+            .iter()
+            .any(|s| s.cuk == view.cuk && s.status.ring == "SERVICE OUT");
+        let left = deadline.saturating_duration_since(Instant::now());
+        if self.restarted
+            || !out_of_ring
+            || since.elapsed() < self.restart_after
+            || left < self.restart_after
+        {
+            return;
+        }
+        self.restarted = true;
+        self.down_since = None;
+        tracing::warn!(ring = %merge::describe(servers), down = ?down, "chmpx keeps a member DOWN: starting it again (this node is not in the ring yet)");
+        match tokio::time::timeout(left, restart()).await {
+            Ok(Ok(())) => tracing::info!("chmpx started again"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not start chmpx again"),
+            Err(_) => tracing::warn!("chmpx not started again within the step's bound"),
+        }
     }
 }
 

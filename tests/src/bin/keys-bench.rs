@@ -14,12 +14,13 @@
 //! read back with its value. keys-bench [N]   (default 20000). Run by
 //! tests/bench/keys.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datastore::slave::config::SlaveConfig;
 use datastore::slave::status::Recorded;
-use e2e_tests::app::on_slave;
+use e2e_tests::app::{on_slave, AppRun};
 use e2e_tests::node::node;
 use e2e_tests::{docker, k2hdkc_image, msgqueue_line, STANDIN_IMAGE};
 
@@ -81,7 +82,19 @@ async fn main() {
 
     println!("| tool | writes/s | reads/s | every key read back |");
     println!("|---|---:|---:|---|");
-    // The peer: k2hdkclinetool, one command file per direction.
+    println!("{}", linetool_row(&app, work.path(), keys));
+    for procs in ["1", "2", "4"] {
+        println!("{}", bulk_row(&app, keys, procs));
+    }
+
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(60), slave).await;
+    docker(&["rm", "-f", &container]);
+    n.cleanup().await;
+}
+
+/// The peer, k2hdkclinetool: one command file per direction.
+fn linetool_row(app: &dyn Fn(&str, &[&str]) -> AppRun, work: &Path, keys: usize) -> String {
     let values: Vec<String> = (1..=keys)
         .map(|i| format!("value-{i}-{}", "x".repeat(100 + (i * 7919) % 900)))
         .collect();
@@ -96,7 +109,7 @@ async fn main() {
         .collect::<String>()
         + "exit\n";
     for (name, body) in [("sets", &sets), ("prints", &prints)] {
-        let file = work.path().join(name);
+        let file = work.join(name);
         std::fs::write(&file, body).unwrap();
         std::os::unix::fs::chown(&file, Some(1001), Some(1001)).unwrap();
     }
@@ -106,39 +119,36 @@ async fn main() {
     let found = (1..=keys)
         .filter(|i| out.contains(&format!("\"lt-{i}\" => \"{}\"", values[i - 1])))
         .count();
-    println!(
+    format!(
         "| k2hdkclinetool -perm | {:.0} | {:.0} | {found} of {keys} |",
         keys as f64 / wrote.as_secs_f64(),
         keys as f64 / read.as_secs_f64()
-    );
-    // The bulk tool, timed the same way (each run's container start, about
-    // half a second here, included for both tools).
-    for procs in ["1", "2", "4"] {
-        let k = keys.to_string();
-        let prefix = format!("bulk{procs}");
-        let run = |op: &str| {
-            app(
-                "k2hdkc-bulk",
-                &[op, "-keys", &k, "-prefix", &prefix, "-procs", procs],
-            )
-        };
-        let (w, r) = (run("write"), run("read"));
-        let (wrote, read, r) = (w.took, r.took, r.output);
-        let ok = r.contains(&format!("ok={keys} stale=0 missing=0 failed=0"));
-        println!(
-            "| k2hdkc-bulk, {procs} process(es) | {:.0} | {:.0} | {} |",
-            keys as f64 / wrote.as_secs_f64(),
-            keys as f64 / read.as_secs_f64(),
-            if ok {
-                format!("{keys} of {keys}")
-            } else {
-                r.trim().to_owned()
-            }
-        );
-    }
+    )
+}
 
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(60), slave).await;
-    docker(&["rm", "-f", &container]);
-    n.cleanup().await;
+/// The bulk tool with `procs` processes, timed the same way (each run's
+/// container start, about half a second here, included for both tools).
+fn bulk_row(app: &dyn Fn(&str, &[&str]) -> AppRun, keys: usize, procs: &str) -> String {
+    let k = keys.to_string();
+    let prefix = format!("bulk{procs}");
+    let run = |op: &str| {
+        app(
+            "k2hdkc-bulk",
+            &[op, "-keys", &k, "-prefix", &prefix, "-procs", procs],
+        )
+    };
+    let (w, r) = (run("write"), run("read"));
+    let ok = r
+        .output
+        .contains(&format!("ok={keys} stale=0 missing=0 failed=0"));
+    format!(
+        "| k2hdkc-bulk, {procs} process(es) | {:.0} | {:.0} | {} |",
+        keys as f64 / w.took.as_secs_f64(),
+        keys as f64 / r.took.as_secs_f64(),
+        if ok {
+            format!("{keys} of {keys}")
+        } else {
+            r.output.trim().to_owned()
+        }
+    )
 }
