@@ -5,7 +5,7 @@
 //! operation not permitted`); the node then runs with the host's limit and
 //! says what that costs, instead of failing its prepare.
 
-use driver_api::host::{ContainerSpec, HostError, Ulimit};
+use driver_api::host::{ContainerSpec, Containers, HostError, Ulimit};
 
 /// Linux's number for RLIMIT_MSGQUEUE, as runc names it in its error.
 const RLIMIT_MSGQUEUE: &str = "rlimit type 12";
@@ -24,25 +24,37 @@ pub(crate) fn msgqueue(bytes: i64) -> Vec<Ulimit> {
 
 /// Whether the engine refused a container because it may not raise
 /// RLIMIT_MSGQUEUE.
-pub(crate) fn msgqueue_refused(e: &HostError) -> bool {
+fn msgqueue_refused(e: &HostError) -> bool {
     e.cause.contains(RLIMIT_MSGQUEUE)
 }
 
-/// The spec without its queue limit, and the one-line warning that says
-/// what that costs and which setting to change.
-pub(crate) fn without_msgqueue(spec: &ContainerSpec, bytes: i64) -> ContainerSpec {
-    tracing::warn!(
-        container = %spec.name,
-        msgqueue_bytes = bytes,
-        "the container engine may not raise RLIMIT_MSGQUEUE (its root lacks CAP_SYS_RESOURCE): \
-         chmpx and k2hdkc run with the host's limit (819,200 bytes per user by default), \
-         which holds about 60 queues of 128, so fewer clients can attach and a busy merge \
-         can fill them; give the engine CAP_SYS_RESOURCE, or set [k2hdkc] msgqueue_bytes = 0 \
-         to run this way without this warning"
-    );
-    ContainerSpec {
-        ulimits: Vec::new(),
-        ..spec.clone()
+/// Runs `spec`; where the engine refuses its queue limit, runs it again
+/// without it, with one warning that says what that costs and which
+/// setting to change. `Ok(true)` then: the caller leaves the limit off
+/// its later containers.
+pub(crate) async fn run(
+    containers: &dyn Containers,
+    spec: &ContainerSpec,
+    bytes: i64,
+) -> Result<bool, HostError> {
+    match containers.run(spec).await {
+        Err(e) if !spec.ulimits.is_empty() && msgqueue_refused(&e) => {
+            tracing::warn!(
+                container = %spec.name,
+                msgqueue_bytes = bytes,
+                "the container engine may not raise RLIMIT_MSGQUEUE (its root lacks CAP_SYS_RESOURCE): \
+                 chmpx and k2hdkc run with the host's limit (819,200 bytes per user by default), \
+                 which holds about 60 queues of 128, so fewer clients can attach and a busy merge \
+                 can fill them; give the engine CAP_SYS_RESOURCE, or set [k2hdkc] msgqueue_bytes = 0 \
+                 to run this way without this warning"
+            );
+            let spec = ContainerSpec {
+                ulimits: Vec::new(),
+                ..spec.clone()
+            };
+            containers.run(&spec).await.map(|()| true)
+        }
+        r => r.map(|()| false),
     }
 }
 

@@ -98,14 +98,11 @@ impl Node {
     /// RLIMIT_MSGQUEUE, once more without the limit, and every later
     /// container of the node without it too.
     pub(super) async fn run_spec(&self, spec: ContainerSpec) -> Result<(), HostError> {
-        match self.containers.run(&spec).await {
-            Err(e) if !spec.ulimits.is_empty() && limits::msgqueue_refused(&e) => {
-                self.msgqueue_refused.store(true, Ordering::SeqCst);
-                let spec = limits::without_msgqueue(&spec, self.settings.msgqueue_bytes);
-                self.containers.run(&spec).await
-            }
-            r => r,
+        let bytes = self.settings.msgqueue_bytes;
+        if limits::run(self.containers.as_ref(), &spec, bytes).await? {
+            self.msgqueue_refused.store(true, Ordering::SeqCst);
         }
+        Ok(())
     }
 
     /// k2hdkc: chmpx's IPC and PID namespaces (they check each other in /proc).

@@ -177,14 +177,10 @@ impl Slave {
     /// RLIMIT_MSGQUEUE, without the limit from then on.
     async fn run_container(&mut self) -> Result<(), HostError> {
         let spec = self.spec();
-        match self.containers.run(&spec).await {
-            Err(e) if !spec.ulimits.is_empty() && limits::msgqueue_refused(&e) => {
-                self.msgqueue_refused = true;
-                let spec = limits::without_msgqueue(&spec, self.cfg.msgqueue_bytes);
-                self.containers.run(&spec).await
-            }
-            r => r,
+        if limits::run(self.containers.as_ref(), &spec, self.cfg.msgqueue_bytes).await? {
+            self.msgqueue_refused = true;
         }
+        Ok(())
     }
 
     fn ctl(&self) -> String {
