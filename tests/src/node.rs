@@ -183,6 +183,16 @@ impl Node {
         }})).await
     }
 
+    /// Prepares the node and waits (150 s at most) for the heartbeat that
+    /// ends the build: it must say `healthy`.
+    pub async fn prepare_healthy(&mut self) {
+        assert_eq!(self.prepare().await["ok"], true);
+        let end = self
+            .heartbeat(Duration::from_secs(150), |s| s != "building")
+            .await;
+        assert_eq!(end.as_deref(), Some("healthy"), "prepare ends healthy");
+    }
+
     pub async fn heartbeat(
         &mut self,
         within: Duration,

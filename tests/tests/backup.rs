@@ -100,20 +100,12 @@ fn matching_keys(n: &Node, keys: &[(String, String)]) -> usize {
     keys.iter().filter(|(k, v)| found.get(k) == Some(v)).count()
 }
 
-async fn healthy(n: &mut Node) {
-    n.prepare().await;
-    let s = n
-        .heartbeat(Duration::from_secs(150), |s| s != "building")
-        .await;
-    assert_eq!(s.as_deref(), Some("healthy"));
-}
-
 /// Swift, a tenant's token, and a healthy node holding `count` keys.
 async fn source(encrypted: bool, count: usize) -> (SwiftEnv, String, Node, Vec<(String, String)>) {
     let swift = SwiftEnv::load();
     let token = swift.token().await;
     let mut n = node(&agent_extra(encrypted)).await;
-    healthy(&mut n).await;
+    n.prepare_healthy().await;
     let keys = dataset(count);
     write_keys(&n, &keys);
     (swift, token, n, keys)

@@ -184,11 +184,7 @@ async fn prepare_brings_up_a_registered_configured_healthy_node_and_stop_db_leav
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_limit_is_given_or_the_node_runs_without_it_and_says_so() {
     let mut n = node("msgqueue_bytes = 67108864\n").await;
-    assert_eq!(n.prepare().await["ok"], true);
-    let end = n
-        .heartbeat(Duration::from_secs(150), |s| s != "building")
-        .await;
-    assert_eq!(end.as_deref(), Some("healthy"));
+    n.prepare_healthy().await;
     let guest = n.agent.guest_id.clone();
     for c in [
         format!("k2hdkc-chmpx-{guest}"),
@@ -524,11 +520,7 @@ async fn stop_db_for_good_keeps_the_node_down_across_an_agent_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_node_with_automerge_off_is_merged_in_and_serves() {
     let mut n = node_with("", false).await;
-    assert_eq!(n.prepare().await["ok"], true);
-    let end = n
-        .heartbeat(Duration::from_secs(150), |s| s != "building")
-        .await;
-    assert_eq!(end.as_deref(), Some("healthy"), "prepare ends healthy");
+    n.prepare_healthy().await;
     let on_disk = std::fs::read_to_string(n.config_dir.join("k2hdkc.ini")).unwrap();
     assert!(
         on_disk.contains("AUTOMERGE              = off"),

@@ -68,11 +68,7 @@ fn through_the_slave(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slave_joins_follows_the_ring_and_leaves_on_sigterm() {
     let mut n = node("").await;
-    assert_eq!(n.prepare().await["ok"], true);
-    let end = n
-        .heartbeat(Duration::from_secs(150), |s| s != "building")
-        .await;
-    assert_eq!(end.as_deref(), Some("healthy"));
+    n.prepare_healthy().await;
 
     let state = tempfile::tempdir().unwrap();
     let container = format!("k2hdkc-slave-{}", n.agent.guest_id);

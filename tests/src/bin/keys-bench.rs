@@ -36,11 +36,7 @@ async fn main() {
         "keys-bench needs the real image (packaging/k2hdkc-image/source/build.sh)"
     );
     let mut n = node("").await;
-    assert_eq!(n.prepare().await["ok"], true);
-    let end = n
-        .heartbeat(Duration::from_secs(150), |s| s != "building")
-        .await;
-    assert_eq!(end.as_deref(), Some("healthy"));
+    n.prepare_healthy().await;
 
     // The slave, as cloud-init's config would start it.
     let state = tempfile::tempdir().unwrap();
