@@ -457,29 +457,46 @@ mod tests {
         }
     }
 
+    /// converge on cuk-a with this node `self_ring` and cuk-b DOWN; a
+    /// restart brings cuk-b UP. Returns the outcome and how many restarts.
+    async fn converge_two(
+        self_ring: &'static str,
+        within: Duration,
+        restart_after: Duration,
+    ) -> (Result<Value, DatastoreError>, usize) {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let up = Arc::new(AtomicBool::new(false));
+        let ctl = serve_ring(self_ring, up.clone()).await;
+        let restarts = AtomicUsize::new(0);
+        let cuks = vec!["cuk-a".to_owned(), "cuk-b".to_owned()];
+        let out = converge_with(
+            || async { Ok(two_members(&ctl)) },
+            || async {
+                restarts.fetch_add(1, Ordering::SeqCst);
+                up.store(true, Ordering::SeqCst);
+                Ok(())
+            },
+            &cuks,
+            within,
+            restart_after,
+        )
+        .await;
+        (out, restarts.load(Ordering::SeqCst))
+    }
+
     /// A member this chmpx keeps DOWN (the handshake two chmpx started at
     /// once can miss): a node not yet in the ring starts its chmpx again,
     /// once, and then sees the member UP.
     #[tokio::test]
     async fn a_member_kept_down_is_reached_by_starting_chmpx_again() {
-        let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let ctl = serve_ring("SERVICE OUT", up.clone()).await;
-        let restarts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let cuks = vec!["cuk-a".to_owned(), "cuk-b".to_owned()];
-        let out = converge_with(
-            || async { Ok(two_members(&ctl)) },
-            || async {
-                restarts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                up.store(true, std::sync::atomic::Ordering::SeqCst);
-                Ok(())
-            },
-            &cuks,
+        let (out, restarts) = converge_two(
+            "SERVICE OUT",
             Duration::from_secs(10),
             Duration::from_secs(1),
         )
-        .await
-        .unwrap();
-        assert_eq!(restarts.load(std::sync::atomic::Ordering::SeqCst), 1);
+        .await;
+        let out = out.unwrap();
+        assert_eq!(restarts, 1);
         assert!(
             out["ring"]
                 .as_str()
@@ -493,24 +510,15 @@ mod tests {
     /// member, within its bound.
     #[tokio::test]
     async fn a_serving_node_is_never_restarted_for_a_member_down() {
-        let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let ctl = serve_ring("SERVICE IN", up).await;
-        let restarts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let cuks = vec!["cuk-a".to_owned(), "cuk-b".to_owned()];
         let t = Instant::now();
-        let err = converge_with(
-            || async { Ok(two_members(&ctl)) },
-            || async {
-                restarts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                Ok(())
-            },
-            &cuks,
+        let (out, restarts) = converge_two(
+            "SERVICE IN",
             Duration::from_secs(3),
             Duration::from_millis(500),
         )
-        .await
-        .unwrap_err();
-        assert_eq!(restarts.load(std::sync::atomic::Ordering::SeqCst), 0);
+        .await;
+        let err = out.unwrap_err();
+        assert_eq!(restarts, 0);
         assert!(err.to_string().contains("not UP yet: [\"cuk-b\"]"), "{err}");
         assert!(t.elapsed() < Duration::from_secs(6));
     }
