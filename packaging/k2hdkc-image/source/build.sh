@@ -19,7 +19,11 @@
 # /var/lib/antpickax its own; the agent gives it its arguments (no
 # entrypoint). Beside the servers and k2hdkc's own tools it carries
 # k2hdkc-bulk (k2hdkc-bulk.c here): writes and reads many keys through a
-# slave with every value checked, for load checks and this project's tests. Cached per machine in $K2HDKC_IMAGE_CACHE (default
+# slave with every value checked, for load checks and this project's tests.
+# The patches in packaging/k2hdkc-image/patches/<project>-<version>/ are
+# applied in name order (each says what it fixes and why);
+# K2HDKC_IMAGE_PATCHES=none builds the release sources as they are.
+# Cached per machine in $K2HDKC_IMAGE_CACHE (default
 # /var/cache/k2hdkc-image): the two roots are made once, and a build whose
 # sources and recipe did not change is skipped while IMAGE exists.
 # Nothing is installed on the host but debootstrap.
@@ -47,7 +51,17 @@ if [ -f "$src/SHA256SUMS" ]; then
             die "$(basename "$t") does not match $src/SHA256SUMS"
     done
 fi
-stamp=$( (sha256sum "${tarballs[@]}" "$here/build.sh" "$here/k2hdkc-bulk.c" | cut -d' ' -f1) | sha256sum | cut -d' ' -f1)
+patches=()
+if [ "${K2HDKC_IMAGE_PATCHES:-all}" != none ]; then
+    for p in "${projects[@]}"; do
+        for f in "$here/../patches/$p-${version[$p]}"/*.patch; do
+            [ ! -f "$f" ] || patches+=("$f")
+        done
+    done
+fi
+stamp=$( (sha256sum "${tarballs[@]}" "$here/build.sh" "$here/k2hdkc-bulk.c" ${patches[@]+"${patches[@]}"} |
+    cut -d' ' -f1) | sha256sum | cut -d' ' -f1)
+patch_names=$(for f in ${patches[@]+"${patches[@]}"}; do printf '%s/%s ' "$(basename "$(dirname "$f")")" "$(basename "$f" .patch)"; done)
 if [ "$(docker image inspect -f '{{ index .Config.Labels "org.k2hdkc.source" }}' "$image" 2>/dev/null)" = "$stamp" ]; then
     say "$image is built from these sources already"
     exit 0
@@ -95,6 +109,12 @@ for p in "${projects[@]}"; do
     tar -xzf "$src/$p-${version[$p]}.tar.gz" -C "$build/work/$p" --strip-components=1
     # autogen.sh takes the version from this file when there is no git.
     echo "${version[$p]}" >"$build/work/$p/RELEASE_VERSION"
+    for f in ${patches[@]+"${patches[@]}"}; do
+        [ "$(basename "$(dirname "$f")")" = "$p-${version[$p]}" ] || continue
+        say "patch $p: $(basename "$f")"
+        # the build root's patch (build-essential has it), not the host's
+        chroot "$build" /usr/bin/patch -d "/work/$p" -p1 --forward --quiet <"$f" || die "$(basename "$f") does not apply to $p ${version[$p]}"
+    done
     flags=--with-openssl
     [ "$p" != fullock ] || flags=
     say "compile $p ${version[$p]}"
@@ -131,6 +151,7 @@ tar -C "$img" -c . | docker import \
     --change 'USER 1001:1001' --change 'CMD ["chmpx", "-h"]' \
     --change "LABEL org.k2hdkc.source=$stamp" \
     --change "LABEL org.k2hdkc.versions=fullock-${version[fullock]},k2hash-${version[k2hash]},chmpx-${version[chmpx]},k2hdkc-${version[k2hdkc]}" \
+    --change "LABEL org.k2hdkc.patches=${patch_names% }" \
     - "$image" >/dev/null
 docker run --rm "$image" chmpx -v 2>&1 | head -n 3 || true
 say "built $image"
