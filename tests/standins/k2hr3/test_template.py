@@ -6,7 +6,7 @@ test fails on that drift: every fixed `KEY = VALUE` of the template's
 [GLOBAL] and [K2HDKC] must be what the stand-in renders, and the stand-in
 may render no fixed key the template lacks.
 
-Run: python3 -m pytest tests/standins/k2hr3 -q
+Run: .venv/bin/python -m pytest tests/standins/k2hr3 -q (tests/run does)
 """
 
 import os
@@ -27,7 +27,7 @@ OWN = {"DATE"}
 
 def fixed_sections(lines):
     """{section: {key: value}} of the lines that carry no template code;
-    stops at the first per-node section (SVRNODE/SLVNODE)."""
+    the per-node sections (SVRNODE/SLVNODE) are skipped."""
     out, section = {}, None
     for line in lines:
         if line.startswith("[") and line.strip() in ("[SVRNODE]", "[SLVNODE]"):
