@@ -69,7 +69,7 @@ pub async fn handle(node: &Node, request: RingRequest) -> Result<Value, Datastor
         RingRequest::Merge { rearm_after, .. } => {
             let mut bounds = merge::MergeBounds::within(within);
             if let Some(secs) = rearm_after {
-                bounds.rearm_after = bound(Some(secs))?.min(within);
+                bounds = bounds.with_rearm_after(bound(Some(secs))?.min(within));
             }
             merge::ring_merge(&node.ring_view().await?, bounds).await
         }

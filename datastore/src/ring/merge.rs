@@ -83,22 +83,51 @@ pub struct MergeBounds {
 }
 
 impl MergeBounds {
-    /// Bounds from the caller's total: a server `[Doing]` for a twentieth
-    /// of it (30 s to 120 s) is stuck. A merge of 10,000 keys took about
-    /// 4-10 s on the real ring; a hung join never ends (CONTRACTS.md §7,
-    /// and seen again on a grow 3 -> 4 in the box, freed by ABORTMERGE).
+    /// Bounds from the caller's total, with the rearm it allows (see
+    /// [`MergeBounds::with_rearm_after`]). A merge of 10,000 keys took
+    /// about 4-10 s on the real ring, of 30,000 up to 18 s (one server
+    /// `[Doing]` 30 s once); a hung join never ends (CONTRACTS.md §7, and
+    /// seen again on a grow 3 -> 4 in the box, freed by ABORTMERGE).
     pub fn within(total: Duration) -> MergeBounds {
+        let rearm_after = if total >= 2 * STUCK_POLL_ENDS {
+            STUCK_POLL_ENDS
+        } else {
+            STUCK_POLL_SURELY_OVER
+        };
         MergeBounds {
             total,
-            stuck_after: (total / 20).clamp(Duration::from_secs(30), Duration::from_secs(120)),
+            stuck_after: stuck_after(total, rearm_after),
             repairs: 3,
-            rearm_after: if total >= 2 * STUCK_POLL_ENDS {
-                STUCK_POLL_ENDS
-            } else {
-                STUCK_POLL_SURELY_OVER
-            },
+            rearm_after,
         }
     }
+
+    /// The same bounds with another rearm (the taskmanager's
+    /// `cluster_merge_rearm_after`); the stuck bound follows it.
+    pub fn with_rearm_after(self, rearm_after: Duration) -> MergeBounds {
+        MergeBounds {
+            stuck_after: stuck_after(self.total, rearm_after),
+            rearm_after,
+            ..self
+        }
+    }
+}
+
+/// How long before the next MERGE may go a stuck merge is aborted: the
+/// abort, the leavers' `SERVICEOUT` again and their `[DELETE]` showing
+/// take a few seconds.
+const ABORT_AHEAD_OF_REARM: Duration = Duration::from_secs(15);
+
+/// A server `[Doing]` this long is stuck: a twentieth of the total (30 s
+/// to 120 s), and never less than the rearm allows. No MERGE may follow an
+/// abort before `rearm_after`, so an earlier abort frees nothing sooner;
+/// it only cuts short a merge that is slow, not stuck (full queues pace
+/// a merge at 30,000 keys), and leaves the ring between an abort and a
+/// MERGE for longer.
+fn stuck_after(total: Duration, rearm_after: Duration) -> Duration {
+    (total / 20)
+        .clamp(Duration::from_secs(30), Duration::from_secs(120))
+        .max(rearm_after.saturating_sub(ABORT_AHEAD_OF_REARM))
 }
 
 /// How a merge went.
