@@ -172,11 +172,11 @@ impl Journal {
 
     /// The backup an earlier run left unfinished: `Err` if its record
     /// cannot be read (it is still there).
-    pub fn running_backup(&self) -> Option<Result<RunningBackup, String>> {
+    pub fn running_backup(&self) -> Option<Result<RunningBackup, RecordError>> {
         match std::fs::read_to_string(self.path(BACKUP)) {
-            Ok(text) => Some(serde_json::from_str(&text).map_err(|e| e.to_string())),
+            Ok(text) => Some(serde_json::from_str(&text).map_err(RecordError::Parse)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => Some(Err(e.to_string())),
+            Err(e) => Some(Err(RecordError::Read(e))),
         }
     }
 
@@ -191,6 +191,17 @@ impl Journal {
         write_private(&self.path(FAILED), format!("{cause}\n").as_bytes())?;
         remove(&self.path(REQUEST))
     }
+}
+
+/// Why a record of the journal cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The file is there but cannot be read.
+    #[error("read: {0}")]
+    Read(std::io::Error),
+    /// It is not what this agent writes (cut short by a crash, say).
+    #[error("not valid: {0}")]
+    Parse(serde_json::Error),
 }
 
 fn remove(path: &Path) -> std::io::Result<()> {
@@ -300,7 +311,7 @@ mod tests {
             reported: false,
         };
         j.begin_backup(&b).unwrap();
-        assert_eq!(j.running_backup(), Some(Ok(b)));
+        assert_eq!(j.running_backup().unwrap().unwrap(), b);
         let mode = std::fs::metadata(dir.path().join("g1").join(BACKUP))
             .unwrap()
             .permissions()

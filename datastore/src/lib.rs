@@ -141,7 +141,8 @@ impl Datastore for K2hdkc {
     ) -> driver_api::Result<ServiceStatus> {
         let restore_info = request.backup_info.as_ref();
         if let Some(info) = restore_info {
-            info.check_id().map_err(DatastoreError::BadRequest)?;
+            info.check_id()
+                .map_err(|e| DatastoreError::BadRequest(e.to_string()))?;
         }
         let restore = match (restore_info, backups) {
             (Some(info), Some(access)) => Some(node::Restore { info, access }),
@@ -204,7 +205,8 @@ impl Datastore for K2hdkc {
         backups: BackupAccess<'_>,
     ) -> driver_api::Result<BackupOutcome> {
         let info = &request.backup_info;
-        info.check_id().map_err(DatastoreError::BadRequest)?;
+        info.check_id()
+            .map_err(|e| DatastoreError::BadRequest(e.to_string()))?;
         backup::take::take(&self.node, info, backups).await
     }
 

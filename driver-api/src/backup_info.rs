@@ -45,6 +45,17 @@ fn given(v: &Option<String>) -> Option<&str> {
     v.as_deref().filter(|s| !s.is_empty())
 }
 
+/// Why a backup's id cannot name its objects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackupIdError {
+    /// `backup_info` came without one.
+    #[error("backup_info has no id")]
+    Missing,
+    /// Not letters, digits, `-` and `_` only.
+    #[error("backup id {0:?} is not a plain id")]
+    NotPlain(String),
+}
+
 impl BackupInfo {
     /// Whether it is incremental (has a parent).
     pub fn is_incremental(&self) -> bool {
@@ -73,16 +84,16 @@ impl BackupInfo {
 
     /// The id, which names the objects of the backup: it must be there and
     /// plain (letters, digits, `-`, `_`).
-    pub fn check_id(&self) -> Result<&str, String> {
+    pub fn check_id(&self) -> Result<&str, BackupIdError> {
         if self.id.is_empty() {
-            return Err("backup_info has no id".into());
+            return Err(BackupIdError::Missing);
         }
         if !self
             .id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(format!("backup id {:?} is not a plain id", self.id));
+            return Err(BackupIdError::NotPlain(self.id.clone()));
         }
         Ok(&self.id)
     }

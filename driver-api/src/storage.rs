@@ -56,19 +56,33 @@ impl StoreError {
     }
 }
 
+/// Why a backup stream between a driver and the store ended before its
+/// end. The two sides run on different threads (the archive on a blocking
+/// one), so the cause crosses as text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// The side making the bytes failed (archive, compression, cipher, or
+    /// the store's read of a segment): why.
+    #[error("{0}")]
+    Failed(String),
+    /// The other side went away before the end (what went, in words).
+    #[error("{0}")]
+    Stopped(&'static str),
+}
+
 /// The bytes of a backup as the driver produces them.
 #[async_trait]
 pub trait ChunkSource: Send {
     /// The next chunk; `Ok(None)` at the end. An error ends the upload
     /// (the store then removes what it wrote).
-    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, String>;
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, StreamError>;
 }
 
 /// Where the bytes of a backup being read go.
 #[async_trait]
 pub trait ChunkSink: Send {
     /// Takes the next chunk (waits while the consumer is behind).
-    async fn put_chunk(&mut self, chunk: Vec<u8>) -> Result<(), String>;
+    async fn put_chunk(&mut self, chunk: Vec<u8>) -> Result<(), StreamError>;
 }
 
 /// Object storage, with the caller's credentials.

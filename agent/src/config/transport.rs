@@ -92,10 +92,8 @@ impl TransportUrl {
                 }
                 None => ("guest".to_owned(), "guest".to_owned()),
             };
-            let (host, port) = split_host_port(hostport).map_err(|why| UrlError::Broker {
-                index: i + 1,
-                why: why.into(),
-            })?;
+            let (host, port) =
+                split_host_port(hostport).map_err(|why| UrlError::Broker { index: i + 1, why })?;
             hosts.push(BrokerHost {
                 host,
                 port: port.unwrap_or(default_port),

@@ -155,7 +155,7 @@ impl SwiftStore {
             match body.next_chunk().await {
                 Ok(Some(c)) => next = Some(c),
                 Ok(None) => *ended = true,
-                Err(why) => failure = Some(why),
+                Err(why) => failure = Some(why.to_string()),
             }
         }
         if let Some(why) = failure {

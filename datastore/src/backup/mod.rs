@@ -52,22 +52,26 @@ pub struct Meta {
 
 impl Meta {
     /// Whether this agent can restore it.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), MetaError> {
         if self.datastore != crate::paths::MANAGER {
-            return Err(format!(
-                "the backup is of datastore {:?}, not {}",
-                self.datastore,
-                crate::paths::MANAGER
-            ));
+            return Err(MetaError::Datastore(self.datastore.clone()));
         }
         if self.format == 0 || self.format > FORMAT {
-            return Err(format!(
-                "the backup's format {} is not one this agent reads (1..={FORMAT})",
-                self.format
-            ));
+            return Err(MetaError::Format(self.format));
         }
         Ok(())
     }
+}
+
+/// Why this agent cannot restore a backup it reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetaError {
+    /// Another datastore's backup.
+    #[error("the backup is of datastore {0:?}, not {MANAGER}", MANAGER = crate::paths::MANAGER)]
+    Datastore(String),
+    /// A format this agent does not read.
+    #[error("the backup's format {0} is not one this agent reads (1..={FORMAT})")]
+    Format(u32),
 }
 
 /// Seconds since the epoch.
@@ -96,9 +100,9 @@ mod tests {
         };
         assert!(m.check().is_ok());
         m.format = FORMAT + 1;
-        assert!(m.check().unwrap_err().contains("format"));
+        assert!(m.check().unwrap_err().to_string().contains("format"));
         m.format = FORMAT;
         m.datastore = "redis".into();
-        assert!(m.check().unwrap_err().contains("redis"));
+        assert!(m.check().unwrap_err().to_string().contains("redis"));
     }
 }

@@ -65,7 +65,10 @@ pub async fn restore(
     let loaded = access.store.load(location, Some(checksum), &mut sink).await;
     if let Err(e) = &loaded {
         // The reader must fail, not see a clean end.
-        let _ = sink.0.send(Err(e.to_string())).await;
+        let _ = sink
+            .0
+            .send(Err(driver_api::storage::StreamError::Failed(e.to_string())))
+            .await;
     }
     drop(sink);
     let unpacked = consumer

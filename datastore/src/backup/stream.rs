@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use async_trait::async_trait;
-use driver_api::storage::{ChunkSink, ChunkSource};
+use driver_api::storage::{ChunkSink, ChunkSource, StreamError};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use tokio::sync::mpsc;
@@ -31,7 +31,7 @@ pub const GZIP_LEVEL: u32 = 2;
 const META_MAX: u64 = 64 * 1024;
 
 /// What passes through the channel: bytes, or why the producer stopped.
-pub type Chunk = Result<Vec<u8>, String>;
+pub type Chunk = Result<Vec<u8>, StreamError>;
 
 /// A bounded channel for the stream.
 pub fn channel() -> (mpsc::Sender<Chunk>, mpsc::Receiver<Chunk>) {
@@ -142,7 +142,8 @@ fn untar<R: Read>(gz: GzDecoder<R>, dir: &Path, encrypted: bool) -> Result<Meta,
                     let m: Meta = serde_json::from_slice(&text).map_err(|e| {
                         UnpackError::Format(format!("backup.json is not valid: {e}"))
                     })?;
-                    m.check().map_err(UnpackError::Format)?;
+                    m.check()
+                        .map_err(|e| UnpackError::Format(e.to_string()))?;
                     meta = Some(m);
                 }
                 (ARCHIVE_NAME, Some(_)) if !archive_written => {
@@ -277,7 +278,7 @@ impl ChunkWriter {
 
     /// Tells the store the stream failed, so it removes what it wrote.
     pub fn fail(self, why: String) {
-        let _ = self.tx.blocking_send(Err(why));
+        let _ = self.tx.blocking_send(Err(StreamError::Failed(why)));
     }
 }
 
@@ -302,12 +303,14 @@ pub struct ChannelSource(pub mpsc::Receiver<Chunk>);
 
 #[async_trait]
 impl ChunkSource for ChannelSource {
-    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, String> {
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, StreamError> {
         match self.0.recv().await {
             Some(Ok(c)) if c.is_empty() => Ok(None),
             Some(Ok(c)) => Ok(Some(c)),
             Some(Err(why)) => Err(why),
-            None => Err("the backup stream stopped before its end".into()),
+            None => Err(StreamError::Stopped(
+                "the backup stream stopped before its end",
+            )),
         }
     }
 }
@@ -317,11 +320,11 @@ pub struct ChannelSink(pub mpsc::Sender<Chunk>);
 
 #[async_trait]
 impl ChunkSink for ChannelSink {
-    async fn put_chunk(&mut self, chunk: Vec<u8>) -> Result<(), String> {
+    async fn put_chunk(&mut self, chunk: Vec<u8>) -> Result<(), StreamError> {
         self.0
             .send(Ok(chunk))
             .await
-            .map_err(|_| "the restore stopped reading".to_owned())
+            .map_err(|_| StreamError::Stopped("the restore stopped reading"))
     }
 }
 

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use driver_api::host::Containers;
+use driver_api::host::{Containers, HostError};
 
 use crate::paths::CONTAINER_DATA_DIR;
 
@@ -83,6 +83,34 @@ pub fn remove_leftover_backups(data_dir: &Path) {
     }
 }
 
+/// Why `k2hlinetool` did not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// Its command file could not be made ready.
+    #[error("{what} {path}: {source}")]
+    CommandFile {
+        /// `write` or `chown`.
+        what: &'static str,
+        /// The file on the host.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The container engine could not run it.
+    #[error(transparent)]
+    Exec(#[from] HostError),
+    /// It ran and reported an error (or exited non-zero).
+    #[error("k2hlinetool ({commands}) exited {code}: {detail}")]
+    Failed {
+        /// The commands it was given.
+        commands: String,
+        /// Its exit code.
+        code: i64,
+        /// Its error lines, else its stderr.
+        detail: String,
+    },
+}
+
 /// Runs `k2hlinetool -f <k2hfile> [layout] -run <commands>` in
 /// `container`. k2hlinetool answers a failed command with an `[ERR]` line
 /// and exit code 0: the output is read, and any error line fails the run.
@@ -93,19 +121,20 @@ pub async fn run(
     k2hfile: &str,
     layout: &[String],
     commands: &str,
-) -> Result<(), String> {
+) -> Result<(), ToolError> {
     let cmd_host = work.host().join("commands");
-    std::fs::write(&cmd_host, format!("{commands}\nexit\n"))
-        .map_err(|e| format!("write {}: {e}", cmd_host.display()))?;
+    let file_error = |what, source| ToolError::CommandFile {
+        what,
+        path: cmd_host.clone(),
+        source,
+    };
+    std::fs::write(&cmd_host, format!("{commands}\nexit\n")).map_err(|e| file_error("write", e))?;
     std::os::unix::fs::chown(&cmd_host, Some(work.uid), Some(work.gid))
-        .map_err(|e| format!("chown {}: {e}", cmd_host.display()))?;
+        .map_err(|e| file_error("chown", e))?;
     let mut argv = vec!["k2hlinetool".to_owned(), "-f".into(), k2hfile.to_owned()];
     argv.extend(layout.iter().cloned());
     argv.extend(["-run".to_owned(), work.in_container("commands")]);
-    let out = containers
-        .exec(container, &argv, TOOL_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
+    let out = containers.exec(container, &argv, TOOL_TIMEOUT).await?;
     let errors: Vec<&str> = out
         .stdout
         .lines()
@@ -114,15 +143,15 @@ pub async fn run(
         .filter(|l| l.starts_with("[ERR]") || l.starts_with("ERROR"))
         .collect();
     if out.code != 0 || !errors.is_empty() {
-        return Err(format!(
-            "k2hlinetool ({commands}) exited {}: {}",
-            out.code,
-            if errors.is_empty() {
+        return Err(ToolError::Failed {
+            commands: commands.to_owned(),
+            code: out.code,
+            detail: if errors.is_empty() {
                 out.stderr.trim().to_owned()
             } else {
                 errors.join("; ")
-            }
-        ));
+            },
+        });
     }
     Ok(())
 }

@@ -1,11 +1,32 @@
 //! What `k2hdkc-slave status` shows: the state the running slave records
 //! in `status.json` (no secret in it), and chmpx's own view, asked live.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::chmpx::{self, NodeStatus, ServerStatus};
+use crate::chmpx::{self, ChmpxError, NodeStatus, ServerStatus};
+
+/// Why `status.json` cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusFileError {
+    /// Not there or not readable: the slave never ran here, most likely.
+    #[error("no state at {} ({source}): has k2hdkc-slave run here?", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not what the slave writes.
+    #[error("{}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
 
 /// The slave's recorded state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,14 +53,15 @@ pub struct Recorded {
 
 impl Recorded {
     /// Reads `status.json`.
-    pub fn read(path: &Path) -> Result<Recorded, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            format!(
-                "no state at {} ({e}): has k2hdkc-slave run here?",
-                path.display()
-            )
+    pub fn read(path: &Path) -> Result<Recorded, StatusFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| StatusFileError::Read {
+            path: path.to_owned(),
+            source,
         })?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        serde_json::from_str(&text).map_err(|source| StatusFileError::Parse {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// Writes it atomically (0644: nothing secret in it).
@@ -52,17 +74,17 @@ impl Recorded {
 /// The live view: the slave's own status and the servers it sees.
 pub struct Live {
     /// `SELFSTATUS`, or why not.
-    pub own: Result<NodeStatus, String>,
+    pub own: Result<NodeStatus, ChmpxError>,
     /// `ALLSTATUS`, or why not.
-    pub servers: Result<Vec<ServerStatus>, String>,
+    pub servers: Result<Vec<ServerStatus>, ChmpxError>,
 }
 
 impl Live {
     /// Asks the slave's chmpx at `ctl`.
     pub async fn ask(ctl: &str) -> Live {
         Live {
-            own: chmpx::self_status(ctl).await.map_err(|e| e.to_string()),
-            servers: chmpx::all_status(ctl).await.map_err(|e| e.to_string()),
+            own: chmpx::self_status(ctl).await,
+            servers: chmpx::all_status(ctl).await,
         }
     }
 
@@ -179,12 +201,17 @@ mod tests {
         );
         assert!(text.contains("10.0.0.2:8021 [SERVICE IN][DOWN]"), "{text}");
         assert!(live.healthy());
+        let refused = || ChmpxError::Io {
+            addr: "127.0.0.1:8031".into(),
+            cause: "connection refused".into(),
+        };
         let gone = Live {
-            own: Err("connection refused".into()),
-            servers: Err("connection refused".into()),
+            own: Err(refused()),
+            servers: Err(refused()),
         };
         assert!(!gone.healthy());
-        assert!(render(&rec, &gone).contains("chmpx: no answer: connection refused"));
+        assert!(render(&rec, &gone)
+            .contains("chmpx: no answer: chmpx control port 127.0.0.1:8031: connection refused"));
     }
 
     #[test]
@@ -199,6 +226,6 @@ mod tests {
         rec.write(&path).unwrap();
         assert_eq!(Recorded::read(&path).unwrap(), rec);
         let e = Recorded::read(&dir.path().join("none.json")).unwrap_err();
-        assert!(e.contains("has k2hdkc-slave run here?"), "{e}");
+        assert!(e.to_string().contains("has k2hdkc-slave run here?"), "{e}");
     }
 }

@@ -56,7 +56,12 @@ async fn main() {
         let _ = stopped.await;
     }));
     let began = Instant::now();
-    while Recorded::read(&state.path().join("status.json")).map(|r| r.state) != Ok("up".into()) {
+    while Recorded::read(&state.path().join("status.json"))
+        .map(|r| r.state)
+        .ok()
+        .as_deref()
+        != Some("up")
+    {
         assert!(began.elapsed() < Duration::from_secs(60), "slave not up");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -316,7 +316,10 @@ fn stuck_bound_is_a_twentieth_of_the_total_within_30_to_120_s_and_never_before_t
             Some(r) => b.with_rearm_after(Duration::from_secs(r)),
             None => b,
         };
-        assert_eq!(b.rearm_after.as_secs(), rearm.unwrap_or(b.rearm_after.as_secs()));
+        assert_eq!(
+            b.rearm_after.as_secs(),
+            rearm.unwrap_or(b.rearm_after.as_secs())
+        );
         b.stuck_after.as_secs()
     };
     // A short rearm (the stand-in's 25 s): a twentieth, 30 s at least.
