@@ -176,13 +176,7 @@ fn run_pipeline(left: &mut Command, right: &mut Command) -> f64 {
 
 /// Bytes `tar | gzip LEVEL` makes of the archive in `dir`.
 fn compressed_size(dir: &Path, level: &str) -> u64 {
-    let mut tar = Command::new("tar")
-        .args(["-cf", "-", "-C"])
-        .arg(dir)
-        .arg(ARCHIVE_NAME)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut tar = tar_of(dir).stdout(Stdio::piped()).spawn().unwrap();
     let mut gzip = Command::new("gzip")
         .arg(level)
         .stdin(tar.stdout.take().unwrap())
@@ -200,6 +194,91 @@ fn row(what: &str, mib: f64, secs: f64, rss: Option<f64>, note: &str) {
         "| {what} | {mib:.0} | {secs:.2} | {:.1} | {rss} | {note} |",
         mib / secs
     );
+}
+
+/// `tar -cf - -C DIR k2hdkc.ar`, its output not yet wired.
+fn tar_of(dir: &Path) -> Command {
+    let mut tar = Command::new("tar");
+    tar.args(["-cf", "-", "-C"]).arg(dir).arg(ARCHIVE_NAME);
+    tar
+}
+
+/// The backup side's floors: `tar | gzip -1` and `tar | gzip -6`.
+fn backup_floors(dir: &Path, m: f64) {
+    let secs = run_pipeline(&mut tar_of(dir), Command::new("gzip").arg("-1"));
+    let gz1 = compressed_size(dir, "-1");
+    row(
+        "floor: tar, gzip -1",
+        m,
+        secs,
+        None,
+        &format!("{:.0}% of the archive", gz1 as f64 / (m * MIB) * 100.0),
+    );
+    let secs = run_pipeline(&mut tar_of(dir), Command::new("gzip").arg("-6"));
+    row("floor: tar, gzip -6", m, secs, None, "");
+}
+
+/// The restore side's floor: the same gzip stream, read back by gzip and
+/// tar.
+fn restore_floor(dir: &Path, m: f64) {
+    let gz = dir.join("floor.tar.gz");
+    let mut tar = tar_of(dir).stdout(Stdio::piped()).spawn().unwrap();
+    let status = Command::new("gzip")
+        .arg("-1")
+        .stdin(tar.stdout.take().unwrap())
+        .stdout(std::fs::File::create(&gz).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success() && tar.wait().unwrap().success());
+    let floor_into = dir.join("floor");
+    std::fs::create_dir_all(&floor_into).unwrap();
+    let secs = run_pipeline(
+        Command::new("gzip").arg("-dc").arg(&gz),
+        Command::new("tar")
+            .args(["-xf", "-", "-C"])
+            .arg(&floor_into),
+    );
+    row("floor: gzip -dc, tar -x", m, secs, None, "");
+}
+
+/// A phase timed with its own peak RSS.
+async fn timed<T>(phase: impl std::future::Future<Output = T>) -> (T, f64, f64) {
+    reset_peak();
+    let t = Instant::now();
+    let out = phase.await;
+    (out, t.elapsed().as_secs_f64(), peak_mib())
+}
+
+/// The agent's rows: its stream alone (plain and encrypted), its backup
+/// to Swift and its restore from there. Returns the object stored.
+async fn agent_rows(store: &SwiftStore, dir: &Path, mib: u64) -> String {
+    let (archive, m) = (dir.join(ARCHIVE_NAME), mib as f64);
+    let (s, secs, rss) = timed(backup(&Null, &archive, None, "null")).await;
+    row(
+        "agent stream (no store)",
+        m,
+        secs,
+        Some(rss),
+        &format!("{:.0}% of the archive", s.bytes as f64 / (m * MIB) * 100.0),
+    );
+    let (_, secs, rss) = timed(backup(&Null, &archive, Some("bench key"), "null")).await;
+    row("agent stream + AES (no store)", m, secs, Some(rss), "");
+
+    let object = format!("bench-{mib}-{}.gz", std::process::id());
+    let (stored, secs, rss) = timed(backup(store, &archive, None, &object)).await;
+    let note = format!("{} segments", stored.segments);
+    row("agent backup to Swift", m, secs, Some(rss), &note);
+
+    let into = dir.join("restored");
+    std::fs::create_dir_all(&into).unwrap();
+    let (_, secs, rss) = timed(restore(store, &stored, &into)).await;
+    let note = "every segment's MD5 checked";
+    row("agent restore from Swift", m, secs, Some(rss), note);
+    assert_eq!(
+        std::fs::metadata(into.join(ARCHIVE_NAME)).unwrap().len(),
+        mib * 1024 * 1024
+    );
+    object
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -225,110 +304,10 @@ async fn main() {
     for mib in sizes {
         let dir = work.path().join(format!("{mib}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let archive = dir.join(ARCHIVE_NAME);
-        make_archive(&archive, mib);
-        let m = mib as f64;
-
-        let secs = run_pipeline(
-            Command::new("tar")
-                .args(["-cf", "-", "-C"])
-                .arg(&dir)
-                .arg(ARCHIVE_NAME),
-            Command::new("gzip").arg("-1"),
-        );
-        let gz1 = compressed_size(&dir, "-1");
-        row(
-            "floor: tar, gzip -1",
-            m,
-            secs,
-            None,
-            &format!("{:.0}% of the archive", gz1 as f64 / (m * MIB) * 100.0),
-        );
-        let secs = run_pipeline(
-            Command::new("tar")
-                .args(["-cf", "-", "-C"])
-                .arg(&dir)
-                .arg(ARCHIVE_NAME),
-            Command::new("gzip").arg("-6"),
-        );
-        row("floor: tar, gzip -6", m, secs, None, "");
-
-        reset_peak();
-        let t = Instant::now();
-        let s = backup(&Null, &archive, None, "null").await;
-        row(
-            "agent stream (no store)",
-            m,
-            t.elapsed().as_secs_f64(),
-            Some(peak_mib()),
-            &format!("{:.0}% of the archive", s.bytes as f64 / (m * MIB) * 100.0),
-        );
-        reset_peak();
-        let t = Instant::now();
-        backup(&Null, &archive, Some("bench key"), "null").await;
-        row(
-            "agent stream + AES (no store)",
-            m,
-            t.elapsed().as_secs_f64(),
-            Some(peak_mib()),
-            "",
-        );
-
-        reset_peak();
-        let t = Instant::now();
-        let object = format!("bench-{mib}-{}.gz", std::process::id());
-        let stored = backup(&store, &archive, None, &object).await;
-        row(
-            "agent backup to Swift",
-            m,
-            t.elapsed().as_secs_f64(),
-            Some(peak_mib()),
-            &format!("{} segments", stored.segments),
-        );
-
-        let into = dir.join("restored");
-        std::fs::create_dir_all(&into).unwrap();
-        reset_peak();
-        let t = Instant::now();
-        restore(&store, &stored, &into).await;
-        row(
-            "agent restore from Swift",
-            m,
-            t.elapsed().as_secs_f64(),
-            Some(peak_mib()),
-            "every segment's MD5 checked",
-        );
-        assert_eq!(
-            std::fs::metadata(into.join(ARCHIVE_NAME)).unwrap().len(),
-            mib * 1024 * 1024
-        );
-
-        // The restore floor: the same gzip stream, read back by gzip and tar.
-        let gz = dir.join("floor.tar.gz");
-        let mut tar = Command::new("tar")
-            .args(["-cf", "-", "-C"])
-            .arg(&dir)
-            .arg(ARCHIVE_NAME)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let status = Command::new("gzip")
-            .arg("-1")
-            .stdin(tar.stdout.take().unwrap())
-            .stdout(std::fs::File::create(&gz).unwrap())
-            .status()
-            .unwrap();
-        assert!(status.success() && tar.wait().unwrap().success());
-        let floor_into = dir.join("floor");
-        std::fs::create_dir_all(&floor_into).unwrap();
-        let secs = run_pipeline(
-            Command::new("gzip").arg("-dc").arg(&gz),
-            Command::new("tar")
-                .args(["-xf", "-", "-C"])
-                .arg(&floor_into),
-        );
-        row("floor: gzip -dc, tar -x", m, secs, None, "");
-
+        make_archive(&dir.join(ARCHIVE_NAME), mib);
+        backup_floors(&dir, mib as f64);
+        let object = agent_rows(&store, &dir, mib).await;
+        restore_floor(&dir, mib as f64);
         let _ = swift
             .delete_manifest(&format!("bench/{object}"), &token)
             .await;
