@@ -58,7 +58,9 @@ pub async fn handle(node: &Node, request: RingRequest) -> Result<Value, Datastor
         RingRequest::Converge { cuks, .. } => {
             join::converge(|| node.ring_view(), || node.restart(), &cuks, within).await
         }
-        RingRequest::ServiceIn { .. } => join::service_in(&node.ring_view().await?, within).await,
+        RingRequest::ServiceIn { .. } => {
+            join::service_in(&node.ring_view().await?, || node.reattach(), within).await
+        }
         RingRequest::ServiceOut { cuk, .. } => {
             leave::service_out(&node.ring_view().await?, &cuk, within).await
         }
