@@ -61,7 +61,7 @@ if [ "${K2HDKC_IMAGE_PATCHES:-all}" != none ]; then
 fi
 stamp=$( (sha256sum "${tarballs[@]}" "$here/build.sh" "$here/k2hdkc-bulk.c" ${patches[@]+"${patches[@]}"} |
     cut -d' ' -f1) | sha256sum | cut -d' ' -f1)
-patch_names=$(for f in ${patches[@]+"${patches[@]}"}; do printf '%s/%s ' "$(basename "$(dirname "$f")")" "$(basename "$f" .patch)"; done)
+patch_names=$(for f in ${patches[@]+"${patches[@]}"}; do printf '%s/%s,' "$(basename "$(dirname "$f")")" "$(basename "$f" .patch)"; done)
 if [ "$(docker image inspect -f '{{ index .Config.Labels "org.k2hdkc.source" }}' "$image" 2>/dev/null)" = "$stamp" ]; then
     say "$image is built from these sources already"
     exit 0
@@ -151,7 +151,7 @@ tar -C "$img" -c . | docker import \
     --change 'USER 1001:1001' --change 'CMD ["chmpx", "-h"]' \
     --change "LABEL org.k2hdkc.source=$stamp" \
     --change "LABEL org.k2hdkc.versions=fullock-${version[fullock]},k2hash-${version[k2hash]},chmpx-${version[chmpx]},k2hdkc-${version[k2hdkc]}" \
-    --change "LABEL org.k2hdkc.patches=${patch_names% }" \
+    --change "LABEL org.k2hdkc.patches=${patch_names%,}" \
     - "$image" >/dev/null
 docker run --rm "$image" chmpx -v 2>&1 | head -n 3 || true
 say "built $image"
