@@ -23,7 +23,7 @@ use driver_api::DatastoreError;
 use serde_json::Value;
 
 use crate::node::Node;
-use crate::ring::{join, leave, merge, view};
+use crate::ring::{converge, join, leave, merge, view};
 
 /// The longest wait a caller may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
@@ -56,7 +56,7 @@ pub async fn handle(node: &Node, request: RingRequest) -> Result<Value, Datastor
             Ok(view::status_report(node.cuk(), node.ring_view().await).await)
         }
         RingRequest::Converge { cuks, .. } => {
-            join::converge(|| node.ring_view(), || node.restart(), &cuks, within).await
+            converge::converge(|| node.ring_view(), || node.restart(), &cuks, within).await
         }
         RingRequest::ServiceIn { .. } => {
             join::service_in(&node.ring_view().await?, || node.reattach(), within).await
