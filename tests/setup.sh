@@ -26,6 +26,7 @@ command -v bc >/dev/null 2>&1 || missing+=(bc)       # the stand-in image's smok
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 [ -x /bin/busybox ] || missing+=(busybox-static)     # the box's guest hosts (tests/box/host-image)
 command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)   # the control planes' database (adds about 35 s)
+command -v gdb >/dev/null 2>&1 || missing+=(gdb)     # tests/packaging/merge-requests holds a merge thread with it
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
