@@ -70,6 +70,8 @@ where
                     ))
                 }
             }
+            // The step's bound, not a fresh one: the restart took some of it.
+            let left = deadline.saturating_duration_since(Instant::now());
             let attached = wait_attached_again(view, left).await.map_err(|e| {
                 DatastoreError::failed(
                     "SERVICEIN",
