@@ -187,7 +187,6 @@ impl PeerWatch {
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
     /// Two members' ALLSTATUS as this node's chmpx shows them: this node
     /// (cuk-a, `self_ring`) and cuk-b, DOWN until `peer_up` is set.
@@ -195,31 +194,22 @@ mod tests {
         self_ring: &'static str,
         peer_up: Arc<std::sync::atomic::AtomicBool>,
     ) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            loop {
-                let (s, _) = listener.accept().await.unwrap();
-                let (r, mut w) = s.into_split();
-                let mut line = String::new();
-                let _ = BufReader::new(r).read_line(&mut line).await;
-                let peer = if peer_up.load(std::sync::atomic::Ordering::SeqCst) {
-                    "UP"
-                } else {
-                    "DOWN"
-                };
-                let entry = |n: u32, cuk: &str, ring: &str, live: &str| {
-                    format!("No.{n}\n  Server Name = 10.0.0.{n}\n    Control Port = 8021\n    CUK = {cuk}\n    Custom ID Seed = h{n}\n    Server Status = 0x0(SAFE -> [{ring}][{live}][n/a][Nothing][NoSuspend])\n    Enable Hash Value = 0xffffffffffffffff\n    Pending Hash Value = 0xffffffffffffffff\n")
-                };
-                let reply = format!(
-                    "RING Name = c1\n{}{}",
-                    entry(1, "cuk-a", self_ring, "UP"),
-                    entry(2, "cuk-b", "SERVICE OUT", peer)
-                );
-                let _ = w.write_all(reply.as_bytes()).await;
-            }
-        });
-        addr
+        super::super::view::fake_control_port(move |_| {
+            let peer = if peer_up.load(std::sync::atomic::Ordering::SeqCst) {
+                "UP"
+            } else {
+                "DOWN"
+            };
+            let entry = |n: u32, cuk: &str, ring: &str, live: &str| {
+                format!("No.{n}\n  Server Name = 10.0.0.{n}\n    Control Port = 8021\n    CUK = {cuk}\n    Custom ID Seed = h{n}\n    Server Status = 0x0(SAFE -> [{ring}][{live}][n/a][Nothing][NoSuspend])\n    Enable Hash Value = 0xffffffffffffffff\n    Pending Hash Value = 0xffffffffffffffff\n")
+            };
+            format!(
+                "RING Name = c1\n{}{}",
+                entry(1, "cuk-a", self_ring, "UP"),
+                entry(2, "cuk-b", "SERVICE OUT", peer)
+            )
+        })
+        .await
     }
 
     fn two_members(ctl: &str) -> RingView {

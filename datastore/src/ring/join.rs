@@ -309,35 +309,24 @@ mod tests {
     /// A member's control port whose own status shows `Suspend` (a peer's
     /// stale copy won) and refuses SERVICEIN while it does.
     async fn serve_suspended(status: Arc<Mutex<String>>, serviceins: Arc<Mutex<u32>>) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            loop {
-                let (s, _) = listener.accept().await.unwrap();
-                let (r, mut w) = s.into_split();
-                let mut line = String::new();
-                let _ = BufReader::new(r).read_line(&mut line).await;
-                let reply = match line.trim() {
-                    "SELFSTATUS" => format!(
-                        "    Server Status = 0x0(SAFE -> {})\n",
-                        status.lock().unwrap()
-                    ),
-                    "SERVICEIN" => {
-                        *serviceins.lock().unwrap() += 1;
-                        let mut st = status.lock().unwrap();
-                        if st.contains("[Suspend]") {
-                            format!("{NOT_ALLOWED}\n")
-                        } else {
-                            *st = "[SERVICE IN][UP][ADD][Pending][NoSuspend]".into();
-                            "SUCCEED\n".into()
-                        }
-                    }
-                    _ => "ERROR: not allowed\n".into(),
-                };
-                let _ = w.write_all(reply.as_bytes()).await;
+        super::super::view::fake_control_port(move |command| match command {
+            "SELFSTATUS" => format!(
+                "    Server Status = 0x0(SAFE -> {})\n",
+                status.lock().unwrap()
+            ),
+            "SERVICEIN" => {
+                *serviceins.lock().unwrap() += 1;
+                let mut st = status.lock().unwrap();
+                if st.contains("[Suspend]") {
+                    format!("{NOT_ALLOWED}\n")
+                } else {
+                    *st = "[SERVICE IN][UP][ADD][Pending][NoSuspend]".into();
+                    "SUCCEED\n".into()
+                }
             }
-        });
-        addr
+            _ => "ERROR: not allowed\n".into(),
+        })
+        .await
     }
 
     /// SERVICEIN on a node shown `Suspend`; `reattach_clears` says whether

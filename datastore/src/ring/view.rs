@@ -141,3 +141,25 @@ pub async fn status_report(cuk: &str, view: Result<RingView, DatastoreError>) ->
         })).collect::<Vec<_>>(),
     })
 }
+
+/// A stand-in chmpx control port for the ring steps' tests: answers each
+/// connection's one command line with `answer(command)`. Returns its address.
+#[cfg(test)]
+pub(crate) async fn fake_control_port<F>(answer: F) -> String
+where
+    F: Fn(&str) -> String + Send + Sync + 'static,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            let (r, mut w) = s.into_split();
+            let mut line = String::new();
+            let _ = BufReader::new(r).read_line(&mut line).await;
+            let _ = w.write_all(answer(line.trim()).as_bytes()).await;
+        }
+    });
+    addr
+}
