@@ -736,11 +736,54 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// A host on this machine where nothing listens, for a member that is
+/// registered but does not run: a container on dockerd's default bridge,
+/// so a connection to it is refused at once. Not a second loopback
+/// address: chmpx listens on every address of this machine, so a server
+/// listed at 127.0.0.2 is the node's own chmpx, which then waits on
+/// itself and stops answering (seen: its control port silent for good,
+/// a slave unable to join).
+pub struct AbsentHost {
+    pub ip: String,
+    name: String,
+}
+
+impl AbsentHost {
+    pub fn start() -> Self {
+        let name = format!("k2hdkc-absent-{}", uuid::Uuid::new_v4().simple());
+        let id = docker(&[
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            &name,
+            "--network",
+            "bridge",
+            &k2hdkc_image(),
+            "sleep",
+            "900",
+        ]);
+        assert!(!id.is_empty(), "cannot start the absent host's container");
+        let ip = docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &name]);
+        assert!(
+            ip.parse::<std::net::Ipv4Addr>().is_ok(),
+            "no bridge address: {ip:?}"
+        );
+        AbsentHost { ip, name }
+    }
+}
+
+impl Drop for AbsentHost {
+    fn drop(&mut self) {
+        docker(&["rm", "-f", &self.name]);
+    }
+}
+
 impl K2hr3StandIn {
     /// Adds another member as if a node at `ip` had registered (`cuk` is
-    /// its host name, the chmpx id seed of the K2HDKC template, too). Use
-    /// a loopback address other than 127.0.0.1 (e.g. 127.0.0.2): chmpx
-    /// refuses an ini with two servers on one address and port, and
+    /// its host name, the chmpx id seed of the K2HDKC template, too). For
+    /// a member that does not run, use an [`AbsentHost`]'s address:
+    /// chmpx refuses an ini with two servers on one address and port, and
     /// nothing may be reached outside this machine.
     pub async fn add_member(&self, ip: &str, port: u16, cuk: &str) {
         let v = http_json(

@@ -77,8 +77,9 @@ async fn main() {
 
         let ini = agent.mount_point.join("etc/k2hdkc.ini");
         let joined = Instant::now();
+        let absent = e2e_tests::AbsentHost::start();
         k2hr3
-            .add_member("127.0.0.2", ports.0, "bench-new-member")
+            .add_member(&absent.ip, ports.0, "bench-new-member")
             .await;
         while !std::fs::read_to_string(&ini)
             .unwrap_or_default()
