@@ -22,10 +22,17 @@ use crate::k2hr3::K2hr3;
 use crate::overrides::Parameters;
 use crate::settings::Settings;
 
-/// The longest a dropping change is held. A server that died in service
-/// never shows SERVICE OUT; after this the file is written anyway.
-/// `k2hdkc_ring_converge` allows stale servers the same time.
+/// The longest a dropping change is held while chmpx answers. A server
+/// that died in service never shows SERVICE OUT; after this the file is
+/// written anyway. `k2hdkc_ring_converge` allows stale servers the same
+/// time.
 pub const DROP_HOLD: Duration = Duration::from_secs(10);
+/// The longest it is held while chmpx does not answer at all. chmpx
+/// resolves names on its event thread, and a resolver that drops a query
+/// keeps it silent 5 s a try (seen in CI: a lookup of the node's own
+/// address). A file written then leaves the leaver in chmpx for good, and
+/// its connection attempts keep chmpx stalling.
+pub const SILENT_HOLD: Duration = Duration::from_secs(30);
 /// How often chmpx is asked while a change is held.
 const HOLD_POLL: Duration = Duration::from_millis(500);
 /// The bound of one ALLSTATUS while holding.
@@ -96,29 +103,44 @@ impl Watcher {
     }
 }
 
-/// Waits, at most [`DROP_HOLD`], until the chmpx at `ctl` shows every
-/// server in `gone` out of service and down (or no longer lists it): a
-/// node's and a slave's chmpx drop a server at a reload only then.
-pub async fn hold_until_out(ctl: &str, gone: &[NodeEntry]) {
+/// Waits until the chmpx at `ctl` shows every server in `gone` out of
+/// service and down (or no longer lists it): a node's and a slave's chmpx
+/// drop a server at a reload only then. Bounded by [`DROP_HOLD`], or
+/// [`SILENT_HOLD`] while chmpx does not answer. Returns whether chmpx
+/// showed them out.
+pub async fn hold_until_out(ctl: &str, gone: &[NodeEntry]) -> bool {
+    hold_within(ctl, gone, DROP_HOLD, SILENT_HOLD, ASK_BOUND).await
+}
+
+async fn hold_within(
+    ctl: &str,
+    gone: &[NodeEntry],
+    answered_bound: Duration,
+    silent_bound: Duration,
+    ask_bound: Duration,
+) -> bool {
     let names: Vec<&str> = gone.iter().map(|n| n.name.as_str()).collect();
     tracing::info!(servers = ?names, "holding the ini change until chmpx sees the leaving servers down");
-    let until = Instant::now() + DROP_HOLD;
+    let began = Instant::now();
     loop {
-        let last = match chmpx::all_status_within(ctl, ASK_BOUND).await {
+        let (last, bound) = match chmpx::all_status_within(ctl, ask_bound).await {
             Ok(seen) => match still_listed(gone, &seen) {
-                None => return,
-                Some(what) => what,
+                None => return true,
+                Some(what) => (what, answered_bound),
             },
             // No chmpx to keep the server: a chmpx started later reads
             // the new file.
-            Err(chmpx::ChmpxError::Io { .. }) => return,
-            Err(e) => e.to_string(),
+            Err(chmpx::ChmpxError::Io { .. }) => return true,
+            Err(e @ (chmpx::ChmpxError::Timeout(..) | chmpx::ChmpxError::Dropped { .. })) => {
+                (e.to_string(), silent_bound)
+            }
+            Err(e) => (e.to_string(), answered_bound),
         };
-        if Instant::now() + HOLD_POLL >= until {
-            tracing::warn!(last = %last, "chmpx still lists a leaving server after {DROP_HOLD:?}; writing the ini anyway");
-            return;
+        if began.elapsed() + HOLD_POLL.min(ask_bound) >= bound {
+            tracing::warn!(last = %last, held_ms = began.elapsed().as_millis() as u64, "chmpx still lists a leaving server, or does not answer; writing the ini anyway");
+            return false;
         }
-        tokio::time::sleep(HOLD_POLL).await;
+        tokio::time::sleep(HOLD_POLL.min(ask_bound)).await;
     }
 }
 
@@ -201,6 +223,66 @@ mod tests {
             ["10.0.0.2"]
         );
         assert!(dropped(&new, &new).is_empty());
+    }
+
+    /// A control port that keeps every connection silent for `silent`
+    /// after it starts, then answers ALLSTATUS with `line` for 10.0.0.2.
+    async fn silent_then(silent: Duration, line: &'static str) -> String {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let started = Instant::now();
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    if started.elapsed() < silent {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    let (r, mut w) = s.into_split();
+                    let _ = BufReader::new(r).read_line(&mut String::new()).await;
+                    let reply = format!("RING Name = c1\nNo.1\n  Server Name = 10.0.0.2\n    Control Port = 8021\n    CUK = b\n    Server Status = 0x0(SAFE -> {line})\n");
+                    let _ = w.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn leaver() -> Vec<NodeEntry> {
+        dropped(
+            &ini_with(&[("10.0.0.1", "a"), ("10.0.0.2", "b")]),
+            &ini_with(&[("10.0.0.1", "a")]),
+        )
+    }
+
+    const OUT_DOWN: &str = "[SERVICE OUT][DOWN][n/a][Nothing][NoSuspend]";
+    const IN_UP: &str = "[SERVICE IN][UP][n/a][Nothing][NoSuspend]";
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[tokio::test]
+    async fn a_silent_chmpx_is_waited_for_past_the_answered_bound() {
+        let ctl = silent_then(MS(1_500), OUT_DOWN).await;
+        let t = Instant::now();
+        assert!(hold_within(&ctl, &leaver(), MS(600), MS(4_000), MS(300)).await);
+        assert!(t.elapsed() >= MS(1_400), "{:?}", t.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_chmpx_silent_for_good_or_still_listing_ends_the_hold_in_its_bound() {
+        let ctl = silent_then(MS(60_000), OUT_DOWN).await;
+        let t = Instant::now();
+        assert!(!hold_within(&ctl, &leaver(), MS(600), MS(2_000), MS(300)).await);
+        assert!(
+            t.elapsed() >= MS(1_700) && t.elapsed() < MS(3_000),
+            "{:?}",
+            t.elapsed()
+        );
+        // Answering and still listing it: the shorter bound.
+        let ctl = silent_then(Duration::ZERO, IN_UP).await;
+        let t = Instant::now();
+        assert!(!hold_within(&ctl, &leaver(), MS(600), MS(2_000), MS(300)).await);
+        assert!(t.elapsed() < MS(1_200), "{:?}", t.elapsed());
     }
 
     #[test]
