@@ -1,0 +1,42 @@
+# shellcheck shell=bash
+# chmpx's control port in the packaging tests' plain containers (the
+# image's nc, port 8021). Sourced by merge-answer and merge-requests, after
+# they define die().
+
+ctl() {  # SERVER COMMAND: chmpx's answer on its control port
+    printf '%s\n' "$2" | timeout 10 docker exec -i "$1" nc -N -w 5 127.0.0.1 8021 2>/dev/null || true
+}
+status() {  # SERVER: e.g. "[SERVICE IN][UP][n/a][Pending][NoSuspend]"
+    ctl "$1" SELFSTATUS | sed -n 's/.*Server Status *= *[^(]*(SAFE -> \(.*\)).*/\1/p' | head -n 1
+}
+wait_status() {  # SERVER GLOB SECONDS
+    local end=$((SECONDS + $3)) st=
+    while [ "$SECONDS" -lt "$end" ]; do
+        st=$(status "$1")
+        # shellcheck disable=SC2053
+        [[ $st == $2 ]] && return 0
+        sleep 0.2
+    done
+    echo "$1 is $st, not $2, after $3 s" >&2
+    return 1
+}
+complete() {  # WHAT SERVERS...: COMPMERGE until each is [Nothing], 20 s
+    # A server's [Done] reaches its peers by a status notice, so COMPMERGE
+    # may be refused for a moment; it is sent again every 2 s, as the agent
+    # does.
+    local what=$1 end=$((SECONDS + 20)) s left
+    shift
+    while :; do
+        left=()
+        for s in "$@"; do
+            [[ $(status "$s") == *'[Nothing]'* ]] || left+=("$s")
+        done
+        [ "${#left[@]}" -eq 0 ] && return 0
+        [ "$SECONDS" -lt "$end" ] ||
+            die "$what: ${left[*]} did not complete: $(ctl "${left[0]}" COMPMERGE | head -n 1)"
+        for s in "${left[@]}"; do
+            [[ $(status "$s") != *'[Done]'* ]] || ctl "$s" COMPMERGE >/dev/null
+        done
+        sleep 2
+    done
+}
