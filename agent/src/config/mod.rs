@@ -27,7 +27,7 @@ pub use transport::{BrokerHost, TransportUrl};
 pub use driver_api::Secret;
 pub use files::files_of;
 
-use files::Merged;
+use files::OsloFile;
 use typed::Typed;
 
 /// One bad setting: which file, which key, and why.
@@ -250,11 +250,23 @@ impl Config {
     pub fn from_texts<'a>(
         texts: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Config, ConfigError> {
-        let mut merged = Merged::default();
         let mut problems = Vec::new();
+        let mut layers = config::Config::builder();
         for (name, text) in texts {
-            merged.add_text(name, text, &mut problems);
+            layers = layers.add_source(OsloFile::parse(name, text, &mut problems));
         }
+        let merged = match layers.build() {
+            Ok(merged) => merged,
+            // Our layers cannot fail to collect; say so if the crate does.
+            Err(e) => {
+                problems.push(ConfigProblem {
+                    file: "<all files>".into(),
+                    key: "-".into(),
+                    reason: format!("cannot merge the files: {e}"),
+                });
+                return Err(ConfigError(problems));
+            }
+        };
         let config = Typed::new(&merged, &mut problems).build();
         if problems.is_empty() {
             Ok(config)
@@ -486,6 +498,35 @@ mod tests {
             "{text}"
         );
         assert!(text.lines().all(|l| l.starts_with("config error: ")));
+    }
+
+    #[test]
+    fn numbers_are_taken_as_oslo_takes_them() {
+        // The `config` crate would read `on` as 1 and wrap nothing; oslo's
+        // IntOpt refuses a word, and a value out of the option's range.
+        let err = load(&[
+            ("g.conf", GUEST_INFO),
+            ("t.conf", AGENT_CONF),
+            (
+                "n.conf",
+                "[DEFAULT]\nreport_interval = on\n[oslo_messaging_rabbit]\nheartbeat_timeout_threshold = 70000\nrabbit_retry_interval = -1\n",
+            ),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 3, "{text}");
+        assert!(
+            text.contains("n.conf: [DEFAULT] report_interval: not a whole number in range: \"on\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("n.conf: [oslo_messaging_rabbit] heartbeat_timeout_threshold: not a whole number in range: \"70000\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("rabbit_retry_interval: not a whole number"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! From merged text to a typed [`Config`]: each value checked, defaults
+//! From the merged layers to a typed [`Config`]: each value checked, defaults
 //! filled in, and every key no one knows named as a problem with its file.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::files::{Merged, Setting};
+use config::{Map, Value};
+use serde::de::DeserializeOwned;
+
 use super::{
     BackupOptions, Config, ConfigProblem, DatastoreGroup, RabbitOptions, Secret, TransportUrl,
     MIN_SEGMENT_SIZE,
@@ -13,19 +15,36 @@ use super::{
 const UPSTREAM_DEFAULT_OPTIONS: &str = include_str!("upstream_default_options.txt");
 const UPSTREAM_RABBIT_OPTIONS: &str = include_str!("upstream_rabbit_options.txt");
 
-/// Typed reads over the merged view, collecting every problem.
+/// What a boolean may be, as oslo.config's `BoolOpt` takes it.
+const NOT_A_BOOLEAN: &str = "not a boolean (true/false, yes/no, on/off, 1/0)";
+
+/// Typed reads over the merged layers, collecting every problem.
 pub(super) struct Typed<'a> {
-    merged: &'a Merged,
+    /// `[group] -> key -> value`, each value tagged with its file.
+    groups: Map<String, Map<String, Value>>,
     problems: &'a mut Vec<ConfigProblem>,
 }
 
 impl<'a> Typed<'a> {
-    pub(super) fn new(merged: &'a Merged, problems: &'a mut Vec<ConfigProblem>) -> Self {
-        Self { merged, problems }
+    pub(super) fn new(merged: &config::Config, problems: &'a mut Vec<ConfigProblem>) -> Self {
+        use config::Source as _;
+        let groups = merged
+            .collect()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(group, table)| Some((group, table.into_table().ok()?)))
+            .collect();
+        Self { groups, problems }
     }
 
-    fn raw(&self, group: &str, key: &str) -> Option<&'a Setting> {
-        self.merged.groups.get(group).and_then(|g| g.get(key))
+    fn raw(&self, group: &str, key: &str) -> Option<&Value> {
+        self.groups.get(group).and_then(|g| g.get(key))
+    }
+
+    /// The file a value came from (the layer's origin).
+    fn file_of(&self, group: &str, key: &str) -> Option<String> {
+        self.raw(group, key)
+            .and_then(|v| v.origin().map(str::to_owned))
     }
 
     fn problem(&mut self, file: &str, group: &str, key: &str, reason: impl Into<String>) {
@@ -36,11 +55,46 @@ impl<'a> Typed<'a> {
         });
     }
 
+    /// A value's text, trimmed (every value of an [`super::files::OsloFile`]
+    /// is text).
+    fn text(&self, group: &str, key: &str) -> Option<String> {
+        let value = self.raw(group, key)?.clone();
+        value.into_string().ok().map(|t| t.trim().to_owned())
+    }
+
+    /// Names a value that is not `what` as a problem, with its file.
+    fn refuse(&mut self, group: &str, key: &str, what: &str) {
+        let file = self.file_of(group, key).unwrap_or_default();
+        let text = self.text(group, key).unwrap_or_default();
+        self.problem(
+            &file,
+            group,
+            key,
+            what.replace("{value}", &format!("{text:?}")),
+        );
+    }
+
+    /// A value as `T` through serde, `None` when unset. oslo.config takes an
+    /// empty value or the word `None` as "not set" (a later file can unset
+    /// an earlier one that way); the crate has no such rule, so it is here.
+    fn get<T: DeserializeOwned>(&mut self, group: &str, key: &str, what: &str) -> Option<T> {
+        let text = self.text(group, key)?;
+        if text.is_empty() || text == "None" {
+            return None;
+        }
+        let value = self.raw(group, key)?.clone();
+        match T::deserialize(value) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.refuse(group, key, what);
+                None
+            }
+        }
+    }
+
     /// A string; empty or `None` count as unset.
-    fn opt_str(&self, group: &str, key: &str) -> Option<String> {
-        self.raw(group, key)
-            .map(|s| s.value.clone())
-            .filter(|v| !v.is_empty() && v != "None")
+    fn opt_str(&mut self, group: &str, key: &str) -> Option<String> {
+        self.get::<String>(group, key, "not a string: {value}")
     }
 
     fn required_str(&mut self, group: &str, key: &str, why: &str) -> String {
@@ -48,8 +102,7 @@ impl<'a> Typed<'a> {
             Some(v) => v,
             None => {
                 let file = self
-                    .raw(group, key)
-                    .map(|s| s.file.clone())
+                    .file_of(group, key)
                     .unwrap_or_else(|| "<all files>".into());
                 self.problem(&file, group, key, format!("missing: {why}"));
                 String::new()
@@ -57,53 +110,26 @@ impl<'a> Typed<'a> {
         }
     }
 
-    fn str_or(&self, group: &str, key: &str, default: &str) -> String {
+    fn str_or(&mut self, group: &str, key: &str, default: &str) -> String {
         self.opt_str(group, key)
             .unwrap_or_else(|| default.to_owned())
     }
 
     fn bool_or(&mut self, group: &str, key: &str, default: bool) -> bool {
-        let Some(setting) = self.raw(group, key) else {
-            return default;
-        };
-        match setting.value.to_ascii_lowercase().as_str() {
-            "" | "none" => default,
-            "true" | "yes" | "on" | "1" => true,
-            "false" | "no" | "off" | "0" => false,
-            _ => {
-                let file = setting.file.clone();
-                self.problem(
-                    &file,
-                    group,
-                    key,
-                    "not a boolean (true/false, yes/no, on/off, 1/0)",
-                );
-                default
-            }
-        }
+        self.get::<bool>(group, key, NOT_A_BOOLEAN)
+            .unwrap_or(default)
     }
 
-    fn uint_or<T: std::str::FromStr + Copy>(&mut self, group: &str, key: &str, default: T) -> T {
-        let Some(setting) = self.raw(group, key) else {
-            return default;
-        };
-        let v = setting.value.trim();
-        if v.is_empty() || v == "None" {
+    fn uint_or<T: DeserializeOwned + Copy>(&mut self, group: &str, key: &str, default: T) -> T {
+        const NOT_A_NUMBER: &str = "not a whole number in range: {value}";
+        // The crate reads `true`/`on`/`yes` as 1 for a number; oslo.config's
+        // IntOpt refuses them, and so do we.
+        let text = self.text(group, key).unwrap_or_default();
+        if text != "None" && text.chars().any(|c| c.is_ascii_alphabetic()) {
+            self.refuse(group, key, NOT_A_NUMBER);
             return default;
         }
-        match v.parse::<T>() {
-            Ok(n) => n,
-            Err(_) => {
-                let file = setting.file.clone();
-                self.problem(
-                    &file,
-                    group,
-                    key,
-                    format!("not a whole number in range: {v:?}"),
-                );
-                default
-            }
-        }
+        self.get::<T>(group, key, NOT_A_NUMBER).unwrap_or(default)
     }
 
     fn check_known(
@@ -113,21 +139,24 @@ impl<'a> Typed<'a> {
         ignored: &mut Vec<String>,
         used: &[&str],
     ) {
-        let Some(entries) = self.merged.groups.get(group) else {
+        let Some(entries) = self.groups.get(group) else {
             return;
         };
-        for (key, setting) in entries {
+        let entries: Vec<(String, String)> = entries
+            .iter()
+            .map(|(key, value)| (key.clone(), value.origin().unwrap_or_default().to_owned()))
+            .collect();
+        for (key, file) in entries {
             if used.contains(&key.as_str()) {
                 continue;
             }
             if known.contains(&key.as_str()) {
-                ignored.push(format!("[{group}] {key} (from {})", setting.file));
+                ignored.push(format!("[{group}] {key} (from {file})"));
             } else {
-                let file = setting.file.clone();
                 self.problem(
                     &file,
                     group,
-                    key,
+                    &key,
                     "unknown option (not a Trove, oslo or agent option; typo?)",
                 );
             }
@@ -143,10 +172,7 @@ impl<'a> Typed<'a> {
             match TransportUrl::parse(url_text) {
                 Ok(url) => url,
                 Err(reason) => {
-                    let file = self
-                        .raw(D, "transport_url")
-                        .map(|s| s.file.clone())
-                        .unwrap_or_default();
+                    let file = self.file_of(D, "transport_url").unwrap_or_default();
                     self.problem(&file, D, "transport_url", reason.to_string());
                     TransportUrl::default()
                 }
@@ -180,10 +206,7 @@ impl<'a> Typed<'a> {
             ssl_key_file: self.opt_str(R, "ssl_key_file").map(PathBuf::from),
         };
         if rabbit.rabbit_quorum_queue && rabbit.rabbit_ha_queues {
-            let file = self
-                .raw(R, "rabbit_quorum_queue")
-                .map(|s| s.file.clone())
-                .unwrap_or_default();
+            let file = self.file_of(R, "rabbit_quorum_queue").unwrap_or_default();
             self.problem(
                 &file,
                 R,
@@ -225,12 +248,11 @@ impl<'a> Typed<'a> {
             database_service_uid: uid,
             database_service_gid: gid,
             values: self
-                .merged
                 .groups
                 .get(&group_name)
                 .map(|g| {
                     g.iter()
-                        .map(|(k, s)| (k.clone(), s.value.clone()))
+                        .map(|(k, v)| (k.clone(), v.clone().into_string().unwrap_or_default()))
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -316,8 +338,7 @@ impl<'a> Typed<'a> {
             self.uint_or::<u64>(D, "backup_segment_max_size", 2 * 1024 * 1024 * 1024);
         if segment_max_size < MIN_SEGMENT_SIZE {
             let file = self
-                .raw(D, "backup_segment_max_size")
-                .map(|s| s.file.clone())
+                .file_of(D, "backup_segment_max_size")
                 .unwrap_or_default();
             self.problem(
                 &file,
