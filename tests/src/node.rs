@@ -126,18 +126,7 @@ pub async fn restart_agent(mut n: Node) -> (Node, Vec<tempfile::TempDir>) {
         msgqueue_line(),
         m = mount.display()
     );
-    let Node {
-        agent,
-        trove,
-        conductor,
-        k2hr3,
-        ports,
-        config_dir,
-        conductor_queue,
-        _containers,
-        ..
-    } = n;
-    agent.stop().await;
+    n.agent.stop().await;
     // The old agent's last periodic heartbeats may still be unread; only
     // what the new process sends counts from here on.
     let since = epoch_now();
@@ -149,20 +138,7 @@ pub async fn restart_agent(mut n: Node) -> (Node, Vec<tempfile::TempDir>) {
         state_dir: Some(state),
     })
     .await;
-    (
-        Node {
-            agent,
-            trove,
-            conductor,
-            k2hr3,
-            ports,
-            config_dir,
-            conductor_queue,
-            _containers,
-            since,
-        },
-        keep,
-    )
+    (Node { agent, since, ..n }, keep)
 }
 
 impl Node {

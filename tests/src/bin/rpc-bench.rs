@@ -14,12 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use driver_api::secure::RpcKey;
+use e2e_tests::raw::Raw;
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, ExchangeKind};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -37,10 +36,8 @@ struct Client {
 
 impl Client {
     async fn connect(url: &str, guest_id: &str, key: &str) -> Arc<Client> {
-        let conn = Connection::connect(url, ConnectionProperties::default())
-            .await
-            .expect("connect to RabbitMQ");
-        let channel = conn.create_channel().await.unwrap();
+        let raw = Raw::connect_to(url).await;
+        let channel = raw.channel().clone();
         // As oslo.messaging's client does before it sends: on a broker
         // that has just started, no agent has declared the control
         // exchange yet, and a publish to a missing exchange closes the
@@ -54,36 +51,12 @@ impl Client {
             )
             .await
             .expect("declare the trove exchange");
-        let reply_q = format!("reply_{}", uuid::Uuid::new_v4().simple());
-        channel
-            .queue_declare(
-                reply_q.clone().into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let mut consumer = channel
-            .basic_consume(
-                reply_q.clone().into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        let (reply_q, mut consumer) = raw.reply_queue().await;
         let waiters: Waiters = Arc::default();
         let first_reply: Arc<Mutex<Option<Instant>>> = Arc::default();
         let (w, first) = (waiters.clone(), first_reply.clone());
         tokio::spawn(async move {
-            let _conn = conn;
+            let _raw = raw;
             while let Some(Ok(d)) = consumer.next().await {
                 let Ok(outer) = serde_json::from_slice::<Value>(&d.data) else {
                     continue;
