@@ -148,6 +148,17 @@ pub struct ExtdataNames {
     pub role_token: &'static str,
 }
 
+/// This host's entry in a K2HR3 role, as k2hr3-init sends it: K2HR3
+/// records the request's source address with the port, the container's
+/// unique key (CUK), the extra data and the tag (the host name or seed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub port: u16,
+    pub cuk: String,
+    pub extra: String,
+    pub tag: String,
+}
+
 /// A K2HR3 client for one role.
 #[derive(Clone, Debug)]
 pub struct K2hr3 {
@@ -255,33 +266,18 @@ impl K2hr3 {
     }
 
     /// Adds this node (K2HR3 records the request's source address) to the
-    /// role with its port, CUK, extra data and tag (the host name, as
-    /// k2hr3-init does). Idempotent.
-    pub async fn register(
-        &self,
-        port: u16,
-        cuk: &str,
-        extra: &str,
-        tag: &str,
-    ) -> Result<(), K2hr3Error> {
+    /// role as `member`. Idempotent.
+    pub async fn register(&self, member: &Member) -> Result<(), K2hr3Error> {
         let what = "register node in role";
-        let (status, body) = self
-            .membership(what, reqwest::Method::PUT, port, cuk, extra, tag)
-            .await?;
+        let (status, body) = self.membership(what, reqwest::Method::PUT, member).await?;
         checked(what, status, &body).map(|_| ())
     }
 
     /// Removes this node from the role (K2HR3 answers 204).
-    pub async fn deregister(
-        &self,
-        port: u16,
-        cuk: &str,
-        extra: &str,
-        tag: &str,
-    ) -> Result<(), K2hr3Error> {
+    pub async fn deregister(&self, member: &Member) -> Result<(), K2hr3Error> {
         let what = "remove node from role";
         let (status, body) = self
-            .membership(what, reqwest::Method::DELETE, port, cuk, extra, tag)
+            .membership(what, reqwest::Method::DELETE, member)
             .await?;
         // Already gone is fine: leaving is idempotent.
         if status == 404 {
@@ -295,22 +291,19 @@ impl K2hr3 {
         &self,
         what: &str,
         method: reqwest::Method,
-        port: u16,
-        cuk: &str,
-        extra: &str,
-        tag: &str,
+        member: &Member,
     ) -> Result<(u16, String), K2hr3Error> {
         let url = self.role_url();
-        let port = port.to_string();
+        let port = member.port.to_string();
         send(what, || {
             self.http
                 .request(method.clone(), &url)
                 .header("x-auth-token", self.auth())
                 .query(&[
                     ("port", port.as_str()),
-                    ("cuk", cuk),
-                    ("extra", extra),
-                    ("tag", tag),
+                    ("cuk", member.cuk.as_str()),
+                    ("extra", member.extra.as_str()),
+                    ("tag", member.tag.as_str()),
                 ])
         })
         .await

@@ -42,6 +42,8 @@ pub mod paths;
 pub mod ring;
 pub mod settings;
 pub mod slave;
+#[cfg(test)]
+mod testing;
 pub mod watcher;
 
 pub use paths::MANAGER;

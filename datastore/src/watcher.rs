@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::chmpx::{self, ServerStatus};
 use crate::ini::{self, IniFacts, NodeEntry};
-use crate::k2hr3::K2hr3;
+use crate::k2hr3::{K2hr3, Member};
 use crate::overrides::Parameters;
 use crate::settings::Settings;
 
@@ -45,10 +45,8 @@ pub struct Watcher {
     pub params: Parameters,
     /// The local chmpx's control address.
     pub ctl: String,
-    /// The `tag` sent when registering again.
-    pub tag: String,
-    /// The `extra` sent when registering again.
-    pub extra: &'static str,
+    /// This node's entry in the role, sent when registering again.
+    pub member: Member,
 }
 
 impl Watcher {
@@ -76,16 +74,7 @@ impl Watcher {
             {
                 // An ini without this node would make chmpx exit.
                 tracing::warn!("K2HR3 no longer lists this node; registering again");
-                if let Err(e) = self
-                    .client
-                    .register(
-                        self.params.server_port,
-                        &self.settings.cuk,
-                        self.extra,
-                        &self.tag,
-                    )
-                    .await
-                {
+                if let Err(e) = self.client.register(&self.member).await {
                     tracing::warn!(error = %e, "re-registration failed");
                 }
                 continue;

@@ -7,10 +7,9 @@ use driver_api::DatastoreError;
 use serde_json::{Map, Value};
 
 use super::saved::{load_saved, store_saved};
-use super::{failed, host_tag, Node};
+use super::{failed, k2hr3_member, Node};
 use crate::ini;
 use crate::overrides::Parameters;
-use crate::paths::K2HR3_EXTRA;
 use crate::ring::{self, rejoin};
 
 /// Grace for chmpx to leave on SIGINT.
@@ -54,12 +53,7 @@ impl Node {
         self.stop_containers("stop the k2hdkc containers").await?;
         if let Some(client) = &client {
             client
-                .deregister(
-                    params.server_port,
-                    &self.settings.cuk,
-                    K2HR3_EXTRA,
-                    &host_tag(),
-                )
+                .deregister(&k2hr3_member(&self.settings, params.server_port))
                 .await
                 .map_err(|e| failed("remove the node from K2HR3", e))?;
             tracing::info!("removed from the K2HR3 role");
@@ -247,12 +241,7 @@ impl Node {
                 // chmpx drops it at their ini reload only if it is DOWN.
                 self.stop_containers("stop for new parameters").await?;
                 let _ = client
-                    .deregister(
-                        old.server_port,
-                        &self.settings.cuk,
-                        K2HR3_EXTRA,
-                        &host_tag(),
-                    )
+                    .deregister(&k2hr3_member(&self.settings, old.server_port))
                     .await;
                 for name in [
                     self.settings.server_container(),

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
 use crate::ini;
-use crate::k2hr3::{self, K2hr3, RoleAccess};
+use crate::k2hr3::{self, K2hr3, Member, RoleAccess};
 use crate::overrides::Parameters;
 use crate::paths::{EXTDATA_NAMES, K2HR3_EXTRA};
 use crate::ring::RingView;
@@ -42,6 +42,16 @@ fn host_tag() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default()
+}
+
+/// This node's entry in its K2HR3 role, for a server on `port`.
+fn k2hr3_member(settings: &Settings, port: u16) -> Member {
+    Member {
+        port,
+        cuk: settings.cuk.clone(),
+        extra: K2HR3_EXTRA.to_owned(),
+        tag: host_tag(),
+    }
 }
 /// A backup to restore in prepare.
 #[derive(Debug, Clone, Copy)]
@@ -250,7 +260,7 @@ impl Node {
             live.chmpx_run = None;
         }
         client
-            .register(params.server_port, &s.cuk, K2HR3_EXTRA, &host_tag())
+            .register(&k2hr3_member(s, params.server_port))
             .await
             .map_err(|e| failed("register the node with K2HR3", e))?;
         tracing::info!(cuk = %s.cuk, port = params.server_port, "registered with K2HR3");
@@ -345,13 +355,13 @@ impl Node {
         };
         let (settings, params) = (self.settings.clone(), live.params.clone());
         let ctl = self.ctl_addr(&params);
+        let member = k2hr3_member(&settings, params.server_port);
         let node = Watcher {
             settings,
             client,
             params,
             ctl,
-            tag: host_tag(),
-            extra: K2HR3_EXTRA,
+            member,
         };
         live.watcher = Some(tokio::spawn(node.run()));
     }

@@ -23,11 +23,11 @@ pub mod status;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::chmpx;
 use crate::ini::{self, IniFacts};
-use crate::k2hr3::{self, K2hr3, K2hr3Error, RoleAccess};
+use crate::k2hr3::{self, K2hr3, K2hr3Error, Member, RoleAccess};
 use crate::limits;
 use crate::paths::EXTDATA_NAMES;
 use crate::watcher;
@@ -72,29 +72,9 @@ pub enum SlaveError {
     NotUp(String),
 }
 
-/// Seconds since the epoch as RFC 3339 UTC (`2026-12-01T08:00:00Z`).
+/// A time as RFC 3339 UTC, whole seconds (`2026-12-01T08:00:00Z`).
 pub fn utc_text(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// The HTTP client for K2HR3 (with the configured CA, if any).
@@ -169,6 +149,16 @@ pub struct Slave {
 }
 
 impl Slave {
+    /// This slave's entry in the slave role.
+    fn member(&self) -> Member {
+        Member {
+            port: self.ctlport,
+            cuk: self.cuk.clone(),
+            extra: EXTRA.to_owned(),
+            tag: self.cfg.seed.clone(),
+        }
+    }
+
     fn ini_path(&self) -> std::path::PathBuf {
         self.cfg.ini_dir().join(INI_NAME)
     }
@@ -301,10 +291,7 @@ impl Slave {
             msgqueue_refused: false,
         };
         slave.save();
-        slave
-            .client
-            .register(slave.ctlport, &slave.cuk, EXTRA, &slave.cfg.seed)
-            .await?;
+        slave.client.register(&slave.member()).await?;
         slave.record.registered = true;
         tracing::info!(role = %slave.record.role, seed = %slave.cfg.seed, ctlport = slave.ctlport, "registered in the slave role");
         if let Err(e) = slave.start_chmpx().await {
@@ -430,11 +417,7 @@ impl Slave {
             return;
         }
         tracing::warn!(seed = %self.cfg.seed, "K2HR3 no longer lists this slave; registering again");
-        match self
-            .client
-            .register(self.ctlport, &self.cuk, EXTRA, &self.cfg.seed)
-            .await
-        {
+        match self.client.register(&self.member()).await {
             Ok(()) => self.record.registered = true,
             Err(e) => {
                 tracing::warn!(error = %e, "registering again failed");
@@ -457,11 +440,7 @@ impl Slave {
             self.record.last_error = Some(e.to_string());
         }
         if self.record.registered {
-            match self
-                .client
-                .deregister(self.ctlport, &self.cuk, EXTRA, &self.cfg.seed)
-                .await
-            {
+            match self.client.deregister(&self.member()).await {
                 Ok(()) => {
                     self.record.registered = false;
                     tracing::info!(role = %self.record.role, "left the slave role");
@@ -528,6 +507,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn utc_text_is_rfc3339() {

@@ -2,7 +2,6 @@
 use super::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PARAM_ERROR: &str = "ERROR: SERVICEOUT command must have parameter as server/ctlport.(ex: \"SERVICEOUT servername.fqdn:ctlport\")\n";
 
@@ -26,51 +25,42 @@ struct FakeRing {
 }
 
 async fn serve(ring: Arc<FakeRing>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut buf = [0u8; 256];
-            let n = s.read(&mut buf).await.unwrap();
-            let cmd = String::from_utf8_lossy(&buf[..n]).trim().to_owned();
-            ring.commands.lock().unwrap().push(cmd.clone());
-            let out_now = ring.out.load(Ordering::SeqCst)
-                && ring.polls_after_out.fetch_add(1, Ordering::SeqCst) >= ring.delay_polls;
-            let status = if out_now {
-                "0x11(SAFE -> [SERVICE OUT][UP][n/a][Nothing][NoSuspend])"
-            } else if ring.deleting.load(Ordering::SeqCst) {
-                "0x1221(SAFE -> [SERVICE IN][UP][DELETE][Pending][NoSuspend])"
-            } else {
-                "0x21(SAFE -> [SERVICE IN][UP][n/a][Nothing][NoSuspend])"
-            };
-            let reply = match cmd.split_whitespace().collect::<Vec<_>>().as_slice() {
-                ["SERVICEOUT", _] if ring.busy.load(Ordering::SeqCst) > 0 => {
-                    ring.busy.fetch_sub(1, Ordering::SeqCst);
-                    format!("{OPERATING}\n")
-                }
-                ["SERVICEOUT", arg] if arg.split(':').count() == 3 && ring.lone => {
-                    ring.deleting.store(true, Ordering::SeqCst);
-                    "ERROR: Failed to send status notice to other servers.\n".to_owned()
-                }
-                ["SERVICEOUT", arg] if arg.split(':').count() == 3 => {
-                    ring.out.store(true, Ordering::SeqCst);
-                    "SUCCEED\n".to_owned()
-                }
-                ["MERGE"] if ring.merge_ignored => "SUCCEED: There no server on RING.\n".to_owned(),
-                ["MERGE"] if ring.deleting.load(Ordering::SeqCst) => {
-                    ring.out.store(true, Ordering::SeqCst);
-                    "SUCCEED: There no server on RING.\n".to_owned()
-                }
-                ["SERVICEOUT", ..] => PARAM_ERROR.to_owned(),
-                ["ALLSTATUS"] => format!("RING Name = c1\nNo.1\n  Server Name = 127.0.0.1\n    Control Port = 8021\n    CUK = cuk-a\n    Custom ID Seed = host-a\n    Server Status = {status}\n"),
-                ["SELFSTATUS"] => format!("    Server Status = {status}\n"),
-                _ => "Unknown command\n".to_owned(),
-            };
-            s.write_all(reply.as_bytes()).await.unwrap();
+    crate::testing::fake_ctlport(move |cmd| {
+        ring.commands.lock().unwrap().push(cmd.to_owned());
+        let out_now = ring.out.load(Ordering::SeqCst)
+            && ring.polls_after_out.fetch_add(1, Ordering::SeqCst) >= ring.delay_polls;
+        let status = if out_now {
+            "0x11(SAFE -> [SERVICE OUT][UP][n/a][Nothing][NoSuspend])"
+        } else if ring.deleting.load(Ordering::SeqCst) {
+            "0x1221(SAFE -> [SERVICE IN][UP][DELETE][Pending][NoSuspend])"
+        } else {
+            "0x21(SAFE -> [SERVICE IN][UP][n/a][Nothing][NoSuspend])"
+        };
+        match cmd.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["SERVICEOUT", _] if ring.busy.load(Ordering::SeqCst) > 0 => {
+                ring.busy.fetch_sub(1, Ordering::SeqCst);
+                format!("{OPERATING}\n")
+            }
+            ["SERVICEOUT", arg] if arg.split(':').count() == 3 && ring.lone => {
+                ring.deleting.store(true, Ordering::SeqCst);
+                "ERROR: Failed to send status notice to other servers.\n".to_owned()
+            }
+            ["SERVICEOUT", arg] if arg.split(':').count() == 3 => {
+                ring.out.store(true, Ordering::SeqCst);
+                "SUCCEED\n".to_owned()
+            }
+            ["MERGE"] if ring.merge_ignored => "SUCCEED: There no server on RING.\n".to_owned(),
+            ["MERGE"] if ring.deleting.load(Ordering::SeqCst) => {
+                ring.out.store(true, Ordering::SeqCst);
+                "SUCCEED: There no server on RING.\n".to_owned()
+            }
+            ["SERVICEOUT", ..] => PARAM_ERROR.to_owned(),
+            ["ALLSTATUS"] => format!("RING Name = c1\nNo.1\n  Server Name = 127.0.0.1\n    Control Port = 8021\n    CUK = cuk-a\n    Custom ID Seed = host-a\n    Server Status = {status}\n"),
+            ["SELFSTATUS"] => format!("    Server Status = {status}\n"),
+            _ => "Unknown command\n".to_owned(),
         }
-    });
-    addr
+    })
+    .await
 }
 
 fn facts(custom: bool) -> IniFacts {

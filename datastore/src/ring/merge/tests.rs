@@ -93,71 +93,61 @@ struct FakeRing {
 }
 
 async fn serve(ring: std::sync::Arc<FakeRing>) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut buf = [0u8; 256];
-            let n = s.read(&mut buf).await.unwrap();
-            let cmd = String::from_utf8_lossy(&buf[..n]).trim().to_owned();
-            let reply = {
-                let mut st = ring.state.lock().unwrap();
-                if cmd != "ALLSTATUS" {
-                    ring.sent_at
-                        .lock()
-                        .unwrap()
-                        .push((cmd.clone(), Instant::now()));
+    crate::testing::fake_ctlport(move |cmd| {
+        {
+            let mut st = ring.state.lock().unwrap();
+            if cmd != "ALLSTATUS" {
+                ring.sent_at
+                    .lock()
+                    .unwrap()
+                    .push((cmd.to_owned(), Instant::now()));
+            }
+            let mut leaver = ring.leaver.lock().unwrap();
+            match cmd {
+                "SERVICEOUT 127.0.0.1:8021:s3" if leaver.is_some() => {
+                    *leaver = Some("DELETE");
+                    "SUCCEED\n".to_owned()
                 }
-                let mut leaver = ring.leaver.lock().unwrap();
-                match cmd.as_str() {
-                    "SERVICEOUT 127.0.0.1:8021:s3" if leaver.is_some() => {
-                        *leaver = Some("DELETE");
-                        "SUCCEED\n".to_owned()
-                    }
-                    "MERGE" if st.0 == "Pending" => {
-                        *st = ("Doing", 0, st.2);
-                        "SUCCEED\n".to_owned()
-                    }
-                    "ABORTMERGE" => {
-                        if *leaver == Some("DELETE") {
-                            *leaver = Some("n/a");
-                        }
-                        *st = ("Pending", 0, false);
-                        "SUCCEED\n".to_owned()
-                    }
-                    "COMPMERGE" if st.0 == "Done" => {
-                        if *leaver == Some("DELETE") {
-                            *leaver = Some("OUT");
-                        }
-                        *st = ("Nothing", 0, false);
-                        "SUCCEED\n".to_owned()
-                    }
-                    "ALLSTATUS" => {
-                        if st.0 == "Doing" && !st.2 {
-                            st.1 += 1;
-                            if st.1 >= 3 {
-                                st.0 = "Done";
-                            }
-                        }
-                        let block = |i: usize, name: &str| {
-                            format!("No.{i}\n  Server Name = {name}\n    Control Port = 8021\n    CUK = c{i}\n    Custom ID Seed = s{i}\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][n/a][{}][NoSuspend])\n    Enable Hash Value = 0x1\n    Pending Hash Value = 0x1\n", st.0)
-                        };
-                        let third = match *leaver {
-                            None => String::new(),
-                            Some("OUT") => "No.3\n  Server Name = 127.0.0.1\n    Control Port = 8021\n    CUK = c3\n    Custom ID Seed = s3\n    Server Status = 0x0(SAFE -> [SERVICE OUT][UP][n/a][Nothing][NoSuspend])\n    Enable Hash Value = 0xffffffffffffffff\n    Pending Hash Value = 0xffffffffffffffff\n".to_owned(),
-                            Some(action) => format!("No.3\n  Server Name = 127.0.0.1\n    Control Port = 8021\n    CUK = c3\n    Custom ID Seed = s3\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][{action}][{}][NoSuspend])\n    Enable Hash Value = 0x2\n    Pending Hash Value = 0x2\n", st.0),
-                        };
-                        format!("RING Name = c1\n{}{}{third}", block(1, "127.0.0.1"), block(2, "127.0.0.1"))
-                    }
-                    _ => "ERROR: Could not change status, because some servers could not be changed its status now.\n".to_owned(),
+                "MERGE" if st.0 == "Pending" => {
+                    *st = ("Doing", 0, st.2);
+                    "SUCCEED\n".to_owned()
                 }
-            };
-            s.write_all(reply.as_bytes()).await.unwrap();
+                "ABORTMERGE" => {
+                    if *leaver == Some("DELETE") {
+                        *leaver = Some("n/a");
+                    }
+                    *st = ("Pending", 0, false);
+                    "SUCCEED\n".to_owned()
+                }
+                "COMPMERGE" if st.0 == "Done" => {
+                    if *leaver == Some("DELETE") {
+                        *leaver = Some("OUT");
+                    }
+                    *st = ("Nothing", 0, false);
+                    "SUCCEED\n".to_owned()
+                }
+                "ALLSTATUS" => {
+                    if st.0 == "Doing" && !st.2 {
+                        st.1 += 1;
+                        if st.1 >= 3 {
+                            st.0 = "Done";
+                        }
+                    }
+                    let block = |i: usize, name: &str| {
+                        format!("No.{i}\n  Server Name = {name}\n    Control Port = 8021\n    CUK = c{i}\n    Custom ID Seed = s{i}\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][n/a][{}][NoSuspend])\n    Enable Hash Value = 0x1\n    Pending Hash Value = 0x1\n", st.0)
+                    };
+                    let third = match *leaver {
+                        None => String::new(),
+                        Some("OUT") => "No.3\n  Server Name = 127.0.0.1\n    Control Port = 8021\n    CUK = c3\n    Custom ID Seed = s3\n    Server Status = 0x0(SAFE -> [SERVICE OUT][UP][n/a][Nothing][NoSuspend])\n    Enable Hash Value = 0xffffffffffffffff\n    Pending Hash Value = 0xffffffffffffffff\n".to_owned(),
+                        Some(action) => format!("No.3\n  Server Name = 127.0.0.1\n    Control Port = 8021\n    CUK = c3\n    Custom ID Seed = s3\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][{action}][{}][NoSuspend])\n    Enable Hash Value = 0x2\n    Pending Hash Value = 0x2\n", st.0),
+                    };
+                    format!("RING Name = c1\n{}{}{third}", block(1, "127.0.0.1"), block(2, "127.0.0.1"))
+                }
+                _ => "ERROR: Could not change status, because some servers could not be changed its status now.\n".to_owned(),
+            }
         }
-    });
-    addr
+    })
+    .await
 }
 
 impl FakeRing {
