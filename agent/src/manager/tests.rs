@@ -87,6 +87,21 @@ async fn begin(
     task
 }
 
+/// A manager over a slow datastore on a fresh state directory, with the
+/// casts it sends recorded.
+fn slow_manager() -> (
+    tempfile::TempDir,
+    Arc<Slow>,
+    Arc<Manager>,
+    crate::conductor::tests::Recorder,
+) {
+    let state = tempfile::tempdir().unwrap();
+    let (conductor, _task, rec) = recording_conductor();
+    let ds = Arc::new(Slow::default());
+    let m = manager(ds.clone(), conductor, state.path());
+    (state, ds, m, rec)
+}
+
 /// A manager whose backup `id` was cut short mid-way (its task
 /// aborted, as a dying process or a stop's abort leaves it).
 async fn backup_cut_short(
@@ -97,10 +112,7 @@ async fn backup_cut_short(
     Arc<Manager>,
     crate::conductor::tests::Recorder,
 ) {
-    let state = tempfile::tempdir().unwrap();
-    let (conductor, _task, rec) = recording_conductor();
-    let ds = Arc::new(Slow::default());
-    let m = manager(ds.clone(), conductor, state.path());
+    let (state, ds, m, rec) = slow_manager();
     let backup = begin(
         &m,
         "create_backup",
@@ -129,10 +141,7 @@ async fn started_again(
 /// periodic report.
 #[tokio::test(start_paused = true)]
 async fn the_periodic_report_goes_on_during_a_backup_but_not_a_restart() {
-    let state = tempfile::tempdir().unwrap();
-    let (conductor, _task, rec) = recording_conductor();
-    let ds = Arc::new(Slow::default());
-    let m = manager(ds.clone(), conductor, state.path());
+    let (_state, ds, m, rec) = slow_manager();
 
     let backup = begin(
         &m,

@@ -235,6 +235,25 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
 
     # --- create -------------------------------------------------------------
 
+    def _join(self, context, deadline, old, new):
+        """The ring steps that bring `new` members into a ring of `old`
+        ones (none at create): every member converges on one member
+        list, each new one enters service, the old ones take the new ini,
+        one merge for the whole ring, then each new member completes."""
+        everyone = old + new
+        cuks = self._cuks(context, deadline, everyone)
+        wanted = [cuks[m] for m in everyone]
+        for member in everyone:
+            self._ring(context, deadline, member, "k2hdkc_ring_converge",
+                       cuks=wanted)
+        for member in new:
+            self._ring(context, deadline, member, "k2hdkc_ring_service_in")
+        for member in old:
+            self._ring(context, deadline, member, "k2hdkc_ring_reattach")
+        self._ring(context, deadline, everyone[0], "k2hdkc_ring_merge")
+        for member in new:
+            self._ring(context, deadline, member, "cluster_complete")
+
     def create_cluster(self, context, cluster_id):
         LOG.info("k2hdkc cluster %s: create begins.", cluster_id)
         started = time.monotonic()
@@ -243,16 +262,7 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
             members = self._member_ids(cluster_id)
             if not self._ready(members, cluster_id):
                 return
-            cuks = self._cuks(context, deadline, members)
-            wanted = [cuks[m] for m in members]
-            for member in members:
-                self._ring(context, deadline, member, "k2hdkc_ring_converge",
-                           cuks=wanted)
-            for member in members:
-                self._ring(context, deadline, member, "k2hdkc_ring_service_in")
-            self._ring(context, deadline, members[0], "k2hdkc_ring_merge")
-            for member in members:
-                self._ring(context, deadline, member, "cluster_complete")
+            self._join(context, deadline, [], members)
             LOG.info("k2hdkc cluster %s: created with %d members in %.1fs.",
                      cluster_id, len(members), time.monotonic() - started)
         except Exception as exc:
@@ -262,18 +272,28 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
 
     # --- grow ---------------------------------------------------------------
 
+    def _begin(self, action, cluster_id, instance_ids):
+        """Logs that `action` begins; returns its clock, its deadline and
+        the instances it names, each once."""
+        LOG.info("k2hdkc cluster %s: %s by %s begins.", cluster_id, action,
+                 instance_ids)
+        return (time.monotonic(), Deadline(CONF.cluster_usage_timeout),
+                list(dict.fromkeys(instance_ids)))
+
+    def _members_with(self, action, cluster_id, named):
+        """The cluster's members, once every instance `named` is one."""
+        members = self._member_ids(cluster_id)
+        missing = [m for m in named if m not in members]
+        if missing:
+            raise RingStepFailed(action, ",".join(missing),
+                                 "not members of the cluster")
+        return members
+
     def grow_cluster(self, context, cluster_id, new_instance_ids):
-        LOG.info("k2hdkc cluster %s: grow by %s begins.", cluster_id,
-                 new_instance_ids)
-        started = time.monotonic()
-        deadline = Deadline(CONF.cluster_usage_timeout)
-        new = list(dict.fromkeys(new_instance_ids))
+        started, deadline, new = self._begin("grow", cluster_id,
+                                             new_instance_ids)
         try:
-            members = self._member_ids(cluster_id)
-            missing = [m for m in new if m not in members]
-            if missing:
-                raise RingStepFailed("grow", ",".join(missing),
-                                     "not members of the cluster")
+            members = self._members_with("grow", cluster_id, new)
             old = [m for m in members if m not in new]
             if not old:
                 raise RingStepFailed("grow", "-", "no existing member")
@@ -287,21 +307,9 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
                           "step; shrink the failed members %s away.",
                           cluster_id, new)
                 return
-            everyone = old + new
-            cuks = self._cuks(context, deadline, everyone)
-            wanted = [cuks[m] for m in everyone]
-            for member in everyone:
-                self._ring(context, deadline, member, "k2hdkc_ring_converge",
-                           cuks=wanted)
-            for member in new:
-                self._ring(context, deadline, member, "k2hdkc_ring_service_in")
-            for member in old:
-                self._ring(context, deadline, member, "k2hdkc_ring_reattach")
-            self._ring(context, deadline, old[0], "k2hdkc_ring_merge")
-            for member in new:
-                self._ring(context, deadline, member, "cluster_complete")
+            self._join(context, deadline, old, new)
             LOG.info("k2hdkc cluster %s: grown to %d members in %.1fs.",
-                     cluster_id, len(everyone), time.monotonic() - started)
+                     cluster_id, len(old + new), time.monotonic() - started)
         except Exception as exc:
             self._failed("grow", cluster_id, exc,
                          status=InstanceTasks.GROWING_ERROR,
@@ -312,17 +320,10 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
     # --- shrink -------------------------------------------------------------
 
     def shrink_cluster(self, context, cluster_id, instance_ids):
-        LOG.info("k2hdkc cluster %s: shrink by %s begins.", cluster_id,
-                 instance_ids)
-        started = time.monotonic()
-        deadline = Deadline(CONF.cluster_usage_timeout)
-        wanted_out = list(dict.fromkeys(instance_ids))
+        started, deadline, wanted_out = self._begin("shrink", cluster_id,
+                                                    instance_ids)
         try:
-            members = self._member_ids(cluster_id)
-            missing = [m for m in wanted_out if m not in members]
-            if missing:
-                raise RingStepFailed("shrink", ",".join(missing),
-                                     "not members of the cluster")
+            members = self._members_with("shrink", cluster_id, wanted_out)
             leaving = [m for m in members if m in wanted_out]
             remaining = [m for m in members if m not in wanted_out]
             if len(remaining) < MIN_CLUSTER_MEMBERS:
