@@ -96,6 +96,14 @@ pub async fn command_within(
             }
             reply.extend_from_slice(&buf[..n]);
         }
+        // chmpx answers every command; a close with nothing said is an
+        // answer lost, not an empty one.
+        if reply.is_empty() {
+            return Err(ChmpxError::Dropped {
+                addr: addr.to_owned(),
+                cause: "closed without a reply".into(),
+            });
+        }
         Ok(String::from_utf8_lossy(&reply).into_owned())
     };
     tokio::time::timeout(within, exchange)

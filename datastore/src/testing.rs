@@ -2,7 +2,8 @@
 
 /// A chmpx control port on 127.0.0.1 that answers each command (one per
 /// connection, as chmpx's control port takes them) with `answer(cmd)`;
-/// returns its `host:port`.
+/// returns its `host:port`. An empty answer closes the connection with
+/// nothing said: an answer lost.
 pub(crate) async fn fake_ctlport<F>(answer: F) -> String
 where
     F: Fn(&str) -> String + Send + 'static,
@@ -14,10 +15,12 @@ where
         loop {
             let (mut s, _) = listener.accept().await.unwrap();
             let mut buf = [0u8; 256];
-            let n = s.read(&mut buf).await.unwrap();
+            // A client gone early (its bound passed) is no failure here.
+            let Ok(n) = s.read(&mut buf).await else {
+                continue;
+            };
             let cmd = String::from_utf8_lossy(&buf[..n]).trim().to_owned();
-            let reply = answer(&cmd);
-            s.write_all(reply.as_bytes()).await.unwrap();
+            let _ = s.write_all(answer(&cmd).as_bytes()).await;
         }
     });
     addr

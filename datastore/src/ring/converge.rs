@@ -194,7 +194,7 @@ mod tests {
         self_ring: &'static str,
         peer_up: Arc<std::sync::atomic::AtomicBool>,
     ) -> String {
-        super::super::view::fake_control_port(move |_| {
+        crate::testing::fake_ctlport(move |_| {
             let peer = if peer_up.load(std::sync::atomic::Ordering::SeqCst) {
                 "UP"
             } else {

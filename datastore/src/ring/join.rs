@@ -10,7 +10,7 @@ use driver_api::DatastoreError;
 use serde_json::{json, Value};
 
 use super::merge;
-use super::view::{send_until, RingView, POLL};
+use super::view::{send_checked, RingView, Sent, POLL, SLOW_ANSWER};
 use crate::chmpx;
 
 const NOT_ALLOWED: &str = "ERROR: Could not change status, because status is not allowed.";
@@ -99,11 +99,19 @@ where
 /// Sends SERVICEIN; chmpx's "not allowed" is no verdict (the node's
 /// status is), any other refusal is.
 async fn send_service_in(view: &RingView, deadline: Instant) -> Result<String, DatastoreError> {
-    let reply = send_until(&view.ctl, "SERVICEIN", deadline).await?;
-    if !reply.starts_with("SUCCEED") && !reply.starts_with(NOT_ALLOWED) {
-        return Err(DatastoreError::failed("SERVICEIN", reply));
+    let ctl = view.ctl.as_str();
+    let taken = || async move {
+        let st =
+            chmpx::parse_selfstatus(&chmpx::command_within(ctl, "SELFSTATUS", SLOW_ANSWER).await?)?;
+        Ok((st.ring == "SERVICE IN").then(|| st.to_string()))
+    };
+    match send_checked(ctl, "SERVICEIN", deadline, taken).await? {
+        Sent::Taken(seen) => Ok(format!("answer lost; this node shows {seen}")),
+        Sent::Answered(reply) if reply.starts_with("SUCCEED") || reply.starts_with(NOT_ALLOWED) => {
+            Ok(reply)
+        }
+        Sent::Answered(reply) => Err(DatastoreError::failed("SERVICEIN", reply)),
     }
-    Ok(reply)
 }
 
 /// After `k2hdkc_ring_reattach` restarted k2hdkc: waits until it is
@@ -306,10 +314,83 @@ mod tests {
         assert_eq!(sent, 1, "the status showed it in: nothing to send again");
     }
 
+    /// A member's control port whose answers to the first `lost`
+    /// SERVICEINs are lost (closed with nothing said); SERVICEIN number
+    /// `takes_from` (1-based) and later put the node in.
+    async fn member_with_lost_answers(
+        lost: u32,
+        takes_from: u32,
+    ) -> (Result<Value, DatastoreError>, u32) {
+        let status = Arc::new(Mutex::new(
+            "[SERVICE OUT][UP][n/a][Nothing][NoSuspend]".to_owned(),
+        ));
+        let serviceins = Arc::new(Mutex::new(0u32));
+        let (st, sent) = (status.clone(), serviceins.clone());
+        let ctl = crate::testing::fake_ctlport(move |command| match command {
+            "SELFSTATUS" => format!("    Server Status = 0x0(SAFE -> {})\n", st.lock().unwrap()),
+            "SERVICEIN" => {
+                let n = {
+                    let mut n = sent.lock().unwrap();
+                    *n += 1;
+                    *n
+                };
+                if n >= takes_from {
+                    *st.lock().unwrap() = "[SERVICE IN][UP][ADD][Pending][NoSuspend]".into();
+                }
+                if n <= lost {
+                    String::new()
+                } else {
+                    "SUCCEED\n".into()
+                }
+            }
+            _ => "ERROR: not allowed\n".into(),
+        })
+        .await;
+        let out = service_in(
+            &RingView {
+                cuk: "cuk-a".into(),
+                ctl,
+                ctlport: 8021,
+                facts: crate::ini::facts("[GLOBAL]\nGROUP = c1\nCTLPORT = 8021\n[SVRNODE]\nNAME = 10.0.0.1\nCUK = cuk-a\n"),
+            },
+            || async { Ok(()) },
+            Duration::from_secs(10),
+        )
+        .await;
+        let sent = *serviceins.lock().unwrap();
+        (out, sent)
+    }
+
+    /// Issue 31's first failure on a member: SERVICEIN taken, its answer
+    /// lost. The status shows it taken; it is not sent again.
+    #[tokio::test]
+    async fn a_members_servicein_taken_with_its_answer_lost_is_sent_once() {
+        let (out, sent) = member_with_lost_answers(1, 1).await;
+        let out = out.unwrap();
+        assert_eq!(sent, 1, "{out}");
+        assert!(
+            out["reply"].as_str().unwrap().starts_with("answer lost"),
+            "{out}"
+        );
+        assert!(
+            out["status"].as_str().unwrap().starts_with("[SERVICE IN]"),
+            "{out}"
+        );
+    }
+
+    /// The answer lost and the status still out: sent again, once.
+    #[tokio::test]
+    async fn a_members_servicein_lost_and_not_taken_is_sent_again() {
+        let (out, sent) = member_with_lost_answers(1, 2).await;
+        let out = out.unwrap();
+        assert_eq!(sent, 2, "{out}");
+        assert_eq!(out["reply"], "SUCCEED");
+    }
+
     /// A member's control port whose own status shows `Suspend` (a peer's
     /// stale copy won) and refuses SERVICEIN while it does.
     async fn serve_suspended(status: Arc<Mutex<String>>, serviceins: Arc<Mutex<u32>>) -> String {
-        super::super::view::fake_control_port(move |command| match command {
+        crate::testing::fake_ctlport(move |command| match command {
             "SELFSTATUS" => format!(
                 "    Server Status = 0x0(SAFE -> {})\n",
                 status.lock().unwrap()

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use driver_api::DatastoreError;
 use serde_json::{json, Value};
 
-use super::view::{send_until, RingView, POLL, SLOW_ANSWER};
+use super::view::{send_checked, RingView, Sent, POLL, SLOW_ANSWER};
 use crate::chmpx::{self, ChmpxError, NodeStatus, ServerStatus};
 use crate::ini::{IniFacts, NodeEntry};
 
@@ -121,7 +121,7 @@ pub async fn leave(
         bound,
         slow: SLOW_ANSWER.min(bound),
     };
-    let Some((addr, reply)) = out.send().await? else {
+    let Some((addr, reply)) = out.send(facts, me).await? else {
         // Nothing listens on any control port: no chmpx of the ring runs.
         tracing::warn!(command = %out.command, "no server of the ring answers: nothing to leave");
         return Ok(Left::NoServerAnswers);
@@ -154,20 +154,47 @@ impl Leaving {
     }
 
     /// Sends the command until a server takes or refuses it: asked again
-    /// while the ring merges (chmpx refuses as "operating") or a control
-    /// port answers late (a busy ring, not an absent one: the command may
-    /// still have been taken). None when no server listens at all.
-    async fn send(&self) -> Result<Option<(String, String)>, LeaveError> {
+    /// while the ring merges (chmpx refuses as "operating"). A control
+    /// port that answers late or drops the answer is a busy ring, not an
+    /// absent one, and the command may have been taken: that server's
+    /// view of this node is read first, and the command sent to it again
+    /// only when it still shows the node in and not leaving. None when no
+    /// server listens at all.
+    async fn send(
+        &self,
+        facts: &IniFacts,
+        me: &Server<'_>,
+    ) -> Result<Option<(String, Sent)>, LeaveError> {
+        let mut unanswered: Vec<String> = Vec::new();
         loop {
             let mut answered = None;
             let mut busy = Vec::new();
             for addr in &self.ask {
+                if unanswered.contains(addr) {
+                    match self.shows_leaving(addr, facts, me).await {
+                        Ok(Some(seen)) => {
+                            tracing::info!(server = %addr, status = %seen, "the answer to SERVICEOUT was lost; the ring shows it taken");
+                            return Ok(Some((addr.clone(), Sent::Taken(seen))));
+                        }
+                        Ok(None) => {
+                            tracing::warn!(server = %addr, command = %self.command, "the answer was lost and the ring still shows this node in: sending it again");
+                            unanswered.retain(|a| a != addr);
+                        }
+                        Err(e) => {
+                            busy.push(format!("{addr}: status: {e}"));
+                            continue;
+                        }
+                    }
+                }
                 match chmpx::command_within(addr, &self.command, self.slow).await {
                     Ok(reply) => {
                         answered = Some((addr.clone(), reply.trim().to_owned()));
                         break;
                     }
-                    Err(e) if e.is_busy() => busy.push(e.to_string()),
+                    Err(e) if e.is_busy() => {
+                        busy.push(e.to_string());
+                        unanswered.push(addr.clone());
+                    }
                     Err(e) => {
                         tracing::debug!(server = %addr, error = %e, "no answer to SERVICEOUT here")
                     }
@@ -175,7 +202,7 @@ impl Leaving {
             }
             match answered {
                 Some((addr, reply)) if !reply.starts_with(OPERATING) => {
-                    return Ok(Some((addr, reply)))
+                    return Ok(Some((addr, Sent::Answered(reply))))
                 }
                 None if busy.is_empty() => return Ok(None),
                 answered if Instant::now() >= self.deadline => {
@@ -191,10 +218,29 @@ impl Leaving {
         }
     }
 
+    /// How the server at `addr` shows this node when it is out or on its
+    /// way out; None while it shows it in.
+    async fn shows_leaving(
+        &self,
+        addr: &str,
+        facts: &IniFacts,
+        me: &Server<'_>,
+    ) -> Result<Option<String>, ChmpxError> {
+        let list = chmpx::all_status_within(addr, self.slow).await?;
+        Ok(list
+            .iter()
+            .find(|s| s.is(facts.id_type, me.entry, me.ctlport))
+            .filter(|s| s.status.ring == "SERVICE OUT" || s.status.action == "DELETE")
+            .map(|s| s.status.to_string()))
+    }
+
     /// Whether the reply `addr` gave means the node is on its way out: the
     /// reply to log, or None when it is out already.
-    async fn accepted(&self, addr: &str, reply: String) -> Result<Option<String>, LeaveError> {
-        let mut reply = reply;
+    async fn accepted(&self, addr: &str, sent: Sent) -> Result<Option<String>, LeaveError> {
+        let mut reply = match sent {
+            Sent::Answered(reply) => reply,
+            Sent::Taken(seen) => return Ok(Some(format!("answer lost; {addr} shows {seen}"))),
+        };
         let mut leaving = false;
         if reply.starts_with(NOT_ALLOWED) {
             // Refused because of our own status: fine if we are out, or on
@@ -382,8 +428,22 @@ pub async fn service_out(
     let arg = chmpx::serviceout_argument(view.facts.id_type, node, ctlport)
         .map_err(|e| DatastoreError::failed("build SERVICEOUT", e))?;
     let command = format!("SERVICEOUT {arg}");
-    let reply = send_until(&view.ctl, &command, deadline).await?;
-    let took = reply.starts_with("SUCCEED") || reply.starts_with(ALREADY_OUT);
+    let (ctl, id_type) = (view.ctl.as_str(), view.facts.id_type);
+    let taken = || async move {
+        let servers = chmpx::all_status_within(ctl, SLOW_ANSWER).await?;
+        Ok(servers
+            .iter()
+            .find(|s| s.is(id_type, node, ctlport))
+            .filter(|s| s.status.ring == "SERVICE OUT" || s.status.action == "DELETE")
+            .map(|s| s.status.to_string()))
+    };
+    let (reply, took) = match send_checked(ctl, &command, deadline, taken).await? {
+        Sent::Answered(r) => {
+            let took = r.starts_with("SUCCEED") || r.starts_with(ALREADY_OUT);
+            (r, took)
+        }
+        Sent::Taken(seen) => (format!("answer lost; the ring shows it {seen}"), true),
+    };
     // Refused as "not allowed": fine when it is already on its way out.
     if !took && !reply.starts_with(NOT_ALLOWED) {
         return Err(DatastoreError::failed(format!("`{command}`"), reply));

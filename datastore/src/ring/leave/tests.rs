@@ -17,6 +17,8 @@ struct FakeRing {
     merge_ignored: bool,
     /// SERVICEOUTs refused as "operating" (a merge under way) first.
     busy: AtomicUsize,
+    /// SERVICEOUTs taken whose answers are lost (closed, nothing said).
+    lost: AtomicUsize,
     deleting: AtomicBool,
     out: AtomicBool,
     polls_after_out: AtomicUsize,
@@ -36,7 +38,7 @@ async fn serve(ring: Arc<FakeRing>) -> String {
         } else {
             "0x21(SAFE -> [SERVICE IN][UP][n/a][Nothing][NoSuspend])"
         };
-        match cmd.split_whitespace().collect::<Vec<_>>().as_slice() {
+        let reply = match cmd.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["SERVICEOUT", _] if ring.busy.load(Ordering::SeqCst) > 0 => {
                 ring.busy.fetch_sub(1, Ordering::SeqCst);
                 format!("{OPERATING}\n")
@@ -58,7 +60,13 @@ async fn serve(ring: Arc<FakeRing>) -> String {
             ["ALLSTATUS"] => format!("RING Name = c1\nNo.1\n  Server Name = 127.0.0.1\n    Control Port = 8021\n    CUK = cuk-a\n    Custom ID Seed = host-a\n    Server Status = {status}\n"),
             ["SELFSTATUS"] => format!("    Server Status = {status}\n"),
             _ => "Unknown command\n".to_owned(),
+        };
+        let took = cmd.starts_with("SERVICEOUT") && reply.starts_with("SUCCEED");
+        if took && ring.lost.load(Ordering::SeqCst) > 0 {
+            ring.lost.fetch_sub(1, Ordering::SeqCst);
+            return String::new();
         }
+        reply
     })
     .await
 }
@@ -75,6 +83,7 @@ fn fake(delay_polls: usize) -> FakeRing {
         lone: false,
         merge_ignored: false,
         busy: AtomicUsize::new(0),
+        lost: AtomicUsize::new(0),
         deleting: AtomicBool::new(false),
         out: AtomicBool::new(false),
         polls_after_out: AtomicUsize::new(0),
@@ -259,4 +268,48 @@ async fn nothing_to_leave_without_an_answering_server_or_an_entry() {
         leave(&no_seed, "cuk-a", dead, 1, Duration::from_secs(1)).await,
         Err(LeaveError::Command(_))
     ));
+}
+
+fn serviceouts(r: &FakeRing) -> usize {
+    let commands = r.commands.lock().unwrap();
+    commands
+        .iter()
+        .filter(|c| c.starts_with("SERVICEOUT"))
+        .count()
+}
+
+/// Issue 31: a SERVICEOUT chmpx took whose answer was lost. The ring's
+/// status shows it taken, so it is not sent again, and the leave ends.
+#[tokio::test]
+async fn a_serviceout_taken_with_its_answer_lost_is_sent_once() {
+    let r = ring(0);
+    r.lost.store(1, Ordering::SeqCst);
+    let addr = serve(r.clone()).await;
+    let left = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(matches!(left, Left::Out { .. }), "{left:?}");
+    assert_eq!(serviceouts(&r), 1);
+}
+
+/// The same for a member taken out by another (`k2hdkc_ring_service_out`).
+#[tokio::test]
+async fn a_members_serviceout_taken_with_its_answer_lost_is_sent_once() {
+    let r = ring(0);
+    r.lost.store(1, Ordering::SeqCst);
+    let addr = serve(r.clone()).await;
+    let view = RingView {
+        cuk: "cuk-b".into(),
+        ctl: addr,
+        ctlport: 8021,
+        facts: facts(true),
+    };
+    let out = service_out(&view, "cuk-a", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(serviceouts(&r), 1, "{out}");
+    assert!(
+        out["reply"].as_str().unwrap().starts_with("answer lost"),
+        "{out}"
+    );
 }
