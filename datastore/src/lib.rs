@@ -17,6 +17,7 @@
 //! | `k2hr3`     | K2HR3's REST API and EXTDATA                               |
 //! | `ini`, `overrides`, `settings` | the ini's facts, the configuration parameters, the `[k2hdkc]` settings |
 //! | `paths`     | the names every part shares (container directories, the ini's name) |
+//! | `version`   | datastore versions and the upgrades a node takes            |
 //! | `limits`    | RLIMIT_MSGQUEUE for the containers, and running without it where the engine may not raise it |
 
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use async_trait::async_trait;
 use driver_api::host::Containers;
 use driver_api::request::{
     ApplyOverridesRequest, CreateBackupRequest, PrepareRequest, ResetConfigurationRequest,
-    StartWithConfRequest, StopDbRequest, UpdateOverridesRequest,
+    StartWithConfRequest, StopDbRequest, UpdateOverridesRequest, UpgradeRequest,
 };
 use driver_api::ring::RingRequest;
 use driver_api::{BackupAccess, BackupOutcome, Datastore, DatastoreError, ServiceStatus};
@@ -44,6 +45,7 @@ pub mod settings;
 pub mod slave;
 #[cfg(test)]
 mod testing;
+pub mod version;
 pub mod watcher;
 
 pub use paths::MANAGER;
@@ -129,6 +131,17 @@ impl Datastore for K2hdkc {
 
     async fn status(&self) -> ServiceStatus {
         self.node.status(true).await
+    }
+
+    /// Nothing to hand over: the data volume and the ini stay.
+    async fn pre_upgrade(&self) -> driver_api::Result<serde_json::Value> {
+        Ok(serde_json::json!({}))
+    }
+
+    async fn upgrade(&self, request: &UpgradeRequest) -> driver_api::Result<()> {
+        self.node
+            .upgrade(&request.upgrade_info.datastore_version)
+            .await
     }
 
     async fn resume(&self) {

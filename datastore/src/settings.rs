@@ -36,8 +36,15 @@ pub struct Settings {
     /// This node's CUK: the Nova instance id cloud-init recorded, else the
     /// guest id.
     pub cuk: String,
-    /// Image reference.
+    /// Image reference, as the guest was created.
     pub image: String,
+    /// The datastore version the guest was created with (Trove's
+    /// `datastore_version`), if Trove gave one.
+    pub datastore_version: Option<String>,
+    /// `docker_image` without a tag, when the tag is the datastore
+    /// version: another version's image is this with its tag. None when
+    /// `docker_image` pins a tag or a digest.
+    pub image_repo: Option<String>,
     /// `uid:gid` the containers run as.
     pub uid: u32,
     /// See `uid`.
@@ -72,6 +79,7 @@ impl std::fmt::Debug for Settings {
             .field("guest_id", &self.guest_id)
             .field("cuk", &self.cuk)
             .field("image", &self.image)
+            .field("datastore_version", &self.datastore_version)
             .field("direct", &self.direct)
             .finish_non_exhaustive()
     }
@@ -145,9 +153,10 @@ impl Settings {
             .rsplit('/')
             .next()
             .is_some_and(|last| last.contains(':') || last.contains('@'));
-        let image = match (&ctx.datastore_version, has_tag) {
-            (Some(v), false) if !v.is_empty() => format!("{base}:{v}"),
-            _ => base,
+        let datastore_version = ctx.datastore_version.clone().filter(|v| !v.is_empty());
+        let (image, image_repo) = match (&datastore_version, has_tag) {
+            (Some(v), false) => (format!("{base}:{v}"), Some(base)),
+            _ => (base, None),
         };
         let direct = match (
             get("k2hr3_api_url"),
@@ -171,6 +180,8 @@ impl Settings {
             guest_id: ctx.guest_id.clone(),
             cuk,
             image,
+            datastore_version,
+            image_repo,
             uid: ctx.uid,
             gid: ctx.gid,
             data_dir: ctx.mount_point.clone(),
@@ -195,6 +206,14 @@ impl Settings {
         } else {
             Err(problems)
         }
+    }
+
+    /// The image of datastore version `version`: `docker_image` tagged
+    /// with it. None when `docker_image` pins its own tag.
+    pub fn image_for(&self, version: &str) -> Option<String> {
+        self.image_repo
+            .as_ref()
+            .map(|repo| format!("{repo}:{version}"))
     }
 
     /// The chmpx container's name.
@@ -238,12 +257,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.image, "registry:5000/k2hdkc:pinned");
+        assert_eq!(s.image_for("1.0.18"), None, "a pinned tag is not replaced");
         let s = Settings::new(
             &ctx(&[("docker_image", "registry:5000/k2hdkc")]),
             std::path::Path::new("/nonexistent"),
         )
         .unwrap();
         assert_eq!(s.image, "registry:5000/k2hdkc:1.0.17");
+        assert_eq!(
+            s.image_for("1.0.18").as_deref(),
+            Some("registry:5000/k2hdkc:1.0.18")
+        );
     }
 
     #[test]

@@ -25,3 +25,65 @@ where
     });
     addr
 }
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use driver_api::host::{ContainerSpec, ContainerState, Containers, ExecOutput, HostError};
+
+/// A container engine for the node's tests: chmpx always running, with
+/// the `StartedAt` the test sets; with `refuse_rlimit`, one that may not
+/// raise RLIMIT_MSGQUEUE (as Docker refuses then); with `pull_refused`,
+/// one whose registry refuses every pull. It keeps what it was asked.
+#[derive(Default)]
+pub(crate) struct Engine {
+    pub(crate) started_at: Mutex<Option<String>>,
+    pub(crate) refuse_rlimit: bool,
+    pub(crate) pull_refused: bool,
+    pub(crate) ran: Mutex<Vec<ContainerSpec>>,
+    pub(crate) pulled: Mutex<Vec<String>>,
+    pub(crate) stopped: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl Containers for Engine {
+    async fn ensure_image(&self, image: &str) -> Result<(), HostError> {
+        self.pulled.lock().unwrap().push(image.to_owned());
+        if self.pull_refused {
+            return Err(HostError::new(
+                format!("pull {image}"),
+                "Docker responded with status code 404: manifest unknown",
+            ));
+        }
+        Ok(())
+    }
+    async fn run(&self, spec: &ContainerSpec) -> Result<(), HostError> {
+        if self.refuse_rlimit && !spec.ulimits.is_empty() {
+            return Err(HostError::new(
+                format!("start container {}", spec.name),
+                "Docker responded with status code 500: OCI runtime create failed: \
+                 error setting rlimit type 12: operation not permitted: unknown",
+            ));
+        }
+        self.ran.lock().unwrap().push(spec.clone());
+        Ok(())
+    }
+    async fn state(&self, _: &str) -> Result<ContainerState, HostError> {
+        Ok(ContainerState::Running {
+            started_at: self.started_at.lock().unwrap().clone(),
+        })
+    }
+    async fn start(&self, _: &str) -> Result<(), HostError> {
+        Ok(())
+    }
+    async fn stop(&self, name: &str, _: Duration) -> Result<(), HostError> {
+        self.stopped.lock().unwrap().push(name.to_owned());
+        Ok(())
+    }
+    async fn remove(&self, _: &str) -> Result<(), HostError> {
+        Ok(())
+    }
+    async fn exec(&self, _: &str, _: &[String], _: Duration) -> Result<ExecOutput, HostError> {
+        Err(HostError::new("exec", "not in this test"))
+    }
+}

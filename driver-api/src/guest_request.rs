@@ -160,4 +160,22 @@ mod tests {
         );
         assert!(GuestRequest::decode(GuestMethod::Prepare, args(json!({"no_such": 1}))).is_err());
     }
+
+    /// Trove's taskmanager: `pre_upgrade`'s dict with `datastore_version`.
+    #[test]
+    fn upgrade_takes_the_new_version_and_keeps_the_rest() {
+        let r = GuestRequest::decode(
+            GuestMethod::Upgrade,
+            args(json!({"upgrade_info": {"datastore_version": "1.0.17", "from": "x"}})),
+        )
+        .unwrap();
+        let GuestRequest::Upgrade(u) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(u.upgrade_info.datastore_version, "1.0.17");
+        assert_eq!(u.upgrade_info.from_pre_upgrade["from"], "x");
+        let e = GuestRequest::decode(GuestMethod::Upgrade, args(json!({"upgrade_info": {}})))
+            .unwrap_err();
+        assert!(e.to_string().contains("datastore_version"), "{e}");
+    }
 }

@@ -385,8 +385,18 @@ pub struct RebuildRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpgradeRequest {
     /// What `pre_upgrade` returned, plus the new version.
-    #[serde(default)]
-    pub upgrade_info: Option<Value>,
+    pub upgrade_info: UpgradeInfo,
+}
+
+/// Trove's `upgrade_info` (taskmanager `upgrade`): the dict `pre_upgrade`
+/// returned with `datastore_version` set to the new version's name.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct UpgradeInfo {
+    /// The datastore version to run (its name, e.g. `1.0.17`).
+    pub datastore_version: String,
+    /// The rest of what `pre_upgrade` returned.
+    #[serde(flatten)]
+    pub from_pre_upgrade: Map<String, Value>,
 }
 
 /// Deserializes decoded keyword arguments into a method's argument struct.

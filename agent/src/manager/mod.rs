@@ -553,15 +553,21 @@ fn reports_status_when_done(method: GuestMethod) -> bool {
             | GuestMethod::ApplyOverrides
             | GuestMethod::UpdateOverrides
             | GuestMethod::ResetConfiguration
+            | GuestMethod::Upgrade
     )
 }
 
-/// Methods upstream wraps in `EndNotification`: their outcome is reported
-/// to the conductor when the control plane sent a notification.
+/// Methods upstream wraps in `EndNotification` (and `upgrade`): their
+/// outcome is reported to the conductor when the control plane sent a
+/// notification.
 fn ends_with_notification(method: GuestMethod) -> bool {
+    // `upgrade` too, though upstream's guests end none for it: its
+    // failure (a refused version, a pull that failed) then reaches the
+    // instance's fault through trove-conductor, where the tenant sees it.
     matches!(
         method,
         GuestMethod::Prepare
+            | GuestMethod::Upgrade
             | GuestMethod::CreateDatabase
             | GuestMethod::DeleteDatabase
             | GuestMethod::ChangePasswords

@@ -244,3 +244,27 @@ async fn a_backup_abandoned_at_stop_is_reported_then_and_not_again() {
         "forgotten at the next start"
     );
 }
+
+/// An upgrade that fails (here: a datastore without upgrades) reaches
+/// trove-conductor with the control plane's notification, which Trove
+/// keeps as the instance's fault.
+#[tokio::test(start_paused = true)]
+async fn a_failed_upgrade_is_reported_with_its_cause() {
+    let (_state, _ds, m, rec) = slow_manager();
+    let call = Call {
+        notification: Some(json!({"event_type": "instance_upgrade", "instance_id": "i1"})),
+        auth_token: None,
+    };
+    let args = json!({"upgrade_info": {"datastore_version": "1.0.17"}});
+    let out = m
+        .handle("upgrade", None, args.as_object().cloned().unwrap(), call)
+        .await;
+    assert!(out.is_err(), "{out:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = rec.args_of("notify_exc_info");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0]["message"].as_str().unwrap().contains("upgrade"),
+        "{sent:?}"
+    );
+}

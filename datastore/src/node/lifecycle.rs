@@ -277,7 +277,9 @@ impl Node {
 }
 
 /// Logs how a rejoin went, and passes its error on.
-fn log_rejoin(out: Result<rejoin::Rejoined, DatastoreError>) -> Result<(), DatastoreError> {
+pub(super) fn log_rejoin(
+    out: Result<rejoin::Rejoined, DatastoreError>,
+) -> Result<(), DatastoreError> {
     match &out {
         Ok(rejoin::Rejoined::Merged(report)) => tracing::info!(
             seconds = report.seconds,

@@ -11,6 +11,7 @@
 //! | `spec.rs`      | the chmpx and k2hdkc containers                       |
 //! | `files.rs`     | the run directory, the K2HFILE's directory, the ini   |
 //! | `saved.rs`     | what is kept across agent restarts                    |
+//! | `upgrade.rs`   | another datastore version on the same volume          |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,7 @@ mod lifecycle;
 mod saved;
 mod spec;
 mod status;
+mod upgrade;
 mod wait;
 
 use saved::load_saved;
@@ -74,9 +76,18 @@ struct Live {
     chmpx_run: Option<String>,
 }
 
+/// The datastore version the node runs and its image: the guest's own
+/// until an upgrade changes both (kept in the saved state).
+#[derive(Debug, Clone)]
+struct Running {
+    version: Option<String>,
+    image: String,
+}
+
 /// The K2HDKC node.
 pub struct Node {
     settings: Settings,
+    running: std::sync::RwLock<Running>,
     containers: Arc<dyn Containers>,
     http: reqwest::Client,
     live: Mutex<Live>,
@@ -126,6 +137,20 @@ impl Node {
             )),
             _ => None,
         };
+        let running = match saved
+            .datastore_version
+            .as_deref()
+            .and_then(|v| Some((v, settings.image_for(v)?)))
+        {
+            Some((v, image)) => Running {
+                version: Some(v.to_owned()),
+                image,
+            },
+            None => Running {
+                version: settings.datastore_version.clone(),
+                image: settings.image.clone(),
+            },
+        };
         let live = Live {
             params,
             k2hr3,
@@ -135,6 +160,7 @@ impl Node {
         };
         Node {
             settings,
+            running: std::sync::RwLock::new(running),
             containers,
             http,
             live: Mutex::new(live),
@@ -142,6 +168,16 @@ impl Node {
             member: saved.member.into(),
             msgqueue_refused: Default::default(),
         }
+    }
+
+    /// The image the node's containers run.
+    pub(crate) fn image(&self) -> String {
+        self.running.read().unwrap().image.clone()
+    }
+
+    /// The datastore version the node runs, if known.
+    pub fn datastore_version(&self) -> Option<String> {
+        self.running.read().unwrap().version.clone()
     }
 
     /// Its settings (a backup works with the same paths and containers).
@@ -270,7 +306,7 @@ impl Node {
         }
 
         self.containers
-            .ensure_image(&s.image)
+            .ensure_image(&self.image())
             .await
             .map_err(|e| failed("get the k2hdkc image", e))?;
         self.ensure_run_dir()?;
@@ -370,54 +406,10 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use driver_api::host::{ContainerSpec, ContainerState, ExecOutput, HostError, Ulimit};
+    use crate::testing::Engine;
+    use driver_api::host::Ulimit;
 
-    /// An engine whose chmpx is always running and whose `StartedAt` the
-    /// test sets; with `refuse_rlimit`, one that may not raise
-    /// RLIMIT_MSGQUEUE, as Docker refuses then. It keeps the specs it ran.
-    #[derive(Default)]
-    struct Engine {
-        started_at: std::sync::Mutex<Option<String>>,
-        refuse_rlimit: bool,
-        ran: std::sync::Mutex<Vec<ContainerSpec>>,
-    }
-
-    #[async_trait::async_trait]
-    impl Containers for Engine {
-        async fn ensure_image(&self, _: &str) -> Result<(), HostError> {
-            Ok(())
-        }
-        async fn run(&self, spec: &ContainerSpec) -> Result<(), HostError> {
-            if self.refuse_rlimit && !spec.ulimits.is_empty() {
-                return Err(HostError::new(
-                    format!("start container {}", spec.name),
-                    "Docker responded with status code 500: OCI runtime create failed: \
-                     error setting rlimit type 12: operation not permitted: unknown",
-                ));
-            }
-            self.ran.lock().unwrap().push(spec.clone());
-            Ok(())
-        }
-        async fn state(&self, _: &str) -> Result<ContainerState, HostError> {
-            Ok(ContainerState::Running {
-                started_at: self.started_at.lock().unwrap().clone(),
-            })
-        }
-        async fn start(&self, _: &str) -> Result<(), HostError> {
-            Ok(())
-        }
-        async fn stop(&self, _: &str, _: Duration) -> Result<(), HostError> {
-            Ok(())
-        }
-        async fn remove(&self, _: &str) -> Result<(), HostError> {
-            Ok(())
-        }
-        async fn exec(&self, _: &str, _: &[String], _: Duration) -> Result<ExecOutput, HostError> {
-            Err(HostError::new("exec", "not in this test"))
-        }
-    }
-
-    fn settings_with(group: &[(&str, &str)], state: &std::path::Path) -> Settings {
+    pub(super) fn settings_with(group: &[(&str, &str)], state: &std::path::Path) -> Settings {
         let ctx = crate::settings::DriverContext {
             guest_id: "g1".into(),
             datastore_version: None,

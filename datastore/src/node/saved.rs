@@ -25,6 +25,10 @@ pub(super) struct Saved {
     /// taskmanager, not from the node itself.
     #[serde(default)]
     pub(super) member: bool,
+    /// The datastore version the node runs (an upgrade changes it; the
+    /// guest's injected config keeps the one it was created with).
+    #[serde(default)]
+    pub(super) datastore_version: Option<String>,
 }
 
 impl Node {
@@ -41,6 +45,7 @@ impl Node {
             role_token: access.map(|a| a.role_token.clone()),
             stopped,
             member: self.is_member(),
+            datastore_version: self.datastore_version(),
         };
         store_saved(&self.settings.state_dir, &saved).map_err(|e| failed("save node state", e))
     }

@@ -67,7 +67,7 @@ impl Node {
         let s = &self.settings;
         ContainerSpec {
             name: s.chmpx_container(),
-            image: s.image.clone(),
+            image: self.image(),
             cmd: self.argv("chmpx", params),
             user: format!("{}:{}", s.uid, s.gid),
             network: s.network.clone(),
