@@ -11,6 +11,7 @@ ring work is cast to the task manager (:mod:`.taskmanager`):
 - ``shrink``: only ``shrink_cluster``. The task manager deletes the
   leaving members itself, once the ring has handed their keys over;
 - ``restart``: a rolling restart (``restart_cluster``).
+- ``upgrade``: a rolling upgrade (``upgrade_cluster``).
 
 Upgrade and configuration attach/detach are refused with a 400 that names
 k2hdkc. Delete and reset-status are Trove's own.
@@ -323,9 +324,16 @@ class K2hdkcCluster(cluster_models.Cluster):
         return self.rolling_restart()
 
     def upgrade(self, datastore_version):
-        raise exception.BadRequest(
-            "Upgrading a k2hdkc cluster is not supported. Create a cluster "
-            "of the new datastore version and move the data.")
+        """One member after the other (the task manager's
+        ``upgrade_cluster``): each back in the ring, merged and HEALTHY
+        before the next. The versions themselves (no downgrade, no major
+        change) are the agent's to check, before it stops anything."""
+        if datastore_version.manager != self.ds_version.manager:
+            raise exception.BadRequest(
+                "A k2hdkc cluster upgrades to k2hdkc versions only: %s is "
+                "a %s version."
+                % (datastore_version.name, datastore_version.manager))
+        return self.rolling_upgrade(datastore_version)
 
     def configuration_attach(self, configuration_id):
         raise exception.BadRequest(

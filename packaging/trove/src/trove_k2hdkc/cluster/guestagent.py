@@ -30,6 +30,9 @@ CONF = cfg.CONF
 #: what the member missed (``REJOIN_WAIT`` in ``datastore/src/ring/rejoin.rs``).
 REJOIN_WAIT = 300
 
+#: How long getting a new version's image may take a member.
+IMAGE_PULL_WAIT = 300
+
 
 def member_timeout():
     """``[k2hdkc] cluster_member_timeout``: the bound of one ring step."""
@@ -136,6 +139,17 @@ class K2hdkcGuestAgentAPI(guest_api.API):
         delete: every member leaves K2HR3 and stops, none waits."""
         self._cast("stop_db", self.API_BASE_VERSION,
                    do_not_start_on_reboot=True)
+
+    def upgrade_member(self, upgrade_info, timeout=None):
+        """``upgrade`` as a call: Trove casts it and waits for a heartbeat,
+        but a rolling upgrade goes on only when the member says it is done.
+        The bound covers getting the new image, stopping, starting and the
+        merge the member runs to pull what it missed."""
+        timeout = max(timeout or 2 * member_timeout() + REJOIN_WAIT + IMAGE_PULL_WAIT,
+                      self.agent_high_timeout)
+        return self._call("upgrade", rpc_timeout(timeout),
+                          version=self.API_BASE_VERSION,
+                          upgrade_info=upgrade_info)
 
     def restart_member(self, timeout=None):
         """``restart`` with a bound that covers stopping, starting and the

@@ -16,6 +16,9 @@ off, an explicit merge after each membership change).
   ring never had (its prepare failed: a grow's failed member) has no key
   to hand over: no ``SERVICEOUT`` and no merge for it.
 - restart: one member at a time, each back to ``HEALTHY`` before the next.
+- upgrade: as restart, each member on the new datastore version (the
+  agent's ``upgrade``); a member that fails stops the rollout, the others
+  untouched. A repeated upgrade skips the members already on the version.
 
 Every wait has a bound: a merge ``cluster_merge_timeout``, any other step
 ``cluster_member_timeout`` (both ``[k2hdkc]``), members getting ready
@@ -32,6 +35,7 @@ operation repeated, and so that Trove refuses to delete its members one
 by one.
 """
 
+import contextlib
 import time
 
 from oslo_log import log as logging
@@ -39,8 +43,11 @@ from oslo_log import log as logging
 from trove.common import cfg
 from trove.common import clients
 from trove.common.exception import PollTimeOut
+from trove.common.notification import DBaaSInstanceUpgrade
+from trove.common.notification import StartNotification
 from trove.common.strategies.cluster import base
 from trove.common import utils
+from trove.cluster.models import DBCluster
 from trove.instance import models as inst_models
 from trove.instance.models import DBInstance
 from trove.instance.models import InstanceServiceStatus
@@ -474,6 +481,74 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
             db = DBInstance.find_by(id=member, deleted=False)
             db.set_task_status(InstanceTasks.NONE)
             db.save()
+
+    # --- upgrade ------------------------------------------------------------
+
+    def upgrade_cluster(self, context, cluster_id, datastore_version):
+        LOG.info("k2hdkc cluster %s: rolling upgrade to %s begins.",
+                 cluster_id, datastore_version.name)
+        started = time.monotonic()
+        deadline = Deadline(CONF.cluster_usage_timeout)
+        members = self._member_ids(cluster_id)
+        done = []
+        try:
+            for member in members:
+                db = DBInstance.find_by(id=member, deleted=False)
+                if db.datastore_version_id != datastore_version.id:
+                    self._upgrade_member(context, deadline, member,
+                                         datastore_version)
+                done.append(member)
+            DBCluster.find_by(id=cluster_id).update(
+                datastore_version_id=datastore_version.id)
+            LOG.info("k2hdkc cluster %s: %d members on %s in %.1fs.",
+                     cluster_id, len(done), datastore_version.name,
+                     time.monotonic() - started)
+        except Exception as exc:
+            rest = [m for m in members if m not in done]
+            self._failed("upgrade", cluster_id, exc, members=[],
+                         status=InstanceTasks.UPGRADING_ERROR)
+            LOG.error("k2hdkc cluster %s: rolling upgrade stopped at %s; "
+                      "not upgraded: %s.", cluster_id,
+                      rest[0] if rest else "-", rest[1:])
+        finally:
+            self.reset_task()
+
+    def _upgrade_member(self, context, deadline, member, datastore_version):
+        """One member on ``datastore_version``, as :meth:`_restart_member`
+        restarts it. The member's own notification (as Trove's
+        ``rolling_upgrade_cluster`` sends it) carries the agent's failure
+        to the member's fault."""
+        db = DBInstance.find_by(id=member, deleted=False)
+        db.set_task_status(InstanceTasks.UPGRADING)
+        db.save()
+        status = InstanceServiceStatus.find_by(instance_id=member)
+        status.set_status(ServiceStatuses.UPGRADING)
+        status.save()
+        cluster_notification = getattr(context, "notification", None)
+        notice = contextlib.nullcontext()
+        if cluster_notification is not None:
+            context.notification = DBaaSInstanceUpgrade(
+                context, **cluster_notification.serialize(context))
+            notice = StartNotification(
+                context, instance_id=member,
+                datastore_version_id=datastore_version.id)
+        try:
+            with notice:
+                info = self._ring(context, deadline, member, "pre_upgrade")
+                info = dict(info or {},
+                            datastore_version=datastore_version.version)
+                self._ring(context, deadline, member, "upgrade_member",
+                           upgrade_info=info)
+        finally:
+            if cluster_notification is not None:
+                context.notification = cluster_notification
+        self._ring(context, deadline, member, "k2hdkc_ring_service_in")
+        self._ring(context, deadline, member, "k2hdkc_ring_merge")
+        self._wait_healthy(member, guestagent.member_timeout())
+        db = DBInstance.find_by(id=member, deleted=False)
+        db.datastore_version_id = datastore_version.id
+        db.set_task_status(InstanceTasks.NONE)
+        db.save()
 
     def _wait_healthy(self, member, seconds):
         started = time.monotonic()
