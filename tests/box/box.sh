@@ -16,8 +16,9 @@
 #                                 again
 #
 # State in $BOX_DIR (default /var/tmp/k2hdkc-box): pids/, logs/, the
-# openrc files (0600), trove.conf (0600), openstack/ (the stand-ins'
-# state; openstack/guests/<server id>/ is a guest host's root).
+# openrc files (0600), trove.conf (0600), k2hdkc-image (the k2hdkc image
+# the guests run), openstack/ (the stand-ins' state;
+# openstack/guests/<server id>/ is a guest host's root).
 #
 # What runs, and where (loopback unless said):
 #   RabbitMQ      vhost k2hdkc-box, user k2hdkc-box (random password);
@@ -53,6 +54,9 @@ BOX_SWIFT_PORT=${BOX_SWIFT_PORT:-8080}
 BOX_BACKUP_SEGMENT=${BOX_BACKUP_SEGMENT:-1048576}
 BOX_VHOST=k2hdkc-box
 BOX_VERSION=${BOX_VERSION:-1.0.17}
+# A second datastore version, registered when its real image was built
+# here, for upgrades to BOX_VERSION (tests/upgrade).
+BOX_OLD_VERSION=${BOX_OLD_VERSION:-1.0.16}
 export BOX_DIR BOX_NETWORK
 
 box_t0=$(date +%s.%N)
@@ -102,6 +106,23 @@ k2hdkc_image() {  # the real image when it was built here, else the stand-in
     else echo "k2hdkc-standin:test"; fi
 }
 
+box_versions() {  # the datastore versions to register: BOX_VERSION first
+    echo "$BOX_VERSION"
+    if [ "$(k2hdkc_image)" = "k2hdkc-real:$BOX_VERSION" ] &&
+        docker image inspect "k2hdkc-real:$BOX_OLD_VERSION" >/dev/null 2>&1; then
+        echo "$BOX_OLD_VERSION"
+    fi
+}
+
+guest_docker_image() {  # IMAGE: the guests' docker_image
+    # Trove's convention: the datastore version is the tag, so an upgrade
+    # can choose another one. An image tagged otherwise stays pinned.
+    case $1 in
+        *:"$BOX_VERSION") echo "${1%:*}" ;;
+        *) echo "$1" ;;
+    esac
+}
+
 # --- up ------------------------------------------------------------------------
 up() {
     [ ! -e "$BOX_DIR/up" ] || die "a box is up in $BOX_DIR (bash tests/box/box.sh down first)"
@@ -117,6 +138,7 @@ up() {
     step "building trove-guestagent and k2hdkc-slave (release) and the images"
     cargo build --release --locked -q -p agent --bin trove-guestagent --bin k2hdkc-slave
     local image; image=$(k2hdkc_image)
+    echo "$image" >"$BOX_DIR/k2hdkc-image"   # what the guests run (tests/cluster's data checks)
     if [ "$image" = k2hdkc-standin:test ]; then
         bash tests/standins/k2hdkc-image/build.sh >"$BOX_DIR/logs/image-build.log" 2>&1 ||
             { cat "$BOX_DIR/logs/image-build.log" >&2; die "building the k2hdkc stand-in image failed"; }
@@ -294,7 +316,7 @@ report_interval = 10
 backup_segment_max_size = $BOX_BACKUP_SEGMENT
 $(if [ -n "${BOX_BACKUP_KEY:-}" ]; then echo "backup_aes_cbc_key = $BOX_BACKUP_KEY"; fi)
 [k2hdkc]
-docker_image = $image
+docker_image = $(guest_docker_image "$image")
 startup_wait = 60
 k2hr3_poll_interval_ms = 1000
 CONF
@@ -322,11 +344,14 @@ box_register_datastore() {
     CP_WORK=$BOX_DIR CP_CONF=$BOX_DIR/trove.conf
     cp_manage db_sync || die "trove-manage db_sync failed"
     cp_manage datastore_update k2hdkc "" || die "datastore_update failed"
-    cp_manage datastore_version_update k2hdkc "$BOX_VERSION" k2hdkc "$image_id" "" 1 \
-        --registry-ext trove_k2hdkc.guest.Manager || die "datastore_version_update failed"
+    local v rules; rules=$("$PEER_PYTHON" -m trove_k2hdkc --rules)
+    for v in $(box_versions); do
+        cp_manage datastore_version_update k2hdkc "$v" k2hdkc "$image_id" "" 1 \
+            --registry-ext trove_k2hdkc.guest.Manager || die "datastore_version_update $v failed"
+        cp_manage db_load_datastore_config_parameters k2hdkc "$v" "$rules" ||
+            die "db_load_datastore_config_parameters $v failed"
+    done
     cp_manage datastore_update k2hdkc "$BOX_VERSION" || die "datastore_update (default version) failed"
-    cp_manage db_load_datastore_config_parameters k2hdkc "$BOX_VERSION" \
-        "$("$PEER_PYTHON" -m trove_k2hdkc --rules)" || die "db_load_datastore_config_parameters failed"
 }
 
 # --- down ----------------------------------------------------------------------
