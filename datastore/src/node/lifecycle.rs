@@ -122,6 +122,8 @@ impl Node {
     /// A cluster member does not leave the ring for it (its ring steps
     /// are the cluster taskmanager's; the replica serves meanwhile).
     pub async fn restart(&self) -> Result<(), DatastoreError> {
+        // Before anything stops: a node never prepared has nothing to restart.
+        let client = self.prepared_client().await?;
         let _changing = self.changing();
         self.stop_watcher().await;
         let params = self.live.lock().await.params.clone();
@@ -132,13 +134,6 @@ impl Node {
             return Err(e);
         }
         self.stop_containers("stop for restart").await?;
-        let client = self
-            .live
-            .lock()
-            .await
-            .k2hr3
-            .clone()
-            .ok_or_else(|| DatastoreError::Conflict("the node was never prepared".into()))?;
         self.join(&client, &params, None, None).await?;
         self.start_watcher().await;
         if self.is_member() {

@@ -358,6 +358,16 @@ impl Node {
         Ok(())
     }
 
+    /// The K2HR3 client prepare set up; a node never prepared has none.
+    async fn prepared_client(&self) -> Result<K2hr3, DatastoreError> {
+        self.live
+            .lock()
+            .await
+            .k2hr3
+            .clone()
+            .ok_or_else(|| DatastoreError::Conflict("the node was never prepared".into()))
+    }
+
     /// This node's CUK, known from the start (before any prepare).
     pub fn cuk(&self) -> &str {
         &self.settings.cuk

@@ -41,13 +41,7 @@ impl Node {
                 self.settings.image
             ))
         })?;
-        let client = self
-            .live
-            .lock()
-            .await
-            .k2hr3
-            .clone()
-            .ok_or_else(|| DatastoreError::Conflict("the node was never prepared".into()))?;
+        let client = self.prepared_client().await?;
         tracing::info!(from = %from, to, image = %image, "upgrade: getting the new image before anything stops");
         self.containers.ensure_image(&image).await.map_err(|e| {
             failed(

@@ -437,6 +437,19 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
 
     # --- restart ------------------------------------------------------------
 
+    @staticmethod
+    def _begin_member(member, task, service_status):
+        """A member's rolling step begins: its task, and a service status
+        that heartbeats sent before this no longer count against (the
+        conductor drops older ones), so that HEALTHY later is the changed
+        node's."""
+        db = DBInstance.find_by(id=member, deleted=False)
+        db.set_task_status(task)
+        db.save()
+        status = InstanceServiceStatus.find_by(instance_id=member)
+        status.set_status(service_status)
+        status.save()
+
     def restart_cluster(self, context, cluster_id):
         LOG.info("k2hdkc cluster %s: rolling restart begins.", cluster_id)
         started = time.monotonic()
@@ -464,14 +477,8 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
         restart returns (only this member pulls: the others have all they
         own). A member that came back out of the ring is serviced in and
         merged here."""
-        db = DBInstance.find_by(id=member, deleted=False)
-        db.set_task_status(InstanceTasks.REBOOTING)
-        db.save()
-        status = InstanceServiceStatus.find_by(instance_id=member)
-        # Heartbeats sent before this no longer count (the conductor drops
-        # older ones), so HEALTHY below is the restarted node's.
-        status.set_status(ServiceStatuses.RESTARTING)
-        status.save()
+        self._begin_member(member, InstanceTasks.REBOOTING,
+                           ServiceStatuses.RESTARTING)
         try:
             self._ring(context, deadline, member, "restart_member")
             self._ring(context, deadline, member, "k2hdkc_ring_service_in")
@@ -518,12 +525,8 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
         restarts it. The member's own notification (as Trove's
         ``rolling_upgrade_cluster`` sends it) carries the agent's failure
         to the member's fault."""
-        db = DBInstance.find_by(id=member, deleted=False)
-        db.set_task_status(InstanceTasks.UPGRADING)
-        db.save()
-        status = InstanceServiceStatus.find_by(instance_id=member)
-        status.set_status(ServiceStatuses.UPGRADING)
-        status.save()
+        self._begin_member(member, InstanceTasks.UPGRADING,
+                           ServiceStatuses.UPGRADING)
         cluster_notification = getattr(context, "notification", None)
         notice = contextlib.nullcontext()
         if cluster_notification is not None:
