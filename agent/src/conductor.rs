@@ -102,6 +102,11 @@ impl Conductor {
         (Conductor { tx, guest_id }, task)
     }
 
+    /// Casts waiting to be sent.
+    pub fn queued(&self) -> usize {
+        QUEUE_DEPTH - self.tx.capacity()
+    }
+
     fn enqueue(&self, method: &'static str, args: Map<String, Value>, kind: Option<String>) {
         if let Err(e) = self.tx.try_send(Cast { method, args, kind }) {
             tracing::error!(method, reason = %e, "conductor cast dropped: queue full or closed");

@@ -9,12 +9,13 @@ use async_trait::async_trait;
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, ExecConfig, HostConfig, ResourcesUlimits,
-    RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerStateStatusEnum, ExecConfig, HostConfig, HostConfigLogConfig,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
-    RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
+    KillContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StartContainerOptions, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use driver_api::host::{
@@ -31,6 +32,13 @@ pub const SPEC_LABEL: &str = "org.openstack.trove.k2hdkc.spec";
 pub const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long any other single Docker API call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// A container's output as Docker keeps it: files of this size, this many
+/// (so a copy of it is at most their product).
+const OUTPUT_FILE_SIZE: &str = "10m";
+const OUTPUT_FILES: &str = "3";
+/// The most of a container's output copied out (the files above, and
+/// the timestamps Docker adds).
+const OUTPUT_COPY_MAX: u64 = 40 * 1024 * 1024;
 
 /// Registry credentials for pulls.
 #[derive(Debug, Clone)]
@@ -155,6 +163,15 @@ impl DockerHost {
                 restart_policy: spec.restart_unless_stopped.then_some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                     maximum_retry_count: None,
+                }),
+                // Bounded output, kept where the logs API reads it (the
+                // guest log API copies it from there).
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some("json-file".into()),
+                    config: Some(HashMap::from([
+                        ("max-size".to_owned(), OUTPUT_FILE_SIZE.to_owned()),
+                        ("max-file".to_owned(), OUTPUT_FILES.to_owned()),
+                    ])),
                 }),
                 ..Default::default()
             }),
@@ -329,6 +346,58 @@ impl Containers for DockerHost {
                 "Docker did not answer in time",
             )),
         }
+    }
+
+    async fn signal(&self, name: &str, signal: &str) -> Result<(), HostError> {
+        let options = KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
+        bounded(
+            || format!("send {signal} to container {name}"),
+            CALL_TIMEOUT,
+            self.docker().await?.kill_container(name, Some(options)),
+        )
+        .await
+    }
+
+    async fn save_output(&self, name: &str, file: &std::path::Path) -> Result<u64, HostError> {
+        use tokio::io::AsyncWriteExt;
+        let what = || format!("copy the output of container {name}");
+        let io = |e: std::io::Error| HostError::new(what(), format!("{}: {e}", file.display()));
+        if let Some(dir) = file.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io)?;
+        }
+        let tmp = file.with_extension("tmp");
+        let mut out = tokio::fs::File::create(&tmp).await.map_err(io)?;
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .build();
+        let docker = self.docker().await?;
+        let mut stream = docker.logs(name, Some(options));
+        let mut n = 0u64;
+        loop {
+            let next = tokio::time::timeout(CALL_TIMEOUT, stream.next())
+                .await
+                .map_err(|_| HostError::new(what(), "Docker sent nothing in time"))?;
+            let Some(item) = next else { break };
+            let bytes = item.map_err(|e| HostError::new(what(), e))?.into_bytes();
+            if n + bytes.len() as u64 > OUTPUT_COPY_MAX {
+                tracing::warn!(
+                    container = name,
+                    bytes = n,
+                    "the container's output is longer than a copy keeps; the copy ends here"
+                );
+                break;
+            }
+            out.write_all(&bytes).await.map_err(io)?;
+            n += bytes.len() as u64;
+        }
+        out.flush().await.map_err(io)?;
+        drop(out);
+        tokio::fs::rename(&tmp, file).await.map_err(io)?;
+        Ok(n)
     }
 
     async fn exec(

@@ -14,13 +14,16 @@
 //!   under way. Trove keeps a `BUILDING` backup running, and refuses every
 //!   action on its instance, until the guest reports an end; after a crash
 //!   the restarted agent reports it `FAILED` and removes what it stored.
+//! - `upgrade-running.json` (0600, as every request kept): the `upgrade`
+//!   under way. Trove waits for `HEALTHY` and has already recorded the new
+//!   version; after a crash the restarted agent runs it again to its end.
 //!
 //! Trove acknowledges the prepare cast before it runs (as oslo does): the
 //! broker never delivers it again, so this file is the only copy.
 
 use std::path::{Path, PathBuf};
 
-use driver_api::request::PrepareRequest;
+use driver_api::request::{PrepareRequest, UpgradeRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -33,6 +36,19 @@ const FAILED: &str = "prepare-failed";
 /// A cluster member prepared, waiting for `cluster_complete`.
 const AWAITING_CLUSTER: &str = "cluster-pending";
 const BACKUP: &str = "backup-running.json";
+const UPGRADE: &str = "upgrade-running.json";
+
+/// An upgrade under way, as kept on disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunningUpgrade {
+    /// When it began (seconds since the epoch).
+    pub began: f64,
+    /// The request, as the control plane sent it.
+    pub args: UpgradeRequest,
+    /// The context's `trove_notification`, to end it when it ends.
+    #[serde(default)]
+    pub notification: Option<Value>,
+}
 
 /// A backup under way, as kept on disk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,9 +148,7 @@ impl Journal {
     /// Prepare begins: the request is kept (0600) and the start marked.
     /// A failure of an earlier prepare is forgotten.
     pub fn begin(&self, pending: &PendingPrepare) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let text = serde_json::to_string(pending).map_err(std::io::Error::other)?;
-        write_private(&self.path(REQUEST), text.as_bytes())?;
+        self.keep(REQUEST, pending)?;
         remove(&self.path(FAILED))?;
         std::fs::write(self.path(START), format!("{}\n", pending.began))
     }
@@ -165,24 +179,52 @@ impl Journal {
     /// A backup begins (one at a time: the manager runs them in turn), or
     /// its record changes.
     pub fn begin_backup(&self, backup: &RunningBackup) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let text = serde_json::to_string(backup).map_err(std::io::Error::other)?;
-        write_private(&self.path(BACKUP), text.as_bytes())
+        self.keep(BACKUP, backup)
     }
 
     /// The backup an earlier run left unfinished: `Err` if its record
     /// cannot be read (it is still there).
     pub fn running_backup(&self) -> Option<Result<RunningBackup, RecordError>> {
-        match std::fs::read_to_string(self.path(BACKUP)) {
+        self.kept(BACKUP)
+    }
+
+    /// The backup's end was reported (or its record is beyond use).
+    pub fn end_backup(&self) -> std::io::Result<()> {
+        remove(&self.path(BACKUP))
+    }
+
+    /// An upgrade begins (one at a time: it mutates, so the manager runs
+    /// it alone).
+    pub fn begin_upgrade(&self, upgrade: &RunningUpgrade) -> std::io::Result<()> {
+        self.keep(UPGRADE, upgrade)
+    }
+
+    /// The upgrade an earlier run left unfinished: `Err` if its record
+    /// cannot be read (it is still there).
+    pub fn running_upgrade(&self) -> Option<Result<RunningUpgrade, RecordError>> {
+        self.kept(UPGRADE)
+    }
+
+    /// Keeps `record` as `name` (0600: records carry tokens and requests).
+    fn keep(&self, name: &str, record: &impl Serialize) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let text = serde_json::to_string(record).map_err(std::io::Error::other)?;
+        write_private(&self.path(name), text.as_bytes())
+    }
+
+    /// The record kept as `name`: `None` when there is none, `Err` when it
+    /// cannot be read (it is still there).
+    fn kept<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<Result<T, RecordError>> {
+        match std::fs::read_to_string(self.path(name)) {
             Ok(text) => Some(serde_json::from_str(&text).map_err(RecordError::Parse)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => Some(Err(RecordError::Read(e))),
         }
     }
 
-    /// The backup's end was reported (or its record is beyond use).
-    pub fn end_backup(&self) -> std::io::Result<()> {
-        remove(&self.path(BACKUP))
+    /// The upgrade ended, either way.
+    pub fn end_upgrade(&self) -> std::io::Result<()> {
+        remove(&self.path(UPGRADE))
     }
 
     /// Prepare failed for `cause` (must hold no secret).
@@ -245,6 +287,35 @@ mod tests {
             notification: Some(serde_json::json!({"event_type": "trove.instance.create"})),
             auth_token: Some("gAAAA-token".into()),
         }
+    }
+
+    #[test]
+    fn an_upgrade_is_kept_privately_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::new(dir.path().join("g1"));
+        assert!(j.running_upgrade().is_none());
+        let upgrade = RunningUpgrade {
+            began: 1_800_000_000.5,
+            args: serde_json::from_value(serde_json::json!({
+                "upgrade_info": {"datastore_version": "1.0.17", "kept": 1}
+            }))
+            .unwrap(),
+            notification: Some(serde_json::json!({"event_type": "trove.instance.upgrade"})),
+        };
+        j.begin_upgrade(&upgrade).unwrap();
+        let mode = std::fs::metadata(dir.path().join("g1").join(UPGRADE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(j.running_upgrade().unwrap().unwrap(), upgrade);
+        j.end_upgrade().unwrap();
+        assert!(j.running_upgrade().is_none());
+        std::fs::write(dir.path().join("g1").join(UPGRADE), "{\"began\": 1").unwrap();
+        assert!(matches!(
+            j.running_upgrade(),
+            Some(Err(RecordError::Parse(_)))
+        ));
     }
 
     #[test]

@@ -8,10 +8,12 @@
 pub mod conductor;
 pub mod config;
 pub mod docker;
+pub mod guest_log;
 pub mod host;
 pub mod journal;
 pub mod logging;
 pub mod manager;
+pub mod metrics;
 pub mod registry;
 pub mod rpc;
 pub mod swift;
@@ -60,21 +62,30 @@ fn new_manager(
     config: &Config,
     datastore: Arc<dyn Datastore>,
     conductor: conductor::Conductor,
+    metrics: Arc<metrics::Metrics>,
 ) -> Arc<Manager> {
-    Arc::new(Manager::new(
-        datastore,
-        conductor,
-        manager::DataVolume {
-            device: config.datastore.device_path.clone(),
-            mount_point: config.datastore.mount_point.clone(),
-            uid: config.datastore.database_service_uid,
-            gid: config.datastore.database_service_gid,
-            options: config.volume.clone(),
-        },
-        Journal::new(config.state_dir.join(&config.guest_id)),
-        config.state_change_wait_time,
-        config.backup.clone(),
-    ))
+    Arc::new(
+        Manager::new(
+            datastore,
+            conductor,
+            manager::DataVolume {
+                device: config.datastore.device_path.clone(),
+                mount_point: config.datastore.mount_point.clone(),
+                uid: config.datastore.database_service_uid,
+                gid: config.datastore.database_service_gid,
+                options: config.volume.clone(),
+            },
+            Journal::new(config.state_dir.join(&config.guest_id)),
+            config.state_change_wait_time,
+            config.backup.clone(),
+        )
+        .with_guest_logs(
+            &config.guest_log,
+            &config.guest_id,
+            config.backup.swift_api_insecure,
+        )
+        .with_metrics(metrics),
+    )
 }
 
 /// The periodic status report (upstream's update_status), the first one
@@ -88,6 +99,30 @@ fn spawn_reporter(manager: Arc<Manager>, every: Duration) -> tokio::task::JoinHa
             manager.report_status().await;
         }
     })
+}
+
+/// The Prometheus endpoint, when `metrics_listen` is set. An address
+/// that cannot be bound is logged and the agent serves Trove without it.
+async fn spawn_metrics(
+    config: &Config,
+    manager: &Arc<Manager>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let addr = config.datastore.metrics_listen?;
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            tracing::info!(address = %addr, "metrics at /metrics");
+            let sampler: Arc<dyn metrics::Sampler> = manager.clone();
+            Some(tokio::spawn(metrics::serve(
+                listener,
+                manager.metrics(),
+                sampler,
+            )))
+        }
+        Err(e) => {
+            tracing::error!(address = %addr, error = %e, "cannot listen for metrics (metrics_listen); serving without them");
+            None
+        }
+    }
 }
 
 /// Runs the agent until `shutdown` completes, then drains: stop taking
@@ -121,6 +156,7 @@ pub async fn run(
         close: CancellationToken::new(),
     };
     let (stop_consuming, close) = (control.stop_consuming.clone(), control.close.clone());
+    let metrics = Arc::new(metrics::Metrics::new());
     let link = tokio::spawn(rpc::server::link_task(
         config.clone(),
         target,
@@ -128,6 +164,7 @@ pub async fn run(
         ready_tx,
         delivery_tx,
         control,
+        metrics.clone(),
     ));
 
     let publisher = Publisher::new(channel_rx);
@@ -141,12 +178,13 @@ pub async fn run(
         codec.clone(),
         publisher.clone(),
     );
-    let manager = new_manager(&config, datastore, conductor);
+    let manager = new_manager(&config, datastore, conductor, metrics);
     {
         let manager = manager.clone();
         tokio::spawn(async move { manager.start().await });
     }
     let reporter = spawn_reporter(manager.clone(), config.report_interval);
+    let metrics_server = spawn_metrics(&config, &manager).await;
 
     on_start(Handles { ready: ready_rx });
     tracing::info!(
@@ -172,6 +210,9 @@ pub async fn run(
     manager.end_abandoned_backup();
     reporter.abort();
     let _ = reporter.await;
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     // The manager holds the last conductor handle: dropping it lets the
     // sender drain what is queued and end.
     drop(manager);

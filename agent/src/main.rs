@@ -87,9 +87,10 @@ fn main() -> ExitCode {
     } else {
         "info"
     };
-    agent::logging::init(
+    agent::logging::init_with_file(
         "TROVE_GUESTAGENT_LOG",
         &format!("{level},lapin=warn,amq_protocol=warn"),
+        config.guest_log.log_file.as_deref(),
     );
 
     let datastore = match agent::datastore_for(&config) {

@@ -37,6 +37,7 @@ pub mod cluster;
 pub mod ini;
 pub mod k2hr3;
 mod limits;
+pub mod metrics;
 pub mod node;
 pub mod overrides;
 pub mod paths;
@@ -82,6 +83,10 @@ pub const OPTIONS: &[&str] = &[
     "docker_image",
     "backup_docker_image",
     "guest_datastore_manager",
+    // Trove's own, read by the agent's guest log API:
+    "guest_log_exposed_logs",
+    // The agent's Prometheus endpoint:
+    "metrics_listen",
     // Agent options (not in the old Trove patch):
     "config_dir",
     "run_dir",
@@ -115,9 +120,11 @@ impl K2hdkc {
     ) -> Result<Self, Vec<String>> {
         let settings =
             settings::Settings::new(ctx, std::path::Path::new(settings::CLOUD_INIT_INSTANCE_ID))?;
-        tracing::info!(cuk = %settings.cuk, image = %settings.image, "K2HDKC driver ready");
+        let node = node::Node::new(settings, containers);
+        // The image it runs: an upgrade saved earlier wins over the config's.
+        tracing::info!(cuk = %node.cuk(), image = %node.image(), "K2HDKC driver ready");
         Ok(Self {
-            node: node::Node::new(settings, containers),
+            node,
             ring_steps: Default::default(),
         })
     }
@@ -142,6 +149,26 @@ impl Datastore for K2hdkc {
         self.node
             .upgrade(&request.upgrade_info.datastore_version)
             .await
+    }
+
+    fn guest_logs(&self) -> Vec<driver_api::GuestLogFile> {
+        self.node.guest_logs()
+    }
+
+    async fn metric_samples(&self) -> Vec<driver_api::MetricSample> {
+        self.node.metric_samples().await
+    }
+
+    async fn guest_log_enabled(&self, name: &str) -> driver_api::Result<bool> {
+        self.node.guest_log_enabled(name).await
+    }
+
+    async fn set_guest_log(&self, name: &str, enable: bool) -> driver_api::Result<()> {
+        self.node.set_guest_log(name, enable).await
+    }
+
+    async fn refresh_guest_log(&self, name: &str) -> driver_api::Result<()> {
+        self.node.refresh_guest_log(name).await
     }
 
     async fn resume(&self) {

@@ -43,6 +43,11 @@ pub(crate) struct Engine {
     pub(crate) ran: Mutex<Vec<ContainerSpec>>,
     pub(crate) pulled: Mutex<Vec<String>>,
     pub(crate) stopped: Mutex<Vec<String>>,
+    /// Each container's output so far; a `SIGUSR1` appends the line a
+    /// server prints when it steps its debug level (from `ERR`).
+    pub(crate) output: Mutex<std::collections::HashMap<String, String>>,
+    /// Containers that take signals but never print (a hung server).
+    pub(crate) deaf: Vec<String>,
 }
 
 #[async_trait::async_trait]
@@ -85,5 +90,32 @@ impl Containers for Engine {
     }
     async fn exec(&self, _: &str, _: &[String], _: Duration) -> Result<ExecOutput, HostError> {
         Err(HostError::new("exec", "not in this test"))
+    }
+    async fn signal(&self, name: &str, signal: &str) -> Result<(), HostError> {
+        assert_eq!(signal, "SIGUSR1");
+        if self.deaf.iter().any(|d| d == name) {
+            return Ok(());
+        }
+        let mut out = self.output.lock().unwrap();
+        let text = out.entry(name.to_owned()).or_default();
+        const ROUND: [&str; 5] = ["SLT", "ERR", "WAN", "MSG", "DMP"];
+        let now = crate::node::level_in(text);
+        let next = ROUND[(ROUND.iter().position(|l| *l == now).unwrap() + 1) % ROUND.len()];
+        text.push_str(&format!(
+            "MESSAGE: Caught signal SIGUSR1, bumpup the logging level to {next}.\n"
+        ));
+        Ok(())
+    }
+    async fn save_output(&self, name: &str, file: &std::path::Path) -> Result<u64, HostError> {
+        let text = self
+            .output
+            .lock()
+            .unwrap()
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, &text).unwrap();
+        Ok(text.len() as u64)
     }
 }

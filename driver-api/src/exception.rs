@@ -27,6 +27,14 @@ pub enum TroveException {
     Unprocessable(String),
     /// `TroveError(message)`: anything else, with its cause.
     Error(String),
+    /// `LogAccessForbidden(action, log)`: a guest log not exposed to a
+    /// caller who is not admin.
+    LogAccessForbidden {
+        /// `show`, `publish`, `discard`.
+        action: String,
+        /// The log's name.
+        log: String,
+    },
 }
 
 impl TroveException {
@@ -38,6 +46,7 @@ impl TroveException {
             Self::NotFound(_) => "NotFound",
             Self::Unprocessable(_) => "UnprocessableEntity",
             Self::Error(_) => "TroveError",
+            Self::LogAccessForbidden { .. } => "LogAccessForbidden",
         }
     }
 
@@ -55,6 +64,9 @@ impl TroveException {
             Self::BadRequest(m) | Self::NotFound(m) | Self::Unprocessable(m) | Self::Error(m) => {
                 m.clone()
             }
+            Self::LogAccessForbidden { action, log } => {
+                format!("You must be admin to {action} log '{log}'.")
+            }
         }
     }
 
@@ -70,6 +82,9 @@ impl TroveException {
                 json!([]),
                 json!({"operation": operation, "datastore": datastore}),
             ),
+            Self::LogAccessForbidden { action, log } => {
+                (json!([]), json!({"action": action, "log": log}))
+            }
             other => (
                 json!([other.message().replace('%', "%%")]),
                 Value::Object(Map::new()),

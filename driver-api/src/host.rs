@@ -159,4 +159,20 @@ pub trait Containers: Send + Sync + 'static {
         argv: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput, HostError>;
+    /// Sends `signal` (e.g. `SIGUSR1`) to the container's main process.
+    async fn signal(&self, name: &str, signal: &str) -> Result<(), HostError> {
+        Err(HostError::new(
+            format!("send {signal} to container {name}"),
+            "this container engine cannot",
+        ))
+    }
+    /// Copies the container's output so far (stdout and stderr, each line
+    /// with the engine's timestamp) into `file`, replacing it at once
+    /// when complete; the bytes written.
+    async fn save_output(&self, name: &str, _file: &std::path::Path) -> Result<u64, HostError> {
+        Err(HostError::new(
+            format!("copy the output of container {name}"),
+            "this container engine cannot",
+        ))
+    }
 }

@@ -47,9 +47,9 @@ pub use status::ServiceStatus;
 pub use storage::BackupAccess;
 
 use request::{
-    ApplyOverridesRequest, CreateBackupRequest, GuestLogActionRequest, PrepareRequest,
-    RebuildRequest, ResetConfigurationRequest, StartWithConfRequest, StopDbRequest,
-    UpdateOverridesRequest, UpgradeRequest,
+    ApplyOverridesRequest, CreateBackupRequest, PrepareRequest, RebuildRequest,
+    ResetConfigurationRequest, StartWithConfRequest, StopDbRequest, UpdateOverridesRequest,
+    UpgradeRequest,
 };
 
 /// A driver's failure, by what the caller can do about it. The agent maps
@@ -121,6 +121,45 @@ pub struct BackupOutcome {
     pub checksum: Option<String>,
     /// Size in GiB, as Trove stores it.
     pub size_gb: f64,
+}
+
+/// Whether a sample only goes up (until its source restarts) or moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// A value that goes up and down.
+    Gauge,
+    /// A count since its source started (exposed with `_total`).
+    Counter,
+}
+
+/// One sample of the datastore for the agent's Prometheus endpoint, read
+/// at scrape time (e.g. `k2hdkc_ring_servers{state="service_in"} 3`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSample {
+    /// The metric's name, with its unit as Prometheus names them (a
+    /// counter's without `_total`).
+    pub name: String,
+    /// Gauge or counter.
+    pub kind: MetricKind,
+    /// Its `# HELP` text.
+    pub help: String,
+    /// Its labels.
+    pub labels: Vec<(String, String)>,
+    /// Its value.
+    pub value: f64,
+}
+
+/// A log the datastore offers through Trove's guest log API (a SYS log:
+/// always on, published or discarded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestLogFile {
+    /// Its name in Trove (`openstack database log show <instance> <name>`).
+    pub name: String,
+    /// The file that holds its text; it only grows until it is rotated.
+    pub file: std::path::PathBuf,
+    /// A USER log: the tenant turns it on and off
+    /// ([`Datastore::set_guest_log`]); else a SYS log, always on.
+    pub user: bool,
 }
 
 /// A Trove datastore driver. All methods take `&self`: the agent serializes
@@ -220,14 +259,35 @@ pub trait Datastore: Send + Sync + 'static {
         Err(DatastoreError::NotSupported(GuestMethod::Rebuild))
     }
 
-    /// The datastore's logs Trove can publish.
-    async fn guest_log_list(&self) -> Result<Value> {
-        Err(DatastoreError::NotSupported(GuestMethod::GuestLogList))
+    /// The datastore's own logs for Trove's guest log API (the agent
+    /// serves `guest_log_list` and `guest_log_action`, and adds its own
+    /// log): each a name and the file that holds its text.
+    fn guest_logs(&self) -> Vec<GuestLogFile> {
+        Vec::new()
     }
 
-    /// Enable, disable, publish or discard a log.
-    async fn guest_log_action(&self, _request: &GuestLogActionRequest) -> Result<Value> {
-        Err(DatastoreError::NotSupported(GuestMethod::GuestLogAction))
+    /// The datastore's gauges for a Prometheus scrape (bounded: a scrape
+    /// must answer within seconds).
+    async fn metric_samples(&self) -> Vec<MetricSample> {
+        Vec::new()
+    }
+
+    /// Whether USER log `name` is on now.
+    async fn guest_log_enabled(&self, _name: &str) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Turns USER log `name` on or off.
+    async fn set_guest_log(&self, name: &str, _enable: bool) -> Result<()> {
+        Err(DatastoreError::BadRequest(format!(
+            "log '{name}' cannot be turned on or off on this datastore"
+        )))
+    }
+
+    /// Brings log `name`'s file up to date before it is shown or
+    /// published (a container's output copied out, say).
+    async fn refresh_guest_log(&self, _name: &str) -> Result<()> {
+        Ok(())
     }
 
     /// Guest API methods with no dedicated hook (users, databases, root,

@@ -352,17 +352,31 @@ pub struct GuestLogActionRequest {
     /// The log's name.
     pub log_name: String,
     /// Enable it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "truthy")]
     pub enable: bool,
     /// Disable it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "truthy")]
     pub disable: bool,
     /// Publish it to object storage.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "truthy")]
     pub publish: bool,
     /// Discard published copies.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "truthy")]
     pub discard: bool,
+}
+
+/// A flag of `guest_log_action` as upstream's guest reads it: Python's
+/// truth. trove-api passes the request body's values as they came
+/// (troveclient sends `1`), and `None` for a flag not given.
+fn truthy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Null => false,
+        Value::Bool(b) => b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    })
 }
 
 /// `rebuild`.
@@ -380,8 +394,9 @@ pub struct RebuildRequest {
     pub config_overrides: Option<Value>,
 }
 
-/// `upgrade` and `post_upgrade`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+/// `upgrade` and `post_upgrade`. Serialize: the agent keeps an upgrade's
+/// request on disk until it ends.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpgradeRequest {
     /// What `pre_upgrade` returned, plus the new version.
@@ -390,7 +405,7 @@ pub struct UpgradeRequest {
 
 /// Trove's `upgrade_info` (taskmanager `upgrade`): the dict `pre_upgrade`
 /// returned with `datastore_version` set to the new version's name.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct UpgradeInfo {
     /// The datastore version to run (its name, e.g. `1.0.17`).
     pub datastore_version: String,
@@ -436,6 +451,30 @@ pub(crate) fn scrub_serde_message(message: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// As trove-api sends `log set --publish`: the flags not given are
+    /// `None`, the others as troveclient sent them.
+    #[test]
+    fn a_log_action_takes_null_flags_as_false() {
+        let r: GuestLogActionRequest = serde_json::from_value(json!({
+            "log_name": "chmpx", "enable": null, "disable": null, "publish": true, "discard": null
+        }))
+        .unwrap();
+        assert_eq!(
+            r,
+            GuestLogActionRequest {
+                log_name: "chmpx".into(),
+                publish: true,
+                ..Default::default()
+            }
+        );
+        // troveclient sends 1; Python's truth decides.
+        let r: GuestLogActionRequest = serde_json::from_value(json!({
+            "log_name": "chmpx", "publish": 1, "discard": 0, "enable": false
+        }))
+        .unwrap();
+        assert!(r.publish && !r.discard && !r.enable);
+    }
 
     #[test]
     fn names_round_trip_and_are_unique() {

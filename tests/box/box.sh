@@ -49,6 +49,7 @@ BOX_TROVE_PORT=${BOX_TROVE_PORT:-8779}
 BOX_OPENSTACK_PORT=${BOX_OPENSTACK_PORT:-8774}
 BOX_K2HR3_PORT=${BOX_K2HR3_PORT:-18080}
 BOX_SWIFT_PORT=${BOX_SWIFT_PORT:-8080}
+BOX_PROMETHEUS_PORT=${BOX_PROMETHEUS_PORT:-9090}
 # The guests' backup_segment_max_size: small, so a test's backup of a few
 # MiB has several segments (upstream's default is 2 GiB).
 BOX_BACKUP_SEGMENT=${BOX_BACKUP_SEGMENT:-1048576}
@@ -192,7 +193,7 @@ up() {
         --port "$BOX_OPENSTACK_PORT" --state "$BOX_DIR/openstack" --hypervisor "$root/tests/box/guest-host"
         --network-cidr "$BOX_CIDR" --network-name "$BOX_NETWORK" --volume-delay 0)
     BOX_ID=$BOX_DIR BOX_AGENT=$root/target/release/trove-guestagent BOX_HOST_IMAGE=k2hdkc-box-host \
-        spawn openstack "${standin[@]}"
+        BOX_PROMETHEUS_TARGETS=$BOX_DIR/prometheus/targets spawn openstack "${standin[@]}"
     wait_http "http://127.0.0.1:$BOX_OPENSTACK_PORT/" 20 openstack
     # The catalog: the stand-ins as they print themselves, and trove-api;
     # the service user trove-api and Trove's admin clients use.
@@ -205,6 +206,9 @@ print(json.dumps({"services": services, "service_users": ["trove"]}))' \
 
     step "Swift (real) on $BOX_GATEWAY:$BOX_SWIFT_PORT, object-store in the catalog"
     sw_start "$BOX_DIR" "$BOX_GATEWAY" "$BOX_SWIFT_PORT" || die "Swift did not start (logs: $BOX_DIR/swift/log)"
+
+    step "Prometheus (Debian's) on 127.0.0.1:$BOX_PROMETHEUS_PORT, scraping every guest and application host"
+    prometheus_up
 
     step "Trove 26: the datastore registration (README steps)"
     wait "$register_pid" || { cat "$BOX_DIR/logs/register.log" >&2; die "registering the datastore failed"; }
@@ -231,6 +235,32 @@ ENV
     step "the box is up in $(cat "$BOX_DIR/up-seconds") s"
     echo "    use it:  source $BOX_DIR/demo-openrc   (admin: $BOX_DIR/admin-openrc)"
     echo "    stop it: bash tests/box/box.sh down"
+}
+
+# Debian's prometheus, run by the box (not its service): every guest host
+# and application host adds a target file of its own (file_sd) when it
+# comes up and removes it when it goes.
+prometheus_up() {
+    if ! command -v prometheus >/dev/null 2>&1; then
+        timeout 300 apt-get update -qq || die "apt-get update failed"
+        DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends prometheus >/dev/null ||
+            die "apt-get install prometheus failed"
+    fi
+    mkdir -p "$BOX_DIR/prometheus/targets" "$BOX_DIR/prometheus/data"
+    cat >"$BOX_DIR/prometheus/prometheus.yml" <<YML
+global:
+  scrape_interval: 5s
+  scrape_timeout: 5s
+  evaluation_interval: 5s
+scrape_configs:
+  - job_name: k2hdkc
+    file_sd_configs:
+      - files: ['$BOX_DIR/prometheus/targets/*.json']
+        refresh_interval: 5s
+YML
+    spawn prometheus prometheus --config.file="$BOX_DIR/prometheus/prometheus.yml" \
+        --storage.tsdb.path="$BOX_DIR/prometheus/data" --web.listen-address="127.0.0.1:$BOX_PROMETHEUS_PORT"
+    wait_http "http://127.0.0.1:$BOX_PROMETHEUS_PORT/-/ready" 60 prometheus
 }
 
 box_wait_queue() {  # a service is ready once its queue exists in the box's vhost
@@ -365,7 +395,7 @@ down() {
         BOX_NETWORK=$BOX_NETWORK bash tests/box/guest-host down "$(basename "$d")" "$d" || true
     done
     stop_pid_file api; stop_pid_file taskmanager; stop_pid_file conductor
-    stop_pid_file openstack; stop_pid_file k2hr3
+    stop_pid_file openstack; stop_pid_file k2hr3; stop_pid_file prometheus
     if [ -f tests/swift/swift.sh ]; then
         source tests/swift/swift.sh
         sw_stop "$BOX_DIR" || true

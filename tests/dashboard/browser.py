@@ -4,7 +4,12 @@ screenshot into --shots and asserts on the page's text; any failure names
 the step and exits 1.
 
     browser.py --url URL --user demo --password-file F --shots DIR \\
-        --config CONFIG_ID --network NET_ID [--without-plugin]
+        --config CONFIG_ID --network NET_ID [--version V] [--without-plugin]
+        [--old-version V --old-config CONFIG_ID --upgrade-to V2 --upgraded-image IMAGE]
+
+With --old-version the instance is launched on that version and upgraded
+to --upgrade-to with Upgrade Instance; its containers must then run
+--upgraded-image.
 
 With --without-plugin it only logs in and opens Launch Cluster, where k2hdkc
 must be offered: it fails there (exit 1) when the plugin is not installed,
@@ -14,6 +19,7 @@ which is what the test expects of that run.
 import argparse
 import binascii
 import re
+import subprocess
 import sys
 import time
 
@@ -134,15 +140,16 @@ class Tenant:
             self.fail("login", "not logged in")
         self.shot("logged-in")
 
-    def datastore_value(self, select_name="datastore"):
-        """The option of k2hdkc in a datastore select (trove-dashboard
-        hex-encodes "<datastore> - <version>")."""
+    def datastore_value(self, select_name="datastore", version=None):
+        """The option of k2hdkc (of VERSION, if given) in a datastore
+        select (trove-dashboard hex-encodes "<datastore> - <version>")."""
+        want = DATASTORE + " - " + (version or "")
         for o in Select(self.field(select_name)).options:
             try:
                 label = binascii.unhexlify(o.get_attribute("value")).decode()
             except (binascii.Error, ValueError):
                 label = o.text
-            if label.startswith(DATASTORE + " - "):
+            if (label == want) if version else label.startswith(want):
                 return o.get_attribute("value")
         return None
 
@@ -154,12 +161,13 @@ class Tenant:
             self.fail("flavor", "%s is not offered for k2hdkc (offered: %s)" % (FLAVOR, sorted(opts)))
         self.select(field, opts[FLAVOR])
 
-    def launch_instance(self, name):
-        self.step("Launch Instance %s" % name)
+    def launch_instance(self, name, version=None, config=None):
+        self.step("Launch Instance %s%s" % (name, " on " + version if version else ""))
         self.get("/project/databases/launch")
-        ds = self.datastore_value()
+        version = version or self.args.version or None
+        ds = self.datastore_value(version=version)
         if not ds:
-            self.fail("launch-instance", "k2hdkc is not offered in Launch Instance")
+            self.fail("launch-instance", "k2hdkc %sis not offered in Launch Instance" % (version + " " if version else ""))
         self.field("name").send_keys(name)
         self.select("datastore", ds)
         self.pick_flavor(ds)
@@ -168,7 +176,7 @@ class Tenant:
         for box in self.d.find_elements(By.CSS_SELECTOR, "input[name=network]"):
             if box.get_attribute("value") == self.args.network and not box.is_selected():
                 self.d.execute_script("arguments[0].click();", box)
-        self.select("config", self.args.config)
+        self.select("config", config or self.args.config)
         self.shot("launch-instance-form")
         self.submit()
         time.sleep(2)
@@ -190,6 +198,60 @@ class Tenant:
         self.shot("instance-overview")
         if "extdata/" in body and "***" not in body.split("K2HR3 EXTDATA URL", 1)[1][:200]:
             self.fail("instance-overview", "the EXTDATA URL is shown unmasked")
+
+    def row_action(self, step, name, action):
+        """The link of ACTION in NAME's row (or its drop-down), clicked."""
+        row = self.d.find_element(By.XPATH, "//tr[.//a[normalize-space()='%s']]" % name)
+        link = row.find_elements(By.XPATH, ".//a[contains(., '%s')]" % action)
+        if not link:
+            toggles = row.find_elements(By.CSS_SELECTOR, ".dropdown-toggle")
+            if toggles:
+                self.d.execute_script("arguments[0].click();", toggles[0])
+            link = row.find_elements(By.XPATH, ".//a[contains(., '%s')]" % action)
+        if not link:
+            self.fail(step, "no %s action for k2hdkc" % action)
+        self.d.execute_script("arguments[0].click();", link[0])
+
+    def upgrade_instance(self, name, version, image):
+        """Upgrade Instance (trove-dashboard's row action) to VERSION: the
+        status leaves Active while the guest works, comes back Active and
+        Healthy on VERSION, and the guest's containers run IMAGE."""
+        self.step("Upgrade Instance %s to %s (row action)" % (name, version))
+        self.get("/project/databases/")
+        iid = self.d.find_element(By.LINK_TEXT, name).get_attribute("href").rstrip("/").rsplit("/", 1)[-1]
+        self.row_action("upgrade-instance", name, "Upgrade Instance")
+        end = time.time() + 30
+        while time.time() < end and not self.d.find_elements(By.NAME, "new_datastore_version"):
+            time.sleep(0.5)
+        field = self.field("new_datastore_version")
+        offered = {o.text.strip(): o.get_attribute("value") for o in Select(field).options}
+        if version not in offered:
+            self.fail("upgrade-instance", "%s is not offered (offered: %s)" % (version, sorted(offered)))
+        self.select("new_datastore_version", offered[version])
+        self.shot("upgrade-instance-form")
+        self.submit("new_datastore_version")
+        seen = set()
+        end = time.time() + self.args.timeout
+        while time.time() < end:
+            self.get("/project/databases/")
+            row = self.d.find_element(By.XPATH, "//tr[.//a[normalize-space()='%s']]" % name).text
+            state = "Active" if ("Active" in row and "Healthy" in row) else "other"
+            seen.add(state)
+            if state == "Active" and "other" in seen and version in row:
+                break
+            time.sleep(2)
+        else:
+            self.fail("upgrade-instance", "not back Active/Healthy on %s within %ds (seen: %s; row: %s)"
+                      % (version, self.args.timeout, sorted(seen), row))
+        self.shot("instance-upgraded")
+        ran = subprocess.run(["docker", "inspect", "-f", "{{.Config.Image}}",
+                              "k2hdkc-chmpx-" + iid, "k2hdkc-server-" + iid],
+                             capture_output=True, text=True, timeout=60)
+        images = set(ran.stdout.split())
+        if ran.returncode != 0 or images != {image}:
+            self.fail("upgrade-instance", "its containers run %s, not %s (%s)"
+                      % (sorted(images), image, ran.stderr.strip()))
+        print("    Active/Healthy on %s, its containers on %s" % (version, image), flush=True)
 
     def delete_instance(self, name):
         self.step("Delete Instance %s (table action)" % name)
@@ -219,7 +281,7 @@ class Tenant:
         self.get("/project/database_clusters/launch")
         self.shot("launch-cluster-form")
         try:
-            ds = self.datastore_value()
+            ds = self.datastore_value(version=self.args.version or None)
         except NoSuchElementException:
             self.fail("launch-cluster", "k2hdkc is not offered in Launch Cluster (no form: %s)"
                       % self.text()[-300:])
@@ -252,6 +314,10 @@ class Tenant:
         time.sleep(2)
         if "/launch" in self.d.current_url and self.form_errors():
             self.fail("launch-cluster", "the form says: %s" % self.form_errors())
+        # Horizon shows Trove's refusal as a message on the next page.
+        refused = [e for e in self.form_errors() if "Unable" in e]
+        if refused:
+            self.fail("launch-cluster", "Horizon says: %s" % refused)
         self.wait_cluster(name, count, "cluster-active")
 
     def cluster_id(self, name):
@@ -374,7 +440,14 @@ def main():
     p.add_argument("--config", default="")
     p.add_argument("--network", default="")
     p.add_argument("--timeout", type=int, default=300)
+    p.add_argument("--version", default="",
+                   help="the k2hdkc version to launch (default: the first offered)")
     p.add_argument("--without-plugin", action="store_true")
+    p.add_argument("--old-version", default="",
+                   help="launch the instance on this version, then Upgrade Instance")
+    p.add_argument("--old-config", default="", help="the configuration group of --old-version")
+    p.add_argument("--upgrade-to", default="")
+    p.add_argument("--upgraded-image", default="")
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = p.parse_args()
@@ -385,8 +458,13 @@ def main():
             t.open_launch_cluster()
             print("k2hdkc is offered in Launch Cluster")
             return 0
-        t.launch_instance("k2hdkc-dash-1")
-        t.instance_overview("k2hdkc-dash-1")
+        if args.old_version:
+            t.launch_instance("k2hdkc-dash-1", args.old_version, args.old_config)
+            t.instance_overview("k2hdkc-dash-1")
+            t.upgrade_instance("k2hdkc-dash-1", args.upgrade_to, args.upgraded_image)
+        else:
+            t.launch_instance("k2hdkc-dash-1")
+            t.instance_overview("k2hdkc-dash-1")
         # One K2HR3 role in the box: the instance leaves it before the
         # cluster forms its ring there.
         t.delete_instance("k2hdkc-dash-1")

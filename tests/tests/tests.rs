@@ -6,6 +6,7 @@ mod backup;
 mod conductor;
 mod conductor_race;
 mod crash;
+mod guest_log;
 mod k2hdkc;
 mod lifecycle;
 mod ring_contract;

@@ -31,6 +31,8 @@ use std::os::unix::fs::OpenOptionsExt;
 ///   uid, gid          the database user the container runs as [1001]
 ///   msgqueue_bytes    chmpx's RLIMIT_MSGQUEUE [67108864]
 ///   ca_file           CA bundle for K2HR3's TLS [the system's]
+///   metrics_listen    ADDRESS:PORT of a Prometheus endpoint (/metrics):
+///                     the slave's chmpx and its view of the ring [off]
 ///
 /// Applications attach to the slave from a container that shares its IPC
 /// and PID namespaces and mounts STATE_DIR/etc at /etc/antpickax and
@@ -124,7 +126,14 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(datastore::slave::run(cfg, containers, shutdown_signal())) {
+            let metrics = cfg
+                .metrics_listen
+                .map(|addr| runtime.spawn(serve_metrics(addr, cfg.status_path())));
+            let ran = runtime.block_on(datastore::slave::run(cfg, containers, shutdown_signal()));
+            if let Some(m) = metrics {
+                m.abort();
+            }
+            match ran {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "k2hdkc-slave could not start");
@@ -194,6 +203,48 @@ async fn show_status(cfg: &SlaveConfig, json: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// The slave's chmpx, at the control port its status file records.
+struct SlaveSampler {
+    status_path: PathBuf,
+}
+
+#[async_trait::async_trait]
+impl agent::metrics::Sampler for SlaveSampler {
+    async fn samples(&self) -> Vec<driver_api::MetricSample> {
+        match Recorded::read(&self.status_path) {
+            Ok(rec) => {
+                let ctl = format!("127.0.0.1:{}", rec.ctlport);
+                let (mut out, status) = datastore::metrics::chmpx_samples(&ctl).await;
+                if let Some(st) = status {
+                    out.push(datastore::metrics::sample(
+                        "k2hdkc_slave_up",
+                        "Whether this slave's chmpx is up in the ring",
+                        &[],
+                        f64::from(u8::from(st.is_slave_up())),
+                    ));
+                }
+                out
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// The Prometheus endpoint of `metrics_listen`; one that cannot listen is
+/// logged, and the slave runs without it.
+async fn serve_metrics(addr: std::net::SocketAddr, status_path: PathBuf) {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            tracing::info!(address = %addr, "metrics at /metrics");
+            let sampler = Arc::new(SlaveSampler { status_path });
+            agent::metrics::serve(listener, Arc::new(agent::metrics::Metrics::new()), sampler).await
+        }
+        Err(e) => {
+            tracing::error!(address = %addr, error = %e, "cannot listen for metrics (metrics_listen)")
+        }
     }
 }
 

@@ -159,6 +159,30 @@ pub struct BackupOptions {
     pub swift_api_insecure: bool,
 }
 
+/// Upstream's guest log options, as a guest uses them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestLogOptions {
+    /// `guest_log_container_name`.
+    pub container: String,
+    /// `guest_log_limit`: the largest object published, in bytes.
+    pub limit: usize,
+    /// `guest_log_expiry`: seconds until Swift removes a published log.
+    pub expiry: u64,
+    /// `[<datastore>] guest_log_exposed_logs`: the logs tenants see
+    /// (admins see all).
+    pub exposed: Vec<String>,
+    /// `swift_url`: the Swift URL the project id is appended to; unset,
+    /// the caller's catalog names it.
+    pub swift_url: Option<String>,
+    /// `swift_service_type`.
+    pub swift_service_type: String,
+    /// `swift_endpoint_type` (`publicURL`, `internalURL`, `adminURL`).
+    pub swift_endpoint_type: String,
+    /// `log_dir` / `log_file`: the agent's own log file, also the `guest`
+    /// log; unset, the agent logs to stderr only.
+    pub log_file: Option<PathBuf>,
+}
+
 /// Smallest `backup_segment_max_size` accepted: Swift's SLO needs every
 /// segment but the last to be at least 1 byte, and tiny segments would
 /// make thousands of requests.
@@ -180,6 +204,9 @@ pub struct DatastoreGroup {
     pub database_service_gid: u32,
     /// Every key of the group as given (driver-specific settings).
     pub values: BTreeMap<String, String>,
+    /// `metrics_listen`: where the Prometheus endpoint listens (off when
+    /// unset).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The effective configuration.
@@ -219,6 +246,8 @@ pub struct Config {
     pub volume: crate::volume::VolumeOptions,
     /// Backups.
     pub backup: BackupOptions,
+    /// The guest log API and the agent's log file.
+    pub guest_log: GuestLogOptions,
     /// Options upstream knows that this agent does not use, with their file.
     pub ignored: Vec<String>,
 }
@@ -289,6 +318,7 @@ impl Config {
         let secret = |set: bool, on: &str, off: &str| if set { on } else { off }.to_owned();
         let secs = |d: Duration| d.as_secs().to_string();
         let b = &self.backup;
+        let g = &self.guest_log;
         vec![
             ("guest_id", self.guest_id.clone()),
             ("datastore_manager", self.datastore_manager.clone()),
@@ -324,6 +354,20 @@ impl Config {
                 ),
             ),
             ("swift_api_insecure", b.swift_api_insecure.to_string()),
+            ("guest_log_container_name", g.container.clone()),
+            ("guest_log_limit", g.limit.to_string()),
+            ("guest_log_expiry", g.expiry.to_string()),
+            (
+                "swift_url",
+                opt(&g.swift_url).replace("<unset>", "<unset> (from the caller's catalog)"),
+            ),
+            (
+                "log_file",
+                g.log_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "<unset> (stderr only; no guest log `guest`)".into()),
+            ),
         ]
     }
 

@@ -37,7 +37,17 @@ fn reads_trove_injected_files() {
     assert_eq!(c.datastore.mount_point, PathBuf::from("/mnt/data"));
     assert_eq!(c.datastore.database_service_uid, 1001);
     assert!(c.debug);
-    assert!(c.ignored.iter().any(|i| i.contains("log_dir")));
+    // log_dir alone: the agent's log file is oslo.log's default name in it
+    // (the guest log `guest`); the guest log options keep upstream's
+    // defaults and expose the datastore's own logs.
+    assert_eq!(
+        c.guest_log.log_file.as_deref(),
+        Some(std::path::Path::new("/var/log/trove/trove-guestagent.log"))
+    );
+    assert_eq!(c.guest_log.container, "database_logs");
+    assert_eq!(c.guest_log.limit, 1_000_000);
+    assert_eq!(c.guest_log.exposed, vec!["chmpx", "k2hdkc", "debug"]);
+    assert!(!c.ignored.iter().any(|i| i.contains("log_dir")));
     assert!(c
         .ignored
         .iter()

@@ -8,8 +8,8 @@ use config::{Map, Value};
 use serde::de::DeserializeOwned;
 
 use super::{
-    BackupOptions, Config, ConfigProblem, DatastoreGroup, RabbitOptions, Secret, TransportUrl,
-    MIN_SEGMENT_SIZE,
+    BackupOptions, Config, ConfigProblem, DatastoreGroup, GuestLogOptions, RabbitOptions, Secret,
+    TransportUrl, MIN_SEGMENT_SIZE,
 };
 
 const UPSTREAM_DEFAULT_OPTIONS: &str = include_str!("upstream_default_options.txt");
@@ -235,7 +235,25 @@ impl<'a> Typed<'a> {
         };
         let uid = self.uint_or::<u32>(&group_name, "database_service_uid", 1001);
         let gid = self.uint_or::<u32>(&group_name, "database_service_gid", uid);
+        let metrics_listen = self
+            .opt_str(&group_name, "metrics_listen")
+            .and_then(|text| match text.parse::<std::net::SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(e) => {
+                    let file = self
+                        .file_of(&group_name, "metrics_listen")
+                        .unwrap_or_default();
+                    self.problem(
+                        &file,
+                        &group_name,
+                        "metrics_listen",
+                        format!("{text:?} is not an address and port such as 0.0.0.0:9284 ({e})"),
+                    );
+                    None
+                }
+            });
         DatastoreGroup {
+            metrics_listen,
             mount_point: PathBuf::from(
                 self.str_or(
                     &group_name,
@@ -288,6 +306,14 @@ impl<'a> Typed<'a> {
             "backup_segment_max_size",
             "backup_aes_cbc_key",
             "swift_api_insecure",
+            "guest_log_container_name",
+            "guest_log_limit",
+            "guest_log_expiry",
+            "swift_url",
+            "swift_service_type",
+            "swift_endpoint_type",
+            "log_dir",
+            "log_file",
         ];
         let known_default: Vec<&str> = UPSTREAM_DEFAULT_OPTIONS
             .lines()
@@ -355,6 +381,50 @@ impl<'a> Typed<'a> {
         }
     }
 
+    /// `[DEFAULT]`'s guest log options and `[<datastore>]
+    /// guest_log_exposed_logs` (default: the datastore's own logs, not the
+    /// agent's).
+    fn guest_log(&mut self, datastore: &DatastoreGroup) -> GuestLogOptions {
+        const D: &str = "DEFAULT";
+        let limit = self.uint_or::<u64>(D, "guest_log_limit", 1_000_000);
+        if limit < 1024 {
+            let file = self.file_of(D, "guest_log_limit").unwrap_or_default();
+            self.problem(
+                &file,
+                D,
+                "guest_log_limit",
+                format!("{limit} is below the smallest object accepted (1024 bytes)"),
+            );
+        }
+        let exposed = datastore
+            .values
+            .get("guest_log_exposed_logs")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_ascii_lowercase())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_else(|| vec!["chmpx".to_owned(), "k2hdkc".to_owned(), "debug".to_owned()]);
+        // oslo.log: log_file alone is a path; with log_dir, a name in it.
+        let log_file = match (self.opt_str(D, "log_dir"), self.opt_str(D, "log_file")) {
+            (Some(dir), Some(file)) => Some(PathBuf::from(dir).join(file)),
+            (None, Some(file)) => Some(PathBuf::from(file)),
+            (Some(dir), None) => Some(PathBuf::from(dir).join("trove-guestagent.log")),
+            (None, None) => None,
+        };
+        GuestLogOptions {
+            container: self.str_or(D, "guest_log_container_name", "database_logs"),
+            limit: limit.max(1024) as usize,
+            expiry: self.uint_or::<u64>(D, "guest_log_expiry", 2_592_000),
+            exposed,
+            swift_url: self.opt_str(D, "swift_url"),
+            swift_service_type: self.str_or(D, "swift_service_type", "object-store"),
+            swift_endpoint_type: self.str_or(D, "swift_endpoint_type", "publicURL"),
+            log_file,
+        }
+    }
+
     /// The whole config; every problem met on the way is in `problems`.
     pub(super) fn build(mut self) -> Config {
         const D: &str = "DEFAULT";
@@ -377,8 +447,10 @@ impl<'a> Typed<'a> {
         let datastore = self.datastore_group(&datastore_manager);
         let ignored = self.check_unknown(&datastore.name);
         let backup = self.backup();
+        let guest_log = self.guest_log(&datastore);
         Config {
             backup,
+            guest_log,
             guest_id,
             datastore_version: self.opt_str(D, "datastore_version"),
             tenant_id: self.opt_str(D, "tenant_id"),

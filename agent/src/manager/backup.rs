@@ -99,6 +99,8 @@ impl Manager {
                 // next start report a stored backup FAILED and remove it.
                 self.end_backup();
                 self.conductor.update_backup(&id, state);
+                self.metrics
+                    .backup_done(Some((o.size_gb * 1024.0 * 1024.0 * 1024.0) as u64));
                 tracing::info!(backup = %id, location = %o.location, "backup completed");
                 Ok(Value::Null)
             }
@@ -107,6 +109,7 @@ impl Manager {
                 state.insert("state".into(), json!(backup_state::FAILED));
                 self.conductor.update_backup(&id, state);
                 self.end_backup();
+                self.metrics.backup_done(None);
                 tracing::error!(backup = %id, cause = %e, "backup failed");
                 Err(Failure::Trove(e.to_trove(ds)))
             }

@@ -8,19 +8,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use driver_api::request::{self, GuestMethod, PrepareRequest};
+use driver_api::request::{self, GuestMethod};
 use driver_api::GuestRequest;
-use driver_api::{BackupAccess, Datastore, DatastoreError, ServiceStatus, TroveException};
+use driver_api::{Datastore, DatastoreError, ServiceStatus, TroveException};
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
-use crate::conductor::{now_epoch, Conductor};
+use crate::conductor::Conductor;
 use crate::config::{BackupOptions, Secret};
 use crate::host;
-use crate::journal::{Journal, PendingPrepare, PrepareState};
-use crate::swift::SwiftStore;
+use crate::journal::Journal;
 
 mod backup;
+mod logs;
+mod prepare;
+mod samples;
+mod upgrade;
 
 /// The cause logged and kept when a prepare cannot be finished after an
 /// agent restart.
@@ -53,6 +56,13 @@ pub struct Call {
     /// The caller's Keystone token (`auth_token`): backups reach Swift
     /// with it, as upstream's backup container does.
     pub auth_token: Option<Secret>,
+    /// The context's `service_catalog`: where the caller's Swift is, for
+    /// the guest log API.
+    pub service_catalog: Option<Value>,
+    /// The context's `project_id` (with `swift_url`, the caller's account).
+    pub project_id: Option<String>,
+    /// The context's `is_admin`: admins see every guest log.
+    pub is_admin: bool,
 }
 
 /// The data volume as configured.
@@ -88,6 +98,10 @@ pub struct Manager {
     /// The last prepare failed: the periodic report keeps saying so, so
     /// that the outcome reaches the conductor even if one cast was lost.
     prepare_failed: AtomicBool,
+    /// Trove's guest log API, once configured ([`Manager::with_guest_logs`]).
+    logs: Option<logs::LogService>,
+    /// What the Prometheus endpoint serves.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Manager {
@@ -111,121 +125,20 @@ impl Manager {
             backing_up: AtomicBool::new(false),
             reported: Default::default(),
             prepare_failed: AtomicBool::new(false),
+            logs: None,
+            metrics: Default::default(),
         }
     }
 
-    /// The configured data volume, mounted (upstream does this at every
-    /// agent start, before serving). Without a device (no Cinder volume),
-    /// the mount point is a plain directory owned by the database user.
-    pub async fn ensure_volume(&self) -> Result<(), crate::volume::VolumeError> {
-        let v = &self.volume;
-        if v.device.exists() {
-            let done =
-                crate::volume::ensure_mounted(&v.device, &v.mount_point, v.uid, v.gid, &v.options)
-                    .await?;
-            tracing::info!(device = %v.device.display(), mount_point = %v.mount_point.display(), done, "data volume");
-        } else {
-            use crate::volume::VolumeError;
-            std::fs::create_dir_all(&v.mount_point)
-                .map_err(|e| VolumeError::io("create", &v.mount_point, e))?;
-            nix::unistd::chown(
-                &v.mount_point,
-                Some(nix::unistd::Uid::from_raw(v.uid)),
-                Some(nix::unistd::Gid::from_raw(v.gid)),
-            )
-            .map_err(|e| VolumeError::io("chown", &v.mount_point, e))?;
-            tracing::info!(device = %v.device.display(), mount_point = %v.mount_point.display(), "no data volume device: using the directory");
-        }
-        Ok(())
+    /// Counts into `metrics` (shared with the broker link).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
-    /// At agent start: the data volume; then what the journal says. A
-    /// prepared guest resumes its driver; a failed prepare keeps being
-    /// reported; a prepare the restart interrupted is finished if it is
-    /// still within `state_change_wait_time` of its start, and reported
-    /// failed otherwise.
-    /// A backup the restart interrupted is reported failed first, and what
-    /// it stored removed last, outside the operation lock.
-    pub async fn start(&self) {
-        let interrupted = {
-            let _guard = self.ops.lock().await;
-            let interrupted = self.recover_backup();
-            self.start_locked().await;
-            interrupted
-        };
-        if let Some(backup) = interrupted {
-            self.remove_interrupted_backup(backup).await;
-        }
-    }
-
-    async fn start_locked(&self) {
-        if let Err(e) = self.ensure_volume().await {
-            tracing::error!(error = %e, "data volume not ready");
-        }
-        match self.journal.state() {
-            PrepareState::NotStarted => {}
-            PrepareState::Completed => {
-                tracing::info!("prepare completed earlier; resuming");
-                self.datastore.resume().await;
-            }
-            PrepareState::Failed(cause) => {
-                tracing::warn!(cause = %cause, "the last prepare failed; reporting it until a new prepare");
-                self.prepare_failed.store(true, Ordering::SeqCst);
-                self.report(ServiceStatus::Failed);
-            }
-            PrepareState::Interrupted(pending) => {
-                let elapsed = Duration::from_secs_f64((now_epoch() - pending.began).max(0.0));
-                match self.prepare_timeout.checked_sub(elapsed) {
-                    Some(left) if !left.is_zero() => {
-                        tracing::warn!(
-                            began_s_ago = elapsed.as_secs(),
-                            left_s = left.as_secs(),
-                            "{RESTARTED_DURING_PREPARE}; resuming it"
-                        );
-                        let notification = pending.notification.clone();
-                        let result = self.run_prepare(*pending, left).await;
-                        self.end_notification(notification, true, &result);
-                    }
-                    _ => {
-                        let cause = format!(
-                            "{RESTARTED_DURING_PREPARE} and state_change_wait_time ({}s) has passed since it began ({}s ago)",
-                            self.prepare_timeout.as_secs(),
-                            elapsed.as_secs()
-                        );
-                        let notification = pending.notification.clone();
-                        let failure = self.give_up_prepare(&cause);
-                        self.end_notification(notification, true, &Err(failure));
-                    }
-                }
-            }
-            PrepareState::InterruptedWithoutRequest => {
-                self.give_up_prepare(&format!(
-                    "{RESTARTED_DURING_PREPARE} and its request was not kept"
-                ));
-            }
-        }
-    }
-
-    /// Ends a prepare that cannot be finished: logged, kept, reported.
-    fn give_up_prepare(&self, cause: &str) -> Failure {
-        tracing::error!(cause = %cause, "prepare failed");
-        if let Err(e) = self.journal.fail(cause) {
-            tracing::error!(error = %e, "could not record the failed prepare");
-        }
-        self.prepare_failed.store(true, Ordering::SeqCst);
-        self.report(ServiceStatus::Failed);
-        Failure::Trove(TroveException::Error(format!("prepare failed: {cause}")))
-    }
-
-    fn volume_for(&self, device: Option<&str>, mount_point: Option<&str>) -> DataVolume {
-        let mut v = self.volume.clone();
-        if let Some(d) = device.filter(|d| !d.is_empty()) {
-            v.device = PathBuf::from(d);
-        }
-        if let Some(m) = mount_point.filter(|m| !m.is_empty()) {
-            v.mount_point = PathBuf::from(m);
-        }
-        v
+    /// The agent's metrics (counted as it works).
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.metrics.clone()
     }
 
     /// Whether prepare has completed (heartbeats run only then).
@@ -241,6 +154,7 @@ impl Manager {
     fn report(&self, status: ServiceStatus) {
         *self.reported.lock().expect("status lock") = Some(status);
         self.conductor.heartbeat(status);
+        self.metrics.heartbeat(status.description());
     }
 
     /// One periodic status report (the upstream `update_status` task).
@@ -388,17 +302,15 @@ impl Manager {
                 Ok(Value::Null)
             }
             GuestRequest::PreUpgrade => self.datastore.pre_upgrade().await.map_err(trove),
-            GuestRequest::Upgrade(req) => unit(self.datastore.upgrade(&req).await),
+            GuestRequest::Upgrade(req) => self.upgrade(req, call.notification).await,
             GuestRequest::PostUpgrade(req) => unit(self.datastore.post_upgrade(&req).await),
             GuestRequest::Rebuild(req) => {
                 let status = self.datastore.rebuild(&req).await.map_err(trove)?;
                 self.report(status);
                 Ok(Value::Null)
             }
-            GuestRequest::GuestLogList => self.datastore.guest_log_list().await.map_err(trove),
-            GuestRequest::GuestLogAction(req) => {
-                self.datastore.guest_log_action(&req).await.map_err(trove)
-            }
+            GuestRequest::GuestLogList => self.guest_log_list(&call).await,
+            GuestRequest::GuestLogAction(req) => self.guest_log_action(&req, &call).await,
             GuestRequest::MountVolume(req) => {
                 let v = self.volume_for(req.device_path.as_deref(), req.mount_point.as_deref());
                 crate::volume::ensure_mounted(&v.device, &v.mount_point, v.uid, v.gid, &v.options)
@@ -428,116 +340,6 @@ impl Manager {
                 .other_method(other, &args)
                 .await
                 .map_err(trove),
-        }
-    }
-
-    /// `prepare`, as upstream's template: report `building`, run the
-    /// driver's prepare within `state_change_wait_time`, mark completion,
-    /// report the outcome. The request is journaled first, so an agent
-    /// restarted mid-way can finish it. A repeated prepare after success is
-    /// ignored.
-    async fn prepare(&self, request: PrepareRequest, call: Call) -> Result<(), Failure> {
-        if self.journal.prepare_completed() {
-            tracing::info!(
-                "prepare already completed on this guest; ignoring the repeated request"
-            );
-            return Ok(());
-        }
-        let pending = PendingPrepare {
-            began: now_epoch(),
-            args: request,
-            notification: call.notification,
-            auth_token: call.auth_token.map(|t| t.expose().to_owned()),
-        };
-        if let Err(e) = self.journal.begin(&pending) {
-            // Prepare still runs; only a crash in the middle would lose it.
-            tracing::warn!(error = %e, "could not keep the prepare request; an agent restart during prepare could not resume it");
-        }
-        self.run_prepare(pending, self.prepare_timeout)
-            .await
-            .map(|_| ())
-    }
-
-    /// The body of prepare, for a new request or one resumed after a
-    /// restart, bounded by `budget`.
-    async fn run_prepare(
-        &self,
-        pending: PendingPrepare,
-        budget: Duration,
-    ) -> Result<Value, Failure> {
-        let ds = self.datastore.manager();
-        self.prepare_failed.store(false, Ordering::SeqCst);
-        let req = &pending.args;
-        self.report(ServiceStatus::Building);
-        tracing::info!(
-            datastore = ds,
-            version = req.ds_version.as_deref().unwrap_or("-"),
-            "prepare started"
-        );
-        // A restore reads the backup from Swift with the caller's token.
-        let store = match req.backup_info.as_ref().and_then(|b| b.swift_url()) {
-            Some(url) => match &pending.auth_token {
-                Some(token) => Some(
-                    SwiftStore::new(
-                        url,
-                        Secret::new(token.clone()),
-                        self.backup.swift_api_insecure,
-                    )
-                    .map_err(|e| self.give_up_prepare(&e.to_string()))?,
-                ),
-                None => {
-                    return Err(self.give_up_prepare(
-                        "a restore needs the caller's token, and the request carried none",
-                    ))
-                }
-            },
-            _ => None,
-        };
-        let key = self.backup.aes_cbc_key.as_ref().map(|k| k.expose());
-        let access = store.as_ref().map(|s| BackupAccess {
-            store: s,
-            container: &self.backup.swift_container,
-            segment_size: self.backup.segment_max_size,
-            encryption_key: key,
-        });
-        let work = async {
-            self.ensure_volume()
-                .await
-                .map_err(|e| DatastoreError::failed("prepare the data volume", e))?;
-            self.datastore.prepare(req, access).await
-        };
-        let outcome = match tokio::time::timeout(budget, work).await {
-            Ok(r) => r,
-            Err(_) => Err(DatastoreError::failed(
-                "prepare",
-                format!(
-                    "not finished within state_change_wait_time ({:?})",
-                    self.prepare_timeout
-                ),
-            )),
-        };
-        match outcome {
-            Ok(status) => {
-                if let Err(e) = self
-                    .journal
-                    .await_cluster(status == ServiceStatus::InstanceReady)
-                {
-                    tracing::error!(error = %e, "could not write the cluster-pending marker");
-                }
-                if let Err(e) = self.journal.complete() {
-                    tracing::error!(error = %e, "could not write the prepare-end marker; a restarted agent would prepare again");
-                }
-                tracing::info!(status = %status, "prepare finished");
-                self.report(status);
-                Ok(Value::Null)
-            }
-            Err(e) => {
-                let failure = self.give_up_prepare(&e.to_string());
-                Err(match failure {
-                    Failure::Trove(_) => Failure::Trove(e.to_trove(ds)),
-                    other => other,
-                })
-            }
         }
     }
 }

@@ -4,17 +4,19 @@ use super::*;
 use crate::conductor::tests::start as recording_conductor;
 use async_trait::async_trait;
 use driver_api::request::CreateBackupRequest;
-use driver_api::BackupOutcome;
+use driver_api::{BackupAccess, BackupOutcome};
 use serde_json::json;
 use std::sync::atomic::AtomicUsize;
 use tokio::sync::Notify;
 
-/// A datastore whose backup and restart last until released, and
-/// which counts the status probes the periodic report makes.
+/// A datastore whose backup, restart and upgrade last until released,
+/// which counts the status probes the periodic report makes and keeps the
+/// versions it was asked to upgrade to (it has no image for `1.0.99`).
 #[derive(Default)]
 struct Slow {
     probes: AtomicUsize,
     release: Notify,
+    upgrades: std::sync::Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -27,6 +29,18 @@ impl Datastore for Slow {
         ServiceStatus::Healthy
     }
     async fn restart(&self) -> driver_api::Result<()> {
+        self.release.notified().await;
+        Ok(())
+    }
+    async fn upgrade(&self, request: &request::UpgradeRequest) -> driver_api::Result<()> {
+        let to = request.upgrade_info.datastore_version.clone();
+        self.upgrades.lock().unwrap().push(to.clone());
+        if to == "1.0.99" {
+            return Err(DatastoreError::Failed {
+                context: "upgrade: get the image k2hdkc:1.0.99".into(),
+                cause: "manifest unknown".into(),
+            });
+        }
         self.release.notified().await;
         Ok(())
     }
@@ -77,6 +91,7 @@ async fn begin(
     let call = Call {
         notification: None,
         auth_token: Some(Secret::new("a-token")),
+        ..Call::default()
     };
     let args = args.as_object().cloned().unwrap_or_default();
     let m2 = m.clone();
@@ -245,7 +260,7 @@ async fn a_backup_abandoned_at_stop_is_reported_then_and_not_again() {
     );
 }
 
-/// An upgrade that fails (here: a datastore without upgrades) reaches
+/// An upgrade that fails (here: no image for the version) reaches
 /// trove-conductor with the control plane's notification, which Trove
 /// keeps as the instance's fault.
 #[tokio::test(start_paused = true)]
@@ -254,8 +269,9 @@ async fn a_failed_upgrade_is_reported_with_its_cause() {
     let call = Call {
         notification: Some(json!({"event_type": "instance_upgrade", "instance_id": "i1"})),
         auth_token: None,
+        ..Call::default()
     };
-    let args = json!({"upgrade_info": {"datastore_version": "1.0.17"}});
+    let args = json!({"upgrade_info": {"datastore_version": "1.0.99"}});
     let out = m
         .handle("upgrade", None, args.as_object().cloned().unwrap(), call)
         .await;
@@ -266,5 +282,105 @@ async fn a_failed_upgrade_is_reported_with_its_cause() {
     assert!(
         sent[0]["message"].as_str().unwrap().contains("upgrade"),
         "{sent:?}"
+    );
+}
+
+/// An upgrade the agent's death cut short is run again when the agent
+/// starts: Trove already shows the new version and waits for HEALTHY, so
+/// the node must get there; its end goes to the conductor as the cast's
+/// would have, and the record is gone.
+#[tokio::test(start_paused = true)]
+async fn an_upgrade_cut_short_is_run_again_at_start_and_its_end_reported() {
+    let (state, ds, m, _rec) = slow_manager();
+    let call = Call {
+        notification: Some(json!({"event_type": "instance_upgrade", "instance_id": "i1"})),
+        auth_token: None,
+        ..Call::default()
+    };
+    let args = json!({"upgrade_info": {"datastore_version": "1.0.17"}});
+    let m2 = m.clone();
+    let cut = tokio::spawn(async move {
+        m2.handle("upgrade", None, args.as_object().cloned().unwrap(), call)
+            .await
+    });
+    while ds.upgrades.lock().unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cut.abort();
+    let _ = cut.await;
+    assert!(matches!(m.journal.running_upgrade(), Some(Ok(_))), "kept");
+    drop(m);
+
+    ds.release.notify_one();
+    let (m, rec) = started_again(ds.clone(), state.path()).await;
+    assert_eq!(*ds.upgrades.lock().unwrap(), vec!["1.0.17", "1.0.17"]);
+    assert!(
+        m.journal.running_upgrade().is_none(),
+        "forgotten once ended"
+    );
+    assert_eq!(rec.args_of("notify_end").len(), 1, "its end reported");
+    assert!(rec.args_of("notify_exc_info").is_empty());
+    assert!(
+        rec.heartbeats().iter().any(|(_, s, _)| s == "healthy"),
+        "the status goes out at once"
+    );
+}
+
+/// The guest log API needs the caller's token and Swift: a request
+/// without them is refused naming what is missing, before any log is
+/// read; a log that does not exist is Trove's NotFound.
+#[tokio::test]
+async fn guest_log_requests_name_what_they_lack() {
+    let (state, ds, _m, _rec) = slow_manager();
+    let (conductor, _task, _rec) = recording_conductor();
+    let options = crate::config::GuestLogOptions {
+        container: "database_logs".into(),
+        limit: 1_000_000,
+        expiry: 60,
+        exposed: vec!["all".into()],
+        swift_url: None,
+        swift_service_type: "object-store".into(),
+        swift_endpoint_type: "publicURL".into(),
+        log_file: Some(state.path().join("agent.log")),
+    };
+    let m = Arc::try_unwrap(manager(ds, conductor, state.path()))
+        .ok()
+        .unwrap()
+        .with_guest_logs(&options, "g1", false);
+    let list = |call: Call| m.handle("guest_log_list", None, Map::new(), call);
+    let e = list(Call::default()).await.unwrap_err();
+    assert!(
+        e.to_failure_text().contains("no token"),
+        "{}",
+        e.to_failure_text()
+    );
+    let no_catalog = Call {
+        auth_token: Some(Secret::new("t")),
+        ..Call::default()
+    };
+    let e = list(no_catalog).await.unwrap_err();
+    assert!(
+        e.to_failure_text().contains("no object-store endpoint"),
+        "{}",
+        e.to_failure_text()
+    );
+    let args = json!({"log_name": "nope", "enable": false, "disable": false, "publish": true, "discard": false});
+    let e = m
+        .handle(
+            "guest_log_action",
+            None,
+            args.as_object().cloned().unwrap(),
+            Call {
+                auth_token: Some(Secret::new("t")),
+                service_catalog: Some(json!([{"type": "object-store", "endpoints": [{"publicURL": "http://127.0.0.1:9/v1/AUTH_p"}]}])),
+                ..Call::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_failure_text().contains("NotFound") && e.to_failure_text().contains("nope"),
+        "{}",
+        e.to_failure_text()
     );
 }

@@ -62,6 +62,7 @@ pub async fn link_task(
     ready_tx: watch::Sender<bool>,
     deliveries: mpsc::Sender<Delivery>,
     control: LinkControl,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     let fanout_unique = uuid::Uuid::new_v4().simple().to_string();
     let specs = topology::rpc_server_consumers(
@@ -101,6 +102,7 @@ pub async fn link_task(
                 let delay = (r.rabbit_retry_interval + r.rabbit_retry_backoff * attempt)
                     .min(r.rabbit_interval_max);
                 tracing::error!(error = %e, retry_in_s = delay, "broker link down; reconnecting");
+                metrics.reconnect();
                 attempt += 1;
                 start += 1;
                 tokio::select! {
@@ -344,6 +346,19 @@ fn open(codec: &SecureCodec, msg: &mut RpcMessage) -> Result<(Map<String, Value>
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
             .map(Secret::new),
+        service_catalog: context
+            .get("service_catalog")
+            .filter(|c| !c.is_null())
+            .cloned(),
+        project_id: context
+            .get("project_id")
+            .or_else(|| context.get("tenant"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        is_admin: context
+            .get("is_admin")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     };
     Ok((args, call))
 }
@@ -393,6 +408,9 @@ async fn handle(
     if let Some(m) = monitor {
         m.abort();
     }
+    manager
+        .metrics()
+        .rpc_done(&method, outcome.is_ok(), started.elapsed());
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     match &outcome {
         // Pings and stats arrive often and change nothing: debug level.

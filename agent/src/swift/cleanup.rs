@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use driver_api::storage::StoreError;
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
 
-use super::{enc, expect, tail, without_url, SwiftStore, REQUEST_TIMEOUT};
+use super::{tail, without_url, SwiftStore, REQUEST_TIMEOUT};
 
 /// How long a failed backup's cleanup keeps trying: the failure is
 /// reported once it ends.
@@ -73,31 +72,8 @@ impl SwiftStore {
     /// an agent restart interrupted, whose list of written objects died
     /// with the old process. Swift's listing says what is there.
     pub async fn remove_backup(&self, container: &str, id: &str) -> Result<usize, StoreError> {
-        let what = format!("list the objects of backup {id}");
-        let url = format!(
-            "{}/{}?format=json&prefix={}",
-            self.url,
-            enc(container),
-            enc(id)
-        );
-        let r = self.simple(Method::GET, &url, &what).await?;
-        if r.status() == StatusCode::NOT_FOUND {
-            return Ok(0);
-        }
-        let r = expect(r, &what, &[StatusCode::OK, StatusCode::NO_CONTENT]).await?;
-        let body = tokio::time::timeout(REQUEST_TIMEOUT, r.bytes())
-            .await
-            .map_err(|_| StoreError::new(&what, "Swift did not send the listing in time"))?
-            .map_err(|e| StoreError::new(&what, without_url(e)))?;
-        let listed: Vec<Value> = if body.is_empty() {
-            Vec::new()
-        } else {
-            serde_json::from_slice(&body).map_err(|e| StoreError::new(&what, e))?
-        };
-        let names: Vec<&str> = listed
-            .iter()
-            .filter_map(|o| o.get("name").and_then(Value::as_str))
-            .collect();
+        let listed = self.list(container, id).await?;
+        let names: Vec<&str> = listed.iter().map(String::as_str).collect();
         let manifests = names
             .iter()
             .filter(|n| n.strip_prefix(id).is_some_and(|t| t.starts_with(".gz")));

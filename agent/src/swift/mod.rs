@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use crate::config::Secret;
 
 mod cleanup;
+mod objects;
 
 /// Bound on one request that moves no body (HEAD, container PUT, DELETE,
 /// the manifest).

@@ -31,6 +31,10 @@ use crate::watcher::Watcher;
 
 mod files;
 mod lifecycle;
+mod logs;
+#[cfg(test)]
+pub(crate) use logs::level_in;
+mod metrics;
 mod saved;
 mod spec;
 mod status;

@@ -1,7 +1,7 @@
 //! `upgrade`: the node on another datastore version (another server
 //! image), on the same data volume and ini.
 
-use driver_api::DatastoreError;
+use driver_api::{DatastoreError, ServiceStatus};
 
 use super::lifecycle::log_rejoin;
 use super::saved::{load_saved, store_saved};
@@ -20,7 +20,9 @@ impl Node {
     /// does not: its replicas serve meanwhile), both containers are
     /// replaced, and the node joins again (a member merges in what it
     /// missed). The new version is saved before the containers change, so
-    /// an agent killed in between resumes on it. A new version that does
+    /// an agent killed in between resumes on it (and the agent, which
+    /// keeps the request, calls this again: the same version on a node
+    /// not serving starts again, with no ring step). A new version that does
     /// not come up is rolled back: the node joins again on the old one,
     /// and the upgrade fails naming both outcomes.
     pub async fn upgrade(&self, to: &str) -> Result<(), DatastoreError> {
@@ -32,8 +34,17 @@ impl Node {
             )));
         };
         if version::check_upgrade(&from, to).map_err(DatastoreError::BadRequest)? == Step::Same {
-            tracing::info!(version = to, "upgrade: already on this datastore version");
-            return Ok(());
+            // An upgrade an agent restart cut short can end here, on the
+            // new version but out of the ring: it must end serving.
+            if self.status(true).await == ServiceStatus::Healthy {
+                tracing::info!(version = to, "upgrade: already on this datastore version");
+                return Ok(());
+            }
+            tracing::info!(
+                version = to,
+                "upgrade: on this datastore version but not serving; starting it again"
+            );
+            return self.start_again().await;
         }
         let image = self.settings.image_for(to).ok_or_else(|| {
             DatastoreError::BadRequest(format!(
@@ -60,6 +71,7 @@ impl Node {
             }
         }
         self.stop_containers("stop for the upgrade").await?;
+        tracing::info!(from = %from, to, "upgrade: the old version stopped; starting the new one");
         self.switch_to(Running {
             version: Some(to.to_owned()),
             image,
@@ -120,7 +132,15 @@ mod tests {
         let ctx = DriverContext {
             guest_id: "g1".into(),
             datastore_version: Some(version.into()),
-            group: [("docker_image".to_owned(), docker_image.to_owned())].into(),
+            // The ini in the test's directory, not /etc/antpickax.
+            group: [
+                ("docker_image".to_owned(), docker_image.to_owned()),
+                (
+                    "config_dir".to_owned(),
+                    state.join("etc").display().to_string(),
+                ),
+            ]
+            .into(),
             mount_point: state.join("data"),
             uid: 1001,
             gid: 1001,
@@ -164,9 +184,60 @@ mod tests {
         );
         assert!(engine.pulled.lock().unwrap().is_empty());
         assert!(engine.stopped.lock().unwrap().is_empty());
-        // The same version: nothing to do, nothing touched.
-        node.upgrade("1.0.16").await.unwrap();
-        assert!(engine.stopped.lock().unwrap().is_empty());
+    }
+
+    /// The same version again (an agent restart cut the upgrade short
+    /// after the switch) on a node that does not serve is a restart:
+    /// refused as nothing, its containers stopped and started again (here
+    /// the join then fails: no K2HR3 answers).
+    #[tokio::test]
+    async fn the_same_version_on_a_node_not_serving_restarts_it() {
+        let state = tempfile::tempdir().unwrap();
+        let engine = Arc::new(Engine::default());
+        let node = prepared("1.0.17", "k2hdkc-real", state.path(), engine.clone());
+        let e = node.upgrade("1.0.17").await.unwrap_err();
+        assert!(!matches!(e, DatastoreError::BadRequest(_)), "{e}");
+        assert!(e.to_string().contains("K2HR3"), "{e}");
+        assert!(engine.pulled.lock().unwrap().is_empty());
+        assert!(!engine.stopped.lock().unwrap().is_empty());
+    }
+
+    /// The rerun after an agent restart sends no SERVICEOUT: the node
+    /// left the ring before its containers stopped, and its just-started
+    /// chmpx left SERVICEOUT unanswered for 10 s in CI, failing the
+    /// upgrade.
+    #[tokio::test]
+    async fn the_rerun_of_a_cut_short_upgrade_sends_no_serviceout() {
+        let state = tempfile::tempdir().unwrap();
+        let engine = Arc::new(Engine::default());
+        let node = prepared("1.0.17", "k2hdkc-real", state.path(), engine.clone());
+        let commands = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = commands.clone();
+        let addr = crate::testing::fake_ctlport(move |cmd| {
+            seen.lock().unwrap().push(cmd.to_owned());
+            "    Server Status = 0x11(SAFE -> [SERVICE OUT][UP][n/a][Nothing][NoSuspend])\n"
+                .to_owned()
+        })
+        .await;
+        let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+        node.live.lock().await.params.server_ctlport = port;
+        std::fs::create_dir_all(&node.settings.config_dir).unwrap();
+        std::fs::write(
+            node.ini_path(),
+            format!(
+                "[GLOBAL]\nGROUP = r\nCTLPORT = {port}\n[SVRNODE]\nNAME = 127.0.0.1\nCUK = g1\n"
+            ),
+        )
+        .unwrap();
+
+        let e = node.upgrade("1.0.17").await.unwrap_err();
+        assert!(e.to_string().contains("K2HR3"), "{e}");
+        assert!(!engine.stopped.lock().unwrap().is_empty());
+        let sent = commands.lock().unwrap().clone();
+        assert!(
+            !sent.iter().any(|c| c.starts_with("SERVICEOUT")),
+            "{sent:?}"
+        );
     }
 
     /// The new image is got before anything stops: a registry that

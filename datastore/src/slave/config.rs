@@ -83,6 +83,8 @@ pub struct SlaveConfig {
     pub msgqueue_bytes: i64,
     /// A CA bundle for K2HR3's TLS (else the system's roots).
     pub ca_file: Option<PathBuf>,
+    /// Where the Prometheus endpoint listens (off when unset).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// A bad configuration: every problem, named.
@@ -258,6 +260,15 @@ impl SlaveConfig {
             },
         };
         let ca_file = take(values, "ca_file").map(PathBuf::from);
+        let metrics_listen = take(values, "metrics_listen").and_then(|v| match v.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                problems.push(format!(
+                    "metrics_listen = {v}: want an address and port such as 0.0.0.0:9285"
+                ));
+                None
+            }
+        });
         for unknown in values.keys() {
             problems.push(format!("unknown key {unknown}"));
         }
@@ -277,6 +288,7 @@ impl SlaveConfig {
             gid,
             msgqueue_bytes,
             ca_file,
+            metrics_listen,
         })
     }
 
@@ -324,6 +336,13 @@ mod tests {
         assert_eq!(c.poll_interval, Duration::from_secs(2));
         assert_eq!((c.uid, c.gid), (1001, 1001));
         assert_eq!(c.ini_dir(), PathBuf::from("/var/lib/k2hdkc-slave/etc"));
+        assert_eq!(c.metrics_listen, None, "metrics are off by default");
+        let c = SlaveConfig::parse(
+            "extdata_url = https://k2hr3/v1/extdata/trove/t/c/slave\nmetrics_listen = 0.0.0.0:9285\n"
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(c.metrics_listen, Some("0.0.0.0:9285".parse().unwrap()));
     }
 
     #[test]
@@ -346,7 +365,7 @@ mod tests {
     #[test]
     fn every_problem_is_named() {
         let e = SlaveConfig::parse(
-            "role = r\nctlport = 99999\nnetwork = bridge\nseed = a b\nbogus = 1\nnot a pair\n"
+            "role = r\nctlport = 99999\nnetwork = bridge\nseed = a b\nbogus = 1\nnot a pair\nmetrics_listen = 9285\n"
                 .as_bytes(),
         )
         .unwrap_err()
@@ -358,6 +377,7 @@ mod tests {
             "network = bridge",
             "seed = \"a b\"",
             "unknown key bogus",
+            "metrics_listen = 9285",
         ] {
             assert!(e.contains(want), "{want}: {e}");
         }

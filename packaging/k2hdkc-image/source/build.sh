@@ -24,8 +24,10 @@
 # applied in name order (each says what it fixes and why);
 # K2HDKC_IMAGE_PATCHES=none builds the release sources as they are.
 # Cached per machine in $K2HDKC_IMAGE_CACHE (default
-# /var/cache/k2hdkc-image): the two roots are made once, and a build whose
-# sources and recipe did not change is skipped while IMAGE exists.
+# /var/cache/k2hdkc-image): the two roots are made once, the libraries
+# (fullock, k2hash) are compiled once for both server releases, and a
+# build whose sources and recipe did not change is skipped while IMAGE
+# exists.
 # Nothing is installed on the host but debootstrap.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -101,11 +103,18 @@ root_of build build-essential,autoconf,automake,libtool,pkg-config,libyaml-dev,l
 root_of run libyaml-0-2,libssl3,zlib1g,netcat-openbsd,procps usr/bin/nc.openbsd
 
 # --- compile, each project installed into the build root for the next -------
+# Two stages: the libraries (fullock, k2hash), which both server releases
+# share, and the servers (chmpx, k2hdkc). A stage whose sources, patches
+# and commands did not change keeps its last install, so building the
+# second release compiles only its servers. Before a stage installs, the
+# files its last install put into the build root are removed, so one
+# release's headers and libraries never leak into another's build.
 build=$cache/build
-rm -rf "$build/work" "$build/out"
-mkdir -p "$build/work" "$build/out"
-for p in "${projects[@]}"; do
-    mkdir -p "$build/work/$p"
+compile() {  # PROJECT: unpack, patch, configure, make, install into the
+    # build root and into /out/PROJECT for the image
+    local p=$1 f flags=--with-openssl
+    rm -rf "$build/work/$p" "$build/out/$p"
+    mkdir -p "$build/work/$p" "$build/out/$p"
     tar -xzf "$src/$p-${version[$p]}.tar.gz" -C "$build/work/$p" --strip-components=1
     # autogen.sh takes the version from this file when there is no git.
     echo "${version[$p]}" >"$build/work/$p/RELEASE_VERSION"
@@ -115,25 +124,56 @@ for p in "${projects[@]}"; do
         # the build root's patch (build-essential has it), not the host's
         chroot "$build" /usr/bin/patch -d "/work/$p" -p1 --forward --quiet <"$f" || die "$(basename "$f") does not apply to $p ${version[$p]}"
     done
-    flags=--with-openssl
     [ "$p" != fullock ] || flags=
     say "compile $p ${version[$p]}"
     chroot "$build" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root /bin/sh -ec \
-        "cd /work/$p; ./autogen.sh; ./configure --prefix=/usr $flags; make -j$(nproc); make install; make install DESTDIR=/out" \
+        "cd /work/$p; ./autogen.sh; ./configure --prefix=/usr $flags; make -j$(nproc); make install; make install DESTDIR=/out/$p" \
         >"$cache/compile-$p.log" 2>&1 || { tail -n 20 "$cache/compile-$p.log" >&2; die "compiling $p failed (log: $cache/compile-$p.log)"; }
-done
+}
+stage() {  # NAME PROJECT...: compile the projects unless this stage's
+    # last install came from the same sources
+    local name=$1 p f key; shift
+    key=$( (echo "$stages_before"  # a stage is rebuilt when one it links to was
+            for p in "$@"; do
+                echo "$p-${version[$p]}"
+                sha256sum "$src/$p-${version[$p]}.tar.gz" | cut -d' ' -f1
+                for f in ${patches[@]+"${patches[@]}"}; do
+                    [ "$(basename "$(dirname "$f")")" != "$p-${version[$p]}" ] || sha256sum "$f" | cut -d' ' -f1
+                done
+            done
+            declare -f compile) | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$build/.stage-$name" 2>/dev/null)" = "$key" ] &&
+        (for p in "$@"; do [ -d "$build/out/$p/usr" ] || exit 1; done); then
+        say "$name: $* as built before"
+        stages_before+=$key
+        return 0
+    fi
+    rm -f "$build/.stage-$name"
+    if [ -f "$build/.stage-$name.files" ]; then
+        (cd "$build" && xargs -0 -r rm -f <".stage-$name.files")
+    fi
+    for p in "$@"; do compile "$p"; done
+    (cd "$build/out" && for p in "$@"; do (cd "$p" && find . ! -type d -print0); done) >"$build/.stage-$name.files"
+    echo "$key" >"$build/.stage-$name"
+    stages_before+=$key
+}
+stages_before=
+mkdir -p "$build/work" "$build/out"
+stage libraries fullock k2hash
+stage servers chmpx k2hdkc
 
 say "compile k2hdkc-bulk"
 cp "$here/k2hdkc-bulk.c" "$build/work/"
 chroot "$build" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -ec \
-    "cd /work; gcc -O2 -Wall -Wextra -Werror -o /out/usr/bin/k2hdkc-bulk k2hdkc-bulk.c -lk2hdkc" \
+    "cd /work; gcc -O2 -Wall -Wextra -Werror -o /work/k2hdkc-bulk k2hdkc-bulk.c -lk2hdkc" \
     >"$cache/compile-k2hdkc-bulk.log" 2>&1 || { tail -n 20 "$cache/compile-k2hdkc-bulk.log" >&2; die "compiling k2hdkc-bulk failed"; }
 
 # --- the runtime root with what was built ------------------------------------
 img=$cache/image
 rm -rf "$img"
 cp -a "$cache/run" "$img"
-cp -a "$build/out/usr/." "$img/usr/"
+for p in "${projects[@]}"; do cp -a "$build/out/$p/usr/." "$img/usr/"; done
+install -m 0755 "$build/work/k2hdkc-bulk" "$img/usr/bin/k2hdkc-bulk"
 rm -rf "$img/usr/include" "$img/usr/share/man" "$img/usr/share/doc" "$img"/usr/lib/*.a "$img"/usr/lib/*.la \
     "$img"/var/cache/apt/archives/*.deb "$img"/var/lib/apt/lists/*
 chroot "$img" /bin/sh -ec 'ldconfig

@@ -817,9 +817,31 @@ impl Node {
         kv("    Forward Peers", String::new());
         kv("    Reverse Peers", String::new());
         kv("    SSL Connection", "no".into());
+        s.push_str("}\n");
+        let mut kv = |k: &str, v: String| s.push_str(&format!("{k:<26}= {v}\n"));
+        kv("Connection Count", "{".into());
         kv("    To Servers", servers.to_string());
         kv("    From Slaves", slaves.to_string());
         kv("    On Control port", "1".into());
+        s.push_str("}\n");
+        // The stand-in moves no data: every counter stays 0.
+        s.push_str(&format!("{:<26}= {{\n", "Stats"));
+        for peer in ["To(From) Servers", "To(From) Slaves"] {
+            s.push_str(&format!("    {peer:<22}= {{\n"));
+            for (k, v) in [
+                ("send count", "0 count"),
+                ("receive count", "0 count"),
+                ("total", "0 bytes"),
+                ("minimum", "0 bytes"),
+                ("maximum", "0 bytes"),
+                ("total", "0s 0ns"),
+                ("minimum", "0s 0ns"),
+                ("maximum", "0s 0ns"),
+            ] {
+                s.push_str(&format!("        {k:<18}= {v}\n"));
+            }
+            s.push_str("    }\n");
+        }
         s.push_str("}\n");
         s
     }

@@ -525,6 +525,7 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
         restarts it. The member's own notification (as Trove's
         ``rolling_upgrade_cluster`` sends it) carries the agent's failure
         to the member's fault."""
+        started = time.monotonic()
         self._begin_member(member, InstanceTasks.UPGRADING,
                            ServiceStatuses.UPGRADING)
         cluster_notification = getattr(context, "notification", None)
@@ -552,6 +553,9 @@ class K2hdkcClusterTasks(task_models.ClusterTasks):
         db.datastore_version_id = datastore_version.id
         db.set_task_status(InstanceTasks.NONE)
         db.save()
+        LOG.info("k2hdkc cluster %s: member %s upgraded to %s in %.1fs.",
+                 self.id, member, datastore_version.name,
+                 time.monotonic() - started)
 
     def _wait_healthy(self, member, seconds):
         started = time.monotonic()
