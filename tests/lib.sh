@@ -4,7 +4,8 @@
 #   prog=NAME; source tests/lib.sh   (NAME prefixes die's message)
 #   say TEXT          "==> TEXT"; with SAY_GAP=1, after a blank line (a
 #                     script's major steps)
-#   die TEXT          "NAME: TEXT" on stderr, exit 1 (fail is the same)
+#   die TEXT          "NAME: TEXT" on stderr, exit 1 (fail is the same);
+#                     TEXT stays in DIED_WITH for an EXIT trap
 #   now               seconds since the epoch, with nanoseconds
 #   since T0          seconds since T0, 1 decimal (SINCE_DIGITS=2: two)
 #   bounded SECONDS CMD...
@@ -20,6 +21,9 @@ say() {
 }
 die() {
     echo "${prog:-${0##*/}}: $*" >&2
+    # kept for an EXIT trap that prints logs: it repeats the cause last,
+    # where a CI log's tail still shows it
+    DIED_WITH="$*"
     exit 1
 }
 fail() { die "$@"; }

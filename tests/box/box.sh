@@ -245,6 +245,14 @@ prometheus_up() {
         timeout 300 apt-get update -qq || die "apt-get update failed"
         DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends prometheus >/dev/null ||
             die "apt-get install prometheus failed"
+        # On a plain machine the package starts its own service on :9090,
+        # scraping no guest; the box runs its own, so stop that one.
+        prometheus_service_off
+    fi
+    # Something else answering on our port would pass the readiness check
+    # below and then never see a guest: refuse it by name.
+    if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$BOX_PROMETHEUS_PORT/"; then
+        die "127.0.0.1:$BOX_PROMETHEUS_PORT is already taken (a prometheus service? stop it, or set BOX_PROMETHEUS_PORT)"
     fi
     mkdir -p "$BOX_DIR/prometheus/targets" "$BOX_DIR/prometheus/data"
     cat >"$BOX_DIR/prometheus/prometheus.yml" <<YML
@@ -261,6 +269,27 @@ YML
     spawn prometheus prometheus --config.file="$BOX_DIR/prometheus/prometheus.yml" \
         --storage.tsdb.path="$BOX_DIR/prometheus/data" --web.listen-address="127.0.0.1:$BOX_PROMETHEUS_PORT"
     wait_http "http://127.0.0.1:$BOX_PROMETHEUS_PORT/-/ready" 60 prometheus
+    # The server that answered must be ours, reading our config.
+    curl -s --max-time 5 "http://127.0.0.1:$BOX_PROMETHEUS_PORT/api/v1/status/flags" |
+        grep -qF "$BOX_DIR/prometheus/prometheus.yml" ||
+        die "the prometheus on 127.0.0.1:$BOX_PROMETHEUS_PORT is not the box's (its flags do not name $BOX_DIR/prometheus/prometheus.yml)"
+}
+
+prometheus_service_off() {  # Debian's service, however this machine runs services
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        timeout 60 systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+    if [ -x /etc/init.d/prometheus ]; then
+        timeout 60 /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    fi
+    local i
+    for i in $(seq 1 40); do
+        pgrep -u prometheus -x prometheus >/dev/null 2>&1 || return 0
+        [ "$i" = 20 ] && pkill -KILL -u prometheus -x prometheus 2>/dev/null
+        [ "$i" = 1 ] && pkill -TERM -u prometheus -x prometheus 2>/dev/null
+        sleep 0.25
+    done
+    die "Debian's prometheus service (user prometheus) would not stop"
 }
 
 box_wait_queue() {  # a service is ready once its queue exists in the box's vhost
