@@ -44,6 +44,10 @@ use serde::Serialize;
 use super::view::RingView;
 use crate::chmpx::{self, ServerStatus};
 
+mod seen;
+pub use seen::describe;
+use seen::{blocking_merge, control_addr, key, phase, read_ring, Phase, ReadError};
+
 /// How often the ring is looked at.
 const POLL: Duration = Duration::from_millis(250);
 /// How long one control command may take during a merge.
@@ -80,6 +84,9 @@ pub struct MergeBounds {
     /// After an ABORTMERGE, the least time from the MERGE it repairs to
     /// the next one: a stuck server's merge thread must have given up.
     pub rearm_after: Duration,
+    /// After an ABORTMERGE, the least time to the next MERGE: the aborted
+    /// round's late results must have arrived (see [`ABORT_DRAIN`]).
+    pub abort_drain: Duration,
 }
 
 impl MergeBounds {
@@ -99,6 +106,7 @@ impl MergeBounds {
             stuck_after: stuck_after(total, rearm_after),
             repairs: 3,
             rearm_after,
+            abort_drain: ABORT_DRAIN,
         }
     }
 
@@ -112,6 +120,17 @@ impl MergeBounds {
         }
     }
 }
+
+/// The least time from an `ABORTMERGE` to the next `MERGE`. Read in
+/// chmpx 1.0.111: an abort stops every server's senders
+/// (`PxCltSendAbortUpdateData`), each of which then reports its request
+/// done with a failure; a requester counts any result as that sender done
+/// and sets it with no round or state check
+/// (`PxComReceiveResultUpdateData`). So the aborted round's late results
+/// can end the next round early while its data is still on the way: a
+/// MERGE 0.3 s after an abort ended in 38 s with one key of 100,000
+/// unreadable right after.
+const ABORT_DRAIN: Duration = Duration::from_secs(15);
 
 /// How long before the next MERGE may go a stuck merge is aborted: the
 /// abort, the leavers' `SERVICEOUT` again and their `[DELETE]` showing
@@ -151,11 +170,14 @@ pub enum MergeError {
     NoAnswer(String),
     /// Not settled in time.
     #[error(
-        "the ring did not finish merging within {bound:?}; last seen: {last}; repairs: {repairs:?}"
+        "the ring did not finish merging within {bound:?}{blocked}; last seen: {last}; repairs: {repairs:?}"
     )]
     Timeout {
         /// The bound.
         bound: Duration,
+        /// Why chmpx refused to start the merge, when it did: `; chmpx
+        /// refuses MERGE while ...`, else empty.
+        blocked: String,
         /// The servers as last seen.
         last: String,
         /// The repairs tried.
@@ -171,59 +193,6 @@ pub enum MergeError {
         /// The servers as last seen.
         last: String,
     },
-}
-
-/// Where a server of `ALLSTATUS` takes commands: the address the ini
-/// gives for its CUK (chmpx shows peers under their reverse-DNS names,
-/// which the agent may not resolve), else its name.
-fn control_addr(s: &ServerStatus, members: &[(String, String)], default_ctlport: u16) -> String {
-    members
-        .iter()
-        .find(|(cuk, _)| !cuk.is_empty() && *cuk == s.cuk)
-        .map(|(_, addr)| addr.clone())
-        .unwrap_or_else(|| format!("{}:{}", s.name, s.ctlport.unwrap_or(default_ctlport)))
-}
-
-/// One line per server: name, status, hashes.
-pub fn describe(servers: &[ServerStatus]) -> String {
-    servers
-        .iter()
-        .map(|s| format!("{} {} hash {}/{}", s.name, s.status, s.hashes.0, s.hashes.1))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// What the ring asks for next.
-#[derive(Debug, PartialEq, Eq)]
-enum Phase {
-    /// Nothing pending, no merge running, hashes agree.
-    Settled,
-    /// Some server is pending and none is merging: start the merge.
-    Start,
-    /// Some server is merging.
-    Merging,
-    /// Every server that merged is done: complete it.
-    Complete,
-}
-
-fn phase(servers: &[ServerStatus]) -> Phase {
-    let has = |m: &str| servers.iter().any(|s| s.status.merge == m);
-    // Done before Pending: servers that merged are completed first, a
-    // server the merge did not start (it missed the spread) gets its own
-    // MERGE after that; a ring with both is refused a new MERGE.
-    if has("Doing") {
-        Phase::Merging
-    } else if has("Done") {
-        Phase::Complete
-    } else if has("Pending") {
-        Phase::Start
-    } else if servers.iter().all(|s| s.hashes.0 == s.hashes.1) {
-        Phase::Settled
-    } else {
-        // Hashes still differ with no status asking for anything: the
-        // status notices are on their way.
-        Phase::Merging
-    }
 }
 
 /// Merges the ring `coordinator` (a control address) belongs to, within
@@ -250,6 +219,7 @@ pub async fn merge_ring(
         if Instant::now() >= m.deadline {
             return Err(MergeError::Timeout {
                 bound: bounds.total,
+                blocked: m.blocked_why(),
                 last: m.last,
                 repairs: m.report.repairs,
             });
@@ -267,6 +237,11 @@ pub async fn merge_ring(
         m.last = describe(&servers);
         m.note_leavers(&servers);
         let phase = phase(&servers);
+        m.blocked = if phase == Phase::Start {
+            blocking_merge(&servers)
+        } else {
+            Vec::new()
+        };
         if phase != Phase::Settled {
             m.settled_since = None;
             m.report.merged = true;
@@ -310,6 +285,8 @@ struct Merge<'a> {
     hold_merge_until: Option<Instant>,
     /// The ring as last seen, for the errors.
     last: String,
+    /// The servers for which chmpx refused a MERGE, as last seen.
+    blocked: Vec<String>,
 }
 
 impl<'a> Merge<'a> {
@@ -338,6 +315,16 @@ impl<'a> Merge<'a> {
             attempt_began: None,
             hold_merge_until: None,
             last: String::from("nothing read yet"),
+            blocked: Vec::new(),
+        }
+    }
+
+    /// For a timeout: the servers that kept chmpx from starting a merge.
+    fn blocked_why(&self) -> String {
+        if self.blocked.is_empty() {
+            String::new()
+        } else {
+            format!("; chmpx refuses MERGE while {}", self.blocked.join(", "))
         }
     }
 
@@ -444,7 +431,11 @@ impl<'a> Merge<'a> {
         if now.duration_since(since) < self.bounds.stuck_after {
             return Ok(());
         }
-        let rearm = self.attempt_began.unwrap_or(since) + self.bounds.rearm_after;
+        // The next MERGE goes once the stuck thread gave up (the rearm)
+        // and the aborted round drained, whichever is later; a repair
+        // whose MERGE would fall past the deadline is not started.
+        let rearm = (self.attempt_began.unwrap_or(since) + self.bounds.rearm_after)
+            .max(now + self.bounds.abort_drain);
         if self.report.repairs.len() >= self.bounds.repairs || rearm >= self.deadline {
             return Err(MergeError::Stuck {
                 server: doing.name.clone(),
@@ -453,7 +444,7 @@ impl<'a> Merge<'a> {
             });
         }
         let what = format!(
-            "{} stayed [Doing] for {:.0} s: ABORTMERGE, then MERGE again in {:.0} s (once its merge thread gave up)",
+            "{} stayed [Doing] for {:.0} s: ABORTMERGE, then MERGE again in {:.0} s (once its merge thread gave up and the aborted round drained)",
             doing.name,
             now.duration_since(since).as_secs_f64(),
             rearm.saturating_duration_since(now).as_secs_f64()
@@ -479,37 +470,6 @@ impl<'a> Merge<'a> {
         self.attempt_began = None;
         self.hold_merge_until = Some(rearm);
         Ok(())
-    }
-}
-
-/// A server as `ALLSTATUS` names it: name, custom ID seed, CUK.
-fn key(s: &ServerStatus) -> (String, String, String) {
-    (s.name.clone(), s.custom_id_seed.clone(), s.cuk.clone())
-}
-
-enum ReadError {
-    /// Some server answered late: the ring is busy.
-    Busy(String),
-    /// Nothing listens.
-    None(String),
-}
-
-/// `ALLSTATUS` from the first reader that answers in time.
-async fn read_ring(readers: &[String]) -> Result<Vec<ServerStatus>, ReadError> {
-    let mut late = Vec::new();
-    let mut refused = Vec::new();
-    for addr in readers {
-        match chmpx::all_status_within(addr, SLOW_ANSWER).await {
-            Ok(s) if !s.is_empty() => return Ok(s),
-            Ok(_) => late.push(format!("{addr}: empty ALLSTATUS")),
-            Err(e) if e.is_busy() => late.push(e.to_string()),
-            Err(e) => refused.push(e.to_string()),
-        }
-    }
-    if late.is_empty() {
-        Err(ReadError::None(refused.join("; ")))
-    } else {
-        Err(ReadError::Busy(late.join("; ")))
     }
 }
 

@@ -183,6 +183,7 @@ fn quick(repairs: usize, rearm_s: u64) -> MergeBounds {
         stuck_after: Duration::from_secs(1),
         repairs,
         rearm_after: Duration::from_secs(rearm_s),
+        abort_drain: Duration::ZERO,
     }
 }
 
@@ -322,4 +323,74 @@ fn stuck_bound_is_a_twentieth_of_the_total_within_30_to_120_s_and_never_before_t
     assert_eq!(stuck(600, Some(120)), 105);
     assert_eq!(stuck(3600, Some(120)), 120);
     assert_eq!(stuck(600, Some(300)), 285);
+}
+
+#[tokio::test]
+async fn the_merge_after_an_abort_waits_for_the_aborted_round_to_drain() {
+    let ring = fake(true);
+    let addr = serve(ring.clone()).await;
+    // The rearm is long past at the abort: only the drain holds the MERGE.
+    let bounds = MergeBounds {
+        abort_drain: Duration::from_secs(2),
+        ..quick(2, 0)
+    };
+    merge_ring(&addr, &[], 8021, &|_| None, bounds)
+        .await
+        .unwrap();
+    let sent = ring.sent_at.lock().unwrap().clone();
+    let abort = sent
+        .iter()
+        .position(|(c, _)| c == "ABORTMERGE")
+        .expect("aborted");
+    let (_, merge_again) = sent[abort..]
+        .iter()
+        .find(|(c, _)| c == "MERGE")
+        .expect("merged again");
+    let gap = merge_again.duration_since(sent[abort].1);
+    assert!(
+        gap >= Duration::from_secs(2),
+        "MERGE {gap:?} after ABORTMERGE"
+    );
+}
+
+#[test]
+fn servers_that_make_chmpx_refuse_a_merge_are_named() {
+    let ok = ("0x1", "0x1");
+    let ring = [
+        server("a", "[SERVICE IN][UP][n/a][Pending][NoSuspend]", ok),
+        server("b", "[SERVICE IN][UP][n/a][Nothing][Suspend]", ok),
+        server("c", "[SERVICE IN][DOWN][n/a][Nothing][NoSuspend]", ok),
+        // Not blocking: down but leaving, out of service, a slave.
+        server("d", "[SERVICE IN][DOWN][DELETE][Pending][NoSuspend]", ok),
+        server("e", "[SERVICE OUT][UP][n/a][Nothing][Suspend]", ok),
+    ];
+    let blocked = blocking_merge(&ring);
+    assert_eq!(blocked.len(), 2, "{blocked:?}");
+    assert!(blocked[0].starts_with("b ") && blocked[0].contains("not attached"));
+    assert!(blocked[1].starts_with("c ") && blocked[1].contains("down"));
+}
+
+#[tokio::test]
+async fn a_merge_refused_for_a_detached_member_says_which() {
+    let addr = crate::testing::fake_ctlport(|cmd| match cmd {
+        "ALLSTATUS" => "RING Name = c1\n\
+            No.1\n  Server Name = 127.0.0.1\n    Control Port = 8021\n    CUK = c1\n    Custom ID Seed = s1\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][n/a][Pending][NoSuspend])\n    Enable Hash Value = 0x0\n    Pending Hash Value = 0x0\n\
+            No.2\n  Server Name = detached.example\n    Control Port = 8021\n    CUK = c2\n    Custom ID Seed = s2\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][n/a][Nothing][Suspend])\n    Enable Hash Value = 0x1\n    Pending Hash Value = 0x1\n"
+            .to_owned(),
+        _ => "ERROR: Could not change status, because some servers could not be changed its status now.\n".to_owned(),
+    })
+    .await;
+    let bounds = MergeBounds {
+        total: Duration::from_secs(2),
+        ..quick(0, 1)
+    };
+    let e = merge_ring(&addr, &[], 8021, &|_| None, bounds)
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, MergeError::Timeout { .. }), "{text}");
+    assert!(
+        text.contains("chmpx refuses MERGE while detached.example shows [SERVICE IN][UP][n/a][Nothing][Suspend]"),
+        "{text}"
+    );
 }
