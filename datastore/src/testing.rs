@@ -43,6 +43,8 @@ pub(crate) struct Engine {
     pub(crate) ran: Mutex<Vec<ContainerSpec>>,
     pub(crate) pulled: Mutex<Vec<String>>,
     pub(crate) stopped: Mutex<Vec<String>>,
+    /// Containers started again, with when.
+    pub(crate) started: Mutex<Vec<(String, std::time::Instant)>>,
     /// Each container's output so far; a `SIGUSR1` appends the line a
     /// server prints when it steps its debug level (from `ERR`).
     pub(crate) output: Mutex<std::collections::HashMap<String, String>>,
@@ -78,7 +80,11 @@ impl Containers for Engine {
             started_at: self.started_at.lock().unwrap().clone(),
         })
     }
-    async fn start(&self, _: &str) -> Result<(), HostError> {
+    async fn start(&self, name: &str) -> Result<(), HostError> {
+        self.started
+            .lock()
+            .unwrap()
+            .push((name.to_owned(), std::time::Instant::now()));
         Ok(())
     }
     async fn stop(&self, name: &str, _: Duration) -> Result<(), HostError> {

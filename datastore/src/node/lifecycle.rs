@@ -8,12 +8,15 @@ use serde_json::{Map, Value};
 
 use super::saved::{load_saved, store_saved};
 use super::{failed, k2hr3_member, Node};
+use crate::chmpx;
 use crate::ini;
 use crate::overrides::Parameters;
 use crate::ring::{self, rejoin};
 
 /// Grace for chmpx to leave on SIGINT.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a reattach waits for chmpx to show the old k2hdkc gone.
+const DETACH_WAIT: Duration = Duration::from_secs(15);
 
 impl Node {
     /// `stop_db`: leave the ring (SERVICEOUT), stop, leave K2HR3.
@@ -279,10 +282,37 @@ impl Node {
             .stop(&name, STOP_GRACE)
             .await
             .map_err(|e| failed("stop k2hdkc", e))?;
+        self.wait_detached().await;
         self.containers
             .start(&name)
             .await
             .map_err(|e| failed("start k2hdkc", e))
+    }
+
+    /// Waits, at most [`DETACH_WAIT`], until chmpx shows the stopped
+    /// k2hdkc gone (`[Suspend]`). Read in chmpx 1.0.111: its check thread
+    /// notes "no client left" and `ChmCntrl::EventLoop` suspends the node
+    /// on a later turn without looking again (`DoSuspend`); a busy chmpx
+    /// applied it after the new k2hdkc had attached, and the member then
+    /// stayed `[Suspend]`, for which chmpx refuses every MERGE (a
+    /// 100,000-key shrink hung so). Past the bound it starts anyway: the
+    /// status rounds catch a member left detached.
+    async fn wait_detached(&self) {
+        let params = self.live.lock().await.params.clone();
+        let ctl = self.ctl_addr(&params);
+        let until = tokio::time::Instant::now() + DETACH_WAIT;
+        loop {
+            let last = match chmpx::self_status(&ctl).await {
+                Ok(st) if st.suspend == "Suspend" => return,
+                Ok(st) => st.to_string(),
+                Err(e) => e.to_string(),
+            };
+            if tokio::time::Instant::now() >= until {
+                tracing::warn!(last = %last, "chmpx did not show k2hdkc gone within {DETACH_WAIT:?}; starting it anyway");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 }
 

@@ -78,6 +78,9 @@ struct Live {
     /// chmpx's `StartedAt` at the last status round, to see restarts the
     /// restart policy made between two rounds.
     chmpx_run: Option<String>,
+    /// Since when the status rounds have seen this node in service with
+    /// k2hdkc running but not attached (`[Suspend]`).
+    detached_since: Option<std::time::Instant>,
 }
 
 /// The datastore version the node runs and its image: the guest's own
@@ -161,6 +164,7 @@ impl Node {
             watcher: None,
             stopped: saved.stopped,
             chmpx_run: None,
+            detached_since: None,
         };
         Node {
             settings,

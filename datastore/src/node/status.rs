@@ -2,11 +2,17 @@
 //! chmpx's own view; a restart Docker's policy made between two rounds is
 //! a crash.
 
+use std::time::{Duration, Instant};
+
 use driver_api::host::ContainerState;
 use driver_api::ServiceStatus;
 
 use super::Node;
 use crate::chmpx;
+
+/// How long a member may show `[SERVICE IN][UP]..[Suspend]` with k2hdkc
+/// running before the status round restarts k2hdkc.
+pub(super) const DETACHED_FOR: Duration = Duration::from_secs(30);
 
 impl Node {
     /// The node's status: containers first, then chmpx's own view.
@@ -67,12 +73,46 @@ impl Node {
         }
         let params = self.live.lock().await.params.clone();
         match chmpx::self_status(&self.ctl_addr(&params)).await {
-            Ok(st) if st.is_serving() => ServiceStatus::Healthy,
-            Ok(_) => ServiceStatus::Running,
+            Ok(st) if st.is_serving() => {
+                self.live.lock().await.detached_since = None;
+                ServiceStatus::Healthy
+            }
+            Ok(st) => {
+                if prepared {
+                    self.reattach_if_left_detached(&st).await;
+                }
+                ServiceStatus::Running
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "chmpx does not answer on its control port");
                 ServiceStatus::Running
             }
+        }
+    }
+
+    /// A member in service whose running k2hdkc chmpx shows not attached
+    /// (`[Suspend]`) for [`DETACHED_FOR`], with no operation of ours in
+    /// progress, gets k2hdkc restarted: chmpx refuses every MERGE of the
+    /// ring while it stays so (see `Node::reattach`, whose wait makes
+    /// this rare; seen once at 100,000 keys before that wait).
+    async fn reattach_if_left_detached(&self, st: &chmpx::NodeStatus) {
+        let detached = st.ring == "SERVICE IN" && st.live == "UP" && st.suspend == "Suspend";
+        let since = {
+            let mut live = self.live.lock().await;
+            let ours = live.stopped || self.changing.load(std::sync::atomic::Ordering::SeqCst) > 0;
+            if !detached || ours {
+                live.detached_since = None;
+                return;
+            }
+            *live.detached_since.get_or_insert_with(Instant::now)
+        };
+        if since.elapsed() < DETACHED_FOR {
+            return;
+        }
+        tracing::warn!(status = %st, seconds = since.elapsed().as_secs(), "k2hdkc runs but chmpx shows it detached: restarting k2hdkc");
+        self.live.lock().await.detached_since = None;
+        if let Err(e) = self.reattach().await {
+            tracing::error!(error = %e, "could not restart the detached k2hdkc");
         }
     }
 
@@ -110,5 +150,122 @@ impl Node {
             _ => None,
         };
         self.live.lock().await.chmpx_run = run;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use super::super::tests::settings_with;
+    use super::*;
+    use crate::testing::Engine;
+
+    /// A node whose chmpx control port answers SELFSTATUS with `line`.
+    async fn node_with_chmpx(
+        state: &std::path::Path,
+        engine: Arc<Engine>,
+        line: impl Fn() -> String + Send + 'static,
+    ) -> Node {
+        let addr = crate::testing::fake_ctlport(move |_| {
+            format!("    Server Status = 0x0(SAFE -> {})\n", line())
+        })
+        .await;
+        let node = Node::new(settings_with(&[], state), engine);
+        node.live.lock().await.params.server_ctlport =
+            addr.rsplit(':').next().unwrap().parse().unwrap();
+        node
+    }
+
+    /// chmpx notes the stopped k2hdkc gone a moment late (here 1 s): the
+    /// new one starts only after, or chmpx would detach it.
+    #[tokio::test]
+    async fn a_reattach_starts_k2hdkc_after_chmpx_shows_the_old_one_gone() {
+        let state = tempfile::tempdir().unwrap();
+        let engine = Arc::new(Engine::default());
+        let gone_at = Instant::now() + Duration::from_secs(1);
+        let node = node_with_chmpx(state.path(), engine.clone(), move || {
+            let suspend = if Instant::now() >= gone_at {
+                "Suspend"
+            } else {
+                "NoSuspend"
+            };
+            format!("[SERVICE IN][UP][n/a][Nothing][{suspend}]")
+        })
+        .await;
+        node.reattach().await.unwrap();
+        let started = engine.started.lock().unwrap().clone();
+        assert_eq!(started.len(), 1, "{started:?}");
+        assert!(
+            started[0].1 >= gone_at,
+            "k2hdkc started before chmpx let the old one go"
+        );
+    }
+
+    /// A member left `[Suspend]` with k2hdkc running gets it restarted,
+    /// once the rounds have seen it so for DETACHED_FOR.
+    #[tokio::test]
+    async fn a_member_left_detached_gets_k2hdkc_restarted() {
+        let state = tempfile::tempdir().unwrap();
+        let engine = Arc::new(Engine::default());
+        let node = node_with_chmpx(state.path(), engine.clone(), || {
+            "[SERVICE IN][UP][n/a][Nothing][Suspend]".to_owned()
+        })
+        .await;
+        assert_eq!(node.status(true).await, ServiceStatus::Running);
+        assert!(
+            engine.started.lock().unwrap().is_empty(),
+            "not at first sight"
+        );
+        let since = node.live.lock().await.detached_since.expect("noted");
+        node.live.lock().await.detached_since = Some(since - DETACHED_FOR);
+        assert_eq!(node.status(true).await, ServiceStatus::Running);
+        let server = node.settings.server_container();
+        assert_eq!(*engine.stopped.lock().unwrap(), vec![server.clone()]);
+        let started: Vec<String> = engine
+            .started
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        assert_eq!(started, vec![server]);
+        assert!(node.live.lock().await.detached_since.is_none());
+    }
+
+    /// Not detached: out of service, stopped on purpose, or while an
+    /// operation of ours changes the containers.
+    #[tokio::test]
+    async fn detached_is_left_alone_out_of_service_stopped_or_changing() {
+        let state = tempfile::tempdir().unwrap();
+        let engine = Arc::new(Engine::default());
+        let line = Arc::new(Mutex::new(
+            "[SERVICE OUT][UP][n/a][Nothing][Suspend]".to_owned(),
+        ));
+        let shown = line.clone();
+        let node = node_with_chmpx(state.path(), engine.clone(), move || {
+            shown.lock().unwrap().clone()
+        })
+        .await;
+        let long_ago = Instant::now() - 2 * DETACHED_FOR;
+        node.live.lock().await.detached_since = Some(long_ago);
+        node.status(true).await;
+        assert!(
+            node.live.lock().await.detached_since.is_none(),
+            "out of service"
+        );
+
+        *line.lock().unwrap() = "[SERVICE IN][UP][n/a][Nothing][Suspend]".to_owned();
+        node.live.lock().await.detached_since = Some(long_ago);
+        {
+            let _ours = node.changing();
+            node.status(true).await;
+        }
+        node.live.lock().await.stopped = true;
+        node.live.lock().await.detached_since = Some(long_ago);
+        node.status(true).await;
+        assert!(engine.stopped.lock().unwrap().is_empty());
+        assert!(engine.started.lock().unwrap().is_empty());
     }
 }
