@@ -12,7 +12,8 @@
 //!
 //! chmpx answers its control port seconds late while it merges: a slow
 //! answer is a busy server, never a dead one. A merge that stays `[Doing]`
-//! beyond [`MergeBounds::stuck_after`] is aborted (`ABORTMERGE`, which
+//! beyond [`MergeBounds::stuck_after`] (longer while the other servers
+//! merge too, see `Merge::stuck_bound`) is aborted (`ABORTMERGE`, which
 //! freed the hung join measured in §7) and started again, at most
 //! [`MergeBounds::repairs`] times, but only [`MergeBounds::rearm_after`]
 //! after the MERGE it repairs. Read in chmpx 1.0.111 (`lib/chmeventsock.cc`
@@ -282,6 +283,8 @@ struct Merge<'a> {
     leaving: Vec<((String, String, String), String)>,
     /// When the current MERGE attempt began, and when the next may begin.
     attempt_began: Option<Instant>,
+    /// How long into the current attempt the first server showed `[Done]`.
+    first_done: Option<Duration>,
     hold_merge_until: Option<Instant>,
     /// The ring as last seen, for the errors.
     last: String,
@@ -313,10 +316,28 @@ impl<'a> Merge<'a> {
             phase_since: None,
             leaving: Vec::new(),
             attempt_began: None,
+            first_done: None,
             hold_merge_until: None,
             last: String::from("nothing read yet"),
             blocked: Vec::new(),
         }
+    }
+
+    /// How long a server may stay `[Doing]` before it is stuck, given how
+    /// the others fare. Every hang seen left one server `[Doing]` while
+    /// the others were `[Done]`; a big ring's healthy merge keeps every
+    /// server `[Doing]` for minutes (about 2.3 KB a key at 4-6 MB/s). So:
+    /// twice what the first server to finish took, once one has; while
+    /// several still merge and none finished, a quarter of the whole
+    /// bound; a lone merging server, [`MergeBounds::stuck_after`]. Never
+    /// less than that.
+    fn stuck_bound(&self, merging: usize) -> Duration {
+        let by_progress = match self.first_done {
+            Some(first) => first * 2,
+            None if merging > 1 => self.bounds.total / 4,
+            None => Duration::ZERO,
+        };
+        self.bounds.stuck_after.max(by_progress)
     }
 
     /// For a timeout: the servers that kept chmpx from starting a merge.
@@ -428,7 +449,11 @@ impl<'a> Merge<'a> {
                 now
             }
         };
-        if now.duration_since(since) < self.bounds.stuck_after {
+        if self.first_done.is_none() && servers.iter().any(|s| s.status.merge == "Done") {
+            self.first_done = Some(now.duration_since(self.attempt_began.unwrap_or(self.start)));
+        }
+        let merging = servers.iter().filter(|s| s.status.merge == "Doing").count();
+        if now.duration_since(since) < self.stuck_bound(merging) {
             return Ok(());
         }
         // The next MERGE goes once the stuck thread gave up (the rearm)
@@ -468,6 +493,7 @@ impl<'a> Merge<'a> {
         .await;
         self.doing_since = None;
         self.attempt_began = None;
+        self.first_done = None;
         self.hold_merge_until = Some(rearm);
         Ok(())
     }

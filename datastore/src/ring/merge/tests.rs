@@ -133,8 +133,11 @@ async fn serve(ring: std::sync::Arc<FakeRing>) -> String {
                             st.0 = "Done";
                         }
                     }
+                    // Stuck as every hang seen: one server [Doing], the
+                    // others [Done].
                     let block = |i: usize, name: &str| {
-                        format!("No.{i}\n  Server Name = {name}\n    Control Port = 8021\n    CUK = c{i}\n    Custom ID Seed = s{i}\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][n/a][{}][NoSuspend])\n    Enable Hash Value = 0x1\n    Pending Hash Value = 0x1\n", st.0)
+                        let merge = if st.0 == "Doing" && st.2 && i == 1 { "Done" } else { st.0 };
+                        format!("No.{i}\n  Server Name = {name}\n    Control Port = 8021\n    CUK = c{i}\n    Custom ID Seed = s{i}\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][n/a][{merge}][NoSuspend])\n    Enable Hash Value = 0x1\n    Pending Hash Value = 0x1\n")
                     };
                     let third = match *leaver {
                         None => String::new(),
@@ -392,5 +395,77 @@ async fn a_merge_refused_for_a_detached_member_says_which() {
     assert!(
         text.contains("chmpx refuses MERGE while detached.example shows [SERVICE IN][UP][n/a][Nothing][Suspend]"),
         "{text}"
+    );
+}
+
+/// A big ring's healthy merge: every server [Doing] well past
+/// `stuck_after`, none done yet. Not aborted.
+#[tokio::test]
+async fn servers_all_still_merging_are_not_taken_for_stuck() {
+    let merged_at = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (at, log) = (merged_at.clone(), sent.clone());
+    let addr = crate::testing::fake_ctlport(move |cmd| {
+        let mut at = at.lock().unwrap();
+        if cmd != "ALLSTATUS" {
+            log.lock().unwrap().push(cmd.to_owned());
+        }
+        let state = match *at {
+            None => "Pending",
+            Some(t) if t.elapsed() < Duration::from_secs(3) => "Doing",
+            Some(t) if t.elapsed() < Duration::from_secs(1000) => "Done",
+            Some(_) => "Nothing",
+        };
+        match cmd {
+            "MERGE" if at.is_none() => {
+                *at = Some(Instant::now());
+                "SUCCEED\n".to_owned()
+            }
+            "COMPMERGE" if state == "Done" => {
+                *at = Some(Instant::now() - Duration::from_secs(2000));
+                "SUCCEED\n".to_owned()
+            }
+            "ALLSTATUS" => {
+                let block = |i: usize| format!("No.{i}\n  Server Name = s{i}.example\n    Control Port = 8021\n    CUK = c{i}\n    Custom ID Seed = s{i}\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][n/a][{state}][NoSuspend])\n    Enable Hash Value = 0x1\n    Pending Hash Value = 0x1\n");
+                format!("RING Name = c1\n{}{}", block(1), block(2))
+            }
+            _ => "ERROR: Could not change status, because some servers could not be changed its status now.\n".to_owned(),
+        }
+    })
+    .await;
+    let report = merge_ring(&addr, &[], 8021, &|_| None, quick(2, 0))
+        .await
+        .unwrap();
+    assert!(report.repairs.is_empty(), "{report:?}");
+    let sent = sent.lock().unwrap().clone();
+    assert!(!sent.contains(&"ABORTMERGE".to_owned()), "{sent:?}");
+}
+
+#[test]
+fn the_stuck_bound_follows_the_first_server_to_finish() {
+    let members: [(String, String); 0] = [];
+    let bounds = MergeBounds {
+        total: Duration::from_secs(3600),
+        stuck_after: Duration::from_secs(120),
+        ..MergeBounds::within(Duration::from_secs(3600))
+    };
+    let mut m = Merge::new("c", &members, 8021, &|_| None, bounds);
+    assert_eq!(
+        m.stuck_bound(1),
+        Duration::from_secs(120),
+        "a lone merging server"
+    );
+    assert_eq!(
+        m.stuck_bound(3),
+        Duration::from_secs(900),
+        "all merging, none done"
+    );
+    m.first_done = Some(Duration::from_secs(400));
+    assert_eq!(m.stuck_bound(1), Duration::from_secs(800));
+    m.first_done = Some(Duration::from_secs(10));
+    assert_eq!(
+        m.stuck_bound(1),
+        Duration::from_secs(120),
+        "never below stuck_after"
     );
 }
