@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 use driver_api::DatastoreError;
 
 use super::merge::{self, MergeReport};
-use super::view::{RingView, SLOW_ANSWER};
-use crate::chmpx;
+use super::view::RingView;
 
 /// The bound of a rejoin: k2hdkc attaching, then a merge of what one node
 /// missed (seconds on the real ring; a stuck merge is repaired within it).
@@ -69,9 +68,7 @@ pub async fn rejoin(view: &RingView, within: Duration) -> Result<Rejoined, Datas
         }
         tokio::time::sleep(POLL).await;
     }
-    let servers = chmpx::all_status_within(&view.ctl, SLOW_ANSWER)
-        .await
-        .map_err(|e| DatastoreError::failed("read ALLSTATUS", e))?;
+    let servers = view.all_status(deadline).await?;
     if servers.iter().any(|s| s.status.action != "n/a") {
         return Ok(Rejoined::Changing(merge::describe(&servers)));
     }
@@ -100,8 +97,14 @@ mod tests {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
     /// A lone server's control port: SELFSTATUS/ALLSTATUS answer `status`;
-    /// MERGE takes Pending to Done, COMPMERGE Done to Nothing.
-    async fn serve(status: Arc<Mutex<String>>, seen: Arc<Mutex<Vec<String>>>) -> String {
+    /// MERGE takes Pending to Done, COMPMERGE Done to Nothing. The first
+    /// `drops` ALLSTATUS connections are closed with no answer, as a
+    /// chmpx just started did.
+    async fn serve(
+        status: Arc<Mutex<String>>,
+        seen: Arc<Mutex<Vec<String>>>,
+        drops: usize,
+    ) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move {
@@ -115,7 +118,14 @@ mod tests {
                         return;
                     }
                     let cmd = line.trim().to_owned();
-                    seen.lock().unwrap().push(cmd.clone());
+                    let asked = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.push(cmd.clone());
+                        seen.iter().filter(|c| *c == "ALLSTATUS").count()
+                    };
+                    if cmd == "ALLSTATUS" && asked <= drops {
+                        return;
+                    }
                     let reply = {
                         let mut st = status.lock().unwrap();
                         let now = st.clone();
@@ -157,9 +167,16 @@ mod tests {
     }
 
     async fn run(status: &str) -> (Result<Rejoined, DatastoreError>, Vec<String>) {
+        run_dropping(status, 0).await
+    }
+
+    async fn run_dropping(
+        status: &str,
+        drops: usize,
+    ) -> (Result<Rejoined, DatastoreError>, Vec<String>) {
         let st = Arc::new(Mutex::new(status.to_owned()));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let addr = serve(st, seen.clone()).await;
+        let addr = serve(st, seen.clone(), drops).await;
         let out = rejoin(&view(&addr), Duration::from_secs(20)).await;
         let cmds = seen.lock().unwrap().clone();
         (out, cmds)
@@ -171,6 +188,15 @@ mod tests {
         assert!(matches!(out, Ok(Rejoined::Merged(_))), "{out:?}");
         assert!(cmds.contains(&"MERGE".to_owned()), "{cmds:?}");
         assert!(cmds.contains(&"COMPMERGE".to_owned()), "{cmds:?}");
+    }
+
+    /// A chmpx just started (a member upgraded to a new release) dropped
+    /// the first ALLSTATUS: asked again, not a failed upgrade.
+    #[tokio::test]
+    async fn an_allstatus_dropped_by_a_chmpx_just_started_is_asked_again() {
+        let (out, cmds) = run_dropping("[SERVICE IN][UP][n/a][Pending][NoSuspend]", 2).await;
+        assert!(matches!(out, Ok(Rejoined::Merged(_))), "{out:?}");
+        assert!(cmds.contains(&"MERGE".to_owned()), "{cmds:?}");
     }
 
     #[tokio::test]
@@ -195,7 +221,7 @@ mod tests {
         let st = Arc::new(Mutex::new(
             "[SERVICE IN][UP][n/a][Nothing][Suspend]".to_owned(),
         ));
-        let addr = serve(st, Arc::new(Mutex::new(Vec::new()))).await;
+        let addr = serve(st, Arc::new(Mutex::new(Vec::new())), 0).await;
         let e = rejoin(&view(&addr), Duration::from_secs(2))
             .await
             .unwrap_err()

@@ -78,6 +78,36 @@ impl RingView {
             tokio::time::sleep(POLL).await;
         }
     }
+
+    /// This node's chmpx's `ALLSTATUS`, asked again while chmpx answers
+    /// late or drops the connection, until `deadline`. A chmpx just
+    /// started reset the first control connections after k2hdkc attached
+    /// (CI, a member upgraded to a new release), and a rejoin that read it
+    /// once failed the upgrade.
+    pub async fn all_status(
+        &self,
+        deadline: Instant,
+    ) -> Result<Vec<chmpx::ServerStatus>, DatastoreError> {
+        loop {
+            match chmpx::all_status_within(&self.ctl, SLOW_ANSWER).await {
+                Ok(s) if !s.is_empty() => return Ok(s),
+                Ok(_) if Instant::now() < deadline => {
+                    tracing::info!("chmpx lists no server yet; asking again");
+                }
+                Ok(_) => {
+                    return Err(DatastoreError::failed(
+                        "read ALLSTATUS",
+                        "chmpx lists no server",
+                    ))
+                }
+                Err(e) if e.is_busy() && Instant::now() < deadline => {
+                    tracing::info!(error = %e, "chmpx answers late; asking again");
+                }
+                Err(e) => return Err(DatastoreError::failed("read ALLSTATUS", e)),
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
 }
 
 /// What became of a command sent by [`send_checked`].
