@@ -55,6 +55,13 @@ impl Node {
         };
         let restarted = prepared && self.chmpx_restarted_by_policy(started_at).await;
         if let Some(st) = from_container(&server_state) {
+            // An operation of ours stopped k2hdkc on purpose (a reattach
+            // waits for chmpx to let the old one go): starting it here
+            // attached a new k2hdkc before chmpx had, and reported a
+            // crash (seen at 100,000 keys, with a merge stuck after it).
+            if prepared && self.changing.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                return ServiceStatus::Running;
+            }
             // k2hdkc lives in chmpx's PID namespace: when chmpx died and
             // Docker restarted it, k2hdkc went with it and cannot be
             // restarted by Docker alone. Bring it back unless stopped on
@@ -232,6 +239,27 @@ mod tests {
             .collect();
         assert_eq!(started, vec![server]);
         assert!(node.live.lock().await.detached_since.is_none());
+    }
+
+    /// k2hdkc stopped by an operation of ours (a reattach waiting for
+    /// chmpx) is neither started by the status round nor a crash.
+    #[tokio::test]
+    async fn k2hdkc_stopped_by_our_own_operation_is_left_to_it() {
+        let state = tempfile::tempdir().unwrap();
+        let settings = settings_with(&[], state.path());
+        let engine = Arc::new(Engine {
+            exited: vec![settings.server_container()],
+            ..Engine::default()
+        });
+        let node = Node::new(settings, engine.clone());
+        {
+            let _ours = node.changing();
+            assert_eq!(node.status(true).await, ServiceStatus::Running);
+            assert!(engine.started.lock().unwrap().is_empty());
+        }
+        // With no operation of ours, it is a crash, and k2hdkc is started.
+        assert_eq!(node.status(true).await, ServiceStatus::Crashed);
+        assert_eq!(engine.started.lock().unwrap().len(), 1);
     }
 
     /// Not detached: out of service, stopped on purpose, or while an
