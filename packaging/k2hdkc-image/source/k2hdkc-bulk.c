@@ -13,10 +13,12 @@
  * up to R times, as an application retries; a read that fails with an error
  * (not "no data") too. Each of the J processes opens its own permanent
  * handle on the slave (k2hdkc_open_chmpx_ex) and takes every J-th key.
- * J defaults to half the CPUs: libchmpx's client waits for each answer by
- * polling its queue every 10 us, so each process keeps a CPU busy, and more
- * processes than that slow the slave's chmpx down (measured: on 2 CPUs, 2
- * processes wrote at a tenth of the rate of 1).
+ * J defaults to the number of CPUs, at least 2: one request at a time per
+ * process, so a second process keeps the ring busy while the first waits
+ * for its answer. Stock libchmpx makes a waiting client poll its queue
+ * every 10 us, each process then keeps a CPU busy, and more processes than
+ * CPUs slow the slave's chmpx down; the image's chmpx patch 0004 lets the
+ * client sleep in poll() instead (tests/bench/keys measures both).
  *
  * With -seconds S it goes over the keys again and again until S seconds
  * have passed (a steady load while the ring changes), and counts every
@@ -135,7 +137,7 @@ static struct opts parse(int argc, char **argv)
 	}
 	if (o.procs == 0) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-		o.procs = cpus >= 4 ? cpus / 2 : 1;
+		o.procs = cpus >= 2 ? cpus : 2;
 		if (o.procs > MAX_PROCS)
 			o.procs = MAX_PROCS;
 	}
