@@ -18,7 +18,10 @@ box_cli_init() {
     k2hr3=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$BOX_DIR/k2hr3.json")
     extdata=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["extdata_url"])' "$BOX_DIR/k2hr3.json")
     slave_extdata=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["slave_extdata_url"])' "$BOX_DIR/k2hr3.json")
-    token=$(os token issue -f value -c id)
+    # The token lives in a 0600 file: api_get runs in command
+    # substitutions, and a token it issues again must reach later calls.
+    token_file=$BOX_DIR/cli-token
+    token_issue
     api="http://127.0.0.1:${BOX_TROVE_PORT:-8779}/v1.0/$(os token issue -f value -c project_id)"
     net_id=$(os network show k2hdkc-box -f value -c id 2>/dev/null || true)
     [ -n "$net_id" ] || { echo "the network k2hdkc-box is not there (openstack network show)" >&2; return 1; }
@@ -26,11 +29,22 @@ box_cli_init() {
 
 os() { timeout 180 "$PEER_BIN/openstack" "$@"; }
 
+token_issue() {  # a new Keystone token into $token and $token_file
+    token=$(os token issue -f value -c id) || return 1
+    (umask 077 && printf '%s\n' "$token" >"$token_file")
+}
+
 api_get() {  # PATH under the tenant's API: the JSON, or "gone" (404), or "HTTP nnn"
     # 30 s: showing an instance whose guest is dead waits for its
     # get_filesystem_stats call (Trove: agent_call_low_timeout, 15 s).
-    local out
-    out=$(curl -s --max-time 30 -H "X-Auth-Token: $token" -w '\n%{http_code}' "$api/$1") || { echo "?"; return; }
+    local out try
+    for try in 1 2; do
+        [ ! -s "${token_file:-}" ] || token=$(<"$token_file")
+        out=$(curl -s --max-time 30 -H "X-Auth-Token: $token" -w '\n%{http_code}' "$api/$1") || { echo "?"; return; }
+        # Keystone's tokens last an hour: a run at volume outlives one.
+        [ "${out##*$'\n'}" = 401 ] && [ "$try" = 1 ] || break
+        token_issue || break
+    done
     case ${out##*$'\n'} in
         404) echo gone ;;
         200) printf '%s\n' "${out%$'\n'*}" ;;
