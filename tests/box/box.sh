@@ -53,6 +53,9 @@ BOX_PROMETHEUS_PORT=${BOX_PROMETHEUS_PORT:-9090}
 # The guests' backup_segment_max_size: small, so a test's backup of a few
 # MiB has several segments (upstream's default is 2 GiB).
 BOX_BACKUP_SEGMENT=${BOX_BACKUP_SEGMENT:-1048576}
+# chmpx's worker threads (SOCKTHREADCNT and MQTHREADCNT) in the ini the
+# K2HR3 stand-in renders; packaging/k2hr3's template ships 8.
+BOX_CHMPX_THREADS=${BOX_CHMPX_THREADS:-8}
 BOX_VHOST=k2hdkc-box
 BOX_VERSION=${BOX_VERSION:-1.0.17}
 # A second datastore version, registered when its real image was built
@@ -173,7 +176,7 @@ up() {
 
     step "K2HR3 stand-in on $BOX_GATEWAY:$BOX_K2HR3_PORT"
     spawn k2hr3 "$PEER_PYTHON" tests/standins/k2hr3/k2hr3_standin.py --role box \
-        --listen "$BOX_GATEWAY:$BOX_K2HR3_PORT" --automerge off
+        --listen "$BOX_GATEWAY:$BOX_K2HR3_PORT" --automerge off --threads "$BOX_CHMPX_THREADS"
     wait_http "http://$BOX_GATEWAY:$BOX_K2HR3_PORT/_standin/calls" 20 k2hr3
     grep -m1 '^{' "$BOX_DIR/logs/k2hr3.log" >"$BOX_DIR/k2hr3.json"
 

@@ -6,7 +6,7 @@ api_resource, api_extdata), with state in memory.
   k2hr3_standin.py --listen 127.0.0.1:0 --tenant T --role NAME
                    [--role-token TOKEN] [--server-port 8020]
                    [--server-ctlport 8021] [--slave-ctlport 8031]
-                   [--automerge on|off]
+                   [--automerge on|off] [--threads N]
 
 Prints one JSON line when ready: url, role_yrn, resource_yrn, role_token,
 extdata_url, and the same for the cluster's slave role (slave_role_yrn,
@@ -101,8 +101,8 @@ def render_ini(cfg, hosts, slaves=None):
         "AUTOMERGE              = %s" % cfg.automerge,
         "DOMERGE                = on",
         "MERGETIMEOUT           = 0",
-        "SOCKTHREADCNT          = 8",
-        "MQTHREADCNT            = 8",
+        "SOCKTHREADCNT          = %d" % cfg.threads,
+        "MQTHREADCNT            = %d" % cfg.threads,
         "MAXSOCKPOOL            = 16",
         "SOCKPOOLTIMEOUT        = 0",
         "SSL                    = no",
@@ -279,6 +279,8 @@ def main():
     p.add_argument("--automerge", choices=("on", "off"), default="on",
                    help="the template's AUTOMERGE; off as packaging/k2hr3 ships it, "
                         "where the agent and the cluster taskmanager run the merges")
+    p.add_argument("--threads", type=int, default=8, choices=range(1, 65), metavar="N",
+                   help="the template's SOCKTHREADCNT and MQTHREADCNT (chmpx's worker threads)")
     cfg = p.parse_args()
     host, port = cfg.listen.rsplit(":", 1)
     server = ThreadingHTTPServer((host, int(port)), Handler)

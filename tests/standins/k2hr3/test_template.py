@@ -44,7 +44,7 @@ def fixed_sections(lines):
 
 
 def standin_ini():
-    cfg = types.SimpleNamespace(started="now", role="c", automerge="off", server_port=8020,
+    cfg = types.SimpleNamespace(started="now", role="c", automerge="off", threads=8, server_port=8020,
                                 server_ctlport=8021, slave_ctlport=8031)
     return k2hr3_standin.render_ini(cfg, [{"ip": "10.0.0.1", "port": 8020, "cuk": "u", "tag": "t"}])
 
