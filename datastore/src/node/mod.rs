@@ -210,6 +210,11 @@ impl Node {
         Changing(&self.changing)
     }
 
+    /// Whether an operation of ours is starting or stopping containers now.
+    fn changing_now(&self) -> bool {
+        self.changing.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
     fn ctl_addr(&self, params: &Parameters) -> String {
         format!("127.0.0.1:{}", params.server_ctlport)
     }

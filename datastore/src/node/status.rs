@@ -59,7 +59,7 @@ impl Node {
             // waits for chmpx to let the old one go): starting it here
             // attached a new k2hdkc before chmpx had, and reported a
             // crash (seen at 100,000 keys, with a merge stuck after it).
-            if prepared && self.changing.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            if prepared && self.changing_now() {
                 return ServiceStatus::Running;
             }
             // k2hdkc lives in chmpx's PID namespace: when chmpx died and
@@ -106,7 +106,7 @@ impl Node {
         let detached = st.ring == "SERVICE IN" && st.live == "UP" && st.suspend == "Suspend";
         let since = {
             let mut live = self.live.lock().await;
-            let ours = live.stopped || self.changing.load(std::sync::atomic::Ordering::SeqCst) > 0;
+            let ours = live.stopped || self.changing_now();
             if !detached || ours {
                 live.detached_since = None;
                 return;
@@ -129,7 +129,7 @@ impl Node {
     /// once as `crashed` rather than hidden behind a quick recovery.
     pub(super) async fn chmpx_restarted_by_policy(&self, now: Option<String>) -> bool {
         let mut live = self.live.lock().await;
-        if self.changing.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        if self.changing_now() {
             // Ours: the operation records the run it started when done.
             return false;
         }
