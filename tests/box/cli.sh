@@ -40,7 +40,9 @@ api_get() {  # PATH under the tenant's API: the JSON, or "gone" (404), or "HTTP 
     local out try
     for try in 1 2; do
         [ ! -s "${token_file:-}" ] || token=$(<"$token_file")
-        out=$(curl -s --max-time 30 -H "X-Auth-Token: $token" -w '\n%{http_code}' "$api/$1") || { echo "?"; return; }
+        # The token through curl's stdin config, not its argv (ps shows argv).
+        out=$(curl -s --max-time 30 -K - -w '\n%{http_code}' "$api/$1" <<<"header = \"X-Auth-Token: $token\"") ||
+            { echo "?"; return; }
         # Keystone's tokens last an hour: a run at volume outlives one.
         [ "${out##*$'\n'}" = 401 ] && [ "$try" = 1 ] || break
         token_issue || break
