@@ -47,10 +47,20 @@ use crate::chmpx::{self, ServerStatus};
 
 mod seen;
 pub use seen::describe;
-use seen::{blocking_merge, control_addr, key, phase, read_ring, Phase, ReadError};
+use seen::{blocking_merge, control_addr, key, phase, read_ring, same_server, Phase, ReadError};
 
-/// How often the ring is looked at.
+/// How often the ring is looked at while it waits for a command.
 const POLL: Duration = Duration::from_millis(250);
+/// How often while it merges: every look is a control-port connection,
+/// and chmpx 1.0.111 mishandles the descriptors of control connections
+/// that come and go while its sockets are busy (`AcceptCtlport` finds its
+/// new socket closed under it, `errno=9`, and another thread reads a
+/// command as a peer's packet) in every merge of the box at 4 looks a
+/// second. A merge takes seconds to minutes; one look a second tells it.
+const MERGING_POLL: Duration = Duration::from_secs(1);
+/// How long after the first server finished a server still shown
+/// `[Doing]` is asked itself how it stands, and how often again.
+const ASK_DOING_EVERY: Duration = Duration::from_secs(5);
 /// How long one control command may take during a merge.
 const SLOW_ANSWER: Duration = Duration::from_secs(10);
 /// The least time between two sends of the same command.
@@ -159,6 +169,9 @@ pub struct MergeReport {
     pub commands: Vec<String>,
     /// What was repaired (a stuck merge aborted and started again).
     pub repairs: Vec<String>,
+    /// Servers that had finished but were still shown merging (a lost
+    /// status notice), and were told to announce their status again.
+    pub renotified: Vec<String>,
     /// Whether any server had something to merge.
     pub merged: bool,
 }
@@ -252,14 +265,22 @@ pub async fn merge_ring(
             Phase::Settled => {
                 if m.settled_long_enough(now) {
                     m.report.seconds = m.start.elapsed().as_secs_f64();
-                    tracing::info!(seconds = m.report.seconds, merged = m.report.merged, repairs = m.report.repairs.len(), ring = %m.last, "ring merged");
+                    tracing::info!(seconds = m.report.seconds, merged = m.report.merged, repairs = m.report.repairs.len(), renotified = m.report.renotified.len(), ring = %m.last, "ring merged");
                     return Ok(m.report);
                 }
             }
             Phase::Start | Phase::Complete => m.start_or_complete(phase, &servers, now).await,
-            Phase::Merging => m.watch_doing(&servers, now).await?,
+            Phase::Merging => {
+                m.ask_the_doing(&servers, now).await;
+                m.watch_doing(&servers, now).await?
+            }
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(if phase == Phase::Merging {
+            MERGING_POLL
+        } else {
+            POLL
+        })
+        .await;
     }
 }
 
@@ -286,6 +307,8 @@ struct Merge<'a> {
     /// How long into the current attempt the first server showed `[Done]`.
     first_done: Option<Duration>,
     hold_merge_until: Option<Instant>,
+    /// When the servers shown `[Doing]` were last asked themselves.
+    asked_doing: Option<Instant>,
     /// The ring as last seen, for the errors.
     last: String,
     /// The servers for which chmpx refused a MERGE, as last seen.
@@ -318,6 +341,7 @@ impl<'a> Merge<'a> {
             attempt_began: None,
             first_done: None,
             hold_merge_until: None,
+            asked_doing: None,
             last: String::from("nothing read yet"),
             blocked: Vec::new(),
         }
@@ -431,6 +455,52 @@ impl<'a> Merge<'a> {
         !back.is_empty()
     }
 
+    /// Once some server finished, each server still shown `[Doing]` is
+    /// asked how it stands itself, every [`ASK_DOING_EVERY`]. chmpx 1.0.111
+    /// announces a server's end of merge once, around the ring
+    /// (`MergeDone`, `PxComSendStatusChange`, no retry); a notice lost on
+    /// the way leaves the other servers showing it `[Doing]` for good,
+    /// and the merge was taken for stuck and merged again (2 to 6 minutes
+    /// at 100,000 keys). A server that shows itself done is sent
+    /// `COMPMERGE`: chmpx then announces its status again and, if every
+    /// server it sees is done, completes the merge (`RequestMergeComplete`);
+    /// if some server it sees still merges, it refuses, harmlessly.
+    async fn ask_the_doing(&mut self, servers: &[ServerStatus], now: Instant) {
+        if !servers.iter().any(|s| s.status.merge == "Done") {
+            return;
+        }
+        match self.asked_doing {
+            // A notice on its way takes milliseconds: ask only later.
+            None => {
+                self.asked_doing = Some(now);
+                return;
+            }
+            Some(t) if now.duration_since(t) < ASK_DOING_EVERY => return,
+            Some(_) => self.asked_doing = Some(now),
+        }
+        for doing in servers.iter().filter(|s| s.status.merge == "Doing") {
+            let addr = control_addr(doing, self.members, self.default_ctlport);
+            let Ok(own_view) = chmpx::all_status_within(&addr, SLOW_ANSWER).await else {
+                continue; // busy: it is asked again next time
+            };
+            let Some(itself) = own_view.iter().find(|s| same_server(s, doing)) else {
+                continue;
+            };
+            if itself.status.merge == "Doing" {
+                continue;
+            }
+            let what = format!(
+                "{} shows itself {} while {} still shows it [Doing] (its end-of-merge notice was lost): COMPMERGE to it, which announces its status again",
+                doing.name, itself.status, self.coordinator
+            );
+            if !self.report.renotified.contains(&what) {
+                tracing::warn!(ring = %self.last, "{what}");
+                self.report.renotified.push(what);
+            }
+            send_each(&[addr], "COMPMERGE", &mut self.last_sent, &mut self.report).await;
+        }
+    }
+
     /// Some server merges: watch that it does not stay `[Doing]`; a stuck
     /// one is aborted and merged again later, within the repairs allowed.
     async fn watch_doing(
@@ -494,6 +564,7 @@ impl<'a> Merge<'a> {
         self.doing_since = None;
         self.attempt_began = None;
         self.first_done = None;
+        self.asked_doing = None;
         self.hold_merge_until = Some(rearm);
         Ok(())
     }

@@ -30,7 +30,7 @@ pub fn describe(servers: &[ServerStatus]) -> String {
 }
 
 /// What the ring asks for next.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
     /// Nothing pending, no merge running, hashes agree.
     Settled,
@@ -65,6 +65,19 @@ pub(super) fn phase(servers: &[ServerStatus]) -> Phase {
 /// A server as `ALLSTATUS` names it: name, custom ID seed, CUK.
 pub(super) fn key(s: &ServerStatus) -> (String, String, String) {
     (s.name.clone(), s.custom_id_seed.clone(), s.cuk.clone())
+}
+
+/// Whether two `ALLSTATUS` entries, read from different servers, are the
+/// same server: a server names itself as its ini does and its peers by
+/// their reverse-DNS names, so by CUK, else custom ID seed, else name.
+pub(super) fn same_server(a: &ServerStatus, b: &ServerStatus) -> bool {
+    if !a.cuk.is_empty() && !b.cuk.is_empty() {
+        a.cuk == b.cuk
+    } else if !a.custom_id_seed.is_empty() && !b.custom_id_seed.is_empty() {
+        a.custom_id_seed == b.custom_id_seed
+    } else {
+        a.name == b.name
+    }
 }
 
 pub(super) enum ReadError {

@@ -469,3 +469,100 @@ fn the_stuck_bound_follows_the_first_server_to_finish() {
         "never below stuck_after"
     );
 }
+
+/// A ring of two whose coordinator still shows the second server
+/// `[Doing]` after it finished (its end-of-merge notice lost on the way,
+/// as seen in the box at 100,000 keys): the coordinator refuses
+/// COMPMERGE, the second server, which shows itself and its peer done,
+/// takes it and completes the merge for the ring.
+struct StaleRing {
+    /// "Doing" (the lost notice), or "Nothing" once completed.
+    state: std::sync::Mutex<&'static str>,
+    /// Whether the second server shows itself done (else still merging).
+    finished: bool,
+    sent: std::sync::Mutex<Vec<(String, &'static str)>>,
+}
+
+async fn serve_stale(ring: std::sync::Arc<StaleRing>, at: &'static str) -> String {
+    crate::testing::fake_ctlport(move |cmd| {
+        let mut st = ring.state.lock().unwrap();
+        if cmd != "ALLSTATUS" {
+            ring.sent.lock().unwrap().push((cmd.to_owned(), at));
+        }
+        let own = at == "second" && ring.finished;
+        match cmd {
+            "ALLSTATUS" => {
+                let (first, second) = match *st {
+                    "Nothing" => ("Nothing", "Nothing"),
+                    _ if own => ("Done", "Done"),
+                    _ => ("Done", "Doing"),
+                };
+                let block = |i: usize, merge: &str| format!("No.{i}\n  Server Name = host-{i}\n    Control Port = 8021\n    CUK = c{i}\n    Custom ID Seed = s{i}\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][n/a][{merge}][NoSuspend])\n    Enable Hash Value = 0x{i}\n    Pending Hash Value = 0x{i}\n");
+                format!("RING Name = c1\n{}{}", block(1, first), block(2, second))
+            }
+            "COMPMERGE" if own => {
+                *st = "Nothing";
+                "SUCCEED\n".to_owned()
+            }
+            _ => "ERROR: Could not change status, because some servers could not be changed its status now.\n".to_owned(),
+        }
+    })
+    .await
+}
+
+async fn stale_ring(
+    finished: bool,
+) -> (std::sync::Arc<StaleRing>, Result<MergeReport, MergeError>) {
+    let ring = std::sync::Arc::new(StaleRing {
+        state: std::sync::Mutex::new("Doing"),
+        finished,
+        sent: Default::default(),
+    });
+    let first = serve_stale(ring.clone(), "first").await;
+    let second = serve_stale(ring.clone(), "second").await;
+    let members = [("c1".to_owned(), first.clone()), ("c2".to_owned(), second)];
+    let bounds = MergeBounds {
+        total: Duration::from_secs(12),
+        stuck_after: Duration::from_secs(30),
+        repairs: 0,
+        rearm_after: Duration::ZERO,
+        abort_drain: Duration::ZERO,
+    };
+    let result = merge_ring(&first, &members, 8021, &|_| None, bounds).await;
+    (ring, result)
+}
+
+#[tokio::test]
+async fn a_server_shown_merging_after_it_finished_is_told_to_announce_itself() {
+    let t = Instant::now();
+    let (ring, result) = stale_ring(true).await;
+    let report = result.unwrap();
+    assert!(report.repairs.is_empty(), "{report:?}");
+    assert_eq!(report.renotified.len(), 1, "{report:?}");
+    assert!(
+        report.renotified[0].contains("host-2 shows itself [SERVICE IN][UP][n/a][Done][NoSuspend]"),
+        "{report:?}"
+    );
+    let sent = ring.sent.lock().unwrap().clone();
+    assert!(
+        sent.contains(&("COMPMERGE".to_owned(), "second")),
+        "{sent:?}"
+    );
+    assert!(!sent.iter().any(|(c, _)| c == "ABORTMERGE"), "{sent:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(11),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_shows_itself_merging_is_not_told_to_complete() {
+    let (ring, result) = stale_ring(false).await;
+    assert!(
+        matches!(result, Err(MergeError::Timeout { .. })),
+        "{result:?}"
+    );
+    let sent = ring.sent.lock().unwrap().clone();
+    assert!(!sent.iter().any(|(_, at)| *at == "second"), "{sent:?}");
+}
