@@ -55,11 +55,27 @@ pub async fn chmpx_samples(ctl: &str) -> (Vec<MetricSample>, Option<chmpx::NodeS
         out.extend(traffic_samples(reply));
     }
     if status.is_some() {
-        if let Ok(servers) = chmpx::all_status_within(ctl, ASK_WITHIN).await {
+        if let Some(servers) = ring_view(ctl).await {
             out.extend(ring_samples(&servers));
         }
     }
     (out, status)
+}
+
+/// `ALLSTATUS`, asked a second time when chmpx dropped or left the first
+/// question: chmpx 1.0.111 can close a control connection that closely
+/// follows another under a thread still busy with the old one
+/// (`AcceptCtlport ... errno=9`), and this one follows `SELFSTATUS` (a
+/// CI scrape lost its ring samples that way).
+async fn ring_view(ctl: &str) -> Option<Vec<chmpx::ServerStatus>> {
+    for _ in 0..2 {
+        match chmpx::all_status_within(ctl, ASK_WITHIN).await {
+            Ok(servers) => return Some(servers),
+            Err(e) if e.is_busy() => continue,
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// chmpx's connection counts and traffic counters from its `SELFSTATUS`
@@ -319,5 +335,30 @@ Stats                     = {
         assert_eq!(merge("pending"), 1.0);
         assert_eq!(merge("done"), 1.0);
         assert_eq!(value(&s, "k2hdkc_ring_hashes_pending_servers", &[]), 1.0);
+    }
+
+    #[tokio::test]
+    async fn a_ring_question_chmpx_dropped_is_asked_again() {
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let n = asked.clone();
+        let ctl = crate::testing::fake_ctlport(move |cmd| match cmd {
+            "SELFSTATUS" => SELFSTATUS.to_owned(),
+            // The first ALLSTATUS is dropped with nothing said.
+            "ALLSTATUS" if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 => String::new(),
+            "ALLSTATUS" => "RING Name = c1\nNo.1\n  Server Name = 10.0.0.5\n    Control Port = 8021\n    CUK = c1\n    Custom ID Seed = s1\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][n/a][Nothing][NoSuspend])\n    Enable Hash Value = 0x0\n    Pending Hash Value = 0x0\n".to_owned(),
+            _ => "ERROR\n".to_owned(),
+        })
+        .await;
+        let (samples, status) = chmpx_samples(&ctl).await;
+        assert!(status.is_some());
+        assert_eq!(
+            value(
+                &samples,
+                "k2hdkc_ring_servers",
+                &[("service", "service_in"), ("live", "up")]
+            ),
+            1.0
+        );
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

@@ -490,7 +490,7 @@ impl<'a> Merge<'a> {
                 continue;
             }
             let what = format!(
-                "{} shows itself {} while {} still shows it [Doing] (its end-of-merge notice was lost): COMPMERGE to it, which announces its status again",
+                "{} shows itself {} while {} still shows it [Doing] (its end-of-merge notice lost or late): COMPMERGE to it, which announces its status again",
                 doing.name, itself.status, self.coordinator
             );
             if !self.report.renotified.contains(&what) {
