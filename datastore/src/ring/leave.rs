@@ -245,10 +245,7 @@ impl Leaving {
         if reply.starts_with(NOT_ALLOWED) {
             // Refused because of our own status: fine if we are out, or on
             // the way out (an earlier SERVICEOUT whose answer came too late).
-            let st = chmpx::command_within(addr, "SELFSTATUS", self.slow)
-                .await
-                .and_then(|r| chmpx::parse_selfstatus(&r))
-                .map_err(LeaveError::Refused)?;
+            let st = self.self_status(addr).await?;
             if st.ring == "SERVICE OUT" {
                 tracing::info!(status = %st.to_string(), "already out of the ring");
                 return Ok(None);
@@ -265,6 +262,24 @@ impl Leaving {
                 command: self.command.clone(),
                 reply,
             }))
+        }
+    }
+
+    /// SELFSTATUS of the server at `addr`, asked again while it is busy
+    /// (seen in CI on the real chmpx after a reboot: the question right
+    /// after a refused SERVICEOUT was dropped), up to the deadline.
+    async fn self_status(&self, addr: &str) -> Result<NodeStatus, LeaveError> {
+        loop {
+            match chmpx::command_within(addr, "SELFSTATUS", self.slow)
+                .await
+                .and_then(|r| chmpx::parse_selfstatus(&r))
+            {
+                Err(e) if e.is_busy() && Instant::now() < self.deadline => {
+                    tracing::debug!(server = %addr, error = %e, "SELFSTATUS not answered; asking again");
+                    tokio::time::sleep(POLL).await;
+                }
+                other => return other.map_err(LeaveError::Refused),
+            }
         }
     }
 

@@ -19,6 +19,8 @@ struct FakeRing {
     busy: AtomicUsize,
     /// SERVICEOUTs taken whose answers are lost (closed, nothing said).
     lost: AtomicUsize,
+    /// SELFSTATUS questions dropped (closed, nothing said) first.
+    selfstatus_dropped: AtomicUsize,
     deleting: AtomicBool,
     out: AtomicBool,
     polls_after_out: AtomicUsize,
@@ -39,6 +41,11 @@ async fn serve(ring: Arc<FakeRing>) -> String {
             "0x21(SAFE -> [SERVICE IN][UP][n/a][Nothing][NoSuspend])"
         };
         let reply = match cmd.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["SELFSTATUS"] if ring.selfstatus_dropped.load(Ordering::SeqCst) > 0 => {
+                ring.selfstatus_dropped.fetch_sub(1, Ordering::SeqCst);
+                return String::new();
+            }
+            ["SERVICEOUT", _] if out_now => format!("{NOT_ALLOWED}\n"),
             ["SERVICEOUT", _] if ring.busy.load(Ordering::SeqCst) > 0 => {
                 ring.busy.fetch_sub(1, Ordering::SeqCst);
                 format!("{OPERATING}\n")
@@ -84,6 +91,7 @@ fn fake(delay_polls: usize) -> FakeRing {
         merge_ignored: false,
         busy: AtomicUsize::new(0),
         lost: AtomicUsize::new(0),
+        selfstatus_dropped: AtomicUsize::new(0),
         deleting: AtomicBool::new(false),
         out: AtomicBool::new(false),
         polls_after_out: AtomicUsize::new(0),
@@ -312,4 +320,28 @@ async fn a_members_serviceout_taken_with_its_answer_lost_is_sent_once() {
         out["reply"].as_str().unwrap().starts_with("answer lost"),
         "{out}"
     );
+}
+
+/// Seen in CI on the real chmpx, after a reboot: the node was out
+/// already, chmpx refused SERVICEOUT as "not allowed", then dropped the
+/// SELFSTATUS that asks why. A dropped answer is a busy chmpx: the
+/// question is asked again within the bound, not a failed restart.
+#[tokio::test]
+async fn a_dropped_selfstatus_after_not_allowed_is_asked_again() {
+    let r = ring(0);
+    r.out.store(true, Ordering::SeqCst);
+    r.selfstatus_dropped.store(2, Ordering::SeqCst);
+    let addr = serve(r.clone()).await;
+    let left = leave(&facts(true), "cuk-a", &addr, 8021, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(left, Left::AlreadyOut);
+    let asked = r
+        .commands
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| *c == "SELFSTATUS")
+        .count();
+    assert_eq!(asked, 3, "two dropped, then answered");
 }
