@@ -45,9 +45,12 @@ use serde::Serialize;
 use super::view::RingView;
 use crate::chmpx::{self, ServerStatus};
 
+mod bounds;
 mod seen;
+mod watch;
+pub use bounds::MergeBounds;
 pub use seen::describe;
-use seen::{blocking_merge, control_addr, key, phase, read_ring, same_server, Phase, ReadError};
+use seen::{blocking_merge, control_addr, key, phase, read_ring, Phase, ReadError};
 
 /// How often the ring is looked at while it waits for a command.
 const POLL: Duration = Duration::from_millis(250);
@@ -73,92 +76,6 @@ const FAN_OUT_AFTER: Duration = Duration::from_secs(5);
 /// When nothing to merge ever showed: statuses reach `ALLSTATUS` through
 /// status notices, so a change just made may show a moment later.
 const NOTHING_SHOWED_AFTER: Duration = Duration::from_secs(3);
-
-/// How long after a MERGE a server's lost request for its k2hdkc's last
-/// update time surely gave up (10^6 sleeps of 1 µs; 66-74 s measured).
-const STUCK_POLL_ENDS: Duration = Duration::from_secs(120);
-/// The same, with less margin, for merges whose whole bound is too short
-/// for [`STUCK_POLL_ENDS`] (a lone node's join within `startup_wait`,
-/// 120 s): a MERGE sent before the poll ended is lost as well, so an
-/// earlier repair could never succeed (a quarter of the bound was 30 s).
-const STUCK_POLL_SURELY_OVER: Duration = Duration::from_secs(90);
-
-/// The bounds of one merge.
-#[derive(Debug, Clone, Copy)]
-pub struct MergeBounds {
-    /// The whole merge, repairs included.
-    pub total: Duration,
-    /// A server `[Doing]` this long is stuck.
-    pub stuck_after: Duration,
-    /// How many stuck merges are aborted and started again.
-    pub repairs: usize,
-    /// After an ABORTMERGE, the least time from the MERGE it repairs to
-    /// the next one: a stuck server's merge thread must have given up.
-    pub rearm_after: Duration,
-    /// After an ABORTMERGE, the least time to the next MERGE: the aborted
-    /// round's late results must have arrived (see [`ABORT_DRAIN`]).
-    pub abort_drain: Duration,
-}
-
-impl MergeBounds {
-    /// Bounds from the caller's total, with the rearm it allows (see
-    /// [`MergeBounds::with_rearm_after`]). A merge of 10,000 keys took
-    /// about 4-10 s on the real ring, of 30,000 up to 18 s (one server
-    /// `[Doing]` 30 s once); a hung join never ends (CONTRACTS.md §7, and
-    /// seen again on a grow 3 -> 4 in the box, freed by ABORTMERGE).
-    pub fn within(total: Duration) -> MergeBounds {
-        let rearm_after = if total >= 2 * STUCK_POLL_ENDS {
-            STUCK_POLL_ENDS
-        } else {
-            STUCK_POLL_SURELY_OVER
-        };
-        MergeBounds {
-            total,
-            stuck_after: stuck_after(total, rearm_after),
-            repairs: 3,
-            rearm_after,
-            abort_drain: ABORT_DRAIN,
-        }
-    }
-
-    /// The same bounds with another rearm (the taskmanager's
-    /// `cluster_merge_rearm_after`); the stuck bound follows it.
-    pub fn with_rearm_after(self, rearm_after: Duration) -> MergeBounds {
-        MergeBounds {
-            stuck_after: stuck_after(self.total, rearm_after),
-            rearm_after,
-            ..self
-        }
-    }
-}
-
-/// The least time from an `ABORTMERGE` to the next `MERGE`. Read in
-/// chmpx 1.0.111: an abort stops every server's senders
-/// (`PxCltSendAbortUpdateData`), each of which then reports its request
-/// done with a failure; a requester counts any result as that sender done
-/// and sets it with no round or state check
-/// (`PxComReceiveResultUpdateData`). So the aborted round's late results
-/// can end the next round early while its data is still on the way: a
-/// MERGE 0.3 s after an abort ended in 38 s with one key of 100,000
-/// unreadable right after.
-const ABORT_DRAIN: Duration = Duration::from_secs(15);
-
-/// How long before the next MERGE may go a stuck merge is aborted: the
-/// abort, the leavers' `SERVICEOUT` again and their `[DELETE]` showing
-/// take a few seconds.
-const ABORT_AHEAD_OF_REARM: Duration = Duration::from_secs(15);
-
-/// A server `[Doing]` this long is stuck: a twentieth of the total (30 s
-/// to 120 s), and never less than the rearm allows. No MERGE may follow an
-/// abort before `rearm_after`, so an earlier abort frees nothing sooner;
-/// it only cuts short a merge that is slow, not stuck (full queues pace
-/// a merge at 30,000 keys), and leaves the ring between an abort and a
-/// MERGE for longer.
-fn stuck_after(total: Duration, rearm_after: Duration) -> Duration {
-    (total / 20)
-        .clamp(Duration::from_secs(30), Duration::from_secs(120))
-        .max(rearm_after.saturating_sub(ABORT_AHEAD_OF_REARM))
-}
 
 /// How a merge went.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -347,23 +264,6 @@ impl<'a> Merge<'a> {
         }
     }
 
-    /// How long a server may stay `[Doing]` before it is stuck, given how
-    /// the others fare. Every hang seen left one server `[Doing]` while
-    /// the others were `[Done]`; a big ring's healthy merge keeps every
-    /// server `[Doing]` for minutes (about 2.3 KB a key at 4-6 MB/s). So:
-    /// twice what the first server to finish took, once one has; while
-    /// several still merge and none finished, a quarter of the whole
-    /// bound; a lone merging server, [`MergeBounds::stuck_after`]. Never
-    /// less than that.
-    fn stuck_bound(&self, merging: usize) -> Duration {
-        let by_progress = match self.first_done {
-            Some(first) => first * 2,
-            None if merging > 1 => self.bounds.total / 4,
-            None => Duration::ZERO,
-        };
-        self.bounds.stuck_after.max(by_progress)
-    }
-
     /// For a timeout: the servers that kept chmpx from starting a merge.
     fn blocked_why(&self) -> String {
         if self.blocked.is_empty() {
@@ -453,120 +353,6 @@ impl<'a> Merge<'a> {
             send_each(&to, command, &mut self.last_sent, &mut self.report).await;
         }
         !back.is_empty()
-    }
-
-    /// Once some server finished, each server still shown `[Doing]` is
-    /// asked how it stands itself, every [`ASK_DOING_EVERY`]. chmpx 1.0.111
-    /// announces a server's end of merge once, around the ring
-    /// (`MergeDone`, `PxComSendStatusChange`, no retry); a notice lost on
-    /// the way leaves the other servers showing it `[Doing]` for good,
-    /// and the merge was taken for stuck and merged again (2 to 6 minutes
-    /// at 100,000 keys). A server that shows itself done is sent
-    /// `COMPMERGE`: chmpx then announces its status again and, if every
-    /// server it sees is done, completes the merge (`RequestMergeComplete`);
-    /// if some server it sees still merges, it refuses, harmlessly.
-    async fn ask_the_doing(&mut self, servers: &[ServerStatus], now: Instant) {
-        if !servers.iter().any(|s| s.status.merge == "Done") {
-            return;
-        }
-        match self.asked_doing {
-            // A notice on its way takes milliseconds: ask only later.
-            None => {
-                self.asked_doing = Some(now);
-                return;
-            }
-            Some(t) if now.duration_since(t) < ASK_DOING_EVERY => return,
-            Some(_) => self.asked_doing = Some(now),
-        }
-        for doing in servers.iter().filter(|s| s.status.merge == "Doing") {
-            let addr = control_addr(doing, self.members, self.default_ctlport);
-            let Ok(own_view) = chmpx::all_status_within(&addr, SLOW_ANSWER).await else {
-                continue; // busy: it is asked again next time
-            };
-            let Some(itself) = own_view.iter().find(|s| same_server(s, doing)) else {
-                continue;
-            };
-            if itself.status.merge == "Doing" {
-                continue;
-            }
-            let what = format!(
-                "{} shows itself {} while {} still shows it [Doing] (its end-of-merge notice lost or late): COMPMERGE to it, which announces its status again",
-                doing.name, itself.status, self.coordinator
-            );
-            if !self.report.renotified.contains(&what) {
-                tracing::warn!(ring = %self.last, "{what}");
-                self.report.renotified.push(what);
-            }
-            send_each(&[addr], "COMPMERGE", &mut self.last_sent, &mut self.report).await;
-        }
-    }
-
-    /// Some server merges: watch that it does not stay `[Doing]`; a stuck
-    /// one is aborted and merged again later, within the repairs allowed.
-    async fn watch_doing(
-        &mut self,
-        servers: &[ServerStatus],
-        now: Instant,
-    ) -> Result<(), MergeError> {
-        self.phase_since = None;
-        let Some(doing) = servers.iter().find(|s| s.status.merge == "Doing") else {
-            return Ok(());
-        };
-        let since = match &self.doing_since {
-            Some((name, t)) if *name == doing.name => *t,
-            _ => {
-                self.doing_since = Some((doing.name.clone(), now));
-                now
-            }
-        };
-        if self.first_done.is_none() && servers.iter().any(|s| s.status.merge == "Done") {
-            self.first_done = Some(now.duration_since(self.attempt_began.unwrap_or(self.start)));
-        }
-        let merging = servers.iter().filter(|s| s.status.merge == "Doing").count();
-        if now.duration_since(since) < self.stuck_bound(merging) {
-            return Ok(());
-        }
-        // The next MERGE goes once the stuck thread gave up (the rearm)
-        // and the aborted round drained, whichever is later; a repair
-        // whose MERGE would fall past the deadline is not started.
-        let rearm = (self.attempt_began.unwrap_or(since) + self.bounds.rearm_after)
-            .max(now + self.bounds.abort_drain);
-        if self.report.repairs.len() >= self.bounds.repairs || rearm >= self.deadline {
-            return Err(MergeError::Stuck {
-                server: doing.name.clone(),
-                repairs: self.report.repairs.len(),
-                last: self.last.clone(),
-            });
-        }
-        let what = format!(
-            "{} stayed [Doing] for {:.0} s: ABORTMERGE, then MERGE again in {:.0} s (once its merge thread gave up and the aborted round drained)",
-            doing.name,
-            now.duration_since(since).as_secs_f64(),
-            rearm.saturating_duration_since(now).as_secs_f64()
-        );
-        tracing::warn!(ring = %self.last, "{what}");
-        self.report.repairs.push(what);
-        let mut targets = vec![self.coordinator.to_owned()];
-        for s in servers
-            .iter()
-            .filter(|s| s.status.merge == "Doing" && s.status.live == "UP")
-        {
-            targets.push(control_addr(s, self.members, self.default_ctlport));
-        }
-        self.last_sent.clear();
-        send_each(
-            &targets,
-            "ABORTMERGE",
-            &mut self.last_sent,
-            &mut self.report,
-        )
-        .await;
-        self.doing_since = None;
-        self.attempt_began = None;
-        self.first_done = None;
-        self.asked_doing = None;
-        self.hold_merge_until = Some(rearm);
-        Ok(())
     }
 }
 

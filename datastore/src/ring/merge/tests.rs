@@ -176,7 +176,7 @@ fn a_repair_never_merges_again_before_the_stuck_poll_ended() {
         "the longest poll measured"
     );
     let grow = MergeBounds::within(Duration::from_secs(600));
-    assert_eq!(grow.rearm_after, STUCK_POLL_ENDS);
+    assert_eq!(grow.rearm_after, bounds::STUCK_POLL_ENDS);
     assert_eq!(grow.stuck_after, Duration::from_secs(105));
 }
 
