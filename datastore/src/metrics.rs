@@ -55,27 +55,13 @@ pub async fn chmpx_samples(ctl: &str) -> (Vec<MetricSample>, Option<chmpx::NodeS
         out.extend(traffic_samples(reply));
     }
     if status.is_some() {
-        if let Some(servers) = ring_view(ctl).await {
+        // A dropped ALLSTATUS is asked again by `command_within` (a CI
+        // scrape once lost its ring samples to one).
+        if let Ok(servers) = chmpx::all_status_within(ctl, ASK_WITHIN).await {
             out.extend(ring_samples(&servers));
         }
     }
     (out, status)
-}
-
-/// `ALLSTATUS`, asked a second time when chmpx dropped or left the first
-/// question: chmpx 1.0.111 can close a control connection that closely
-/// follows another under a thread still busy with the old one
-/// (`AcceptCtlport ... errno=9`), and this one follows `SELFSTATUS` (a
-/// CI scrape lost its ring samples that way).
-async fn ring_view(ctl: &str) -> Option<Vec<chmpx::ServerStatus>> {
-    for _ in 0..2 {
-        match chmpx::all_status_within(ctl, ASK_WITHIN).await {
-            Ok(servers) => return Some(servers),
-            Err(e) if e.is_busy() => continue,
-            Err(_) => return None,
-        }
-    }
-    None
 }
 
 /// chmpx's connection counts and traffic counters from its `SELFSTATUS`
