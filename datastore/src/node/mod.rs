@@ -81,6 +81,10 @@ struct Live {
     /// Since when the status rounds have seen this node in service with
     /// k2hdkc running but not attached (`[Suspend]`).
     detached_since: Option<std::time::Instant>,
+    /// The status chmpx's last answer gave, and since when its control
+    /// port has not answered (see `Node::status`).
+    last_answered: Option<driver_api::ServiceStatus>,
+    unanswered_since: Option<std::time::Instant>,
 }
 
 /// The datastore version the node runs and its image: the guest's own
@@ -165,6 +169,8 @@ impl Node {
             stopped: saved.stopped,
             chmpx_run: None,
             detached_since: None,
+            last_answered: None,
+            unanswered_since: None,
         };
         Node {
             settings,
