@@ -40,3 +40,15 @@ complete() {  # WHAT SERVERS...: COMPMERGE until each is [Nothing], 20 s
         sleep 2
     done
 }
+until_taken() {  # SERVER COMMAND WHAT: COMMAND until chmpx answers SUCCEED, 20 s
+    # A peer's end of merge reaches this server by a status notice: for a
+    # moment after a merge it still refuses a status change as
+    # "operating", and the agent asks again too.
+    local end=$((SECONDS + 20)) r
+    while :; do
+        r=$(ctl "$1" "$2")
+        grep -q SUCCEED <<<"$r" && return 0
+        [ "$SECONDS" -lt "$end" ] || die "$3: $2 refused: ${r:-no answer}"
+        sleep 0.5
+    done
+}
