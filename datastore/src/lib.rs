@@ -78,6 +78,8 @@ pub const OPTIONS: &[&str] = &[
     "api_strategy",
     "taskmanager_strategy",
     "guestagent_strategy",
+    "k2hr3_provision_url",
+    "k2hr3_provision_ca_file",
     "default_password_length",
     "ctrl_port",
     "docker_image",
@@ -101,6 +103,32 @@ pub const OPTIONS: &[&str] = &[
     "docker_registry_username",
     "docker_registry_password",
 ];
+
+/// The configuration-group values a member prepares with. A cluster whose
+/// K2HR3 objects the plugin provisioned sends the members' EXTDATA URL in
+/// `cluster_config` (`extdata_url`), never in the group, which the tenant
+/// reads: it holds the server role's token. An `extdata-url` the group
+/// sets itself wins.
+fn with_provisioned_extdata<'a>(
+    overrides: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    cluster_config: Option<&serde_json::Value>,
+) -> Option<std::borrow::Cow<'a, serde_json::Map<String, serde_json::Value>>> {
+    let url = cluster_config
+        .and_then(|c| c.get("extdata_url"))
+        .and_then(|u| u.as_str());
+    let set = overrides.is_some_and(|o| {
+        o.iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("extdata-url") && !v.is_null())
+    });
+    match (url, overrides) {
+        (Some(url), o) if !set => {
+            let mut map = o.cloned().unwrap_or_default();
+            map.insert("extdata-url".into(), url.into());
+            Some(std::borrow::Cow::Owned(map))
+        }
+        (_, o) => o.map(std::borrow::Cow::Borrowed),
+    }
+}
 
 /// Where the data volume is mounted unless `[k2hdkc] mount_point` says.
 pub const DEFAULT_MOUNT_POINT: &str = "/var/lib/antpickax/k2hdkc";
@@ -207,10 +235,12 @@ impl Datastore for K2hdkc {
             .and_then(|c| c.get("member_count"))
             .and_then(|n| n.as_u64())
             .map(|n| n as usize);
+        let overrides =
+            with_provisioned_extdata(request.overrides.as_ref(), request.cluster_config.as_ref());
         self.node
             .prepare(
                 request.config_contents.as_deref(),
-                request.overrides.as_ref(),
+                overrides.as_deref(),
                 member,
                 ring_size,
                 restore,
@@ -299,5 +329,41 @@ impl Datastore for K2hdkc {
 
     async fn cluster_complete(&self) -> driver_api::Result<ServiceStatus> {
         Ok(self.node.status(true).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Map, Value};
+
+    use super::with_provisioned_extdata;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_provisioned_extdata_url_fills_a_group_that_names_none() {
+        let group = map(json!({"cluster-name": "c1"}));
+        let cc = json!({"id": "x", "extdata_url": "https://k2hr3/v1/extdata/trove/p"});
+        let got = with_provisioned_extdata(Some(&group), Some(&cc)).unwrap();
+        assert_eq!(got["extdata-url"], "https://k2hr3/v1/extdata/trove/p");
+        assert_eq!(got["cluster-name"], "c1");
+        // No group at all: the URL alone.
+        let got = with_provisioned_extdata(None, Some(&cc)).unwrap();
+        assert_eq!(got.len(), 1);
+    }
+
+    #[test]
+    fn the_groups_own_extdata_url_wins_and_nothing_is_added_without_one() {
+        let group = map(json!({"extdata-url": "https://k2hr3/v1/extdata/trove/own"}));
+        let cc = json!({"id": "x", "extdata_url": "https://k2hr3/v1/extdata/trove/p"});
+        let got = with_provisioned_extdata(Some(&group), Some(&cc)).unwrap();
+        assert_eq!(got["extdata-url"], "https://k2hr3/v1/extdata/trove/own");
+        let plain = json!({"id": "x", "member_count": 3});
+        let got = with_provisioned_extdata(Some(&group), Some(&plain)).unwrap();
+        assert_eq!(*got, group);
+        assert!(with_provisioned_extdata(None, Some(&plain)).is_none());
+        assert!(with_provisioned_extdata(None, None).is_none());
     }
 }

@@ -108,6 +108,12 @@ def test_a_cluster_provisioned_with_the_tenants_token_serves_its_nodes(standin):
         "yrn:yahoo:::demo:%s:k2hdkc-c1-0001/%s" % (kind, side)
         for kind in ("resource", "policy", "role") for side in ("server", "slave"))
     assert sorted(done.extdata_urls) == ["server", "slave"]
+    # What a removal from the cluster's name alone would remove.
+    assert done.record.created == k2hr3.created_objects("k2hdkc-c1-0001")
+    # A grow's members get a token of their own for the same role.
+    user = k2hr3.user_token(api, keystone_token("demo"), "demo")
+    again = extdata(k2hr3.role_extdata_url(api, user, "k2hdkc-c1-0001/server"))
+    assert again["K2HR3_ROLE_NAME"] == '"yrn:yahoo:::demo:role:k2hdkc-c1-0001/server"'
 
     # A server node: EXTDATA, register, its ini.
     server = extdata(done.extdata_urls["server"])

@@ -169,16 +169,27 @@ def provision(api, keystone_token, project, base, template, values):
                                                   "condition": None, "alias": []})
             create(api, token, record, "role", {"name": name, "policies": [yrn(project, "policy", name)],
                                                 "alias": []})
-            step = "role token of %s" % name
-            status, answer = api.call(step, "GET", "/v1/role/token/" + name, token, query={"expire": "0"})
-            path = answer.get("registerpath") if isinstance(answer, dict) else None
-            if status != 200 or not isinstance(path, str) or not path:
-                raise K2hr3Error(step, "no register path in the answer", status)
-            urls[side] = "%s/v1/extdata/%s/%s" % (api.url, EXTDATA_URI, path)
+            urls[side] = role_extdata_url(api, token, name)
     except K2hr3Error as failed:
         left = remove_with(api, token, record)
         raise K2hr3Error(failed.step, failed.cause, failed.status, left) from None
     return Provisioned(record, urls)
+
+
+def created_objects(base):
+    """What :func:`provision` makes under ``base``, in its order."""
+    return [(kind, "%s/%s" % (base, side)) for side in SIDES for kind in ("resource", "policy", "role")]
+
+
+def role_extdata_url(api, token, role):
+    """A new role token of ``role`` that never expires, as the EXTDATA URL
+    a node reads it from."""
+    step = "role token of %s" % role
+    status, answer = api.call(step, "GET", "/v1/role/token/" + role, token, query={"expire": "0"})
+    path = answer.get("registerpath") if isinstance(answer, dict) else None
+    if status != 200 or not isinstance(path, str) or not path:
+        raise K2hr3Error(step, "no register path in the answer", status)
+    return "%s/v1/extdata/%s/%s" % (api.url, EXTDATA_URI, path)
 
 
 def create(api, token, record, kind, body):

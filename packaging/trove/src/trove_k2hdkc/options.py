@@ -103,6 +103,16 @@ def build(ports_type=None):
                    help="Seconds any other ring step on one member may take "
                         "(k2hdkc_ring_converge, service in/out, reattach, leaving the "
                         "K2HR3 role at shrink, a restart). The RPC waits a little longer."),
+        cfg.StrOpt("k2hr3_provision_url", default=None,
+                   help="K2HR3 API URL (e.g. https://k2hr3.example.com:18080) where "
+                        "trove-api makes a cluster's K2HR3 roles, resources, policies "
+                        "and role tokens with the tenant's own token, when its "
+                        "configuration group names a cluster-name but no extdata-url; "
+                        "the cluster's delete removes them. Unset: every group must "
+                        "give an extdata-url made by hand."),
+        cfg.StrOpt("k2hr3_provision_ca_file", default=None,
+                   help="CA bundle that verifies k2hr3_provision_url's TLS certificate "
+                        "(default: the system's)."),
         # --- read by the guest agent (trove-guestagent.conf) ---------------
         cfg.StrOpt("docker_image", default="antpickax/k2hdkc",
                    help="The k2hdkc server image. Without a tag, the datastore version "

@@ -38,6 +38,7 @@ from trove.quota.quota import check_quotas
 from trove.taskmanager import api as task_api
 
 from trove_k2hdkc import MIN_CLUSTER_MEMBERS
+from trove_k2hdkc.cluster import provisioning
 
 LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
@@ -62,7 +63,9 @@ def min_members(manager):
 
 def check_configuration(context, configuration_id, datastore_version):
     """The group exists, is the caller's, is of this datastore version and
-    names the K2HR3 role (``extdata-url``). Returns its ID."""
+    names the K2HR3 role (``extdata-url``), or, where the plugin provisions
+    K2HR3 (:mod:`.provisioning`), names a cluster (``cluster-name``).
+    Returns its ID and its values."""
     if not configuration_id:
         raise exception.BadRequest(NEEDS_CONFIGURATION)
     configuration_id = utils.get_id_from_href(configuration_id)
@@ -74,10 +77,14 @@ def check_configuration(context, configuration_id, datastore_version):
     values = {str(i.configuration_key).lower(): i.configuration_value
               for i in items}
     if not values.get("extdata-url"):
+        if provisioning.enabled() and values.get("cluster-name"):
+            return configuration_id, values
         raise exception.BadRequest(
-            "Configuration group %s sets no extdata-url. %s"
-            % (configuration_id, NEEDS_CONFIGURATION))
-    return configuration_id
+            "Configuration group %s sets no extdata-url%s. %s"
+            % (configuration_id,
+               " and no cluster-name for K2HR3 to provision"
+               if provisioning.enabled() else "", NEEDS_CONFIGURATION))
+    return configuration_id, values
 
 
 def check_member_types(instances):
@@ -139,14 +146,19 @@ class K2hdkcCluster(cluster_models.Cluster):
     @staticmethod
     def _create_members(context, db_info, datastore, datastore_version,
                         instances, locality, configuration_id, image_id,
-                        first_number, member_count):
+                        first_number, member_count, extdata_url=None):
         """One Trove instance per node, each a ``member`` of the cluster
         with the cluster's configuration group. ``member_count`` is the
         size of the ring the members join: their agents start chmpx once
         K2HR3 lists that many servers (chmpx started on a partial ini was
         refused by its peers and saw one of them DOWN for good on the real
-        image)."""
+        image). ``extdata_url``: the server role's EXTDATA URL when the
+        plugin provisioned the cluster's K2HR3 objects."""
         image = image_id or datastore_version.image_id
+        cluster_config = {"id": db_info.id, "instance_type": MEMBER,
+                          "member_count": member_count}
+        if extdata_url:
+            cluster_config["extdata_url"] = extdata_url
         created = []
         number = first_number
         for instance in instances:
@@ -161,8 +173,7 @@ class K2hdkcCluster(cluster_models.Cluster):
                 availability_zone=instance.get("availability_zone"),
                 nics=instance.get("nics"),
                 configuration_id=configuration_id,
-                cluster_config={"id": db_info.id, "instance_type": MEMBER,
-                                "member_count": member_count},
+                cluster_config=dict(cluster_config),
                 volume_type=instance.get("volume_type"),
                 modules=instance.get("modules"),
                 locality=locality,
@@ -188,8 +199,8 @@ class K2hdkcCluster(cluster_models.Cluster):
             raise exception.BadRequest(
                 "k2hdkc clusters take no extended properties (given: %s)."
                 % ", ".join(sorted(extended_properties)))
-        configuration = check_configuration(context, configuration,
-                                            datastore_version)
+        configuration, values = check_configuration(
+            context, configuration, datastore_version)
         validate_members(context, instances, manager)
 
         db_info = cluster_models.DBCluster.create(
@@ -197,12 +208,20 @@ class K2hdkcCluster(cluster_models.Cluster):
             datastore_version_id=datastore_version.id,
             task_status=ClusterTasks.BUILDING_INITIAL,
             configuration_id=configuration)
+        extdata_url = None
         try:
+            if not values.get("extdata-url"):
+                # Before any member: they register in these roles.
+                extdata_url = provisioning.provision(context, db_info.id,
+                                                     values)
             members = cls._create_members(
                 context, db_info, datastore, datastore_version, instances,
-                locality, configuration, image_id, 1, len(instances))
+                locality, configuration, image_id, 1, len(instances),
+                extdata_url)
         except Exception:
-            cls._abandon(db_info)
+            if not cls._abandon(db_info) and extdata_url:
+                # No member to delete later: nothing else removes them.
+                provisioning.remove(context, db_info.id)
             raise
         LOG.info("k2hdkc cluster %s (%s): members %s created.", name,
                  db_info.id, [m.id for m in members])
@@ -212,7 +231,8 @@ class K2hdkcCluster(cluster_models.Cluster):
     @staticmethod
     def _abandon(db_info):
         """After a failed create: a cluster without members is removed;
-        one with some members is left deletable (task NONE)."""
+        one with some members is left deletable (task NONE). Whether it
+        was left."""
         members = inst_models.DBInstance.find_all(
             cluster_id=db_info.id, deleted=False).all()
         if members:
@@ -220,6 +240,7 @@ class K2hdkcCluster(cluster_models.Cluster):
         else:
             db_info.update(task_status=ClusterTasks.NONE, deleted=True,
                            deleted_at=timeutils.utcnow())
+        return bool(members)
 
     def _members(self):
         return inst_models.DBInstance.find_all(cluster_id=self.id,
@@ -275,10 +296,14 @@ class K2hdkcCluster(cluster_models.Cluster):
         try:
             locality = srv_grp.ServerGroup.convert_to_hint(self.server_group)
             first = next_member_number(self.name, [m.name for m in existing])
+            # A role token of its own for this grow's members, where the
+            # plugin provisioned the cluster.
+            extdata_url = provisioning.server_extdata_url(self.context,
+                                                          self.id)
             members = self._create_members(
                 self.context, self.db_info, self.ds, self.ds_version,
                 instances, locality, configuration_id, image_id, first,
-                len(existing) + len(instances))
+                len(existing) + len(instances), extdata_url)
             task_api.load(self.context, manager).grow_cluster(
                 self.id, [m.id for m in members])
         except Exception:
@@ -348,6 +373,16 @@ class K2hdkcCluster(cluster_models.Cluster):
 
 
 class K2hdkcClusterView(ClusterView):
+
+    def data(self):
+        """Trove's view, and for a cluster whose K2HR3 objects the plugin
+        made, the slave role's EXTDATA URL application hosts start
+        ``k2hdkc-slave`` with (``k2hdkc_slave_extdata_url``)."""
+        result = super(K2hdkcClusterView, self).data()
+        url = provisioning.slave_extdata_url(self.cluster.id)
+        if url:
+            result["cluster"]["k2hdkc_slave_extdata_url"] = url
+        return result
 
     def build_instances(self):
         return self._build_instances([MEMBER], [MEMBER])

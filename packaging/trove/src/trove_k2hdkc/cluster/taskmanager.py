@@ -58,6 +58,7 @@ from trove.taskmanager import models as task_models
 
 from trove_k2hdkc import MIN_CLUSTER_MEMBERS
 from trove_k2hdkc.cluster import guestagent
+from trove_k2hdkc.cluster import provisioning
 
 LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
@@ -110,6 +111,14 @@ class K2hdkcTaskManagerStrategy(base.BaseTaskManagerStrategy):
 
 
 class K2hdkcClusterTasks(task_models.ClusterTasks):
+
+    def delete_cluster(self, context, cluster_id):
+        """Trove's delete (it waits for every member to be deleted), then
+        the K2HR3 objects the plugin made for the cluster, with the
+        deleting tenant's token: no member is registered any more."""
+        super(K2hdkcClusterTasks, self).delete_cluster(context, cluster_id)
+        if DBCluster.find_by(id=cluster_id).deleted:
+            provisioning.remove(context, cluster_id)
 
     # --- helpers -----------------------------------------------------------
 
