@@ -175,8 +175,11 @@ up() {
     local mq_guest="rabbit://$BOX_VHOST:$mq_password@$BOX_GATEWAY:5672/$BOX_VHOST"
 
     step "K2HR3 stand-in on $BOX_GATEWAY:$BOX_K2HR3_PORT"
+    # User tokens (the plugin's provisioning) are checked with the box's
+    # Keystone, which starts below: the stand-in asks it per request.
     spawn k2hr3 "$PEER_PYTHON" tests/standins/k2hr3/k2hr3_standin.py --role box \
-        --listen "$BOX_GATEWAY:$BOX_K2HR3_PORT" --automerge off --threads "$BOX_CHMPX_THREADS"
+        --listen "$BOX_GATEWAY:$BOX_K2HR3_PORT" --automerge off --threads "$BOX_CHMPX_THREADS" \
+        --keystone-url "http://127.0.0.1:$BOX_KEYSTONE_PORT/v3"
     wait_http "http://$BOX_GATEWAY:$BOX_K2HR3_PORT/_standin/calls" 20 k2hr3
     grep -m1 '^{' "$BOX_DIR/logs/k2hr3.log" >"$BOX_DIR/k2hr3.json"
 
@@ -365,6 +368,9 @@ $connection
 [k2hdkc]
 # The image the guests' agents run (the guest config below says the same).
 docker_image = ${image%:*}
+# A group with a cluster-name and no extdata-url: trove-api makes the
+# cluster's K2HR3 objects with the tenant's token (tests/k2hr3-provisioning).
+k2hr3_provision_url = http://$BOX_GATEWAY:$BOX_K2HR3_PORT
 $(rearm_conf "$image")
 CONF
     ) || die "writing trove.conf failed"
