@@ -76,6 +76,10 @@ const FAN_OUT_AFTER: Duration = Duration::from_secs(5);
 /// When nothing to merge ever showed: statuses reach `ALLSTATUS` through
 /// status notices, so a change just made may show a moment later.
 const NOTHING_SHOWED_AFTER: Duration = Duration::from_secs(3);
+/// How long a server's own view may still show a server `[Done]` after
+/// the coordinator's view settled before it is sent `COMPMERGE`: a
+/// notice on its way takes milliseconds.
+const STALE_VIEW_AFTER: Duration = Duration::from_secs(3);
 
 /// How a merge went.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -148,10 +152,15 @@ pub async fn merge_ring(
     }
     loop {
         if Instant::now() >= m.deadline {
+            let blocked = m.blocked_why();
+            let last = match m.stale_note {
+                Some(note) => format!("{}; {note}", m.last),
+                None => m.last,
+            };
             return Err(MergeError::Timeout {
                 bound: bounds.total,
-                blocked: m.blocked_why(),
-                last: m.last,
+                blocked,
+                last,
                 repairs: m.report.repairs,
             });
         }
@@ -180,7 +189,7 @@ pub async fn merge_ring(
         let now = Instant::now();
         match phase {
             Phase::Settled => {
-                if m.settled_long_enough(now) {
+                if m.settled_long_enough(now) && m.every_view_settled(&servers, now).await {
                     m.report.seconds = m.start.elapsed().as_secs_f64();
                     tracing::info!(seconds = m.report.seconds, merged = m.report.merged, repairs = m.report.repairs.len(), renotified = m.report.renotified.len(), ring = %m.last, "ring merged");
                     return Ok(m.report);
@@ -226,6 +235,11 @@ struct Merge<'a> {
     hold_merge_until: Option<Instant>,
     /// When the servers shown `[Doing]` were last asked themselves.
     asked_doing: Option<Instant>,
+    /// Since when, when last told and when last looked at, a server's own
+    /// view showed a server `[Done]` after the coordinator's had settled.
+    stale_views: Option<(Instant, Option<Instant>, Instant)>,
+    /// What those views showed, for the errors.
+    stale_note: Option<String>,
     /// The ring as last seen, for the errors.
     last: String,
     /// The servers for which chmpx refused a MERGE, as last seen.
@@ -259,6 +273,8 @@ impl<'a> Merge<'a> {
             first_done: None,
             hold_merge_until: None,
             asked_doing: None,
+            stale_views: None,
+            stale_note: None,
             last: String::from("nothing read yet"),
             blocked: Vec::new(),
         }

@@ -566,3 +566,104 @@ async fn a_server_that_shows_itself_merging_is_not_told_to_complete() {
     let sent = ring.sent.lock().unwrap().clone();
     assert!(!sent.iter().any(|(_, at)| *at == "second"), "{sent:?}");
 }
+
+/// A ring of three whose coordinator (first) shows every server idle,
+/// while the second shows itself `[Done]` and the third shows the second
+/// so: the second's end-of-merge notice lost (CI's box, 30,000 keys).
+/// `COMPMERGE` to the second completes it in every view, unless `deaf`.
+struct StaleViews {
+    completed: std::sync::Mutex<bool>,
+    deaf: bool,
+    sent: std::sync::Mutex<Vec<(String, &'static str)>>,
+}
+
+async fn serve_view(ring: std::sync::Arc<StaleViews>, at: &'static str) -> String {
+    crate::testing::fake_ctlport(move |cmd| {
+        if cmd != "ALLSTATUS" {
+            ring.sent.lock().unwrap().push((cmd.to_owned(), at));
+        }
+        let mut completed = ring.completed.lock().unwrap();
+        if cmd == "COMPMERGE" && at == "second" && !ring.deaf {
+            *completed = true;
+            return "SUCCEED\n".to_owned();
+        }
+        if cmd != "ALLSTATUS" {
+            return "ERROR: nothing to complete\n".to_owned();
+        }
+        let second = if *completed || at == "first" { "Nothing" } else { "Done" };
+        let block = |i: usize, merge: &str| format!("No.{i}\n  Server Name = host-{i}\n    Control Port = 8021\n    CUK = c{i}\n    Custom ID Seed = s{i}\n    Server Status = 0x0(SAFE -> [SERVICE IN][UP][n/a][{merge}][NoSuspend])\n    Enable Hash Value = 0x{i}\n    Pending Hash Value = 0x{i}\n");
+        format!("RING Name = c1\n{}{}{}", block(1, "Nothing"), block(2, second), block(3, "Nothing"))
+    })
+    .await
+}
+
+async fn stale_views(deaf: bool) -> (std::sync::Arc<StaleViews>, Result<MergeReport, MergeError>) {
+    let ring = std::sync::Arc::new(StaleViews {
+        completed: std::sync::Mutex::new(false),
+        deaf,
+        sent: Default::default(),
+    });
+    let first = serve_view(ring.clone(), "first").await;
+    let second = serve_view(ring.clone(), "second").await;
+    let third = serve_view(ring.clone(), "third").await;
+    let members = [
+        ("c1".to_owned(), first.clone()),
+        ("c2".to_owned(), second),
+        ("c3".to_owned(), third),
+    ];
+    let bounds = MergeBounds {
+        total: Duration::from_secs(15),
+        stuck_after: Duration::from_secs(30),
+        repairs: 0,
+        rearm_after: Duration::ZERO,
+        abort_drain: Duration::ZERO,
+    };
+    let result = merge_ring(&first, &members, 8021, &|_| None, bounds).await;
+    (ring, result)
+}
+
+#[tokio::test]
+async fn a_server_that_still_shows_itself_done_after_the_ring_settled_is_sent_compmerge() {
+    let (ring, result) = stale_views(false).await;
+    let report = result.unwrap();
+    assert!(
+        report
+            .renotified
+            .iter()
+            .any(|w| w.starts_with("host-2 still shows host-2 [Done]")),
+        "{report:?}"
+    );
+    let sent = ring.sent.lock().unwrap().clone();
+    assert!(
+        sent.contains(&("COMPMERGE".to_owned(), "second")),
+        "{sent:?}"
+    );
+    assert!(
+        !sent.iter().any(|(_, at)| *at == "first"),
+        "the coordinator's view was settled: {sent:?}"
+    );
+    assert!(*ring.completed.lock().unwrap());
+}
+
+#[tokio::test]
+async fn a_view_that_stays_done_fails_the_merge_naming_it() {
+    let (ring, result) = stale_views(true).await;
+    match result {
+        Err(MergeError::Timeout { last, .. }) => {
+            assert!(last.contains("host-3 still shows host-2 [Done]"), "{last}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Told again while it lasted, not at every look.
+    let told = ring
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(c, at)| c == "COMPMERGE" && *at == "second")
+        .count();
+    assert!(
+        (2..=4).contains(&told),
+        "COMPMERGE to the second {told} times"
+    );
+}

@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use super::seen::{control_addr, same_server};
-use super::{send_each, Merge, MergeError, ASK_DOING_EVERY, SLOW_ANSWER};
+use super::{
+    send_each, Merge, MergeError, ASK_DOING_EVERY, MERGING_POLL, SLOW_ANSWER, STALE_VIEW_AFTER,
+};
 use crate::chmpx::{self, ServerStatus};
 
 impl<'a> Merge<'a> {
@@ -70,6 +72,89 @@ impl<'a> Merge<'a> {
             }
             send_each(&[addr], "COMPMERGE", &mut self.last_sent, &mut self.report).await;
         }
+    }
+
+    /// Once the coordinator's view settled, each server in service is
+    /// asked for its own: chmpx 1.0.111 also ends a merge by a status
+    /// notice around the ring, and one lost left a server showing itself
+    /// `[Done]` for good, and a peer showing it so, while the coordinator
+    /// showed it done with (CI's box, 30,000 keys, 2026-12-07: the ring
+    /// never looked idle again). A view that still shows a server `[Done]`
+    /// after [`STALE_VIEW_AFTER`] gets `COMPMERGE` sent to that server
+    /// and to the viewer, every [`ASK_DOING_EVERY`]: the server completes
+    /// the merge it sees and announces it (sent by hand on that ring,
+    /// every view was idle at once); one with nothing to complete refuses,
+    /// harmlessly. Whether every view that answered is settled; a server
+    /// that does not answer holds nothing up.
+    pub(super) async fn every_view_settled(
+        &mut self,
+        servers: &[ServerStatus],
+        now: Instant,
+    ) -> bool {
+        // Each look is a connection to every server: once a second.
+        if let Some((_, _, looked)) = self.stale_views {
+            if now.duration_since(looked) < MERGING_POLL {
+                return false;
+            }
+        }
+        let mut stale: Vec<(String, Vec<String>, String)> = Vec::new();
+        for s in servers
+            .iter()
+            .filter(|s| s.status.ring == "SERVICE IN" && s.status.live == "UP")
+        {
+            let viewer = control_addr(s, self.members, self.default_ctlport);
+            if viewer == self.coordinator {
+                continue;
+            }
+            let Ok(view) = chmpx::all_status_within(&viewer, SLOW_ANSWER).await else {
+                continue;
+            };
+            let done: Vec<&ServerStatus> =
+                view.iter().filter(|v| v.status.merge == "Done").collect();
+            if done.is_empty() {
+                continue;
+            }
+            let names: Vec<&str> = done.iter().map(|d| d.name.as_str()).collect();
+            let targets = done
+                .iter()
+                .map(|d| control_addr(d, self.members, self.default_ctlport))
+                .collect();
+            let what = format!(
+                "{} still shows {} [Done] after {} settled (a merge's end notice lost): COMPMERGE to it",
+                s.name,
+                names.join(", "),
+                self.coordinator
+            );
+            stale.push((viewer, targets, what));
+        }
+        if stale.is_empty() {
+            self.stale_views = None;
+            self.stale_note = None;
+            return true;
+        }
+        let (since, told, _) = self.stale_views.unwrap_or((now, None, now));
+        self.stale_views = Some((since, told, now));
+        let note: Vec<&str> = stale.iter().map(|(_, _, w)| w.as_str()).collect();
+        self.stale_note = Some(note.join("; "));
+        let due = match told {
+            None => now.duration_since(since) >= STALE_VIEW_AFTER,
+            Some(t) => now.duration_since(t) >= ASK_DOING_EVERY,
+        };
+        if !due {
+            return false;
+        }
+        self.stale_views = Some((since, Some(now), now));
+        for (viewer, mut targets, what) in stale {
+            if !self.report.renotified.contains(&what) {
+                tracing::warn!(ring = %self.last, "{what}");
+                self.report.renotified.push(what);
+            }
+            if !targets.contains(&viewer) {
+                targets.push(viewer);
+            }
+            send_each(&targets, "COMPMERGE", &mut self.last_sent, &mut self.report).await;
+        }
+        false
     }
 
     /// Some server merges: watch that it does not stay `[Doing]`; a stuck
