@@ -510,6 +510,17 @@ async fn serve_stale(ring: std::sync::Arc<StaleRing>, at: &'static str) -> Strin
     .await
 }
 
+/// Bounds of `total_s` seconds in which nothing is taken for stuck.
+fn no_repairs(total_s: u64) -> MergeBounds {
+    MergeBounds {
+        total: Duration::from_secs(total_s),
+        stuck_after: Duration::from_secs(30),
+        repairs: 0,
+        rearm_after: Duration::ZERO,
+        abort_drain: Duration::ZERO,
+    }
+}
+
 async fn stale_ring(
     finished: bool,
 ) -> (std::sync::Arc<StaleRing>, Result<MergeReport, MergeError>) {
@@ -521,14 +532,7 @@ async fn stale_ring(
     let first = serve_stale(ring.clone(), "first").await;
     let second = serve_stale(ring.clone(), "second").await;
     let members = [("c1".to_owned(), first.clone()), ("c2".to_owned(), second)];
-    let bounds = MergeBounds {
-        total: Duration::from_secs(12),
-        stuck_after: Duration::from_secs(30),
-        repairs: 0,
-        rearm_after: Duration::ZERO,
-        abort_drain: Duration::ZERO,
-    };
-    let result = merge_ring(&first, &members, 8021, &|_| None, bounds).await;
+    let result = merge_ring(&first, &members, 8021, &|_| None, no_repairs(12)).await;
     (ring, result)
 }
 
@@ -611,14 +615,7 @@ async fn stale_views(deaf: bool) -> (std::sync::Arc<StaleViews>, Result<MergeRep
         ("c2".to_owned(), second),
         ("c3".to_owned(), third),
     ];
-    let bounds = MergeBounds {
-        total: Duration::from_secs(15),
-        stuck_after: Duration::from_secs(30),
-        repairs: 0,
-        rearm_after: Duration::ZERO,
-        abort_drain: Duration::ZERO,
-    };
-    let result = merge_ring(&first, &members, 8021, &|_| None, bounds).await;
+    let result = merge_ring(&first, &members, 8021, &|_| None, no_repairs(15)).await;
     (ring, result)
 }
 
