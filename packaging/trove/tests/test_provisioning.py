@@ -205,3 +205,33 @@ def test_a_create_whose_members_cannot_be_made_removes_the_objects_it_made(
     removed = [c for c in k2hr3.calls if c[0] == "remove"]
     assert len(made) == 1 and [r[3] for r in removed] == [made[0][3]]
     assert all(r.project_id != tctx.project_id for r in rows().values())
+
+
+def test_a_k2hr3_message_that_quotes_the_token_is_told_without_it():
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from trove_k2hdkc import k2hr3 as client
+
+    class Quoting(BaseHTTPRequestHandler):
+        def do_POST(self):
+            token = self.headers["x-auth-token"][2:]
+            body = json.dumps({"result": False, "message": "token(%s) does not have any tenant." % token}).encode()
+            self.send_response(401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Quoting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(client.K2hr3Error) as err:
+            client.user_token(client.Api("http://127.0.0.1:%d" % server.server_port), "secret-keystone-token", "p")
+    finally:
+        server.shutdown()
+    assert "secret-keystone-token" not in str(err.value)
+    assert "token(***) does not have any tenant." in str(err.value) and err.value.status == 401

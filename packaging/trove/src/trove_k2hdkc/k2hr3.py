@@ -98,6 +98,9 @@ class Api:
                 raise K2hr3Error(step, "answered with no JSON", status) from None
         if status >= 400 and status != 404:
             message = answer.get("message") if isinstance(answer, dict) else None
+            # Some of K2HR3's messages quote the token they refused.
+            secret = token.split("=", 1)[-1]
+            message = (message or "refused").replace(secret, "***") if secret else message
             raise K2hr3Error(step, message or "refused", status)
         return status, answer
 
