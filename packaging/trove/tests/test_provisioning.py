@@ -235,3 +235,20 @@ def test_a_k2hr3_message_that_quotes_the_token_is_told_without_it():
         server.shutdown()
     assert "secret-keystone-token" not in str(err.value)
     assert "token(***) does not have any tenant." in str(err.value) and err.value.status == 401
+
+
+def test_objects_the_database_cannot_record_are_removed_again(tctx, ds, dsv, nova, casts, created, k2hr3,
+                                                             monkeypatch):
+    from trove_k2hdkc.cluster import provisioning
+
+    class Broken(object):
+        def begin(self):
+            raise RuntimeError("database gone")
+
+    provisioning._engine()  # the table exists; then the database fails
+    monkeypatch.setattr(provisioning, "_engine", lambda: Broken())
+    with pytest.raises(RuntimeError, match="database gone"):
+        create(tctx, ds, dsv, nodes(2), config_group(tctx, dsv, {"cluster-name": "c1"}))
+    made = [c[3] for c in k2hr3.calls if c[0] == "provision"]
+    removed = [c[3] for c in k2hr3.calls if c[0] == "remove"]
+    assert made and removed[:1] == made and created == []

@@ -131,11 +131,20 @@ def provision(context, cluster_id, values):
     except k2hr3.K2hr3Error as e:
         LOG.error("k2hdkc cluster %s: K2HR3 provisioning failed: %s", cluster_id, e)
         raise _refused(e)
-    with _engine().begin() as db:
-        db.execute(TABLE.insert().values(
-            cluster_id=cluster_id, project_id=context.project_id, k2hr3_tenant=tenant,
-            base=done.record.base, slave_extdata_url=done.extdata_urls["slave"],
-            removal_pending=False, updated=timeutils.utcnow()))
+    try:
+        with _engine().begin() as db:
+            db.execute(TABLE.insert().values(
+                cluster_id=cluster_id, project_id=context.project_id, k2hr3_tenant=tenant,
+                base=done.record.base, slave_extdata_url=done.extdata_urls["slave"],
+                removal_pending=False, updated=timeutils.utcnow()))
+    except Exception:
+        # Unrecorded objects would never be removed: take them back now.
+        try:
+            k2hr3.remove(_api(), context.auth_token, done.record)
+        except k2hr3.K2hr3Error as e:
+            LOG.error("k2hdkc cluster %s: K2HR3 objects %s left unrecorded: %s",
+                      cluster_id, done.record.base, e)
+        raise
     LOG.info("k2hdkc cluster %s: K2HR3 objects %s/{server,slave} made in tenant %s",
              cluster_id, done.record.base, tenant)
     return done.extdata_urls["server"]
