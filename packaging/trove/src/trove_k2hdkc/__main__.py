@@ -4,6 +4,9 @@
     python -m trove_k2hdkc --templates  the template directory
     python -m trove_k2hdkc --check      imports Trove and reports what the
                                         plugin added (exit 1 if incomplete)
+    python -m trove_k2hdkc k2hr3-cleanup --config-file TROVE_CONF [--list]
+                                        K2HR3 objects of deleted clusters
+                                        left to remove (trove_k2hdkc.cleanup)
 """
 
 import sys
@@ -55,6 +58,9 @@ def main(argv):
         return 0
     if argv == ["--check"]:
         return check()
+    if argv[:1] == ["k2hr3-cleanup"]:
+        from trove_k2hdkc import cleanup
+        return cleanup.main(argv[1:])
     print(__doc__.strip(), file=sys.stderr)
     return 2
 
