@@ -305,8 +305,9 @@ class Tenant:
         if "configuration group with the K2HR3 values" not in body:
             self.fail("launch-cluster-no-config", "no message about the configuration group")
         self.shot("launch-cluster-needs-configuration")
-        self.step("Launch Cluster %s (%d members) with the configuration group" % (name, count))
-        self.select("configuration", self.args.config)
+        config = self.args.cluster_config or self.args.config
+        self.step("Launch Cluster %s (%d members) with the configuration group %s" % (name, count, config))
+        self.select("configuration", config)
         # The form was re-rendered: flavor and datastore again.
         self.select("datastore", ds)
         self.pick_flavor(ds)
@@ -428,7 +429,32 @@ class Tenant:
         body = self.wait_text("cluster-overview", "/project/database_clusters/%s/" % cid,
                               ["K2HR3 EXTDATA URL", "Members", "/extdata/***", "10.213.0."], 60)
         self.shot("cluster-overview")
+        if self.args.cluster_config:
+            self.slave_url_on_request()
         return body
+
+    def slave_url_on_request(self):
+        """A cluster whose K2HR3 objects Trove made: the Overview names
+        the application hosts' EXTDATA URL masked, and whole only once
+        asked for."""
+        self.step("the Overview's slave EXTDATA URL: masked, whole on request")
+        body = self.text()
+        if "Application Hosts' EXTDATA URL" not in body:
+            self.fail("slave-url", "the Overview does not show the application hosts' EXTDATA URL")
+        full = self.d.find_element(By.ID, "k2hdkc-slave-url-full")
+        whole = full.get_attribute("textContent").strip()
+        if "/v1/extdata/trove/" not in whole or whole.endswith("***"):
+            self.fail("slave-url", "the page holds no slave EXTDATA URL: [%s]" % whole)
+        token = whole.rsplit("/", 1)[1]
+        masked = self.d.find_element(By.ID, "k2hdkc-slave-url-masked").text
+        if not masked.endswith("/extdata/***") or token in body or full.is_displayed():
+            self.fail("slave-url", "the token shows before it is asked for (masked: [%s])" % masked)
+        self.d.find_element(By.CSS_SELECTOR, "#k2hdkc-slave-url-reveal summary").click()
+        time.sleep(0.5)
+        if not full.is_displayed() or token not in self.text():
+            self.fail("slave-url", "Show does not reveal the URL")
+        self.shot("cluster-overview-slave-url")
+        print("    slave EXTDATA URL: %s on the page, whole on request" % masked)
 
 
 def main():
@@ -438,6 +464,9 @@ def main():
     p.add_argument("--password-file", required=True)
     p.add_argument("--shots", required=True)
     p.add_argument("--config", default="")
+    p.add_argument("--cluster-config", default="",
+                   help="the configuration group for Launch Cluster (default --config): one that "
+                        "names only a cluster, whose K2HR3 objects Trove makes")
     p.add_argument("--network", default="")
     p.add_argument("--timeout", type=int, default=300)
     p.add_argument("--version", default="",

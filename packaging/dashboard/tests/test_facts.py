@@ -35,3 +35,14 @@ def test_members_and_their_addresses_from_trove_shapes():
         {"name": "m3", "id": "3", "status": "", "addresses": ""},
         {"name": "m4", "id": "4", "status": "", "addresses": "10.0.0.7"},
     ]
+
+
+def test_the_slave_url_trove_made_is_kept_whole_for_the_reveal_and_masked_for_the_page():
+    class Cluster(object):  # troveclient's resource: the view's keys as attributes
+        k2hdkc_slave_extdata_url = "https://k2hr3.example.com:18080/v1/extdata/trove/slave-secret"
+
+    f = facts.slave_facts(Cluster())
+    assert f == {"url": Cluster.k2hdkc_slave_extdata_url,
+                 "masked": "https://k2hr3.example.com:18080/v1/extdata/***"}
+    assert facts.slave_facts({"k2hdkc_slave_extdata_url": None}) is None
+    assert facts.slave_facts({}) is None  # a cluster whose group names its own extdata-url

@@ -40,6 +40,18 @@ def configuration_facts(values):
     }
 
 
+def slave_facts(cluster):
+    """The slave role's EXTDATA URL of a cluster whose K2HR3 objects
+    Trove made (``k2hdkc_slave_extdata_url`` in the cluster's view):
+    application hosts need it whole, so the tenant who owns the cluster
+    sees it on request; shown masked until then. None when Trove made no
+    objects for the cluster."""
+    url = _get(cluster, "k2hdkc_slave_extdata_url")
+    if not url:
+        return None
+    return {"url": url, "masked": mask_extdata_url(url)}
+
+
 def addresses(instance):
     """An instance's addresses as Trove's API lists them: ``addresses``
     (``[{"address", "type"}]``) and ``ip`` (strings or such dicts)."""

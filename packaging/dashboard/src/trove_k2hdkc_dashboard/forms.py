@@ -12,8 +12,9 @@ from trove_k2hdkc_dashboard import DATASTORE
 
 NEEDS_CONFIGURATION = _(
     "K2HDKC needs a configuration group with the K2HR3 values "
-    "(cluster-name, extdata-url): create one under Database > "
-    "Configuration Groups, then choose it here.")
+    "(cluster-name; extdata-url too, unless Trove makes a cluster's K2HR3 "
+    "objects): create one under Database > Configuration Groups, then "
+    "choose it here.")
 
 
 def is_k2hdkc(datastore):

@@ -42,7 +42,8 @@ def instance_facts(request, instance):
 def cluster_facts(request, cluster):
     """The K2HR3 values of the cluster's configuration group (its members
     share it) and its members with their addresses."""
-    out = {"members": facts.members(cluster), "configuration": None}
+    out = {"members": facts.members(cluster), "configuration": None,
+           "slave_extdata": facts.slave_facts(cluster)}
     for member in facts._get(cluster, "instances") or []:
         try:
             instance = trove_api.trove.instance_get(request, facts._get(member, "id"))
