@@ -439,7 +439,7 @@ class Tenant:
         asked for."""
         self.step("the Overview's slave EXTDATA URL: masked, whole on request")
         body = self.text()
-        if "Application Hosts' EXTDATA URL" not in body:
+        if "Slave EXTDATA URL" not in body:
             self.fail("slave-url", "the Overview does not show the application hosts' EXTDATA URL")
         full = self.d.find_element(By.ID, "k2hdkc-slave-url-full")
         whole = full.get_attribute("textContent").strip()
