@@ -29,6 +29,11 @@ box_cli_init() {
 
 os() { timeout 180 "$PEER_BIN/openstack" "$@"; }
 
+k2hr3_fault() {  # MODE: the K2HR3 stand-in's fault mode (ok, down; after box_cli_init)
+    curl -fsS --max-time 10 -X POST -H 'Content-Type: application/json' \
+        -d "{\"mode\": \"$1\"}" "$k2hr3/_standin/fault" >/dev/null
+}
+
 token_issue() {  # a new Keystone token into $token and $token_file
     token=$(os token issue -f value -c id) || return 1
     (umask 077 && printf '%s\n' "$token" >"$token_file")
