@@ -20,23 +20,41 @@ wait_status() {  # SERVER GLOB SECONDS
     echo "$1 is $st, not $2, after $3 s" >&2
     return 1
 }
-complete() {  # WHAT SERVERS...: COMPMERGE until each is [Nothing], 20 s
-    # A server's [Done] reaches its peers by a status notice, so COMPMERGE
-    # may be refused for a moment; it is sent again every 2 s, as the agent
-    # does.
-    local what=$1 end=$((SECONDS + 20)) s left
+views() {  # SERVERS...: "VIEWER SERVER" for each server a viewer shows [Done] or [Doing]
+    local v
+    for v in "$@"; do
+        ctl "$v" ALLSTATUS | awk -v viewer="$v" '
+            /Server Name/ { name = $NF }
+            /Server Status/ && /\[(Done|Doing)\]/ { print viewer, name }'
+    done
+}
+complete() {  # WHAT SERVERS...: COMPMERGE until every view is [Nothing], 20 s
+    # A server's [Done], and its end of merge, reach its peers by status
+    # notices: for a moment COMPMERGE may be refused, and a notice lost
+    # leaves a peer showing it [Done] for good (and refusing SERVICEOUT as
+    # "operating"). As the agent does, COMPMERGE goes every 2 s to a
+    # server still [Done] and to each viewer that still shows one so; it
+    # announces its status again.
+    local what=$1 end=$((SECONDS + 20)) s v left stale
     shift
     while :; do
         left=()
         for s in "$@"; do
             [[ $(status "$s") == *'[Nothing]'* ]] || left+=("$s")
         done
-        [ "${#left[@]}" -eq 0 ] && return 0
+        stale=
+        [ "${#left[@]}" -gt 0 ] || stale=$(views "$@")
+        [ "${#left[@]}" -gt 0 ] || [ -n "$stale" ] || return 0
         [ "$SECONDS" -lt "$end" ] ||
-            die "$what: ${left[*]} did not complete: $(ctl "${left[0]}" COMPMERGE | head -n 1)"
+            die "$what: ${left[*]:-no server} did not complete; views not settled (viewer server): ${stale:-none}; ${left[0]:-$1} answers COMPMERGE with: $(ctl "${left[0]:-$1}" COMPMERGE | head -n 1)"
         for s in "${left[@]}"; do
             [[ $(status "$s") != *'[Done]'* ]] || ctl "$s" COMPMERGE >/dev/null
         done
+        while read -r v s; do
+            [ -n "$v" ] || continue
+            ctl "$v" COMPMERGE >/dev/null
+            [[ " $* " != *" $s "* ]] || ctl "$s" COMPMERGE >/dev/null
+        done <<<"$stale"
         sleep 2
     done
 }
@@ -48,7 +66,8 @@ until_taken() {  # SERVER COMMAND WHAT: COMMAND until chmpx answers SUCCEED, 20 
     while :; do
         r=$(ctl "$1" "$2")
         grep -q SUCCEED <<<"$r" && return 0
-        [ "$SECONDS" -lt "$end" ] || die "$3: $2 refused: ${r:-no answer}"
+        [ "$SECONDS" -lt "$end" ] ||
+            die "$3: $2 refused: ${r:-no answer}; its view (viewer server, [Done] or [Doing]): $(views "$1" | tr '\n' ' ')"
         sleep 0.5
     done
 }
