@@ -23,6 +23,8 @@ import types
 import urllib.error
 import urllib.request
 
+from trove_k2hdkc import k2hr3
+
 TIMEOUT = 30
 
 
@@ -39,9 +41,7 @@ def keystone_token(env):
     if missing:
         raise SetupError("the tenant's credentials are not in the environment (source its openrc): "
                          "missing %s" % ", ".join(missing))
-    url = env["OS_AUTH_URL"].rstrip("/")
-    if not url.endswith("/v3"):
-        url += "/v3"
+    url = k2hr3.keystone_v3(env["OS_AUTH_URL"])
     if env.get("OS_PROJECT_ID"):
         project = {"id": env["OS_PROJECT_ID"]}
     else:

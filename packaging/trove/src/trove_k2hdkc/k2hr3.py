@@ -55,6 +55,13 @@ class K2hr3Error(Exception):
         return text
 
 
+def keystone_v3(auth_url):
+    """Keystone's v3 API root from an auth URL given with or without
+    ``/v3`` (both are common in openrc files and trove.conf)."""
+    url = auth_url.rstrip("/")
+    return url if url.endswith("/v3") else url + "/v3"
+
+
 def yrn(tenant, kind, name):
     return "yrn:yahoo:::%s:%s:%s" % (tenant, kind, name)
 

@@ -90,9 +90,7 @@ def _refused(error):
 def project_name(context):
     """The caller's project name (the K2HR3 tenant), from Keystone itself:
     trove-api's context carries only the project's ID."""
-    url = CONF.service_credentials.auth_url.rstrip("/")
-    if not url.endswith("/v3"):
-        url += "/v3"
+    url = k2hr3.keystone_v3(CONF.service_credentials.auth_url)
     req = urllib.request.Request(url + "/auth/tokens", headers={
         "X-Auth-Token": context.auth_token, "X-Subject-Token": context.auth_token})
     try:
