@@ -104,6 +104,15 @@ pub const OPTIONS: &[&str] = &[
     "docker_registry_password",
 ];
 
+/// Whether a prepare is a cluster member's: Trove's `cluster_config`
+/// names the cluster (`id`). A lone instance whose K2HR3 objects the
+/// plugin provisioned gets a `cluster_config` with only `extdata_url`.
+fn is_cluster_member(cluster_config: Option<&serde_json::Value>) -> bool {
+    cluster_config
+        .and_then(|c| c.get("id"))
+        .is_some_and(|id| id.as_str().is_some_and(|s| !s.is_empty()))
+}
+
 /// The configuration-group values a member prepares with. A cluster whose
 /// K2HR3 objects the plugin provisioned sends the members' EXTDATA URL in
 /// `cluster_config` (`extdata_url`), never in the group, which the tenant
@@ -224,10 +233,7 @@ impl Datastore for K2hdkc {
             }
             (None, _) => None,
         };
-        let member = request
-            .cluster_config
-            .as_ref()
-            .is_some_and(|c| !c.is_null());
+        let member = is_cluster_member(request.cluster_config.as_ref());
         // The size of the ring a member joins (our plugin sends it).
         let ring_size = request
             .cluster_config
@@ -336,7 +342,7 @@ impl Datastore for K2hdkc {
 mod tests {
     use serde_json::{json, Map, Value};
 
-    use super::with_provisioned_extdata;
+    use super::{is_cluster_member, with_provisioned_extdata};
 
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
@@ -365,5 +371,15 @@ mod tests {
         assert_eq!(*got, group);
         assert!(with_provisioned_extdata(None, Some(&plain)).is_none());
         assert!(with_provisioned_extdata(None, None).is_none());
+    }
+
+    #[test]
+    fn only_a_cluster_config_that_names_a_cluster_makes_a_member() {
+        assert!(is_cluster_member(Some(&json!({"id": "c", "instance_type": "member"}))));
+        // A lone instance's provisioned URL, Trove's null, nothing.
+        assert!(!is_cluster_member(Some(&json!({"extdata_url": "https://k2hr3/v1/extdata/x"}))));
+        assert!(!is_cluster_member(Some(&json!({"id": null}))));
+        assert!(!is_cluster_member(Some(&Value::Null)));
+        assert!(!is_cluster_member(None));
     }
 }

@@ -128,15 +128,22 @@ import trove.guestagent.api
 import trove.conductor.api
 import trove.taskmanager.models
 import trove.instance.models
+import trove.instance.views
+import trove.taskmanager.manager
 import trove.cmd.api, trove.cmd.taskmanager, trove.cmd.conductor, trove.cmd.manage
 from trove.common import cfg
-from trove_k2hdkc import hook
-print(json.dumps({'errors': hook.errors, 'applied': sorted(hook.applied()),
+from trove_k2hdkc import hook, instance
+wrapped = [getattr(f, instance.MARK, False) for f in (
+    trove.instance.models.Instance.create.__func__, trove.instance.views.InstanceDetailView.data,
+    trove.taskmanager.manager.Manager.delete_instance)]
+print(json.dumps({'errors': hook.errors, 'applied': sorted(hook.applied()), 'wrapped': wrapped,
                   'api': trove.guestagent.api.API.__name__,
                   'mysql': cfg.CONF.mysql.docker_image}))
 """)
     assert got["errors"] == []
-    assert got["applied"] == sorted(["options", "notification", "registry_ext", "parser", "templates"])
+    assert got["applied"] == sorted(["options", "notification", "registry_ext", "parser", "templates",
+                                     "lone_instance_create", "lone_instance_show", "lone_instance_delete"])
+    assert got["wrapped"] == [True, True, True]
     assert got["api"] == "API"
     assert got["mysql"] == "mysql"
 

@@ -1,5 +1,6 @@
 """``python -m trove_k2hdkc k2hr3-cleanup``: K2HR3 objects of deleted
-clusters whose removal K2HR3 could not do at the time.
+clusters (or lone instances; the ID listed is theirs) whose removal K2HR3
+could not do at the time.
 
     python -m trove_k2hdkc k2hr3-cleanup --config-file /etc/trove/trove.conf --list
         every pending removal in Trove's database, of every project

@@ -85,3 +85,27 @@ def templates(utils_module):
         if isinstance(loader, jinja2.FileSystemLoader) and TEMPLATES_DIR in loader.searchpath:
             return
     env.loader = jinja2.ChoiceLoader([current, jinja2.FileSystemLoader(TEMPLATES_DIR)])
+
+
+def lone_instance_create(models):
+    """``Instance.create``: K2HR3 objects for a lone instance
+    (:mod:`trove_k2hdkc.instance`)."""
+    from trove_k2hdkc import instance
+
+    create = models.Instance.__dict__["create"].__func__
+    models.Instance.create = classmethod(instance.wrap_create(create))
+
+
+def lone_instance_show(views):
+    """``InstanceDetailView.data``: a lone instance's slave EXTDATA URL."""
+    from trove_k2hdkc import instance
+
+    views.InstanceDetailView.data = instance.wrap_detail_data(views.InstanceDetailView.data)
+
+
+def lone_instance_delete(manager):
+    """The task manager's ``delete_instance``: a lone instance's K2HR3
+    objects removed after it."""
+    from trove_k2hdkc import instance
+
+    manager.Manager.delete_instance = instance.wrap_delete(manager.Manager.delete_instance)

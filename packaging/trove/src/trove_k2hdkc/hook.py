@@ -1,8 +1,10 @@
-"""A post-import hook: extends four Trove modules right after Trove loads them.
+"""A post-import hook: extends seven Trove modules right after Trove loads them.
 
 Trove has no plugin point for a datastore's option group, its registry
 extension or its configuration parser; they live in module-level objects
-(``CONF``, ``REGISTRY_EXT_DEFAULTS``, ``SERVICE_PARSERS``, ``ENV``). A finder
+(``CONF``, ``REGISTRY_EXT_DEFAULTS``, ``SERVICE_PARSERS``, ``ENV``). Nor
+has it one for a lone instance's create, show and delete, which
+:mod:`trove_k2hdkc.instance` wraps for K2HR3 provisioning. A finder
 at the front of ``sys.meta_path`` lets the normal finders locate those
 modules, and wraps the loader so that, once the module's own code has run,
 :mod:`trove_k2hdkc.extend` adds the k2hdkc entries to it. Nothing is
@@ -26,6 +28,9 @@ TARGETS = {
     "trove.common.cfg": ("options", "notification"),
     "trove.common.template": ("parser",),
     "trove.common.utils": ("templates",),
+    "trove.instance.models": ("lone_instance_create",),
+    "trove.instance.views": ("lone_instance_show",),
+    "trove.taskmanager.manager": ("lone_instance_delete",),
 }
 
 #: Every part, in the order they apply.

@@ -30,8 +30,6 @@ from trove.common import exception
 from trove.common import server_group as srv_grp
 from trove.common.strategies.cluster import base
 from trove.common import timeutils
-from trove.common import utils
-from trove.configuration import models as config_models
 from trove.extensions.mgmt.clusters.views import MgmtClusterView
 from trove.instance import models as inst_models
 from trove.quota.quota import check_quotas
@@ -68,16 +66,11 @@ def check_configuration(context, configuration_id, datastore_version):
     Returns its ID and its values."""
     if not configuration_id:
         raise exception.BadRequest(NEEDS_CONFIGURATION)
-    configuration_id = utils.get_id_from_href(configuration_id)
     # NotFound (404) or ConfigurationDatastoreNotMatchInstance (400).
-    config_models.Configuration.find(context, configuration_id,
-                                     datastore_version.id)
-    items = config_models.DBConfigurationParameter.find_all(
-        configuration_id=configuration_id, deleted=False).all()
-    values = {str(i.configuration_key).lower(): i.configuration_value
-              for i in items}
+    configuration_id, values = provisioning.group_values(
+        context, configuration_id, datastore_version)
     if not values.get("extdata-url"):
-        if provisioning.enabled() and values.get("cluster-name"):
+        if provisioning.wants_provisioning(values):
             return configuration_id, values
         raise exception.BadRequest(
             "Configuration group %s sets no extdata-url%s. %s"

@@ -1,4 +1,5 @@
-"""K2HR3 objects a cluster gets without an operator (trove-api side).
+"""K2HR3 objects a cluster (or a lone instance, :mod:`trove_k2hdkc.instance`)
+gets without an operator.
 
 When ``[k2hdkc] k2hr3_provision_url`` is set, a cluster created with a
 configuration group that names a cluster (``cluster-name``) but no
@@ -8,7 +9,8 @@ says which). The members receive the server role's EXTDATA URL in
 ``cluster_config`` (never in the group, which the tenant reads); a grow
 asks K2HR3 for another token of the same role. The slave role's EXTDATA
 URL, which application hosts need, is kept in the plugin's table
-``k2hdkc_k2hr3`` in Trove's database and shown with the cluster.
+``k2hdkc_k2hr3`` in Trove's database and shown with the cluster. Its
+``cluster_id`` column holds the cluster's ID, or the lone instance's.
 
 Deleting the cluster removes the objects with the deleting tenant's
 token. When K2HR3 cannot do it, the row stays marked
@@ -29,6 +31,8 @@ from oslo_log import log as logging
 from trove.common import cfg
 from trove.common import exception
 from trove.common import timeutils
+from trove.common import utils
+from trove.configuration import models as config_models
 from trove.db.sqlalchemy import session as db_session
 
 from trove_k2hdkc import CHMPX_PORTS
@@ -104,6 +108,31 @@ def project_name(context):
         raise exception.BadRequest("K2HR3 provisioning: the token is not scoped to project %s"
                                    % context.project_id)
     return project["name"]
+
+
+def group_values(context, configuration_id, datastore_version):
+    """The caller's configuration group of this datastore version: its ID
+    and its values (keys lower-case). NotFound (404) or
+    ConfigurationDatastoreNotMatchInstance (400) otherwise."""
+    configuration_id = utils.get_id_from_href(configuration_id)
+    config_models.Configuration.find(context, configuration_id, datastore_version.id)
+    items = config_models.DBConfigurationParameter.find_all(
+        configuration_id=configuration_id, deleted=False).all()
+    return configuration_id, {str(i.configuration_key).lower(): i.configuration_value for i in items}
+
+
+def wants_provisioning(values):
+    """Whether a group's values ask the plugin for K2HR3 objects: it names
+    a cluster and no K2HR3 role of its own, and provisioning is on."""
+    return enabled() and bool(values.get("cluster-name")) and not values.get("extdata-url")
+
+
+def rekey(old_id, new_id):
+    """The row made under ``old_id`` now belongs to ``new_id`` (a lone
+    instance's objects are made before Trove gives it an ID)."""
+    with _engine().begin() as db:
+        db.execute(TABLE.update().where(TABLE.c.cluster_id == old_id).values(
+            cluster_id=new_id, updated=timeutils.utcnow()))
 
 
 def resource_values(values):
