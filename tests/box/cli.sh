@@ -2,7 +2,7 @@
 # a box that is up, and waits that poll trove-api directly with the CLI's
 # token (a CLI run costs about 2 s of imports, which would blur timings).
 #
-#   source tests/box/cli.sh; box_cli_init
+#   source tests/box/cli.sh; box_cli_init [admin]   as demo (or admin)
 #   os database cluster list        the CLI, bounded
 #   api_get clusters/ID             trove-api's JSON, or "gone" / "HTTP nnn"
 #   wait_until "cluster_task ID" NONE 300   until a command prints WANT (a glob)
@@ -11,9 +11,9 @@
 
 source tests/lib.sh
 
-box_cli_init() {
-    # shellcheck disable=SC1091
-    source "$BOX_DIR/demo-openrc"
+box_cli_init() {  # [TENANT]: the CLI and the API calls as demo (default) or admin
+    # shellcheck disable=SC1090
+    source "$BOX_DIR/${1:-demo}-openrc"
     PEER_BIN=$(cd .venv/bin && pwd)
     k2hr3=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$BOX_DIR/k2hr3.json")
     extdata=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["extdata_url"])' "$BOX_DIR/k2hr3.json")
