@@ -20,6 +20,10 @@ def check():
     from trove.common import constants
     from trove.common import template
     from trove.common import utils
+    # The lone-instance wraps: what trove-api and trove-taskmanager load.
+    from trove.instance import models as instance_models  # noqa: F401
+    from trove.instance import views as instance_views  # noqa: F401
+    from trove.taskmanager import manager as taskmanager  # noqa: F401
 
     problems = []
     try:
