@@ -147,6 +147,29 @@ def test_a_provisioning_k2hr3_refuses_fails_the_create_naming_k2hr3_and_the_step
     assert rows() == {} or all(r.project_id != tctx.project_id for r in rows().values())
 
 
+def test_objects_k2hr3_kept_when_it_went_down_half_way_are_recorded_for_removal(
+        tctx, ds, dsv, nova, casts, created, k2hr3):
+    import webob.exc
+
+    from trove_k2hdkc import k2hr3 as client
+
+    k2hr3.fail["provision"] = client.K2hr3Error(
+        "create role x/server", "unreachable", None, [("resource", "x/server"), ("policy", "x/server")])
+    with pytest.raises(webob.exc.HTTPServiceUnavailable) as err:
+        create(tctx, ds, dsv, nodes(2), config_group(tctx, dsv, {"cluster-name": "c1"}), name="cut")
+    assert "left in K2HR3: resource x/server, policy x/server" in str(err.value)
+    assert created == [] and casts.sent == []
+    [row] = [r for r in rows().values() if r.project_id == tctx.project_id]
+    base = k2hr3.calls[0][3]
+    assert (row.base, row.removal_pending, row.slave_extdata_url) == (base, True, None)
+    # K2HR3 back: the tenant's next removal (a delete, or k2hr3-cleanup) takes them.
+    from trove_k2hdkc.cluster import provisioning
+
+    assert provisioning.finish_pending(tctx) == []
+    assert [c[3] for c in k2hr3.calls if c[0] == "remove"] == [base]
+    assert all(r.project_id != tctx.project_id for r in rows().values())
+
+
 def test_a_grow_gives_its_members_a_role_token_of_their_own(tctx, ds, dsv, nova, casts, created, k2hr3,
                                                            no_server_group):
     from trove.cluster.tasks import ClusterTasks

@@ -148,7 +148,9 @@ def resource_values(values):
 def provision(context, cluster_id, values):
     """The cluster's objects, made with the caller's token; returns the
     server role's EXTDATA URL. Raises a 400 or 503 naming K2HR3 and the
-    step after removing what it made."""
+    step after removing what it made; what K2HR3 (gone down half way)
+    kept is recorded as pending, for the tenant's next delete or
+    ``k2hr3-cleanup``."""
     tenant = project_name(context)
     with open(TEMPLATE) as f:
         template = f.read()
@@ -157,6 +159,12 @@ def provision(context, cluster_id, values):
                                template, resource_values(values))
     except k2hr3.K2hr3Error as e:
         LOG.error("k2hdkc cluster %s: K2HR3 provisioning failed: %s", cluster_id, e)
+        if e.left:
+            with _engine().begin() as db:
+                db.execute(TABLE.insert().values(
+                    cluster_id=cluster_id, project_id=context.project_id, k2hr3_tenant=tenant,
+                    base=base_name(cluster_id), slave_extdata_url=None,
+                    removal_pending=True, updated=timeutils.utcnow()))
         raise _refused(e)
     try:
         with _engine().begin() as db:
