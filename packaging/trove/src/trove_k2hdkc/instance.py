@@ -83,7 +83,15 @@ def wrap_create(create):
         except Exception:
             provisioning.remove(context, key)
             raise
-        provisioning.rekey(key, instance.id)
+        try:
+            provisioning.rekey(key, instance.id)
+        except Exception:
+            # The instance exists and has its URL: failing its create now
+            # would help no one. Its delete will not find the objects.
+            LOG.exception("k2hdkc instance %s: its K2HR3 objects stay recorded under %s (table "
+                          "k2hdkc_k2hr3), not under the instance, so its delete will not remove them",
+                          instance.id, key)
+            return instance
         LOG.info("k2hdkc instance %s: K2HR3 objects %s", instance.id, provisioning.base_name(key))
         return instance
 
@@ -112,11 +120,12 @@ def wrap_detail_data(data):
 
 
 def _deleted(instance_id):
+    from trove.common import exception
     from trove.instance import models as inst_models
 
     try:
         return bool(inst_models.DBInstance.find_by(id=instance_id).deleted)
-    except Exception:  # NotFound: no row is as good as deleted
+    except exception.ModelNotFoundError:  # no row is as good as deleted
         return True
 
 
